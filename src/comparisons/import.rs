@@ -1,0 +1,147 @@
+//! Reading comparison files: canonical JSON (one object or an array) or published page text,
+//! detected per file by its first non-blank character.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use super::page::PageContext;
+use super::{Comparison, InvalidComparison};
+use crate::store::comparisons::Source;
+
+/// Largest comparison file we read; a real one is a few kilobytes.
+pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A file that could not be read as comparisons: the path and what is wrong where.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", .path.display())]
+pub struct FileError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// One file's comparisons, checked and ready to store in one transaction.
+#[derive(Debug)]
+pub struct ParsedFile {
+    pub path: PathBuf,
+    pub source: Source,
+    pub comparisons: Vec<Comparison>,
+}
+
+/// Parses canonical JSON text: one comparison object or an array of them.
+pub fn parse_json(text: &str) -> Result<Vec<Comparison>, InvalidComparison> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        InvalidComparison::new(
+            format!("line {} column {}", e.line(), e.column()),
+            format!("malformed JSON: {e}"),
+        )
+    })?;
+    match value {
+        serde_json::Value::Array(items) => {
+            if items.is_empty() {
+                return Err(InvalidComparison::new(
+                    "(top level)",
+                    "the array holds no comparisons",
+                ));
+            }
+            let mut seen = HashSet::new();
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                let c = Comparison::from_json_value(item)
+                    .map_err(|e| InvalidComparison::new(format!("[{i}].{}", e.field), e.message))?;
+                if !seen.insert(c.slug().to_string()) {
+                    return Err(InvalidComparison::new(
+                        format!("[{i}].slug"),
+                        format!("{:?} appears twice in this file", c.slug()),
+                    ));
+                }
+                out.push(c);
+            }
+            Ok(out)
+        }
+        value @ serde_json::Value::Object(_) => Ok(vec![Comparison::from_json_value(value)?]),
+        _ => Err(InvalidComparison::new(
+            "(top level)",
+            "expected a comparison object or an array of them",
+        )),
+    }
+}
+
+/// Parses text that is either JSON or a page, deciding by the first non-blank character.
+pub fn parse_text(
+    text: &str,
+    ctx: &PageContext<'_>,
+) -> Result<(Source, Vec<Comparison>), InvalidComparison> {
+    let first = text
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .chars()
+        .next();
+    match first {
+        None => Err(InvalidComparison::new("line 1", "the file is empty")),
+        Some('{') | Some('[') => Ok((Source::Json, parse_json(text)?)),
+        Some(_) => Ok((Source::Page, vec![Comparison::from_page_text(text, ctx)?])),
+    }
+}
+
+/// Reads and checks every file; stops at nothing, reporting every bad file.
+pub fn read_files(
+    paths: &[PathBuf],
+    base_url: &str,
+    published_at: DateTime<Utc>,
+) -> Result<Vec<ParsedFile>, Vec<FileError>> {
+    let ctx = PageContext {
+        base_url,
+        published_at,
+    };
+    let mut parsed = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen_slugs: HashSet<String> = HashSet::new();
+    for path in paths {
+        match read_one(path, &ctx) {
+            Ok((source, comparisons)) => {
+                if let Some(dup) = comparisons.iter().find(|c| seen_slugs.contains(c.slug())) {
+                    errors.push(FileError {
+                        path: path.clone(),
+                        message: format!("slug {:?} is also in an earlier file", dup.slug()),
+                    });
+                    continue;
+                }
+                seen_slugs.extend(comparisons.iter().map(|c| c.slug().to_string()));
+                parsed.push(ParsedFile {
+                    path: path.clone(),
+                    source,
+                    comparisons,
+                });
+            }
+            Err(message) => errors.push(FileError {
+                path: path.clone(),
+                message,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(errors)
+    }
+}
+
+fn read_one(path: &Path, ctx: &PageContext<'_>) -> Result<(Source, Vec<Comparison>), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a file".into());
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!("larger than {} MiB", MAX_FILE_BYTES / 1024 / 1024));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    parse_text(&text, ctx).map_err(|e| e.to_string())
+}

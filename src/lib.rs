@@ -1,0 +1,29 @@
+//! # verdicts
+//!
+//! The self-hosted pipeline behind the *Weekly AI Tool Verdicts* newsletter of the Ship or Skip
+//! comparison site: it stores the published "A vs B" comparisons, and (as the later parts land)
+//! renders one email a week from them and delivers it over SMTP to every confirmed subscriber.
+//!
+//! ## Layout
+//! - [`config`] — layered, typed settings (`config/default.toml` → `config/local.toml` →
+//!   `--config` → `VERDICTS__SECTION__KEY`), checked once at start-up.
+//! - [`comparisons`] — the checked [`comparisons::Comparison`] type, parsed from canonical JSON or
+//!   from the text of a published page ([`comparisons::page`]), and file import
+//!   ([`comparisons::import`]).
+//! - [`store`] — one storage interface over SQLite and PostgreSQL, with embedded migrations.
+//! - [`startup`] — builds the HTTP application from settings and runs it until shutdown.
+//! - [`web`] — HTTP routes, one module per concern, each owning its router.
+//! - [`cli`] — the `verdicts` command line; `main.rs` only calls [`cli::main`].
+//! - [`telemetry`] — tracing set-up (human or JSON logs).
+//!
+//! Errors that callers branch on are typed (`thiserror`); the rest carry context (`anyhow`). The
+//! CLI maps input and usage errors to exit code 2 and runtime failures to 1.
+
+pub mod cli;
+pub mod comparisons;
+pub mod config;
+pub mod shutdown;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod web;
