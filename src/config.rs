@@ -667,13 +667,13 @@ fn from_figment(err: figment::Error) -> ConfigError {
 }
 
 fn source_of(e: &figment::Error) -> String {
-    match e.metadata.as_ref() {
-        Some(meta) => match &meta.source {
-            Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
-            Some(_) if meta.name.contains("environment") => " (from the environment)".into(),
-            _ => String::new(),
-        },
-        None => String::new(),
+    let Some(meta) = e.metadata.as_ref() else {
+        return String::new();
+    };
+    match &meta.source {
+        Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
+        _ if meta.name.contains("environment") => " (from the environment)".into(),
+        _ => String::new(),
     }
 }
 

@@ -217,6 +217,12 @@ impl Comparison {
             .expect("a checked comparison has every review")
     }
 
+    /// The same comparison published at another time (stored precision: milliseconds).
+    pub fn with_published_at(mut self, at: DateTime<Utc>) -> Comparison {
+        self.published_at = truncate_to_millis(at);
+        self
+    }
+
     /// Parses one comparison from canonical JSON; errors name the field path.
     pub fn from_json_value(value: serde_json::Value) -> Result<Comparison, InvalidComparison> {
         let raw: RawComparison = serde_path_to_error::deserialize(value).map_err(|e| {
@@ -240,6 +246,13 @@ impl Comparison {
     pub fn slug_for_title(title: &str) -> String {
         slug::slugify(title)
     }
+}
+
+/// Times are stored with millisecond precision; keep the document and the column in step.
+fn truncate_to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::DurationRound;
+    t.duration_trunc(chrono::TimeDelta::milliseconds(1))
+        .unwrap_or(t)
 }
 
 fn check_line(field: &str, value: &str) -> Result<String, InvalidComparison> {
@@ -437,7 +450,7 @@ impl TryFrom<RawComparison> for Comparison {
             slug,
             title,
             url,
-            published_at: raw.published_at,
+            published_at: truncate_to_millis(raw.published_at),
             tools,
             reviews,
         })

@@ -60,6 +60,23 @@ impl Store {
         let now = to_millis(Utc::now());
         let mut out = Vec::with_capacity(comparisons.len());
         for c in comparisons {
+            let kept;
+            let c = if keep_published_at {
+                let stored: Option<i64> =
+                    sqlx::query_scalar("SELECT published_at FROM comparisons WHERE slug = $1")
+                        .bind(c.slug())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                match stored {
+                    Some(ms) => {
+                        kept = c.clone().with_published_at(from_millis(ms));
+                        &kept
+                    }
+                    None => c,
+                }
+            } else {
+                c
+            };
             let document = serde_json::to_string(&c.to_json())?;
             let revision: i64 = sqlx::query_scalar(
                 "INSERT INTO comparisons
@@ -68,8 +85,7 @@ impl Store {
                  ON CONFLICT (slug) DO UPDATE SET
                     title = excluded.title,
                     url = excluded.url,
-                    published_at = CASE WHEN $8 = 1 THEN comparisons.published_at
-                                        ELSE excluded.published_at END,
+                    published_at = excluded.published_at,
                     document = excluded.document,
                     source = excluded.source,
                     revision = comparisons.revision + 1,
@@ -83,7 +99,6 @@ impl Store {
             .bind(document)
             .bind(source.as_str())
             .bind(now)
-            .bind(i64::from(keep_published_at))
             .fetch_one(&mut *tx)
             .await
             .with_context(|| format!("saving comparison {}", c.slug()))?;

@@ -1,0 +1,203 @@
+//! Shared test helpers: a fresh database per test (SQLite file, or a new PostgreSQL database when
+//! `VERDICTS_TEST_DATABASE_URL` is set), a working folder, and a runner for the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rand::RngCore;
+use sqlx::Connection;
+use tempfile::TempDir;
+use verdicts::config::Settings;
+use verdicts::store::Store;
+
+/// Environment variable that switches the suite to PostgreSQL: an admin URL such as
+/// `postgres://postgres@127.0.0.1:5432/test`; each test creates and drops its own database.
+pub const PG_ENV: &str = "VERDICTS_TEST_DATABASE_URL";
+
+/// A fresh database and a private working folder for one test.
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub database_url: String,
+    pg: Option<PgDatabase>,
+}
+
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl TestEnv {
+    pub async fn new() -> TestEnv {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().expect("temp dir");
+        match std::env::var(PG_ENV).ok().filter(|v| !v.is_empty()) {
+            Some(admin_url) => {
+                let mut bytes = [0u8; 6];
+                rand::rng().fill_bytes(&mut bytes);
+                let name = format!("verdicts_test_{}", hex::encode(bytes));
+                let mut conn = sqlx::AnyConnection::connect(&admin_url)
+                    .await
+                    .expect("connecting to the PostgreSQL admin URL");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("creating a test database");
+                let _ = conn.close().await;
+                let mut url = url::Url::parse(&admin_url).expect("admin URL");
+                url.set_path(&name);
+                TestEnv {
+                    dir,
+                    database_url: url.to_string(),
+                    pg: Some(PgDatabase { admin_url, name }),
+                }
+            }
+            None => {
+                let path = dir.path().join("data/verdicts.db");
+                TestEnv {
+                    database_url: format!("sqlite://{}", path.display()),
+                    dir,
+                    pg: None,
+                }
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Settings for this test: defaults, this database, files under the test folder, and
+    /// `extra` TOML layered on top.
+    pub fn settings(&self, extra: &str) -> Settings {
+        let base = format!(
+            "[database]\nurl = {url:?}\nmax_connections = 5\n\
+             [http]\nbind = \"127.0.0.1:0\"\n\
+             [mail]\noutbox_dir = {outbox:?}\n\
+             [security]\nsecret_key_file = {key:?}\n",
+            url = self.database_url,
+            outbox = self.path().join("data/outbox").display().to_string(),
+            key = self.path().join("data/secret_key").display().to_string(),
+        );
+        Settings::from_toml(&merge_toml(&base, extra)).expect("test settings are valid")
+    }
+
+    pub async fn store(&self) -> Store {
+        let store = Store::connect(&self.settings("").database)
+            .await
+            .expect("connecting to the test database");
+        store.migrate().await.expect("migrating the test database");
+        store
+    }
+
+    /// A `verdicts` command running in this test's folder against this test's database.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_verdicts"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("VERDICTS__") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.current_dir(self.path())
+            .env("VERDICTS__DATABASE__URL", &self.database_url)
+            .env("VERDICTS__DATABASE__MAX_CONNECTIONS", "3")
+            .env("RUST_LOG", "info");
+        cmd
+    }
+
+    /// Runs `verdicts ARGS…` to completion.
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        let out = self.command().args(args).output().expect("running verdicts");
+        CliOutput::from(out)
+    }
+
+    /// Writes `content` to `name` in the test folder and returns its path.
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, content).expect("writing a test file");
+        path
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some(pg) = self.pg.take() {
+            // Drop runs outside any runtime we may use: do the async work on a thread of its own.
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(mut conn) = sqlx::AnyConnection::connect(&pg.admin_url).await {
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                            pg.name
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                        let _ = conn.close().await;
+                    }
+                });
+            })
+            .join()
+            .ok();
+        }
+    }
+}
+
+/// Appends `extra` to `base`, merging sections that appear in both (so tests can override keys
+/// of a section the base already sets).
+fn merge_toml(base: &str, extra: &str) -> String {
+    let mut doc: toml::Table = base.parse().expect("base TOML");
+    let extra: toml::Table = extra.parse().expect("extra TOML");
+    for (section, value) in extra {
+        match (doc.get_mut(&section), value) {
+            (Some(toml::Value::Table(into)), toml::Value::Table(from)) => into.extend(from),
+            (_, value) => {
+                doc.insert(section, value);
+            }
+        }
+    }
+    toml::to_string(&doc).expect("TOML")
+}
+
+/// What a finished command printed and how it exited.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for CliOutput {
+    fn from(out: Output) -> Self {
+        CliOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl CliOutput {
+    /// Asserts success and returns stdout.
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "command failed:\n{}\n{}", self.stdout, self.stderr);
+        &self.stdout
+    }
+}
+
+/// The captured page fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub const SONNET_PAGE: &str = "claude-4-sonnet-vs-smolvlm2-2b.txt";
+pub const HAIKU_PAGE: &str = "claude-haiku-open-weights-vs-smolvlm2-turbo.txt";
