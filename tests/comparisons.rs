@@ -32,14 +32,26 @@ async fn both_captured_pages_import_and_list() {
     let args = page_args(&env);
     let out = env.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let stdout = out.ok();
-    assert!(stdout.contains("created claude-4-sonnet-vs-smolvlm2-2b"), "{stdout}");
-    assert!(stdout.contains("created claude-haiku-open-weights-vs-smolvlm2-turbo"), "{stdout}");
-    assert!(stdout.contains("2 comparison(s) imported from 2 file(s)"), "{stdout}");
+    assert!(
+        stdout.contains("created claude-4-sonnet-vs-smolvlm2-2b"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("created claude-haiku-open-weights-vs-smolvlm2-turbo"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 comparison(s) imported from 2 file(s)"),
+        "{stdout}"
+    );
 
     let table = env.cli(&["comparisons", "list"]);
     let table = table.ok();
     assert!(table.contains("Claude 4 Sonnet vs SmolVLM2-2B"), "{table}");
-    assert!(table.contains("Claude Haiku Open Weights vs SmolVLM2 Turbo"), "{table}");
+    assert!(
+        table.contains("Claude Haiku Open Weights vs SmolVLM2 Turbo"),
+        "{table}"
+    );
     assert!(table.contains("Mixed 2/2 · Ship 4/0"), "{table}");
     assert!(table.contains("2 comparison(s)"), "{table}");
 
@@ -64,7 +76,11 @@ async fn both_captured_pages_import_and_list() {
     assert_eq!(haiku["tools"][0]["panel"]["verdict"], "mixed");
     let skeptic_a = &haiku["reviews"][2];
     assert_eq!(
-        (skeptic_a["persona"].as_str(), skeptic_a["score"].as_u64(), skeptic_a["verdict"].as_str()),
+        (
+            skeptic_a["persona"].as_str(),
+            skeptic_a["score"].as_u64(),
+            skeptic_a["verdict"].as_str()
+        ),
         (Some("skeptic"), Some(52), Some("skip"))
     );
 }
@@ -100,10 +116,14 @@ async fn reimporting_a_slug_updates_it_and_never_duplicates() {
     doc.as_object_mut().unwrap().remove("issue_week");
     doc["published_at"] = "2026-11-20T08:00:00Z".into();
     let path = env.write("sonnet.json", &doc.to_string());
-    env.cli(&["comparisons", "import", path.to_str().unwrap()]).ok();
+    env.cli(&["comparisons", "import", path.to_str().unwrap()])
+        .ok();
     let items = list_json(&env);
     assert_eq!(items.len(), 2);
-    assert_eq!(items[1]["slug"], "claude-4-sonnet-vs-smolvlm2-2b", "ordered by date");
+    assert_eq!(
+        items[1]["slug"], "claude-4-sonnet-vs-smolvlm2-2b",
+        "ordered by date"
+    );
     assert_eq!(items[1]["published_at"], "2026-11-20T08:00:00Z");
     assert_eq!(items[1]["revision"], 3);
 
@@ -116,7 +136,8 @@ async fn reimporting_a_slug_updates_it_and_never_duplicates() {
 async fn json_array_imports_in_one_go() {
     let env = TestEnv::new().await;
     let args = page_args(&env);
-    env.cli(&args.iter().map(String::as_str).collect::<Vec<_>>()).ok();
+    env.cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .ok();
     let mut items = list_json(&env);
     for (i, item) in items.iter_mut().enumerate() {
         let o = item.as_object_mut().unwrap();
@@ -162,8 +183,16 @@ async fn bad_files_are_rejected_and_change_nothing() {
         format!("{}{}", &sonnet_page[..start], &sonnet_page[end..])
     };
     let cases: Vec<(&str, String, &str)> = vec![
-        ("malformed.json", "{\"slug\": \"x\",".to_string(), "malformed JSON"),
-        ("missing-block.txt", missing_block, "expected the \"Futurist\" reviewer block"),
+        (
+            "malformed.json",
+            "{\"slug\": \"x\",".to_string(),
+            "malformed JSON",
+        ),
+        (
+            "missing-block.txt",
+            missing_block,
+            "expected the \"Futurist\" reviewer block",
+        ),
         (
             "disagree.json",
             with(&|v| v["tools"][0]["panel"]["skip"] = 1.into()),
@@ -213,11 +242,25 @@ async fn unreadable_paths_and_bad_times_are_usage_errors() {
     let env = TestEnv::new().await;
     let out = env.cli(&["comparisons", "import", "does-not-exist.json"]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("does-not-exist.json: cannot read"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("does-not-exist.json: cannot read"),
+        "{}",
+        out.stderr
+    );
 
-    let out = env.cli(&["comparisons", "import", "--published-at", "yesterday", "x.txt"]);
+    let out = env.cli(&[
+        "comparisons",
+        "import",
+        "--published-at",
+        "yesterday",
+        "x.txt",
+    ]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("\"yesterday\" is not a time"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("\"yesterday\" is not a time"),
+        "{}",
+        out.stderr
+    );
 
     let out = env.cli(&["comparisons", "import"]);
     assert_eq!(out.code, 2, "a missing PATH is a usage error");

@@ -22,12 +22,28 @@ fn assert_rejected(env: &TestEnv, out: &common::CliOutput, expected: &str) {
 async fn bad_environment_values_name_the_key() {
     let env = TestEnv::new().await;
     let cases = [
-        ("VERDICTS__DATABASE__URL", "mysql://root@localhost/db", "database.url: unsupported scheme \"mysql\""),
+        (
+            "VERDICTS__DATABASE__URL",
+            "mysql://root@localhost/db",
+            "database.url: unsupported scheme \"mysql\"",
+        ),
         ("VERDICTS__DATABASE__FOO", "1", "database.foo: unknown key"),
         ("VERDICTS__HTTP__BIND", "everywhere", "http.bind:"),
-        ("VERDICTS__SITE__BASE_URL", "shiporskip.example", "site.base_url:"),
-        ("VERDICTS__DELIVERY__CONCURRENCY", "lots", "delivery.concurrency:"),
-        ("VERDICTS__SCHEDULE__TIMEZONE", "Europe/Atlantis", "schedule.timezone: \"Europe/Atlantis\" is not an IANA time zone"),
+        (
+            "VERDICTS__SITE__BASE_URL",
+            "shiporskip.example",
+            "site.base_url:",
+        ),
+        (
+            "VERDICTS__DELIVERY__CONCURRENCY",
+            "lots",
+            "delivery.concurrency:",
+        ),
+        (
+            "VERDICTS__SCHEDULE__TIMEZONE",
+            "Europe/Atlantis",
+            "schedule.timezone: \"Europe/Atlantis\" is not an IANA time zone",
+        ),
     ];
     for (key, value, expected) in cases {
         let out = env
@@ -46,7 +62,10 @@ async fn bad_config_files_name_the_file_and_key() {
     let out = env.cli(&["--config", "missing.toml", "comparisons", "list"]);
     assert_rejected(&env, &out, "--config missing.toml: no such file");
 
-    let path = env.write("bad.toml", "[http]\nbind = \"nope\"\n[mail]\ntransport = \"pigeon\"\n");
+    let path = env.write(
+        "bad.toml",
+        "[http]\nbind = \"nope\"\n[mail]\ntransport = \"pigeon\"\n",
+    );
     let out = env.cli(&["--config", path.to_str().unwrap(), "comparisons", "list"]);
     assert_rejected(&env, &out, "http.bind");
     assert!(out.stderr.contains("bad.toml"), "{}", out.stderr);

@@ -93,11 +93,19 @@ fn terminate(mut child: Child) -> (i32, String) {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "serve did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     (status.code().unwrap_or(-1), stderr)
 }
 

@@ -132,7 +132,9 @@ impl Panel {
     /// Share of ship votes, rounded, as the site shows it ("Panel ship 50%").
     pub fn ship_percent(&self) -> u32 {
         let total = self.ship + self.skip;
-        (self.ship * 100 + total / 2).checked_div(total).unwrap_or(0)
+        (self.ship * 100 + total / 2)
+            .checked_div(total)
+            .unwrap_or(0)
     }
 }
 

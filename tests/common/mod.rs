@@ -111,7 +111,11 @@ impl TestEnv {
 
     /// Runs `verdicts ARGS…` to completion.
     pub fn cli(&self, args: &[&str]) -> CliOutput {
-        let out = self.command().args(args).output().expect("running verdicts");
+        let out = self
+            .command()
+            .args(args)
+            .output()
+            .expect("running verdicts");
         CliOutput::from(out)
     }
 
@@ -187,7 +191,11 @@ impl From<Output> for CliOutput {
 impl CliOutput {
     /// Asserts success and returns stdout.
     pub fn ok(&self) -> &str {
-        assert_eq!(self.code, 0, "command failed:\n{}\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed:\n{}\n{}",
+            self.stdout, self.stderr
+        );
         &self.stdout
     }
 }
