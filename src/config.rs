@@ -219,6 +219,9 @@ pub struct MailSettings {
     pub from: MailboxSetting,
     #[serde(default)]
     pub reply_to: Option<MailboxSetting>,
+    /// Optional address for `List-Unsubscribe: <mailto:…>` next to the https link.
+    #[serde(default)]
+    pub unsubscribe_mailto: Option<MailboxSetting>,
 }
 
 /// A display name and address such as `Verdicts <news@example.org>`, checked by lettre's parser.
@@ -318,8 +321,8 @@ impl TryFrom<String> for SingleLine {
         if value.trim().is_empty() {
             return Err("must not be empty".into());
         }
-        if value.contains(['\r', '\n']) {
-            return Err("must not contain line breaks".into());
+        if value.chars().any(crate::render::forbidden_char) {
+            return Err("must be one line without control or private-use characters".into());
         }
         Ok(SingleLine(value))
     }

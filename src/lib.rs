@@ -10,6 +10,10 @@
 //! - [`comparisons`] — the checked [`comparisons::Comparison`] type, parsed from canonical JSON or
 //!   from the text of a published page ([`comparisons::page`]), and file import
 //!   ([`comparisons::import`]).
+//! - [`issues`] — ISO weeks, issue statuses, and freezing/previewing a week's issue
+//!   ([`issues::freeze`]).
+//! - [`render`] — Tera + mrml rendering, once per issue, and per-recipient slot filling.
+//! - [`mail`] — message composition: every header built in Rust.
 //! - [`store`] — one storage interface over SQLite and PostgreSQL, with embedded migrations.
 //! - [`startup`] — builds the HTTP application from settings and runs it until shutdown.
 //! - [`web`] — HTTP routes, one module per concern, each owning its router.
@@ -22,6 +26,9 @@
 pub mod cli;
 pub mod comparisons;
 pub mod config;
+pub mod issues;
+pub mod mail;
+pub mod render;
 pub mod shutdown;
 pub mod startup;
 pub mod store;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::{SecretKey, Settings};
+use crate::render::Renderer;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::web;
@@ -18,6 +19,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub secret: SecretKey,
+    pub renderer: Arc<Renderer>,
 }
 
 /// A built, bound, not yet running application.
@@ -38,6 +40,7 @@ impl Application {
             "database ready"
         );
         let secret = settings.secret_key()?;
+        let renderer = Arc::new(Renderer::new()?);
         let listener = TcpListener::bind(settings.http.bind)
             .await
             .with_context(|| format!("http.bind: cannot listen on {}", settings.http.bind))?;
@@ -49,6 +52,7 @@ impl Application {
                 settings: Arc::new(settings),
                 store,
                 secret,
+                renderer,
             },
         })
     }

@@ -14,6 +14,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::render::forbidden_char;
+
 /// Longest title, tagline, pricing and similar one-line field we accept.
 pub const MAX_LINE: usize = 500;
 /// Longest description or review text we accept.
@@ -268,10 +270,10 @@ fn check_line(field: &str, value: &str) -> Result<String, InvalidComparison> {
             format!("longer than {MAX_LINE} characters"),
         ));
     }
-    if value.chars().any(char::is_control) {
+    if value.chars().any(forbidden_char) {
         return Err(InvalidComparison::new(
             field,
-            "must be one line without control characters",
+            "must be one line without control or private-use characters",
         ));
     }
     Ok(value.to_string())
@@ -288,13 +290,17 @@ fn check_text(field: &str, value: &str) -> Result<String, InvalidComparison> {
             format!("longer than {MAX_TEXT} characters"),
         ));
     }
+    let value = value.replace("\r\n", "\n");
     if value
         .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
+        .any(|c| forbidden_char(c) && c != '\n' && c != '\t')
     {
-        return Err(InvalidComparison::new(field, "contains control characters"));
+        return Err(InvalidComparison::new(
+            field,
+            "contains control or private-use characters",
+        ));
     }
-    Ok(value.replace("\r\n", "\n"))
+    Ok(value)
 }
 
 fn check_slug(slug: &str) -> Result<String, InvalidComparison> {

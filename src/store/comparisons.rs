@@ -156,7 +156,7 @@ impl Store {
     }
 }
 
-fn stored_from_row(row: sqlx::any::AnyRow) -> anyhow::Result<StoredComparison> {
+pub(super) fn stored_from_row(row: sqlx::any::AnyRow) -> anyhow::Result<StoredComparison> {
     let id: i64 = row.try_get("id")?;
     let document: String = row.try_get("document")?;
     let value: serde_json::Value =

@@ -7,6 +7,8 @@
 //! alone. The same test suite runs against both.
 
 pub mod comparisons;
+pub mod issues;
+pub mod operators;
 
 use std::time::Duration;
 

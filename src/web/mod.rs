@@ -1,12 +1,27 @@
 //! HTTP: each module owns its router; [`router`] merges them.
 
+pub mod admin;
+pub mod archive;
+pub mod error;
 pub mod health;
+pub mod pages;
 
 use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
 
 use crate::startup::AppState;
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(health::router()).with_state(state)
+    Router::new()
+        .merge(health::router())
+        .merge(archive::router())
+        .merge(admin::router())
+        .fallback(fallback)
+        .with_state(state)
+}
+
+async fn fallback(State(state): State<AppState>) -> impl IntoResponse {
+    pages::not_found(&state)
 }

@@ -209,3 +209,147 @@ pub fn fixture(name: &str) -> PathBuf {
 
 pub const SONNET_PAGE: &str = "claude-4-sonnet-vs-smolvlm2-2b.txt";
 pub const HAIKU_PAGE: &str = "claude-haiku-open-weights-vs-smolvlm2-turbo.txt";
+
+/// A comparison as canonical JSON, built from the Sonnet page with another slug and date.
+pub fn comparison_json(slug: &str, title: &str, published_at: &str) -> serde_json::Value {
+    use chrono::{DateTime, Utc};
+    let at: DateTime<Utc> = published_at.parse().expect("RFC 3339");
+    let text = std::fs::read_to_string(fixture(SONNET_PAGE)).unwrap();
+    let c = verdicts::comparisons::Comparison::from_page_text(
+        &text,
+        &verdicts::comparisons::page::PageContext {
+            base_url: "https://shiporskip.example",
+            published_at: at,
+        },
+    )
+    .unwrap();
+    let mut v = c.to_json();
+    v["slug"] = slug.into();
+    v["title"] = title.into();
+    v["url"] = format!("https://shiporskip.example/compare/{slug}").into();
+    v
+}
+
+/// Where a test keeps screenshots for a person to look at: `target/screenshots/NAME`.
+pub fn screenshot_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/screenshots")
+        .join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The headless browser: `$CHROMIUM`, else Debian's `/usr/bin/chromium`.
+pub fn chromium() -> PathBuf {
+    let path = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.exists(),
+        "browser tests need Chromium at {} (apt-get install chromium, or set CHROMIUM)",
+        path.display()
+    );
+    path
+}
+
+/// Headless Chromium's flags for this machine (no GPU, no background network, no sandbox as root).
+pub fn chromium_args(profile: &Path) -> Vec<String> {
+    vec![
+        "--headless".into(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--hide-scrollbars".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ]
+}
+
+/// Takes a screenshot of `url` at `width`×`height` into `out` (PNG) with headless Chromium.
+pub fn screenshot(url: &str, width: u32, height: u32, out: &Path) {
+    let profile = tempfile::tempdir().unwrap();
+    let status = Command::new(chromium())
+        .args(chromium_args(profile.path()))
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("--screenshot={}", out.display()))
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("running chromium");
+    assert!(status.success(), "chromium failed on {url}");
+}
+
+/// The admin token test apps are configured with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running application on a random port with its own database.
+pub struct TestApp {
+    pub env: TestEnv,
+    pub address: String,
+    pub store: Store,
+    pub client: reqwest::Client,
+    trigger: verdicts::shutdown::ShutdownTrigger,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Starts the app with the test settings plus `extra` TOML (admin token preset).
+    pub async fn spawn(extra: &str) -> TestApp {
+        let env = TestEnv::new().await;
+        let settings = env.settings(&merge_toml(
+            &format!("[admin]\ntoken = {ADMIN_TOKEN:?}\n"),
+            extra,
+        ));
+        let app = verdicts::startup::Application::build(settings)
+            .await
+            .expect("the app builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let store = app.state().store.clone();
+        let (trigger, stop) = verdicts::shutdown::channel();
+        let server = tokio::spawn(app.run_until_stopped(stop));
+        TestApp {
+            env,
+            address,
+            store,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            trigger,
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// An admin API call with the right token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        self.trigger.trigger();
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.trigger.trigger();
+    }
+}

@@ -7,11 +7,13 @@ use std::process::ExitCode;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 
-use crate::comparisons::import;
+mod comparisons;
+mod issues;
+
 use crate::config::{ConfigError, Settings};
+use crate::issues::IsoWeek;
 use crate::startup::Application;
 use crate::store::Store;
-use crate::store::comparisons::Source;
 use crate::{shutdown, telemetry};
 
 #[derive(Debug, Parser)]
@@ -40,6 +42,50 @@ pub enum Command {
     /// Import and list comparisons.
     #[command(subcommand)]
     Comparisons(ComparisonsCommand),
+    /// Preview, create and inspect the weekly issues.
+    #[command(subcommand)]
+    Issue(IssueCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IssueCommand {
+    /// Write issue.html, issue.txt and issue.eml for a week (the frozen issue if it exists,
+    /// else what would be frozen now) and print their paths.
+    Preview(PreviewArgs),
+    /// Freeze the issue of a week: select its comparisons and render it once.
+    Create(WeekArg),
+    /// List every issue, newest week first.
+    List,
+    /// Show one issue (default: the newest).
+    Status(IssueIdArg),
+}
+
+#[derive(Debug, Args)]
+pub struct WeekArg {
+    /// ISO week like 2026-W47 (in schedule.timezone); default: the last complete week.
+    #[arg(long, value_name = "W", value_parser = parse_week)]
+    pub week: Option<IsoWeek>,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    #[command(flatten)]
+    pub week: WeekArg,
+    /// Folder to write to; default: data/preview/WEEK.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IssueIdArg {
+    /// The issue number (12) or its week (2026-W47).
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+}
+
+fn parse_week(s: &str) -> Result<IsoWeek, String> {
+    s.parse()
+        .map_err(|e: crate::issues::InvalidWeek| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,12 +206,20 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Comparisons(ComparisonsCommand::Import(args)) => {
-            import_comparisons(&settings, args, cli.json).await
+            comparisons::import(&settings, args, cli.json).await
         }
         Command::Comparisons(ComparisonsCommand::List(args)) => {
-            list_comparisons(&settings, args, cli.json).await
+            comparisons::list(&settings, args, cli.json).await
         }
+        Command::Issue(command) => issues::run(&settings, command, cli.json).await,
     }
+}
+
+/// Opens and migrates the database for a one-shot command.
+pub(crate) async fn open_store(settings: &Settings) -> Result<Store, Failure> {
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    Ok(store)
 }
 
 async fn serve(settings: Settings) -> Result<(), Failure> {
@@ -176,116 +230,8 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn import_comparisons(
-    settings: &Settings,
-    args: ImportArgs,
-    json: bool,
-) -> Result<(), Failure> {
-    let published_at = args.published_at.unwrap_or_else(Utc::now);
-    // Every file is read and checked before anything is written: one bad file, nothing changes.
-    let files = import::read_files(&args.paths, settings.site.base_url.as_str(), published_at)
-        .map_err(|errors| {
-            Failure::Input(
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })?;
-    let store = Store::connect(&settings.database).await?;
-    store.migrate().await?;
-    let mut report = Vec::new();
-    for file in &files {
-        let done = store
-            .upsert_comparisons(
-                &file.comparisons,
-                file.source,
-                file.source == Source::Page && args.published_at.is_none(),
-            )
-            .await
-            .map_err(|e| e.context(format!("importing {}", file.path.display())))?;
-        for d in done {
-            report.push(serde_json::json!({
-                "file": file.path.display().to_string(),
-                "slug": d.slug,
-                "action": d.action,
-                "revision": d.revision,
-            }));
-        }
-    }
-    store.close().await;
-    if json {
-        println!("{}", serde_json::Value::Array(report));
-    } else {
-        for r in &report {
-            println!(
-                "{} {} (from {})",
-                r["action"].as_str().unwrap_or(""),
-                r["slug"].as_str().unwrap_or(""),
-                r["file"].as_str().unwrap_or("")
-            );
-        }
-        println!(
-            "{} comparison(s) imported from {} file(s)",
-            report.len(),
-            files.len()
-        );
-    }
-    Ok(())
-}
-
-async fn list_comparisons(settings: &Settings, args: ListArgs, json: bool) -> Result<(), Failure> {
-    let store = Store::connect(&settings.database).await?;
-    store.migrate().await?;
-    let rows = store.list_comparisons(args.since).await?;
-    store.close().await;
-    if json {
-        let items: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|r| {
-                let mut v = r.comparison.to_json();
-                v["revision"] = r.revision.into();
-                v["issue_week"] = r.issue_week.clone().into();
-                v
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(items));
-        return Ok(());
-    }
-    if rows.is_empty() {
-        println!("no comparisons");
-        return Ok(());
-    }
-    println!(
-        "{:<17}  {:<44}  {:<24}  ISSUE",
-        "PUBLISHED (UTC)", "TITLE", "PANEL"
-    );
-    for r in &rows {
-        let c = &r.comparison;
-        let [a, b] = c.tools();
-        let panel = format!(
-            "{} {}/{} · {} {}/{}",
-            a.panel.verdict.label(),
-            a.panel.ship,
-            a.panel.skip,
-            b.panel.verdict.label(),
-            b.panel.ship,
-            b.panel.skip
-        );
-        println!(
-            "{:<17}  {:<44}  {:<24}  {}",
-            c.published_at().format("%Y-%m-%d %H:%M"),
-            truncate(c.title(), 44),
-            panel,
-            r.issue_week.as_deref().unwrap_or("-")
-        );
-    }
-    println!("{} comparison(s)", rows.len());
-    Ok(())
-}
-
-fn truncate(s: &str, max: usize) -> String {
+/// Shortens `s` to `max` characters with an ellipsis, for table columns.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
     } else {

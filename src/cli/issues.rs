@@ -1,0 +1,237 @@
+//! `verdicts issue preview|create|list|status`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::Utc;
+use lettre::message::Mailbox;
+
+use super::{Failure, IssueCommand, IssueIdArg, PreviewArgs, WeekArg, open_store, truncate};
+use crate::config::Settings;
+use crate::issues::IsoWeek;
+use crate::issues::freeze::{Created, create_issue, default_week, preview_issue};
+use crate::mail::{Envelope, compose};
+use crate::render::{Personalizer, Renderer, SlotValues};
+use crate::store::Store;
+use crate::store::issues::IssueRow;
+
+/// The recipient shown in previews.
+pub const PREVIEW_RECIPIENT: &str = "Preview Reader <reader@example.org>";
+
+pub(super) async fn run(
+    settings: &Settings,
+    command: IssueCommand,
+    json: bool,
+) -> Result<(), Failure> {
+    let store = open_store(settings).await?;
+    let result = match command {
+        IssueCommand::Preview(args) => preview(settings, &store, args, json).await,
+        IssueCommand::Create(args) => create(settings, &store, args, json).await,
+        IssueCommand::List => list(&store, json).await,
+        IssueCommand::Status(args) => status(&store, args, json).await,
+    };
+    store.close().await;
+    result
+}
+
+fn week_or_default(settings: &Settings, arg: &WeekArg) -> IsoWeek {
+    arg.week
+        .unwrap_or_else(|| default_week(Utc::now(), settings))
+}
+
+async fn preview(
+    settings: &Settings,
+    store: &Store,
+    args: PreviewArgs,
+    json: bool,
+) -> Result<(), Failure> {
+    let week = week_or_default(settings, &args.week);
+    let renderer = Renderer::new()?;
+    let Some(preview) = preview_issue(store, &renderer, settings, week).await? else {
+        return Err(Failure::Input(format!(
+            "week {week} has nothing to send: no comparison published before its end is left \
+             for it (see `verdicts comparisons list`)"
+        )));
+    };
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("data/preview").join(week.to_string()));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let unsubscribe_url = settings.http.public_url.join("unsubscribe/PREVIEW");
+    let to: Mailbox = PREVIEW_RECIPIENT.parse().expect("a valid mailbox");
+    let values = SlotValues::for_recipient(
+        to.email.as_ref(),
+        &settings.newsletter.name.0,
+        &unsubscribe_url,
+    );
+    let personalizer = Personalizer::new(&preview.rendered.html, &preview.rendered.text);
+    let html = personalizer.html(&values);
+    let text = personalizer.text(&values);
+    let message = compose(
+        settings,
+        Envelope {
+            to,
+            message_id_local: &format!("issue-{}.preview", preview.number),
+            subject: &preview.rendered.subject,
+            unsubscribe_url: &unsubscribe_url,
+            text: text.clone(),
+            html: html.clone(),
+        },
+    )?;
+    let paths = [
+        (out.join("issue.html"), html.into_bytes()),
+        (out.join("issue.txt"), text.into_bytes()),
+        (out.join("issue.eml"), message.formatted()),
+    ];
+    for (path, bytes) in &paths {
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "week": week,
+                "number": preview.number,
+                "frozen": preview.frozen,
+                "subject": preview.rendered.subject,
+                "items": preview.items,
+                "files": paths.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        println!(
+            "{} issue #{} for {week}: {}",
+            if preview.frozen { "frozen" } else { "draft of" },
+            preview.number,
+            preview.rendered.subject
+        );
+        for (path, _) in &paths {
+            println!("{}", path.display());
+        }
+    }
+    Ok(())
+}
+
+async fn create(
+    settings: &Settings,
+    store: &Store,
+    args: WeekArg,
+    json: bool,
+) -> Result<(), Failure> {
+    let week = week_or_default(settings, &args);
+    let renderer = Renderer::new()?;
+    let (issue, created) = create_issue(store, &renderer, settings, week).await?;
+    if created == Created::New {
+        store
+            .log_operator_action("cli", "issue.create", Some(issue.id), &week.to_string())
+            .await?;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "issue": issue, "created": created == Created::New })
+        );
+        return Ok(());
+    }
+    match (created, issue.number) {
+        (Created::Existing, _) => println!(
+            "issue for {week} already exists: {} ({})",
+            issue
+                .number
+                .map_or("no number".to_string(), |n| format!("#{n}")),
+            issue.status
+        ),
+        (Created::New, None) => println!("{week} has nothing new: recorded as empty, no email"),
+        (Created::New, Some(n)) => println!(
+            "created issue #{n} for {week} with {} comparison(s): {}",
+            issue.items.len(),
+            issue.subject.as_deref().unwrap_or_default()
+        ),
+    }
+    Ok(())
+}
+
+fn row_line(i: &IssueRow) -> String {
+    format!(
+        "{:<9} {:>4}  {:<10} {:>5}  {}",
+        i.week.to_string(),
+        i.number.map_or("-".into(), |n| format!("#{n}")),
+        i.status.as_str(),
+        i.items.len(),
+        truncate(i.subject.as_deref().unwrap_or("(nothing new)"), 70)
+    )
+}
+
+async fn list(store: &Store, json: bool) -> Result<(), Failure> {
+    let issues = store.list_issues().await?;
+    if json {
+        println!("{}", serde_json::json!(issues));
+        return Ok(());
+    }
+    if issues.is_empty() {
+        println!("no issues yet; `verdicts issue create` freezes the last complete week");
+        return Ok(());
+    }
+    println!(
+        "{:<9} {:>4}  {:<10} {:>5}  SUBJECT",
+        "WEEK", "#", "STATUS", "ITEMS"
+    );
+    for i in &issues {
+        println!("{}", row_line(i));
+    }
+    Ok(())
+}
+
+async fn status(store: &Store, args: IssueIdArg, json: bool) -> Result<(), Failure> {
+    let issue = match &args.id {
+        Some(key) => find(store, key).await?,
+        None => store
+            .list_issues()
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Failure::Input("there are no issues yet".into()))?,
+    };
+    if json {
+        println!("{}", serde_json::json!({ "issue": issue }));
+        return Ok(());
+    }
+    println!(
+        "week:     {} ({})",
+        issue.week,
+        issue.week.date_range_label()
+    );
+    println!(
+        "number:   {}",
+        issue.number.map_or("-".into(), |n| format!("#{n}"))
+    );
+    println!("status:   {}", issue.status);
+    if let Some(reason) = &issue.status_reason {
+        println!("reason:   {reason}");
+    }
+    println!("subject:  {}", issue.subject.as_deref().unwrap_or("-"));
+    println!("cutoff:   {}", issue.cutoff_at.format("%Y-%m-%d %H:%M UTC"));
+    println!(
+        "created:  {}",
+        issue.created_at.format("%Y-%m-%d %H:%M UTC")
+    );
+    println!("items:    {}", issue.items.len());
+    for slug in &issue.items {
+        println!("          {slug}");
+    }
+    Ok(())
+}
+
+/// An issue by number (`12`) or week (`2026-W47`); a usage error if neither matches.
+pub(super) async fn find(store: &Store, key: &str) -> Result<IssueRow, Failure> {
+    let found = if let Ok(number) = key.trim_start_matches('#').parse::<i64>() {
+        store.get_issue_by_number(number).await?
+    } else if let Ok(week) = key.parse::<IsoWeek>() {
+        store.get_issue_by_week(week).await?
+    } else {
+        return Err(Failure::Input(format!(
+            "{key:?} is neither an issue number (12) nor a week (2026-W47)"
+        )));
+    };
+    found.ok_or_else(|| Failure::Input(format!("no issue {key}")))
+}

@@ -1,0 +1,159 @@
+//! Creating (freezing) and previewing the issue of a week.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use crate::comparisons::Comparison;
+use crate::config::Settings;
+use crate::issues::IsoWeek;
+use crate::render::{IssueInput, RenderedIssue, Renderer};
+use crate::store::Store;
+use crate::store::issues::{InsertIssueError, IssueRow, NewIssue};
+
+/// The week an issue made now would cover by default: the last complete week in
+/// `schedule.timezone` (what the Monday-morning send carries).
+pub fn default_week(now: DateTime<Utc>, settings: &Settings) -> IsoWeek {
+    IsoWeek::containing(now, settings.schedule.timezone.0).previous()
+}
+
+/// Whether [`create_issue`] made the issue or found it already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    New,
+    Existing,
+}
+
+/// Creates the issue of `week` (or finds the one that exists): selects the comparisons, renders
+/// once, and stores subject, HTML, text and items in one transaction. A week with nothing new is
+/// recorded as empty. Safe to call from several processes at once: the database decides.
+pub async fn create_issue(
+    store: &Store,
+    renderer: &Renderer,
+    settings: &Settings,
+    week: IsoWeek,
+) -> anyhow::Result<(IssueRow, Created)> {
+    let tz = settings.schedule.timezone.0;
+    let mut last_conflict = String::new();
+    for _ in 0..5 {
+        if let Some(existing) = store.get_issue_by_week(week).await? {
+            return Ok((existing, Created::Existing));
+        }
+        let cutoff = week.end(tz);
+        let items = store
+            .unissued_comparisons(cutoff, settings.newsletter.max_items)
+            .await
+            .with_context(|| format!("selecting comparisons for week {week}"))?;
+        let result = if items.is_empty() {
+            tracing::info!(%week, "nothing new this week: no email");
+            store
+                .insert_issue(NewIssue {
+                    week,
+                    cutoff_at: cutoff,
+                    content: None,
+                })
+                .await
+        } else {
+            let number = store.next_issue_number().await?;
+            let comparisons: Vec<Comparison> = items.iter().map(|s| s.comparison.clone()).collect();
+            let rendered = renderer
+                .render_issue(
+                    settings,
+                    &IssueInput {
+                        number,
+                        week,
+                        comparisons: &comparisons,
+                    },
+                )
+                .with_context(|| format!("rendering issue #{number} for week {week}"))?;
+            store
+                .insert_issue(NewIssue {
+                    week,
+                    cutoff_at: cutoff,
+                    content: Some((number, &rendered, &items)),
+                })
+                .await
+        };
+        match result {
+            Ok(issue) => {
+                tracing::info!(
+                    %week,
+                    number = issue.number,
+                    items = issue.items.len(),
+                    status = %issue.status,
+                    "issue created"
+                );
+                return Ok((issue, Created::New));
+            }
+            Err(InsertIssueError::Conflict(why)) => {
+                tracing::debug!(%week, %why, "issue creation raced; trying again");
+                last_conflict = why;
+            }
+            Err(InsertIssueError::Other(e)) => return Err(e),
+        }
+    }
+    anyhow::bail!("creating the issue for week {week} kept conflicting: {last_conflict}")
+}
+
+/// What an issue of a week looks like: the frozen one if it exists, else what would be frozen now.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    pub week: IsoWeek,
+    pub number: i64,
+    pub rendered: RenderedIssue,
+    pub items: Vec<String>,
+    /// True when this is the stored, frozen issue.
+    pub frozen: bool,
+}
+
+/// `None` when the week has nothing to send.
+pub async fn preview_issue(
+    store: &Store,
+    renderer: &Renderer,
+    settings: &Settings,
+    week: IsoWeek,
+) -> anyhow::Result<Option<Preview>> {
+    if let Some(issue) = store.get_issue_by_week(week).await? {
+        return Ok(
+            match (issue.number, issue.subject, issue.html, issue.text) {
+                (Some(number), Some(subject), Some(html), Some(text)) => Some(Preview {
+                    week,
+                    number,
+                    rendered: RenderedIssue {
+                        subject,
+                        html,
+                        text,
+                    },
+                    items: issue.items,
+                    frozen: true,
+                }),
+                _ => None,
+            },
+        );
+    }
+    let items = store
+        .unissued_comparisons(
+            week.end(settings.schedule.timezone.0),
+            settings.newsletter.max_items,
+        )
+        .await?;
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let number = store.next_issue_number().await?;
+    let comparisons: Vec<Comparison> = items.iter().map(|s| s.comparison.clone()).collect();
+    let rendered = renderer.render_issue(
+        settings,
+        &IssueInput {
+            number,
+            week,
+            comparisons: &comparisons,
+        },
+    )?;
+    Ok(Some(Preview {
+        week,
+        number,
+        rendered,
+        items: comparisons.iter().map(|c| c.slug().to_string()).collect(),
+        frozen: false,
+    }))
+}

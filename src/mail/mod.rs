@@ -1,0 +1,86 @@
+//! Composing messages: every header is built here, in Rust, from checked values — never from a
+//! template — so CR/LF can never reach a header.
+//!
+//! Each newsletter message carries From, To, Subject, Date, a Message-ID that is stable per
+//! (issue, subscriber) on our own domain, List-Id, `List-Unsubscribe` (https, plus mailto when
+//! configured) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058), and is
+//! multipart/alternative with a text and an HTML part.
+
+use std::time::SystemTime;
+
+use anyhow::Context;
+use lettre::Message;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+
+use crate::config::Settings;
+use crate::render::one_line;
+
+/// One message to one reader.
+pub struct Envelope<'a> {
+    pub to: Mailbox,
+    /// The part before `@` of the Message-ID, e.g. `issue-12.sub-345`; the domain is ours.
+    pub message_id_local: &'a str,
+    pub subject: &'a str,
+    pub unsubscribe_url: &'a str,
+    pub text: String,
+    pub html: String,
+}
+
+/// The domain of `mail.from`: used for Message-IDs so they are on our own domain.
+pub fn our_domain(settings: &Settings) -> String {
+    settings.mail.from.0.email.domain().to_string()
+}
+
+fn header(name: &'static str, value: String) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+}
+
+/// `"Weekly AI Tool Verdicts" <weekly-verdicts.shiporskip.example>` (RFC 2919).
+pub fn list_id_value(settings: &Settings) -> String {
+    let name = settings.newsletter.name.0.replace(['"', '\\'], "");
+    format!("\"{name}\" <{}>", settings.newsletter.list_id.0)
+}
+
+/// Builds the full message.
+pub fn compose(settings: &Settings, env: Envelope<'_>) -> anyhow::Result<Message> {
+    anyhow::ensure!(
+        !env.unsubscribe_url.contains(['\r', '\n', '<', '>', ' ']),
+        "unsubscribe URL must be a bare URL"
+    );
+    anyhow::ensure!(
+        env.message_id_local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')),
+        "Message-ID local part must be a dot-atom"
+    );
+    let mut list_unsubscribe = format!("<{}>", env.unsubscribe_url);
+    if let Some(mailto) = &settings.mail.unsubscribe_mailto {
+        list_unsubscribe.push_str(&format!(
+            ", <mailto:{}?subject=unsubscribe>",
+            mailto.0.email
+        ));
+    }
+    let mut builder = Message::builder()
+        .from(settings.mail.from.0.clone())
+        .to(env.to)
+        .subject(one_line(env.subject))
+        .date(SystemTime::now())
+        .message_id(Some(format!(
+            "<{}@{}>",
+            env.message_id_local,
+            our_domain(settings)
+        )))
+        .raw_header(header("List-Id", list_id_value(settings)))
+        .raw_header(header("List-Unsubscribe", list_unsubscribe))
+        .raw_header(header(
+            "List-Unsubscribe-Post",
+            "List-Unsubscribe=One-Click".to_string(),
+        ));
+    if let Some(reply_to) = &settings.mail.reply_to {
+        builder = builder.reply_to(reply_to.0.clone());
+    }
+    builder
+        .multipart(MultiPart::alternative_plain_html(env.text, env.html))
+        .context("building the message")
+}

@@ -1,0 +1,223 @@
+//! Per-recipient values, filled in after the once-per-issue render.
+//!
+//! A marker is `\u{E000}verdicts:NAME\u{E001}`: Private Use Area characters, which XML (and so
+//! mrml) accepts and passes through untouched. Comparison content can never contain one: the
+//! comparison parser rejects private-use and control characters at the edge, and so does the
+//! config for every value that reaches a template. [`Personalizer::new`] splits the frozen HTML and text at the markers once;
+//! filling them for a recipient is then one allocation and a few copies.
+
+/// First character of every marker; [`forbidden_char`] keeps it out of content.
+pub const MARKER_START: char = '\u{E000}';
+
+/// Characters content may not carry: control characters (except newline and tab where a
+/// caller allows them) and the Private Use Area, where slot markers live.
+pub fn forbidden_char(c: char) -> bool {
+    c.is_control() || ('\u{E000}'..='\u{F8FF}').contains(&c)
+}
+
+/// A place in the rendered issue whose content depends on who reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// "Sent to ada@example.org because …" (mail) or "You are reading the web version" (archive).
+    PersonalLine,
+    /// The unsubscribe link (mail) or the signup link (archive).
+    FooterLink,
+}
+
+impl Slot {
+    const ALL: [Slot; 2] = [Slot::PersonalLine, Slot::FooterLink];
+
+    /// The marker left in the rendered issue.
+    pub fn marker(self) -> &'static str {
+        match self {
+            Slot::PersonalLine => "\u{E000}verdicts:personal_line\u{E001}",
+            Slot::FooterLink => "\u{E000}verdicts:footer_link\u{E001}",
+        }
+    }
+}
+
+/// What to put in each slot, already escaped for HTML where it goes into HTML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotValues {
+    pub personal_line_html: String,
+    pub personal_line_text: String,
+    pub footer_link_html: String,
+    pub footer_link_text: String,
+}
+
+/// Minimal HTML escaping for values we insert after rendering.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const LINK_STYLE: &str = "color:#6b7280;text-decoration:underline";
+
+impl SlotValues {
+    /// For the email to one subscriber.
+    pub fn for_recipient(email: &str, newsletter_name: &str, unsubscribe_url: &str) -> Self {
+        SlotValues {
+            personal_line_html: format!(
+                "Sent to {} because you subscribed to {} and confirmed your address.",
+                escape_html(email),
+                escape_html(newsletter_name)
+            ),
+            personal_line_text: format!(
+                "Sent to {email} because you subscribed to {newsletter_name} and confirmed your address."
+            ),
+            footer_link_html: format!(
+                "<a href=\"{}\" style=\"{LINK_STYLE}\">Unsubscribe</a>",
+                escape_html(unsubscribe_url)
+            ),
+            footer_link_text: format!("Unsubscribe with one click: {unsubscribe_url}"),
+        }
+    }
+
+    /// For the public web version: no personal data, a signup link instead of unsubscribe.
+    pub fn for_archive(newsletter_name: &str, signup_url: &str) -> Self {
+        SlotValues {
+            personal_line_html: format!(
+                "You are reading the web version of {}.",
+                escape_html(newsletter_name)
+            ),
+            personal_line_text: format!("You are reading the web version of {newsletter_name}."),
+            footer_link_html: format!(
+                "<a href=\"{}\" style=\"{LINK_STYLE}\">Get it every week</a>",
+                escape_html(signup_url)
+            ),
+            footer_link_text: format!("Get it every week: {signup_url}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Literal(std::ops::Range<usize>),
+    Slot(Slot),
+}
+
+#[derive(Debug, Clone)]
+struct Split {
+    source: String,
+    pieces: Vec<Piece>,
+    literal_len: usize,
+}
+
+impl Split {
+    fn new(source: &str) -> Split {
+        let mut pieces = Vec::new();
+        let mut pos = 0;
+        loop {
+            let next = Slot::ALL
+                .iter()
+                .filter_map(|s| source[pos..].find(s.marker()).map(|i| (pos + i, *s)))
+                .min_by_key(|(i, _)| *i);
+            match next {
+                Some((at, slot)) => {
+                    if at > pos {
+                        pieces.push(Piece::Literal(pos..at));
+                    }
+                    pieces.push(Piece::Slot(slot));
+                    pos = at + slot.marker().len();
+                }
+                None => {
+                    if pos < source.len() {
+                        pieces.push(Piece::Literal(pos..source.len()));
+                    }
+                    break;
+                }
+            }
+        }
+        let literal_len = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Literal(r) => r.len(),
+                Piece::Slot(_) => 0,
+            })
+            .sum();
+        Split {
+            source: source.to_string(),
+            pieces,
+            literal_len,
+        }
+    }
+
+    fn fill<'v>(&self, value: impl Fn(Slot) -> &'v str) -> String {
+        let mut out = String::with_capacity(self.literal_len + 512);
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(r) => out.push_str(&self.source[r.clone()]),
+                Piece::Slot(s) => out.push_str(value(*s)),
+            }
+        }
+        out
+    }
+}
+
+/// A frozen issue's HTML and text, split once at the slots, ready to fill per recipient.
+#[derive(Debug, Clone)]
+pub struct Personalizer {
+    html: Split,
+    text: Split,
+}
+
+impl Personalizer {
+    pub fn new(html: &str, text: &str) -> Personalizer {
+        Personalizer {
+            html: Split::new(html),
+            text: Split::new(text),
+        }
+    }
+
+    pub fn html(&self, values: &SlotValues) -> String {
+        self.html.fill(|s| match s {
+            Slot::PersonalLine => &values.personal_line_html,
+            Slot::FooterLink => &values.footer_link_html,
+        })
+    }
+
+    pub fn text(&self, values: &SlotValues) -> String {
+        self.text.fill(|s| match s {
+            Slot::PersonalLine => &values.personal_line_text,
+            Slot::FooterLink => &values.footer_link_text,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_every_slot_and_escapes_html_values() {
+        let html = format!(
+            "<p>{}</p><p>{} · x</p><p>{}</p>",
+            Slot::PersonalLine.marker(),
+            Slot::FooterLink.marker(),
+            Slot::FooterLink.marker()
+        );
+        let p = Personalizer::new(&html, Slot::FooterLink.marker());
+        let v = SlotValues::for_recipient("o'neil&co@example.org", "News", "https://x/u/T?a=1&b=2");
+        let out = p.html(&v);
+        assert!(
+            out.contains("Sent to o&#39;neil&amp;co@example.org"),
+            "{out}"
+        );
+        assert_eq!(out.matches("href=\"https://x/u/T?a=1&amp;b=2\"").count(), 2);
+        assert!(!out.contains(super::MARKER_START));
+        assert_eq!(
+            p.text(&v),
+            "Unsubscribe with one click: https://x/u/T?a=1&b=2"
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! Issues in the database: selection of unissued comparisons, frozen issues, the archive.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::comparisons::StoredComparison;
+use super::{Store, from_millis, to_millis};
+use crate::issues::{IsoWeek, IssueStatus};
+use crate::render::RenderedIssue;
+
+/// One issue as stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IssueRow {
+    pub id: i64,
+    pub week: IsoWeek,
+    /// Public number (#12); `None` for an empty week.
+    pub number: Option<i64>,
+    pub status: IssueStatus,
+    pub status_reason: Option<String>,
+    pub cutoff_at: DateTime<Utc>,
+    pub subject: Option<String>,
+    #[serde(skip)]
+    pub html: Option<String>,
+    #[serde(skip)]
+    pub text: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Slugs of the comparisons it carries, in order.
+    pub items: Vec<String>,
+}
+
+/// What goes into a new issue row.
+pub struct NewIssue<'a> {
+    pub week: IsoWeek,
+    pub cutoff_at: DateTime<Utc>,
+    /// `None` (with no items) records an empty week.
+    pub content: Option<(i64, &'a RenderedIssue, &'a [StoredComparison])>,
+}
+
+/// Why an issue could not be inserted.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertIssueError {
+    /// Another process created the week's issue, took a comparison, or took the number first.
+    #[error("a concurrent change won: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// `SELECT <every issue column> FROM issues WHERE <col> = $1`, as the `&'static str` sqlx wants.
+macro_rules! issue_by {
+    ($col:literal) => {
+        concat!(
+            "SELECT id, week, number, status, status_reason, cutoff_at, subject, html, text, \
+             created_at, scheduled_for, started_at, finished_at FROM issues WHERE ",
+            $col,
+            " = $1"
+        )
+    };
+}
+
+fn issue_from_row(row: &AnyRow) -> anyhow::Result<IssueRow> {
+    let week: String = row.try_get("week")?;
+    let status: String = row.try_get("status")?;
+    let opt_time = |name: &str| -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(row.try_get::<Option<i64>, _>(name)?.map(from_millis))
+    };
+    Ok(IssueRow {
+        id: row.try_get("id")?,
+        week: week
+            .parse()
+            .with_context(|| format!("stored issue week {week:?}"))?,
+        number: row.try_get("number")?,
+        status: IssueStatus::parse(&status)
+            .with_context(|| format!("stored issue status {status:?}"))?,
+        status_reason: row.try_get("status_reason")?,
+        cutoff_at: from_millis(row.try_get("cutoff_at")?),
+        subject: row.try_get("subject")?,
+        html: row.try_get("html")?,
+        text: row.try_get("text")?,
+        created_at: from_millis(row.try_get("created_at")?),
+        scheduled_for: opt_time("scheduled_for")?,
+        started_at: opt_time("started_at")?,
+        finished_at: opt_time("finished_at")?,
+        items: Vec::new(),
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+impl Store {
+    /// Comparisons published before `cutoff` that no issue carries yet, oldest first.
+    pub async fn unissued_comparisons(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> anyhow::Result<Vec<StoredComparison>> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.document, c.revision, c.updated_at, NULL AS week
+               FROM comparisons c
+              WHERE c.published_at < $1
+                AND NOT EXISTS (SELECT 1 FROM issue_items ii WHERE ii.comparison_id = c.id)
+              ORDER BY c.published_at, c.id
+              LIMIT $2",
+        )
+        .bind(to_millis(cutoff))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .context("selecting unissued comparisons")?;
+        rows.into_iter()
+            .map(super::comparisons::stored_from_row)
+            .collect()
+    }
+
+    /// The number the next non-empty issue gets.
+    pub async fn next_issue_number(&self) -> anyhow::Result<i64> {
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(number) FROM issues")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(max.unwrap_or(0) + 1)
+    }
+
+    /// Inserts an issue and its items in one transaction. The database enforces one issue per
+    /// week, one issue per number and one issue per comparison.
+    pub async fn insert_issue(&self, new: NewIssue<'_>) -> Result<IssueRow, InsertIssueError> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let now = to_millis(Utc::now());
+        let (number, status, subject, html, text) = match &new.content {
+            Some((number, rendered, _)) => (
+                Some(*number),
+                IssueStatus::Ready,
+                Some(rendered.subject.as_str()),
+                Some(rendered.html.as_str()),
+                Some(rendered.text.as_str()),
+            ),
+            None => (None, IssueStatus::Empty, None, None, None),
+        };
+        let inserted = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO issues (week, number, status, cutoff_at, subject, html, text, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             RETURNING id",
+        )
+        .bind(new.week.to_string())
+        .bind(number)
+        .bind(status.as_str())
+        .bind(to_millis(new.cutoff_at))
+        .bind(subject)
+        .bind(html)
+        .bind(text)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await;
+        let id = match inserted {
+            Ok(id) => id,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(InsertIssueError::Conflict(format!(
+                    "issue {} or number {number:?} exists",
+                    new.week
+                )));
+            }
+            Err(e) => return Err(anyhow::Error::from(e).context("inserting the issue").into()),
+        };
+        if let Some((_, _, items)) = new.content {
+            for (position, item) in items.iter().enumerate() {
+                let r = sqlx::query(
+                    "INSERT INTO issue_items (issue_id, comparison_id, position) VALUES ($1, $2, $3)",
+                )
+                .bind(id)
+                .bind(item.id)
+                .bind(position as i64)
+                .execute(&mut *tx)
+                .await;
+                match r {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(InsertIssueError::Conflict(format!(
+                            "comparison {} is already in another issue",
+                            item.comparison.slug()
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::from(e)
+                            .context("inserting issue items")
+                            .into());
+                    }
+                }
+            }
+        }
+        tx.commit().await.context("committing the issue")?;
+        Ok(self
+            .get_issue(id)
+            .await?
+            .context("the issue just inserted is missing")?)
+    }
+
+    async fn with_items(&self, mut issue: IssueRow) -> anyhow::Result<IssueRow> {
+        issue.items = sqlx::query_scalar(
+            "SELECT c.slug FROM issue_items ii JOIN comparisons c ON c.id = ii.comparison_id
+              WHERE ii.issue_id = $1 ORDER BY ii.position",
+        )
+        .bind(issue.id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(issue)
+    }
+
+    async fn one_issue(
+        &self,
+        sql: &'static str,
+        key: BindKey<'_>,
+    ) -> anyhow::Result<Option<IssueRow>> {
+        let q = sqlx::query(sql);
+        let q = match key {
+            BindKey::Int(v) => q.bind(v),
+            BindKey::Text(v) => q.bind(v.to_string()),
+        };
+        let row = q.fetch_optional(&self.pool).await?;
+        match row {
+            Some(row) => Ok(Some(self.with_items(issue_from_row(&row)?).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn get_issue(&self, id: i64) -> anyhow::Result<Option<IssueRow>> {
+        self.one_issue(issue_by!("id"), BindKey::Int(id))
+            .await
+            .with_context(|| format!("loading issue {id}"))
+    }
+
+    pub async fn get_issue_by_week(&self, week: IsoWeek) -> anyhow::Result<Option<IssueRow>> {
+        self.one_issue(issue_by!("week"), BindKey::Text(&week.to_string()))
+            .await
+            .with_context(|| format!("loading issue {week}"))
+    }
+
+    pub async fn get_issue_by_number(&self, number: i64) -> anyhow::Result<Option<IssueRow>> {
+        self.one_issue(issue_by!("number"), BindKey::Int(number))
+            .await
+            .with_context(|| format!("loading issue #{number}"))
+    }
+
+    /// All issues, newest week first (without their HTML and text).
+    pub async fn list_issues(&self) -> anyhow::Result<Vec<IssueRow>> {
+        let rows = sqlx::query(
+            "SELECT id, week, number, status, status_reason, cutoff_at, subject, NULL AS html,
+                    NULL AS text, created_at, scheduled_for, started_at, finished_at
+               FROM issues ORDER BY week DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("listing issues")?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.with_items(issue_from_row(&row)?).await?);
+        }
+        Ok(out)
+    }
+
+    /// Sets an issue's status (and why); used by operators and, later, the delivery engine.
+    pub async fn set_issue_status(
+        &self,
+        id: i64,
+        status: IssueStatus,
+        reason: Option<&str>,
+    ) -> anyhow::Result<()> {
+        sqlx::query("UPDATE issues SET status = $1, status_reason = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .with_context(|| format!("setting issue {id} to {status}"))?;
+        Ok(())
+    }
+}
+
+enum BindKey<'a> {
+    Int(i64),
+    Text(&'a str),
+}

@@ -1,0 +1,51 @@
+//! Helpers shared by the HTML pages.
+
+use axum::http::StatusCode;
+use tera::Context;
+
+use super::error::PageError;
+use crate::startup::AppState;
+
+/// The values every page template uses (see `templates/web/base.html`).
+pub fn base_context(state: &AppState) -> Context {
+    let s = &state.settings;
+    let mut ctx = Context::new();
+    ctx.insert("newsletter_name", &s.newsletter.name.0);
+    ctx.insert("site_name", &s.site.name.0);
+    ctx.insert("postal_address", &s.newsletter.postal_address.0);
+    ctx.insert("home_url", &s.http.public_url.join("/"));
+    ctx
+}
+
+/// Renders `templates/web/message.html`: a heading, a sentence and an optional button.
+pub fn message_page(
+    state: &AppState,
+    status: StatusCode,
+    heading: &str,
+    message: &str,
+    link: Option<(&str, &str)>,
+) -> PageError {
+    let mut ctx = base_context(state);
+    ctx.insert("heading", heading);
+    ctx.insert("message", message);
+    ctx.insert("link_url", &link.map(|(url, _)| url.to_string()));
+    ctx.insert("link_text", &link.map(|(_, text)| text.to_string()));
+    match state.renderer.render_page("web/message.html", &ctx) {
+        Ok(html) => PageError::Page(status, html),
+        Err(e) => PageError::Internal(e),
+    }
+}
+
+/// The 404 page.
+pub fn not_found(state: &AppState) -> PageError {
+    message_page(
+        state,
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is nothing at this address.",
+        Some((
+            &state.settings.http.public_url.join("/"),
+            "Go to the start page",
+        )),
+    )
+}
