@@ -4,7 +4,9 @@
 //! Run: `cargo bench --bench render`
 
 use chrono::{TimeZone, Utc};
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
 use verdicts::comparisons::Comparison;
 use verdicts::comparisons::page::PageContext;
 use verdicts::config::Settings;
