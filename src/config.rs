@@ -49,6 +49,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub mail: MailSettings,
     pub smtp: SmtpSettings,
+    pub signup: SignupSettings,
     pub newsletter: NewsletterSettings,
     #[serde(default)]
     pub dkim: DkimSettings,
@@ -294,6 +295,16 @@ impl TryFrom<String> for SmtpUrl {
         }
         Ok(SmtpUrl(SecretString::from(value)))
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupSettings {
+    pub confirm_token_ttl: DurationSetting,
+    pub resend_interval: DurationSetting,
+    pub rate_limit_per_minute: u32,
+    pub consent_text_version: SingleLine,
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

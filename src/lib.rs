@@ -14,6 +14,8 @@
 //!   ([`issues::freeze`]).
 //! - [`render`] — Tera + mrml rendering, once per issue, and per-recipient slot filling.
 //! - [`mail`] — message composition: every header built in Rust.
+//! - [`subscribers`] — checked addresses, the signup/confirm/unsubscribe lifecycle and the
+//!   tokens in links.
 //! - [`store`] — one storage interface over SQLite and PostgreSQL, with embedded migrations.
 //! - [`startup`] — builds the HTTP application from settings and runs it until shutdown.
 //! - [`web`] — HTTP routes, one module per concern, each owning its router.
@@ -32,5 +34,6 @@ pub mod render;
 pub mod shutdown;
 pub mod startup;
 pub mod store;
+pub mod subscribers;
 pub mod telemetry;
 pub mod web;

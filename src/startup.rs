@@ -8,10 +8,14 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::{SecretKey, Settings};
+use crate::mail::queue::{self, QueueSignal};
+use crate::mail::transport::Transport;
 use crate::render::Renderer;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
+use crate::subscribers::lifecycle::Lifecycle;
 use crate::web;
+use crate::web::signup::{SignupLimiter, limiter};
 
 /// What every request handler may use; built once per process.
 #[derive(Debug, Clone)]
@@ -20,6 +24,22 @@ pub struct AppState {
     pub store: Store,
     pub secret: SecretKey,
     pub renderer: Arc<Renderer>,
+    pub transport: Transport,
+    /// Wakes the transactional mail sender when something is queued.
+    pub mail_signal: QueueSignal,
+    pub signup_limiter: Option<SignupLimiter>,
+}
+
+impl AppState {
+    /// The reader lifecycle over this state.
+    pub fn lifecycle(&self) -> Lifecycle<'_> {
+        Lifecycle {
+            store: &self.store,
+            settings: &self.settings,
+            secret: &self.secret,
+            renderer: &self.renderer,
+        }
+    }
 }
 
 /// A built, bound, not yet running application.
@@ -41,6 +61,8 @@ impl Application {
         );
         let secret = settings.secret_key()?;
         let renderer = Arc::new(Renderer::new()?);
+        let transport = Transport::from_settings(&settings)?;
+        let signup_limiter = limiter(settings.signup.rate_limit_per_minute);
         let listener = TcpListener::bind(settings.http.bind)
             .await
             .with_context(|| format!("http.bind: cannot listen on {}", settings.http.bind))?;
@@ -53,6 +75,9 @@ impl Application {
                 store,
                 secret,
                 renderer,
+                transport,
+                mail_signal: QueueSignal::default(),
+                signup_limiter,
             },
         })
     }
@@ -76,6 +101,26 @@ impl Application {
             comparisons,
             "verdicts is serving; nothing is scheduled yet"
         );
+        let sender = tokio::spawn(queue::run(
+            store.clone(),
+            self.state.transport.clone(),
+            self.state.settings.mail.from.0.email.clone(),
+            self.state.mail_signal.clone(),
+            shutdown.clone(),
+        ));
+        if let Some(limiter) = self.state.signup_limiter.clone() {
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                // Forget idle clients so the limiter's memory does not grow with every IP seen.
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => limiter.retain_recent(),
+                        _ = stop.clone().wait() => break,
+                    }
+                }
+            });
+        }
         let app = web::router(self.state);
         axum::serve(
             self.listener,
@@ -84,6 +129,9 @@ impl Application {
         .with_graceful_shutdown(shutdown.wait())
         .await
         .context("serving HTTP")?;
+        if let Err(e) = sender.await {
+            tracing::warn!(error = %e, "the mail sender ended abnormally");
+        }
         store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -9,11 +9,13 @@ use clap::{Args, Parser, Subcommand};
 
 mod comparisons;
 mod issues;
+mod subscribers;
 
 use crate::config::{ConfigError, Settings};
 use crate::issues::IsoWeek;
 use crate::startup::Application;
 use crate::store::Store;
+use crate::subscribers::SubscriberStatus;
 use crate::{shutdown, telemetry};
 
 #[derive(Debug, Parser)]
@@ -45,6 +47,46 @@ pub enum Command {
     /// Preview, create and inspect the weekly issues.
     #[command(subcommand)]
     Issue(IssueCommand),
+    /// Add, import, export, list and remove subscribers.
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCommand {
+    /// Add one address (pending unless --confirmed). Never re-activates an address that
+    /// unsubscribed or was erased.
+    Add {
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Add as confirmed: you hold the person's consent already.
+        #[arg(long)]
+        confirmed: bool,
+    },
+    /// Import a CSV with a header row and the columns `email` and optionally `name`; imported
+    /// addresses are confirmed. Bad rows are reported by number; the good ones are imported in
+    /// one transaction (or nothing with --strict).
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Write every subscriber as CSV to standard output.
+    Export,
+    /// List subscribers.
+    List {
+        /// pending, confirmed, unsubscribed or bounced.
+        #[arg(long, value_parser = parse_status)]
+        status: Option<SubscriberStatus>,
+    },
+    /// Erase a subscriber's personal data; keep only a hash so the address is never mailed
+    /// again unless the person signs up again.
+    Remove { email: String },
+}
+
+fn parse_status(s: &str) -> Result<SubscriberStatus, String> {
+    s.parse()
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +254,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             comparisons::list(&settings, args, cli.json).await
         }
         Command::Issue(command) => issues::run(&settings, command, cli.json).await,
+        Command::Subscribers(command) => subscribers::run(&settings, command, cli.json).await,
     }
 }
 

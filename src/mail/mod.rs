@@ -6,6 +6,9 @@
 //! configured) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058), and is
 //! multipart/alternative with a text and an HTML part.
 
+pub mod queue;
+pub mod transport;
+
 use std::time::SystemTime;
 
 use anyhow::Context;

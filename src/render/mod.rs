@@ -19,31 +19,27 @@ use crate::comparisons::{Comparison, PanelVerdict, Persona, Verdict};
 use crate::config::Settings;
 use crate::issues::IsoWeek;
 
-const TEMPLATES: &[(&str, &str)] = &[
-    (
-        "email/issue.mjml",
-        include_str!("../../templates/email/issue.mjml"),
-    ),
-    (
-        "email/issue.txt",
-        include_str!("../../templates/email/issue.txt"),
-    ),
-    (
-        "email/subject.txt",
-        include_str!("../../templates/email/subject.txt"),
-    ),
-    (
-        "web/base.html",
-        include_str!("../../templates/web/base.html"),
-    ),
-    (
-        "web/archive.html",
-        include_str!("../../templates/web/archive.html"),
-    ),
-    (
-        "web/message.html",
-        include_str!("../../templates/web/message.html"),
-    ),
+/// `(name, source)` of every template, compiled into the binary.
+macro_rules! templates {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../templates/", $name)))),*]
+    };
+}
+
+const TEMPLATES: &[(&str, &str)] = templates![
+    "email/issue.mjml",
+    "email/issue.txt",
+    "email/subject.txt",
+    "email/confirm.txt",
+    "email/confirm.html",
+    "email/welcome.txt",
+    "email/welcome.html",
+    "web/base.html",
+    "web/archive.html",
+    "web/message.html",
+    "web/signup.html",
+    "web/confirm.html",
+    "web/unsubscribe.html",
 ];
 
 /// The template engine, built once per process.

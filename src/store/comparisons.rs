@@ -56,7 +56,7 @@ impl Store {
         source: Source,
         keep_published_at: bool,
     ) -> anyhow::Result<Vec<Upserted>> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let mut tx = self.begin_write().await?;
         let now = to_millis(Utc::now());
         let mut out = Vec::with_capacity(comparisons.len());
         for c in comparisons {

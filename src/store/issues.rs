@@ -130,7 +130,7 @@ impl Store {
     /// Inserts an issue and its items in one transaction. The database enforces one issue per
     /// week, one issue per number and one issue per comparison.
     pub async fn insert_issue(&self, new: NewIssue<'_>) -> Result<IssueRow, InsertIssueError> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let mut tx = self.begin_write().await?;
         let now = to_millis(Utc::now());
         let (number, status, subject, html, text) = match &new.content {
             Some((number, rendered, _)) => (

@@ -9,6 +9,8 @@
 pub mod comparisons;
 pub mod issues;
 pub mod operators;
+pub mod outbound;
+pub mod subscribers;
 
 use std::time::Duration;
 
@@ -94,6 +96,17 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(n as usize)
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes fails with
+    /// `SQLITE_BUSY` when another writer got in between, whatever the busy timeout.
+    pub async fn begin_write(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        };
+        tx.context("starting a transaction")
     }
 
     pub fn backend(&self) -> Backend {

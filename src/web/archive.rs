@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::response::Html;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
@@ -53,19 +53,19 @@ async fn list(State(state): State<AppState>) -> Result<Html<String>, PageError> 
 async fn show(
     State(state): State<AppState>,
     Path(number): Path<String>,
-) -> Result<Html<String>, PageError> {
+) -> Result<Response, PageError> {
     let Ok(number) = number.parse::<i64>() else {
-        return Err(not_found(&state));
+        return not_found(&state);
     };
     let Some(issue) = state.store.get_issue_by_number(number).await? else {
-        return Err(not_found(&state));
+        return not_found(&state);
     };
     let (true, Some(html), Some(text)) = (issue.status.is_public(), issue.html, issue.text) else {
-        return Err(not_found(&state));
+        return not_found(&state);
     };
     let values = SlotValues::for_archive(
         &state.settings.newsletter.name.0,
         &state.settings.http.public_url.join("/"),
     );
-    Ok(Html(Personalizer::new(&html, &text).html(&values)))
+    Ok(Html(Personalizer::new(&html, &text).html(&values)).into_response())
 }

@@ -57,11 +57,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A failed page request: a rendered page, or a generic 500 for internal errors.
+/// A page request that failed inside: logged in full, shown as a generic 500. (Client errors
+/// are ordinary responses: rendered pages with a 4xx status.)
 #[derive(Debug)]
 pub enum PageError {
-    /// Already rendered: status and HTML.
-    Page(StatusCode, String),
     Internal(anyhow::Error),
 }
 
@@ -79,7 +78,6 @@ const GENERIC_500: &str = "<!doctype html><html lang=\"en\"><meta charset=\"utf-
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         match self {
-            PageError::Page(status, html) => (status, Html(html)).into_response(),
             PageError::Internal(e) => {
                 tracing::error!(error = ?e, "page request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, Html(GENERIC_500)).into_response()

@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (the database answers too).
+//! `GET /healthz` (the process answers) and `GET /readyz` (the database and the mail transport
+//! answer too).
 
 use axum::Router;
 use axum::extract::State;
@@ -18,14 +19,19 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready\n".into()),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed: database");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: database unreachable\n".into(),
-            )
-        }
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "readiness check failed: database");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: database unreachable\n".into(),
+        );
     }
+    if let Err(e) = state.transport.check().await {
+        tracing::warn!(error = %e, "readiness check failed: mail transport");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: mail transport unreachable\n".into(),
+        );
+    }
+    (StatusCode::OK, "ready\n".into())
 }

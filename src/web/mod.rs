@@ -4,7 +4,9 @@ pub mod admin;
 pub mod archive;
 pub mod error;
 pub mod health;
+pub mod links;
 pub mod pages;
+pub mod signup;
 
 use axum::Router;
 use axum::extract::State;
@@ -15,6 +17,8 @@ use crate::startup::AppState;
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(signup::router())
+        .merge(links::router())
         .merge(health::router())
         .merge(archive::router())
         .merge(admin::router())

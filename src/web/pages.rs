@@ -1,6 +1,7 @@
 //! Helpers shared by the HTML pages.
 
 use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
 use tera::Context;
 
 use super::error::PageError;
@@ -24,20 +25,18 @@ pub fn message_page(
     heading: &str,
     message: &str,
     link: Option<(&str, &str)>,
-) -> PageError {
+) -> Result<Response, PageError> {
     let mut ctx = base_context(state);
     ctx.insert("heading", heading);
     ctx.insert("message", message);
     ctx.insert("link_url", &link.map(|(url, _)| url.to_string()));
     ctx.insert("link_text", &link.map(|(_, text)| text.to_string()));
-    match state.renderer.render_page("web/message.html", &ctx) {
-        Ok(html) => PageError::Page(status, html),
-        Err(e) => PageError::Internal(e),
-    }
+    let html = state.renderer.render_page("web/message.html", &ctx)?;
+    Ok((status, Html(html)).into_response())
 }
 
 /// The 404 page.
-pub fn not_found(state: &AppState) -> PageError {
+pub fn not_found(state: &AppState) -> Result<Response, PageError> {
     message_page(
         state,
         StatusCode::NOT_FOUND,

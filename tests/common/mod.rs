@@ -2,6 +2,8 @@
 //! `VERDICTS_TEST_DATABASE_URL` is set), a working folder, and a runner for the real binary.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -352,4 +354,13 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.trigger.trigger();
     }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -1,0 +1,323 @@
+//! `verdicts subscribers add|import|export|list|remove`.
+
+use std::path::Path;
+
+use super::{Failure, SubscribersCommand, open_store};
+use crate::config::Settings;
+use crate::store::Store;
+use crate::store::subscribers::{AddOutcome, NewSubscriber};
+use crate::subscribers::tokens::suppression_hash;
+use crate::subscribers::{ConsentContext, SubscriberEmail, SubscriberName};
+
+pub(super) async fn run(
+    settings: &Settings,
+    command: SubscribersCommand,
+    json: bool,
+) -> Result<(), Failure> {
+    let store = open_store(settings).await?;
+    let result = match command {
+        SubscribersCommand::Add {
+            email,
+            name,
+            confirmed,
+        } => add(settings, &store, &email, name.as_deref(), confirmed, json).await,
+        SubscribersCommand::Import { file, strict } => {
+            import(settings, &store, &file, strict, json).await
+        }
+        SubscribersCommand::Export => export(&store).await,
+        SubscribersCommand::List { status } => list(&store, status, json).await,
+        SubscribersCommand::Remove { email } => remove(settings, &store, &email, json).await,
+    };
+    store.close().await;
+    result
+}
+
+fn cli_consent(source: String) -> ConsentContext {
+    ConsentContext {
+        ip: None,
+        user_agent: None,
+        source,
+        consent_text_version: None,
+    }
+}
+
+async fn add(
+    settings: &Settings,
+    store: &Store,
+    email: &str,
+    name: Option<&str>,
+    confirmed: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let email = SubscriberEmail::parse(email).map_err(|e| Failure::Input(format!("EMAIL: {e}")))?;
+    let name = SubscriberName::parse(name).map_err(|e| Failure::Input(format!("--name: {e}")))?;
+    let secret = settings.secret_key()?;
+    let outcome = store
+        .add_subscriber(
+            &NewSubscriber {
+                email: &email,
+                name: name.as_ref(),
+                confirmed,
+            },
+            &cli_consent("cli".into()),
+            &suppression_hash(&secret, email.as_str()),
+        )
+        .await?;
+    store
+        .log_operator_action("cli", "subscribers.add", None, &format!("{outcome:?}"))
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "email": email, "outcome": outcome })
+        );
+    }
+    match outcome {
+        AddOutcome::Added => {
+            if !json {
+                println!(
+                    "added {email} ({})",
+                    if confirmed { "confirmed" } else { "pending" }
+                );
+            }
+            Ok(())
+        }
+        AddOutcome::AlreadyPresent => {
+            if !json {
+                println!("{email} is already a subscriber; nothing changed");
+            }
+            Ok(())
+        }
+        AddOutcome::Suppressed => Err(Failure::Input(format!(
+            "{email} unsubscribed or asked to be erased: only they can sign up again"
+        ))),
+    }
+}
+
+/// One CSV row that failed, by its line number in the file.
+struct BadRow {
+    line: u64,
+    message: String,
+}
+
+async fn import(
+    settings: &Settings,
+    store: &Store,
+    file: &Path,
+    strict: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_path(file)
+        .map_err(|e| Failure::Input(format!("{}: {e}", file.display())))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| Failure::Input(format!("{}: reading the header row: {e}", file.display())))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let Some(email_col) = column("email") else {
+        return Err(Failure::Input(format!(
+            "{}: line 1: the header row needs an `email` column (found: {})",
+            file.display(),
+            headers.iter().collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let name_col = column("name");
+    let mut good: Vec<(u64, SubscriberEmail, Option<SubscriberName>)> = Vec::new();
+    let mut bad: Vec<BadRow> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                bad.push(BadRow {
+                    line,
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, |p| p.line());
+        let parsed = SubscriberEmail::parse(record.get(email_col).unwrap_or("")).and_then(|e| {
+            Ok((
+                e,
+                SubscriberName::parse(name_col.and_then(|c| record.get(c)))?,
+            ))
+        });
+        match parsed {
+            Ok((email, name)) => {
+                if seen.insert(email.clone()) {
+                    good.push((line, email, name));
+                } else {
+                    bad.push(BadRow {
+                        line,
+                        message: format!("{email} appears earlier in the file"),
+                    });
+                }
+            }
+            Err(e) => bad.push(BadRow { line, message: e.0 }),
+        }
+    }
+    let report_bad = || {
+        bad.iter()
+            .map(|b| format!("{}: line {}: {}", file.display(), b.line, b.message))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if strict && !bad.is_empty() {
+        return Err(Failure::Input(format!(
+            "{}\nnothing imported (--strict)",
+            report_bad()
+        )));
+    }
+    let secret = settings.secret_key()?;
+    let rows: Vec<(NewSubscriber<'_>, String)> = good
+        .iter()
+        .map(|(_, email, name)| {
+            (
+                NewSubscriber {
+                    email,
+                    name: name.as_ref(),
+                    confirmed: true,
+                },
+                suppression_hash(&secret, email.as_str()),
+            )
+        })
+        .collect();
+    let source = format!(
+        "import:{}",
+        file.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    );
+    let outcomes = store.add_subscribers(&rows, &cli_consent(source)).await?;
+    let count = |o: AddOutcome| outcomes.iter().filter(|x| **x == o).count();
+    let (added, present, suppressed) = (
+        count(AddOutcome::Added),
+        count(AddOutcome::AlreadyPresent),
+        count(AddOutcome::Suppressed),
+    );
+    store
+        .log_operator_action(
+            "cli",
+            "subscribers.import",
+            None,
+            &format!("{}: {added} added, {} bad rows", file.display(), bad.len()),
+        )
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "added": added, "already_present": present, "suppressed": suppressed,
+                "bad_rows": bad.iter().map(|b| serde_json::json!({"line": b.line, "error": b.message})).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        println!(
+            "{added} added, {present} already present, {suppressed} skipped (unsubscribed or erased), {} bad row(s)",
+            bad.len()
+        );
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Input(report_bad()))
+    }
+}
+
+async fn export(store: &Store) -> Result<(), Failure> {
+    let rows = store.list_subscribers(None).await?;
+    let mut w = csv::Writer::from_writer(std::io::stdout());
+    let write = |w: &mut csv::Writer<std::io::Stdout>| -> Result<(), csv::Error> {
+        w.write_record([
+            "email",
+            "name",
+            "status",
+            "created_at",
+            "confirmed_at",
+            "unsubscribed_at",
+        ])?;
+        for r in &rows {
+            let t = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map(|t| t.to_rfc3339()).unwrap_or_default()
+            };
+            w.write_record([
+                r.email.as_str(),
+                r.name.as_deref().unwrap_or(""),
+                r.status.as_str(),
+                &r.created_at.to_rfc3339(),
+                &t(r.confirmed_at),
+                &t(r.unsubscribed_at),
+            ])?;
+        }
+        w.flush()?;
+        Ok(())
+    };
+    write(&mut w).map_err(|e| Failure::Runtime(anyhow::anyhow!("writing CSV: {e}")))
+}
+
+async fn list(
+    store: &Store,
+    status: Option<crate::subscribers::SubscriberStatus>,
+    json: bool,
+) -> Result<(), Failure> {
+    let rows = store.list_subscribers(status).await?;
+    if json {
+        println!("{}", serde_json::json!(rows));
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:<13} {:<20} NAME",
+        "EMAIL", "STATUS", "SINCE (UTC)"
+    );
+    for r in &rows {
+        println!(
+            "{:<40} {:<13} {:<20} {}",
+            super::truncate(&r.email, 40),
+            r.status.as_str(),
+            r.created_at.format("%Y-%m-%d %H:%M"),
+            r.name.as_deref().unwrap_or("")
+        );
+    }
+    println!("{} subscriber(s)", rows.len());
+    Ok(())
+}
+
+async fn remove(
+    settings: &Settings,
+    store: &Store,
+    email: &str,
+    json: bool,
+) -> Result<(), Failure> {
+    let email = SubscriberEmail::parse(email).map_err(|e| Failure::Input(format!("EMAIL: {e}")))?;
+    let secret = settings.secret_key()?;
+    let known = store
+        .remove_subscriber(&email, &suppression_hash(&secret, email.as_str()))
+        .await?;
+    store
+        .log_operator_action(
+            "cli",
+            "subscribers.remove",
+            None,
+            if known {
+                "erased"
+            } else {
+                "unknown address suppressed"
+            },
+        )
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "erased": known, "suppressed": true })
+        );
+    } else if known {
+        println!("erased {email}; a suppression hash keeps it from being mailed again");
+    } else {
+        println!("{email} was not a subscriber; it is suppressed from now on");
+    }
+    Ok(())
+}

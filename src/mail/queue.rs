@@ -1,0 +1,111 @@
+//! The background sender of transactional mail: web requests queue a message in the same
+//! transaction as the state change, and this loop sends it, so no request waits on SMTP and no
+//! mail is lost if the process stops between the two.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::Address;
+use tokio::sync::Notify;
+
+use super::transport::{SendError, Transport};
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// Attempts before a transactional mail is given up.
+pub const MAX_ATTEMPTS: i64 = 8;
+const BATCH: i64 = 32;
+const LEASE: Duration = Duration::from_secs(120);
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Wakes the sender as soon as something is queued (it also polls every second, for mail
+/// queued by other processes).
+#[derive(Debug, Clone, Default)]
+pub struct QueueSignal(Arc<Notify>);
+
+impl QueueSignal {
+    pub fn notify(&self) {
+        self.0.notify_one();
+    }
+}
+
+fn backoff(attempts: i64) -> Duration {
+    Duration::from_secs(30u64.saturating_mul(1 << attempts.clamp(0, 7)).min(3600))
+}
+
+/// Sends queued mail until `shutdown`; finishes the batch in hand before returning.
+pub async fn run(
+    store: Store,
+    transport: Transport,
+    from: Address,
+    signal: QueueSignal,
+    shutdown: Shutdown,
+) {
+    tracing::info!("transactional mail sender started");
+    loop {
+        if shutdown.is_triggered() {
+            break;
+        }
+        let batch = match store.claim_outbound(BATCH, LEASE).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming queued mail failed; retrying");
+                Vec::new()
+            }
+        };
+        let busy = !batch.is_empty();
+        for mail in batch {
+            let result = match mail.to_email.parse::<Address>() {
+                Ok(to) => {
+                    transport
+                        .send_raw(&from, &to, mail.message.as_bytes())
+                        .await
+                }
+                Err(e) => Err(SendError::Permanent {
+                    code: None,
+                    message: format!("bad address: {e}"),
+                    recipient: true,
+                }),
+            };
+            let recorded = match result {
+                Ok(()) => {
+                    tracing::info!(id = mail.id, kind = %mail.kind, "mail sent");
+                    store.outbound_sent(mail.id).await
+                }
+                Err(SendError::Transient(e)) if mail.attempts + 1 < MAX_ATTEMPTS => {
+                    let delay = backoff(mail.attempts);
+                    tracing::warn!(id = mail.id, error = %e, retry_in = ?delay, "mail not sent; will retry");
+                    store.outbound_failed(mail.id, &e, Some(delay)).await
+                }
+                Err(e) => {
+                    tracing::warn!(id = mail.id, error = %e, "mail failed for good");
+                    store.outbound_failed(mail.id, &e.to_string(), None).await
+                }
+            };
+            if let Err(e) = recorded {
+                tracing::warn!(id = mail.id, error = %e, "recording a mail outcome failed");
+            }
+        }
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            _ = signal.0.notified() => {}
+            _ = tokio::time::sleep(IDLE_POLL) => {}
+            _ = shutdown.clone().wait() => break,
+        }
+    }
+    tracing::info!("transactional mail sender stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(0), Duration::from_secs(30));
+        assert_eq!(backoff(1), Duration::from_secs(60));
+        assert_eq!(backoff(10), Duration::from_secs(3600));
+    }
+}

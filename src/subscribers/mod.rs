@@ -1,0 +1,198 @@
+//! Subscribers: checked addresses, the lifecycle (pending → confirmed → unsubscribed/bounced),
+//! and the tokens in confirmation and unsubscribe links.
+
+pub mod lifecycle;
+pub mod tokens;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest address we accept (RFC 5321 path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+/// The longest display name we store.
+pub const MAX_NAME_LEN: usize = 100;
+
+/// Why an address or name was refused; the message is shown to the reader.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSubscriber(pub String);
+
+/// A syntactically valid address, domain lower-cased, checked once at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct SubscriberEmail(String);
+
+impl SubscriberEmail {
+    pub fn parse(input: &str) -> Result<SubscriberEmail, InvalidSubscriber> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(InvalidSubscriber("Please enter your email address.".into()));
+        }
+        if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(InvalidSubscriber(
+                "An email address cannot contain spaces or line breaks.".into(),
+            ));
+        }
+        if s.len() > MAX_EMAIL_LEN {
+            return Err(InvalidSubscriber(format!(
+                "That address is longer than {MAX_EMAIL_LEN} characters."
+            )));
+        }
+        let address = lettre::Address::from_str(s).map_err(|_| {
+            InvalidSubscriber(format!("{s:?} does not look like an email address."))
+        })?;
+        let domain = address.domain().to_ascii_lowercase();
+        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+            return Err(InvalidSubscriber(format!(
+                "{s:?} does not look like an email address."
+            )));
+        }
+        Ok(SubscriberEmail(format!("{}@{domain}", address.user())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SubscriberEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An optional display name: one line, no markup-significant control characters, bounded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct SubscriberName(String);
+
+impl SubscriberName {
+    /// `None` for an empty or missing name.
+    pub fn parse(input: Option<&str>) -> Result<Option<SubscriberName>, InvalidSubscriber> {
+        let Some(s) = input.map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        if s.chars().any(crate::render::forbidden_char) {
+            return Err(InvalidSubscriber(
+                "A name cannot contain line breaks or control characters.".into(),
+            ));
+        }
+        if s.chars().count() > MAX_NAME_LEN {
+            return Err(InvalidSubscriber(format!(
+                "A name can have at most {MAX_NAME_LEN} characters."
+            )));
+        }
+        Ok(Some(SubscriberName(s.to_string())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a subscriber is in the lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriberStatus {
+    /// Signed up, waiting for the confirmation click.
+    Pending,
+    /// Confirmed: receives every issue.
+    Confirmed,
+    /// Left; never mailed again unless they sign up again.
+    Unsubscribed,
+    /// Their mailbox rejected us permanently.
+    Bounced,
+}
+
+impl SubscriberStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriberStatus::Pending => "pending",
+            SubscriberStatus::Confirmed => "confirmed",
+            SubscriberStatus::Unsubscribed => "unsubscribed",
+            SubscriberStatus::Bounced => "bounced",
+        }
+    }
+}
+
+impl FromStr for SubscriberStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pending" => Ok(SubscriberStatus::Pending),
+            "confirmed" => Ok(SubscriberStatus::Confirmed),
+            "unsubscribed" => Ok(SubscriberStatus::Unsubscribed),
+            "bounced" => Ok(SubscriberStatus::Bounced),
+            other => Err(format!(
+                "{other:?} is not a status (pending, confirmed, unsubscribed, bounced)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SubscriberStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a signup came from, kept with the consent record.
+#[derive(Debug, Clone, Default)]
+pub struct ConsentContext {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// `form`, `api`, `cli`, `import:FILE`.
+    pub source: String,
+    pub consent_text_version: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_parsed_once() {
+        assert_eq!(
+            SubscriberEmail::parse("  Ada.Lovelace@Example.ORG ")
+                .unwrap()
+                .as_str(),
+            "Ada.Lovelace@example.org"
+        );
+        let bad = [
+            ("", "Please enter"),
+            ("ada", "does not look like"),
+            ("ada@", "does not look like"),
+            ("ada@localhost", "does not look like"),
+            ("ada@example.org\r\nBcc: x@y.z", "spaces or line breaks"),
+            ("a b@example.org", "spaces or line breaks"),
+            ("<ada@example.org>", "does not look like"),
+        ];
+        for (input, expected) in bad {
+            let err = SubscriberEmail::parse(input).unwrap_err().to_string();
+            assert!(err.contains(expected), "{input:?}: {err}");
+        }
+        let long = format!("{}@example.org", "a".repeat(250));
+        assert!(
+            SubscriberEmail::parse(&long)
+                .unwrap_err()
+                .0
+                .contains("longer than")
+        );
+    }
+
+    #[test]
+    fn names_are_bounded_single_lines() {
+        assert_eq!(SubscriberName::parse(Some("  ")).unwrap(), None);
+        assert_eq!(
+            SubscriberName::parse(Some(" Ada "))
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "Ada"
+        );
+        assert!(SubscriberName::parse(Some("A\nB")).is_err());
+        assert!(SubscriberName::parse(Some(&"x".repeat(101))).is_err());
+    }
+}

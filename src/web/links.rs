@@ -1,0 +1,147 @@
+//! The links in mail: `GET|POST /confirm/{token}` and `GET|POST /unsubscribe/{token}`.
+//!
+//! A GET never changes anything (link scanners fetch links); it shows a page with one button.
+//! `POST /unsubscribe/{token}` is RFC 8058 one-click: it takes `List-Unsubscribe=One-Click` as
+//! form-urlencoded or multipart (the body is not required), needs no cookie, answers 200 without
+//! a redirect, is idempotent and takes effect at once.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use super::error::PageError;
+use super::pages::{base_context, message_page};
+use super::signup::{client_ip, consent_of};
+use crate::startup::AppState;
+use crate::store::subscribers::ConfirmOutcome;
+use crate::subscribers::lifecycle::UnsubscribeOutcome;
+use crate::subscribers::tokens::{
+    CONFIRM_TOKEN_LEN, UNSUBSCRIBE_TOKEN_LEN, is_confirm_token_shape,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/confirm/{token}", get(confirm_page).post(confirm))
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe_page).post(unsubscribe),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+}
+
+fn link_not_valid(state: &AppState) -> Result<Response, PageError> {
+    message_page(
+        state,
+        StatusCode::GONE,
+        "This link has expired",
+        "The confirmation link is no longer valid: it was used already, or it is older than allowed. Sign up again and we will send you a fresh one.",
+        Some((&state.settings.http.public_url.join("/"), "Sign up again")),
+    )
+}
+
+fn wrong_shape(state: &AppState) -> Result<Response, PageError> {
+    super::pages::not_found(state)
+}
+
+async fn confirm_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    if token.len() != CONFIRM_TOKEN_LEN || !is_confirm_token_shape(&token) {
+        return wrong_shape(&state);
+    }
+    if !state.lifecycle().confirmation_is_live(&token).await? {
+        return link_not_valid(&state);
+    }
+    let mut ctx = base_context(&state);
+    ctx.insert(
+        "action_url",
+        &state
+            .settings
+            .http
+            .public_url
+            .join(&format!("confirm/{token}")),
+    );
+    Ok(Html(state.renderer.render_page("web/confirm.html", &ctx)?).into_response())
+}
+
+async fn confirm(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    if !is_confirm_token_shape(&token) {
+        return wrong_shape(&state);
+    }
+    let ip = client_ip(&state, &headers, peer);
+    let consent = consent_of(&state, &headers, ip);
+    match state.lifecycle().confirm(&token, &consent).await? {
+        ConfirmOutcome::Confirmed { .. } => {
+            state.mail_signal.notify();
+            message_page(
+                &state,
+                StatusCode::OK,
+                "You're in",
+                &format!(
+                    "Your subscription to {} is confirmed. The next issue arrives on Monday morning.",
+                    state.settings.newsletter.name.0
+                ),
+                Some((
+                    &state.settings.http.public_url.join("archive"),
+                    "Read past issues",
+                )),
+            )
+        }
+        ConfirmOutcome::Invalid => link_not_valid(&state),
+    }
+}
+
+async fn unsubscribe_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    if token.len() != UNSUBSCRIBE_TOKEN_LEN
+        || !state.lifecycle().unsubscribe_token_is_genuine(&token)
+    {
+        return wrong_shape(&state);
+    }
+    let mut ctx = base_context(&state);
+    ctx.insert(
+        "action_url",
+        &state
+            .settings
+            .http
+            .public_url
+            .join(&format!("unsubscribe/{token}")),
+    );
+    Ok(Html(state.renderer.render_page("web/unsubscribe.html", &ctx)?).into_response())
+}
+
+async fn unsubscribe(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    let ip = client_ip(&state, &headers, peer);
+    let mut consent = consent_of(&state, &headers, ip);
+    consent.source = "unsubscribe-link".into();
+    match state.lifecycle().unsubscribe(&token, &consent).await? {
+        UnsubscribeOutcome::BadToken => wrong_shape(&state),
+        UnsubscribeOutcome::Done => message_page(
+            &state,
+            StatusCode::OK,
+            "You are unsubscribed",
+            &format!(
+                "You will not get {} any more. Changed your mind? You can sign up again at any time.",
+                state.settings.newsletter.name.0
+            ),
+            Some((&state.settings.http.public_url.join("/"), "Sign up again")),
+        ),
+    }
+}

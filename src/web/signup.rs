@@ -1,0 +1,263 @@
+//! `GET /` (the signup page, works without JavaScript) and `POST /subscribe` (form-urlencoded or
+//! JSON). The answer is the same "check your inbox" whether the address is new, pending, already
+//! confirmed or unsubscribed, so nobody can probe who is subscribed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::PageError;
+use super::pages::{base_context, message_page};
+use crate::startup::AppState;
+use crate::subscribers::{ConsentContext, InvalidSubscriber, SubscriberEmail, SubscriberName};
+
+/// Largest signup body we read.
+pub const MAX_SIGNUP_BODY: usize = 16 * 1024;
+
+/// Per-IP limit on `POST /subscribe`.
+pub type SignupLimiter = Arc<DefaultKeyedRateLimiter<IpAddr>>;
+
+/// Builds the limiter from `signup.rate_limit_per_minute` (0 = no limit).
+pub fn limiter(per_minute: u32) -> Option<SignupLimiter> {
+    NonZeroU32::new(per_minute).map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(page))
+        .route("/subscribe", post(subscribe))
+}
+
+/// The signup form's fields. `website` is a honeypot: people never see it, bots fill it.
+#[derive(Debug, Default, Deserialize)]
+struct SignupForm {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    website: Option<String>,
+}
+
+/// A signup that passed the edge checks.
+struct NewSignup {
+    email: SubscriberEmail,
+    name: Option<SubscriberName>,
+}
+
+impl TryFrom<&SignupForm> for NewSignup {
+    type Error = InvalidSubscriber;
+    fn try_from(form: &SignupForm) -> Result<Self, Self::Error> {
+        Ok(NewSignup {
+            email: SubscriberEmail::parse(form.email.as_deref().unwrap_or(""))?,
+            name: SubscriberName::parse(form.name.as_deref())?,
+        })
+    }
+}
+
+fn render_form(
+    state: &AppState,
+    status: StatusCode,
+    error: Option<&str>,
+    form: &SignupForm,
+) -> Result<Response, PageError> {
+    let mut ctx = base_context(state);
+    ctx.insert("error", &error);
+    ctx.insert("email", form.email.as_deref().unwrap_or(""));
+    ctx.insert("name", form.name.as_deref().unwrap_or(""));
+    ctx.insert(
+        "subscribe_url",
+        &state.settings.http.public_url.join("subscribe"),
+    );
+    ctx.insert(
+        "archive_url",
+        &state.settings.http.public_url.join("archive"),
+    );
+    ctx.insert(
+        "consent_text",
+        &format!(
+            "We keep your address, the time and where you signed up as a record of your consent (consent text {}).",
+            state.settings.signup.consent_text_version.0
+        ),
+    );
+    let html = state.renderer.render_page("web/signup.html", &ctx)?;
+    Ok((status, Html(html)).into_response())
+}
+
+async fn page(State(state): State<AppState>) -> Result<Response, PageError> {
+    render_form(&state, StatusCode::OK, None, &SignupForm::default())
+}
+
+/// The client address: the socket peer, or the first `X-Forwarded-For` hop when configured.
+pub fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+    if state.settings.signup.trust_forwarded_for
+        && let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return ip;
+    }
+    peer.ip()
+}
+
+/// The consent record of a web request.
+pub fn consent_of(state: &AppState, headers: &HeaderMap, ip: IpAddr) -> ConsentContext {
+    ConsentContext {
+        ip: Some(ip.to_string()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(300).collect()),
+        source: "form".into(),
+        consent_text_version: Some(state.settings.signup.consent_text_version.0.clone()),
+    }
+}
+
+enum Format {
+    Html,
+    Json,
+}
+
+fn reply(
+    state: &AppState,
+    format: &Format,
+    status: StatusCode,
+    message: &str,
+    form: Option<&SignupForm>,
+) -> Result<Response, PageError> {
+    match format {
+        Format::Json => {
+            let body = if status.is_success() {
+                json!({ "status": "check_your_inbox", "message": message })
+            } else {
+                json!({ "error": message })
+            };
+            Ok((status, Json(body)).into_response())
+        }
+        Format::Html => match (status, form) {
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(form)) => {
+                render_form(state, status, Some(message), form)
+            }
+            _ if status.is_success() => {
+                message_page(state, status, "Check your inbox", message, None)
+            }
+            _ => message_page(
+                state,
+                status,
+                "That did not work",
+                message,
+                Some((
+                    &state.settings.http.public_url.join("/"),
+                    "Back to the signup form",
+                )),
+            ),
+        },
+    }
+}
+
+const CHECK_INBOX: &str = "If that address can receive our newsletter, a confirmation link is on its way. Click it to start getting the newsletter.";
+
+async fn subscribe(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request<Body>,
+) -> Result<Response, PageError> {
+    let headers = request.headers().clone();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let format = if content_type.starts_with("application/json") {
+        Format::Json
+    } else {
+        Format::Html
+    };
+    let ip = client_ip(&state, &headers, peer);
+    if let Some(limiter) = &state.signup_limiter
+        && limiter.check_key(&ip).is_err()
+    {
+        return reply(
+            &state,
+            &format,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many signups from your network just now. Please wait a minute and try again.",
+            None,
+        );
+    }
+    let body = match axum::body::to_bytes(request.into_body(), MAX_SIGNUP_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            return reply(
+                &state,
+                &format,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "That request was too large.",
+                None,
+            );
+        }
+    };
+    let parsed: Result<SignupForm, String> = match format {
+        Format::Json => serde_json::from_slice(&body).map_err(|e| format!("Malformed JSON: {e}")),
+        Format::Html
+            if content_type.starts_with("application/x-www-form-urlencoded")
+                || content_type.is_empty() =>
+        {
+            serde_urlencoded::from_bytes(&body).map_err(|e| format!("Malformed form: {e}"))
+        }
+        Format::Html => {
+            Err("Send the form as application/x-www-form-urlencoded or application/json.".into())
+        }
+    };
+    let form = match parsed {
+        Ok(form) => form,
+        Err(message) => {
+            return reply(
+                &state,
+                &format,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &message,
+                Some(&SignupForm::default()),
+            );
+        }
+    };
+    if form
+        .website
+        .as_deref()
+        .is_some_and(|w| !w.trim().is_empty())
+    {
+        tracing::info!(%ip, "honeypot filled; signup ignored");
+        return reply(&state, &format, StatusCode::OK, CHECK_INBOX, None);
+    }
+    let signup = match NewSignup::try_from(&form) {
+        Ok(s) => s,
+        Err(e) => {
+            return reply(
+                &state,
+                &format,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &e.0,
+                Some(&form),
+            );
+        }
+    };
+    let consent = consent_of(&state, &headers, ip);
+    state
+        .lifecycle()
+        .sign_up(&signup.email, signup.name.as_ref(), &consent)
+        .await?;
+    state.mail_signal.notify();
+    reply(&state, &format, StatusCode::OK, CHECK_INBOX, None)
+}
