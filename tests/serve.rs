@@ -49,14 +49,6 @@ async fn application_answers_health_checks_and_stops_on_signal() {
         .expect("stops cleanly");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn_serve(env: &TestEnv, port: u16) -> Child {
     env.command()
         .arg("serve")
@@ -112,7 +104,7 @@ fn terminate(mut child: Child) -> (i32, String) {
 #[tokio::test]
 async fn serve_generates_a_secret_key_once_and_exits_cleanly() {
     let env = TestEnv::new().await;
-    let port = free_port();
+    let port = common::free_port();
     let mut child = spawn_serve(&env, port);
     wait_healthy(port, &mut child).await;
     let (code, log) = terminate(child);
@@ -135,7 +127,7 @@ async fn serve_generates_a_secret_key_once_and_exits_cleanly() {
     }
 
     // A restart reuses the key, so links signed before keep working.
-    let port = free_port();
+    let port = common::free_port();
     let mut child = spawn_serve(&env, port);
     wait_healthy(port, &mut child).await;
     let (code, log) = terminate(child);

@@ -50,7 +50,7 @@ async fn double_opt_in_then_one_click_unsubscribe() {
     let (status, page) = subscribe(&app, "Ada.Lovelace@Example.ORG").await;
     assert_eq!(status, 200);
     assert!(page.contains("Check your inbox"), "{page}");
-    let email = "Ada.Lovelace@example.org";
+    let email = "ada.lovelace@example.org";
     assert_eq!(
         status_of(&app, email).await,
         Some(SubscriberStatus::Pending)

@@ -19,7 +19,9 @@ pub const MAX_NAME_LEN: usize = 100;
 #[error("{0}")]
 pub struct InvalidSubscriber(pub String);
 
-/// A syntactically valid address, domain lower-cased, checked once at the edge.
+/// A syntactically valid address, checked once at the edge and lower-cased as a whole: local
+/// parts are case-sensitive on paper but not at any mainstream provider, and `Ada@` and `ada@`
+/// must not become two subscriptions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct SubscriberEmail(String);
@@ -49,7 +51,10 @@ impl SubscriberEmail {
                 "{s:?} does not look like an email address."
             )));
         }
-        Ok(SubscriberEmail(format!("{}@{domain}", address.user())))
+        Ok(SubscriberEmail(format!(
+            "{}@{domain}",
+            address.user().to_lowercase()
+        )))
     }
 
     pub fn as_str(&self) -> &str {
@@ -158,7 +163,7 @@ mod tests {
             SubscriberEmail::parse("  Ada.Lovelace@Example.ORG ")
                 .unwrap()
                 .as_str(),
-            "Ada.Lovelace@example.org"
+            "ada.lovelace@example.org"
         );
         let bad = [
             ("", "Please enter"),

@@ -326,10 +326,66 @@ impl TestApp {
         }
     }
 
+    /// Like [`TestApp::spawn`], on a port chosen first so `http.public_url` (and so every link
+    /// in pages and mail) points at this very server.
+    pub async fn spawn_public(extra: &str) -> TestApp {
+        let port = free_port();
+        Self::spawn(&merge_toml(
+            &format!(
+                "[http]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n"
+            ),
+            extra,
+        ))
+        .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
 
+    /// Waits for the outbox transport to hold `n` messages; returns them parsed, oldest first.
+    pub async fn outbox(&self, n: usize) -> Vec<String> {
+        let dir = self.env.path().join("data/outbox");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if files.len() >= n {
+                files.sort();
+                return files
+                    .iter()
+                    .map(|f| std::fs::read_to_string(f).unwrap())
+                    .collect();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "expected {n} outbox messages, found {}",
+                files.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// The first link starting with `prefix` in the text part of a raw message.
+pub fn link_in(raw: &str, prefix: &str) -> Option<String> {
+    let msg = mail_parser::MessageParser::default().parse(raw.as_bytes())?;
+    let text = msg.body_text(0)?.into_owned();
+    let start = text.find(prefix)?;
+    let rest = &text[start..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '>' || c == '"')
+        .unwrap_or(rest.len());
+    Some(rest[..end].to_string())
+}
+
+impl TestApp {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("GET")
     }

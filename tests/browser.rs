@@ -1,0 +1,175 @@
+//! A reader in a real headless browser (Debian's Chromium through ChromeDriver): open the signup
+//! page, fill and submit the form, follow the emailed link, confirm, then unsubscribe through the
+//! page. Screenshots of every page are saved for a person to look at.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestApp, link_in, screenshot_dir};
+use fantoccini::{ClientBuilder, Locator};
+use verdicts::subscribers::{SubscriberEmail, SubscriberStatus};
+
+struct Driver(Child, u16);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_chromedriver() -> Driver {
+    let port = common::free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("browser tests need chromedriver (apt-get install chromium-driver)");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Driver(child, port)
+}
+
+async fn browser(driver: &Driver, width: u32, profile: &std::path::Path) -> fantoccini::Client {
+    let mut args = common::chromium_args(profile);
+    args.push(format!("--window-size={width},1400"));
+    let caps = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": common::chromium().display().to_string(),
+            "args": args,
+        }
+    });
+    // ChromeDriver speaks plain HTTP on loopback: no TLS stack needed.
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{}", driver.1))
+        .await
+        .expect("connecting to chromedriver")
+}
+
+async fn shot(client: &fantoccini::Client, dir: &std::path::Path, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// Waits (up to 10 s) until the page's `<h1>` reads `expected`: a click navigates
+/// asynchronously, and the old page's heading goes stale meanwhile.
+async fn expect_heading(client: &fantoccini::Client, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(h1) = client.find(Locator::Css("h1")).await
+            && let Ok(text) = h1.text().await
+        {
+            if text == expected {
+                return;
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("expected the heading {expected:?}, the page shows {last:?}");
+}
+
+#[tokio::test]
+async fn a_reader_signs_up_confirms_and_leaves_in_a_browser() {
+    let app = TestApp::spawn_public("").await;
+    let driver = start_chromedriver();
+    let dir = screenshot_dir("signup-flow");
+    let profile = tempfile::tempdir().unwrap();
+    for width in [390u32, 1280] {
+        let client = browser(&driver, width, profile.path()).await;
+        let email = format!("reader{width}@example.org");
+
+        client.goto(&app.url("/")).await.unwrap();
+        expect_heading(&client, "Weekly AI Tool Verdicts").await;
+        shot(&client, &dir, &format!("{width}-1-signup")).await;
+        client
+            .find(Locator::Css("#email"))
+            .await
+            .unwrap()
+            .send_keys(&email)
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#name"))
+            .await
+            .unwrap()
+            .send_keys("Ada")
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        expect_heading(&client, "Check your inbox").await;
+        shot(&client, &dir, &format!("{width}-2-check-inbox")).await;
+
+        let mails = app.outbox(if width == 390 { 1 } else { 3 }).await;
+        let confirm = mails
+            .iter()
+            .rev()
+            .find_map(|m| link_in(m, &app.url("/confirm/")))
+            .expect("a confirmation link");
+        client.goto(&confirm).await.unwrap();
+        expect_heading(&client, "One more click").await;
+        shot(&client, &dir, &format!("{width}-3-confirm")).await;
+        client
+            .find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        expect_heading(&client, "You're in").await;
+        shot(&client, &dir, &format!("{width}-4-confirmed")).await;
+        let parsed = SubscriberEmail::parse(&email).unwrap();
+        let row = app
+            .store
+            .get_subscriber_by_email(&parsed)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.status, SubscriberStatus::Confirmed);
+        assert_eq!(row.name.as_deref(), Some("Ada"));
+
+        let mails = app.outbox(if width == 390 { 2 } else { 4 }).await;
+        let unsubscribe = mails
+            .iter()
+            .rev()
+            .find_map(|m| link_in(m, &app.url("/unsubscribe/")))
+            .expect("an unsubscribe link in the welcome mail");
+        client.goto(&unsubscribe).await.unwrap();
+        expect_heading(&client, "Unsubscribe from Weekly AI Tool Verdicts?").await;
+        shot(&client, &dir, &format!("{width}-5-unsubscribe")).await;
+        client
+            .find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        expect_heading(&client, "You are unsubscribed").await;
+        shot(&client, &dir, &format!("{width}-6-unsubscribed")).await;
+        let row = app
+            .store
+            .get_subscriber_by_email(&parsed)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.status, SubscriberStatus::Unsubscribed);
+        client.close().await.unwrap();
+    }
+    println!("screenshots of the signup flow in {}", dir.display());
+    app.stop().await;
+}
