@@ -13,7 +13,8 @@ use crate::mail::transport::Transport;
 use crate::render::Renderer;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
-use crate::subscribers::lifecycle::Lifecycle;
+use crate::subscribers::lifecycle::{Composer, Lifecycle};
+use crate::subscribers::signup_writer::SignupWriter;
 use crate::web;
 use crate::web::signup::{SignupLimiter, limiter};
 
@@ -28,6 +29,8 @@ pub struct AppState {
     /// Wakes the transactional mail sender when something is queued.
     pub mail_signal: QueueSignal,
     pub signup_limiter: Option<SignupLimiter>,
+    /// Group-commit writer for signups.
+    pub signup_writer: SignupWriter,
 }
 
 impl AppState {
@@ -35,9 +38,7 @@ impl AppState {
     pub fn lifecycle(&self) -> Lifecycle<'_> {
         Lifecycle {
             store: &self.store,
-            settings: &self.settings,
             secret: &self.secret,
-            renderer: &self.renderer,
         }
     }
 }
@@ -63,6 +64,11 @@ impl Application {
         let renderer = Arc::new(Renderer::new()?);
         let transport = Transport::from_settings(&settings)?;
         let signup_limiter = limiter(settings.signup.rate_limit_per_minute);
+        let signup_writer = SignupWriter::spawn(
+            store.clone(),
+            settings.signup.confirm_token_ttl.0,
+            settings.signup.resend_interval.0,
+        );
         let listener = TcpListener::bind(settings.http.bind)
             .await
             .with_context(|| format!("http.bind: cannot listen on {}", settings.http.bind))?;
@@ -78,6 +84,7 @@ impl Application {
                 transport,
                 mail_signal: QueueSignal::default(),
                 signup_limiter,
+                signup_writer,
             },
         })
     }
@@ -104,7 +111,11 @@ impl Application {
         let sender = tokio::spawn(queue::run(
             store.clone(),
             self.state.transport.clone(),
-            self.state.settings.mail.from.0.email.clone(),
+            Composer {
+                settings: self.state.settings.clone(),
+                secret: self.state.secret.clone(),
+                renderer: self.state.renderer.clone(),
+            },
             self.state.mail_signal.clone(),
             shutdown.clone(),
         ));

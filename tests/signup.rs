@@ -535,3 +535,56 @@ async fn the_signup_page_works_without_javascript() {
     assert!(page.contains("One email a week"));
     app.stop().await;
 }
+
+/// Many signups at once are written in shared batches: each address once, one confirmation
+/// each, and a duplicate in the same burst counts as a repeat.
+#[tokio::test]
+async fn concurrent_signups_are_group_committed_without_loss_or_duplicates() {
+    let app = TestApp::spawn("[signup]\nrate_limit_per_minute = 0").await;
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let client = app.client.clone();
+        let url = app.url("/subscribe");
+        // Every tenth address is sent twice.
+        let email = format!("burst{}@example.org", if i % 10 == 9 { i - 1 } else { i });
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .form(&[("email", email.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(app.store.count_rows("subscribers").await.unwrap(), 54);
+    assert_eq!(
+        app.store.count_rows("confirmation_tokens").await.unwrap(),
+        54
+    );
+    assert_eq!(app.store.count_rows("consents").await.unwrap(), 54);
+    let mails = app.outbox(54).await;
+    assert_eq!(mails.len(), 54, "one confirmation per address");
+    let mut to: Vec<String> = mails
+        .iter()
+        .map(|m| {
+            mail_parser::MessageParser::default()
+                .parse(m.as_bytes())
+                .unwrap()
+                .to()
+                .unwrap()
+                .first()
+                .unwrap()
+                .address()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(to.len(), 54);
+    app.stop().await;
+}

@@ -11,6 +11,8 @@ use tokio::sync::Notify;
 use super::transport::{SendError, Transport};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
+use crate::store::outbound::QueuedMail;
+use crate::subscribers::lifecycle::Composer;
 
 /// Attempts before a transactional mail is given up.
 pub const MAX_ATTEMPTS: i64 = 8;
@@ -33,14 +35,35 @@ fn backoff(attempts: i64) -> Duration {
     Duration::from_secs(30u64.saturating_mul(1 << attempts.clamp(0, 7)).min(3600))
 }
 
+/// Composes a queued mail: the subscriber's name is read now, so a welcome greets them by it.
+async fn compose(
+    store: &Store,
+    composer: &Composer,
+    mail: &QueuedMail,
+) -> anyhow::Result<(Address, Vec<u8>)> {
+    let id = mail
+        .subscriber_id
+        .ok_or_else(|| anyhow::anyhow!("the subscriber was erased"))?;
+    let name = store.get_subscriber(id).await?.and_then(|s| s.name);
+    let message = composer.compose(
+        &mail.kind,
+        id,
+        &mail.to_email,
+        name.as_deref(),
+        mail.token.as_deref(),
+    )?;
+    Ok((mail.to_email.parse()?, message))
+}
+
 /// Sends queued mail until `shutdown`; finishes the batch in hand before returning.
 pub async fn run(
     store: Store,
     transport: Transport,
-    from: Address,
+    composer: Composer,
     signal: QueueSignal,
     shutdown: Shutdown,
 ) {
+    let from = composer.settings.mail.from.0.email.clone();
     tracing::info!("transactional mail sender started");
     loop {
         if shutdown.is_triggered() {
@@ -54,23 +77,21 @@ pub async fn run(
             }
         };
         let busy = !batch.is_empty();
+        let mut sent = Vec::with_capacity(batch.len());
         for mail in batch {
-            let result = match mail.to_email.parse::<Address>() {
-                Ok(to) => {
-                    transport
-                        .send_raw(&from, &to, mail.message.as_bytes())
-                        .await
-                }
+            let result = match compose(&store, &composer, &mail).await {
+                Ok((to, message)) => transport.send_raw(&from, &to, &message).await,
                 Err(e) => Err(SendError::Permanent {
                     code: None,
-                    message: format!("bad address: {e}"),
-                    recipient: true,
+                    message: format!("composing: {e:#}"),
+                    recipient: false,
                 }),
             };
             let recorded = match result {
                 Ok(()) => {
                     tracing::info!(id = mail.id, kind = %mail.kind, "mail sent");
-                    store.outbound_sent(mail.id).await
+                    sent.push(mail.id);
+                    Ok(())
                 }
                 Err(SendError::Transient(e)) if mail.attempts + 1 < MAX_ATTEMPTS => {
                     let delay = backoff(mail.attempts);
@@ -85,6 +106,10 @@ pub async fn run(
             if let Err(e) = recorded {
                 tracing::warn!(id = mail.id, error = %e, "recording a mail outcome failed");
             }
+        }
+        // One write for the whole batch. A crash before it re-sends at most this batch.
+        if let Err(e) = store.outbound_sent(&sent).await {
+            tracing::warn!(error = %e, "recording sent mail failed");
         }
         if busy {
             continue;

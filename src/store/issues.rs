@@ -274,7 +274,7 @@ impl Store {
             .bind(status.as_str())
             .bind(reason)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .with_context(|| format!("setting issue {id} to {status}"))?;
         Ok(())

@@ -31,10 +31,17 @@ pub enum Backend {
     Postgres,
 }
 
-/// The application's database handle: a connection pool, built once per process.
+/// The application's database handle: connection pools, built once per process.
+///
+/// On SQLite, writes go through a separate pool of **one** connection: SQLite has a single
+/// writer anyway, and queueing for that connection is fair and immediate, whereas concurrent
+/// writers collide and SQLite's busy handler backs off with sleeps (hundreds of ms at p99 under
+/// load). Readers use the main pool and run beside the writer thanks to WAL. On PostgreSQL both
+/// are the same pool.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -53,26 +60,45 @@ impl Store {
             }
             DatabaseUrl::Postgres(_) => Backend::Postgres,
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; the busy timeout makes writers
-                        // queue instead of failing; foreign keys are off by default in SQLite.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    }
-                    Ok(())
+        let options = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(30))
+                // The default pings every connection before handing it out: a round trip per
+                // query. A broken connection fails its query instead, which callers handle.
+                .test_before_acquire(false)
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // WAL lets readers run beside the writer; the busy timeout makes
+                            // other processes' writers wait instead of failing; foreign keys
+                            // are off by default in SQLite.
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect(&settings.url.connect_url())
+        };
+        let url = settings.url.connect_url();
+        let pool = options(settings.max_connections)
+            .connect(&url)
             .await
             .with_context(|| format!("connecting to {}", settings.url.redacted()))?;
-        Ok(Store { pool, backend })
+        let writer = match backend {
+            Backend::Sqlite => options(1)
+                .connect(&url)
+                .await
+                .with_context(|| format!("connecting to {}", settings.url.redacted()))?,
+            Backend::Postgres => pool.clone(),
+        };
+        Ok(Store {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     /// Applies the migrations this binary embeds; returns how many were new.
@@ -83,7 +109,7 @@ impl Store {
         };
         let before = self.applied_migrations().await.unwrap_or(0);
         migrator
-            .run(&self.pool)
+            .run(&self.writer)
             .await
             .context("applying database migrations")?;
         let after = self.applied_migrations().await?;
@@ -103,8 +129,8 @@ impl Store {
     /// `SQLITE_BUSY` when another writer got in between, whatever the busy timeout.
     pub async fn begin_write(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
         let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
         };
         tx.context("starting a transaction")
     }
@@ -113,8 +139,14 @@ impl Store {
         self.backend
     }
 
+    /// The pool for reads.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for single-statement writes (see the type's documentation).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     /// Round-trips a trivial query: for readiness checks.
@@ -124,6 +156,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }

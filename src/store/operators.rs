@@ -22,7 +22,7 @@ impl Store {
         .bind(action)
         .bind(issue_id)
         .bind(detail)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .context("writing the operator log")?;
         tracing::info!(actor, action, issue_id, detail, "operator action");

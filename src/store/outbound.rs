@@ -12,14 +12,16 @@ use sqlx::{Any, Row, Transaction};
 
 use super::{Backend, Store, to_millis};
 
-/// One claimed mail.
+/// One claimed mail; the sender composes it from these.
 #[derive(Debug, Clone)]
 pub struct QueuedMail {
     pub id: i64,
+    /// `confirm` or `welcome`.
     pub kind: String,
+    pub subscriber_id: Option<i64>,
     pub to_email: String,
-    /// The complete RFC 5322 message.
-    pub message: String,
+    /// The raw confirmation token (confirm mails only).
+    pub token: Option<String>,
     pub attempts: i64,
 }
 
@@ -29,17 +31,17 @@ impl Store {
         kind: &str,
         subscriber_id: i64,
         to_email: &str,
-        message: &str,
+        token: Option<&str>,
         now: i64,
     ) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO outbound_mail (kind, subscriber_id, to_email, message, status, next_attempt_at, created_at)
+            "INSERT INTO outbound_mail (kind, subscriber_id, to_email, token, status, next_attempt_at, created_at)
              VALUES ($1, $2, $3, $4, 'pending', $5, $5)",
         )
         .bind(kind)
         .bind(subscriber_id)
         .bind(to_email)
-        .bind(message)
+        .bind(token)
         .bind(now)
         .execute(&mut **tx)
         .await
@@ -62,7 +64,7 @@ impl Store {
                                 WHERE status = 'pending' AND next_attempt_at <= $2
                                   AND (lease_until IS NULL OR lease_until < $2)
                                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
-                  RETURNING id, kind, to_email, message, attempts"
+                  RETURNING id, kind, subscriber_id, to_email, token, attempts"
             }
             Backend::Sqlite => {
                 "UPDATE outbound_mail SET lease_until = $1
@@ -70,14 +72,14 @@ impl Store {
                                 WHERE status = 'pending' AND next_attempt_at <= $2
                                   AND (lease_until IS NULL OR lease_until < $2)
                                 ORDER BY id LIMIT $3)
-                  RETURNING id, kind, to_email, message, attempts"
+                  RETURNING id, kind, subscriber_id, to_email, token, attempts"
             }
         };
         let rows = sqlx::query(sql)
             .bind(lease_until)
             .bind(now)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await
             .context("claiming queued mail")?;
         rows.iter()
@@ -85,27 +87,35 @@ impl Store {
                 Ok(QueuedMail {
                     id: r.try_get("id")?,
                     kind: r.try_get("kind")?,
+                    subscriber_id: r.try_get("subscriber_id")?,
                     to_email: r.try_get("to_email")?,
-                    message: r
-                        .try_get::<Option<String>, _>("message")?
-                        .unwrap_or_default(),
+                    token: r.try_get("token")?,
                     attempts: r.try_get("attempts")?,
                 })
             })
             .collect()
     }
 
-    /// Marks a mail sent and drops its body (the confirmation link in it is a secret).
-    pub async fn outbound_sent(&self, id: i64) -> anyhow::Result<()> {
-        let now = to_millis(Utc::now());
-        sqlx::query(
-            "UPDATE outbound_mail SET status = 'sent', sent_at = $1, message = NULL,
-                    lease_until = NULL, attempts = attempts + 1 WHERE id = $2",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+    /// Marks mails sent, in one statement (group commit), and drops their tokens (a
+    /// confirmation link is a secret).
+    pub async fn outbound_sent(&self, ids: &[i64]) -> anyhow::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "UPDATE outbound_mail SET status = 'sent', sent_at = $1, token = NULL,
+                    lease_until = NULL, attempts = attempts + 1 WHERE id IN ({})",
+            placeholders.join(", ")
+        );
+        // Only numbered placeholders are interpolated; the values are bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to_millis(Utc::now()));
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.execute(&self.writer)
+            .await
+            .context("recording sent mail")?;
         Ok(())
     }
 
@@ -126,17 +136,17 @@ impl Store {
                 .bind(error)
                 .bind(now + delay.as_millis() as i64)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             }
             None => {
                 sqlx::query(
                     "UPDATE outbound_mail SET attempts = attempts + 1, last_error = $1,
-                            status = 'failed', message = NULL, lease_until = NULL WHERE id = $2",
+                            status = 'failed', token = NULL, lease_until = NULL WHERE id = $2",
                 )
                 .bind(error)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             }
         }

@@ -1,6 +1,7 @@
 //! Subscribers in the database: signup, confirmation, unsubscribe, operator changes, erasure.
 //! Every transition is one transaction that also writes its consent record.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -42,6 +43,35 @@ fn subscriber_from_row(row: &AnyRow) -> anyhow::Result<SubscriberRow> {
             .try_get::<Option<i64>, _>("unsubscribed_at")?
             .map(from_millis),
     })
+}
+
+/// One reader's signup, checked at the edge, with a fresh confirmation token.
+#[derive(Debug, Clone)]
+pub struct SignupRequest {
+    pub email: SubscriberEmail,
+    pub name: Option<SubscriberName>,
+    pub consent: ConsentContext,
+    /// The raw token: goes into the queued mail, which the sender composes.
+    pub token: String,
+    /// Its hash: what the token table keeps.
+    pub token_hash: String,
+}
+
+/// `$start, $start+1, …` (`n` of them): numbered placeholders for dynamic IN lists and
+/// multi-row inserts. Only these are interpolated into SQL; every value is bound.
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, …, $w), ($w+1, …)`: `rows` groups of `width` placeholders.
+fn rows_of(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(r * width + 1, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a signup did. The reader sees the same answer in every case.
@@ -110,91 +140,203 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Store {
-    /// A reader signs up (double opt-in). `token_hash` is the hash of a fresh confirmation
-    /// token; `compose` builds the confirmation message for the subscriber id (it carries the
-    /// unsubscribe link, which needs the id). Everything happens in one transaction.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn signup(
+    /// A batch of reader signups (double opt-in), written in **one** transaction with a handful
+    /// of multi-row statements whatever the batch size: group commit, so the database is not
+    /// the bottleneck of a burst of signups. Returns one outcome per request, in order. An
+    /// address twice in one batch is handled as a repeat of the first.
+    pub async fn signup_batch(
         &self,
-        email: &SubscriberEmail,
-        name: Option<&SubscriberName>,
-        consent: &ConsentContext,
-        token_hash: &str,
+        requests: &[SignupRequest],
         token_ttl: Duration,
         resend_interval: Duration,
-        compose: impl FnOnce(i64) -> anyhow::Result<String>,
-    ) -> anyhow::Result<SignupOutcome> {
+    ) -> anyhow::Result<Vec<SignupOutcome>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
         let now = to_millis(Utc::now());
-        let existing = sqlx::query(
-            "SELECT id, status, last_confirmation_sent_at FROM subscribers WHERE email = $1",
-        )
-        .bind(email.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let id = match existing {
-            None => sqlx::query_scalar::<_, i64>(
-                "INSERT INTO subscribers (email, name, status, source, created_at, updated_at)
-                     VALUES ($1, $2, 'pending', $3, $4, $4) RETURNING id",
-            )
-            .bind(email.as_str())
-            .bind(name.map(SubscriberName::as_str))
-            .bind(consent.source.as_str())
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-            .context("storing a new subscriber")?,
-            Some(row) => {
-                let id: i64 = row.try_get("id")?;
-                let status: String = row.try_get("status")?;
-                let last: Option<i64> = row.try_get("last_confirmation_sent_at")?;
-                match status.as_str() {
-                    "confirmed" => {
-                        tx.rollback().await?;
-                        return Ok(SignupOutcome::AlreadyConfirmed);
-                    }
-                    "pending" if last.is_some_and(|t| now - t < ms(resend_interval)) => {
-                        insert_consent(&mut tx, id, "signup", now, consent).await?;
-                        tx.commit().await?;
-                        return Ok(SignupOutcome::Throttled);
-                    }
-                    _ => {
-                        // Pending (throttle passed), unsubscribed or bounced: start over.
-                        sqlx::query(
-                            "UPDATE subscribers SET status = 'pending', name = COALESCE($1, name),
-                                    updated_at = $2 WHERE id = $3",
-                        )
-                        .bind(name.map(SubscriberName::as_str))
-                        .bind(now)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                        id
-                    }
+
+        // 1. What we know of these addresses.
+        let emails: Vec<&str> = requests.iter().map(|r| r.email.as_str()).collect();
+        let sql = format!(
+            "SELECT id, email, status, last_confirmation_sent_at FROM subscribers WHERE email IN ({})",
+            placeholders(1, emails.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in &emails {
+            q = q.bind(*e);
+        }
+        let mut known: HashMap<String, (i64, String, Option<i64>)> = HashMap::new();
+        for row in q.fetch_all(&mut *tx).await.context("looking up signups")? {
+            known.insert(
+                row.try_get("email")?,
+                (
+                    row.try_get("id")?,
+                    row.try_get("status")?,
+                    row.try_get("last_confirmation_sent_at")?,
+                ),
+            );
+        }
+
+        // 2. Decide per request; an address seen earlier in the batch counts as known.
+        let mut outcomes = Vec::with_capacity(requests.len());
+        let mut to_insert: Vec<usize> = Vec::new();
+        let mut to_restart: Vec<(usize, i64)> = Vec::new();
+        let mut consent_only: Vec<(usize, i64)> = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, r) in requests.iter().enumerate() {
+            if seen.insert(r.email.as_str(), i).is_some() {
+                outcomes.push(SignupOutcome::Throttled);
+                continue;
+            }
+            match known.get(r.email.as_str()) {
+                None => {
+                    to_insert.push(i);
+                    outcomes.push(SignupOutcome::ConfirmationQueued);
+                }
+                Some((_, status, _)) if status == "confirmed" => {
+                    outcomes.push(SignupOutcome::AlreadyConfirmed);
+                }
+                Some((id, status, last))
+                    if status == "pending"
+                        && last.is_some_and(|t| now - t < ms(resend_interval)) =>
+                {
+                    consent_only.push((i, *id));
+                    outcomes.push(SignupOutcome::Throttled);
+                }
+                Some((id, _, _)) => {
+                    to_restart.push((i, *id));
+                    outcomes.push(SignupOutcome::ConfirmationQueued);
                 }
             }
-        };
-        insert_consent(&mut tx, id, "signup", now, consent).await?;
-        sqlx::query(
-            "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(token_hash)
-        .bind(id)
-        .bind(now)
-        .bind(now + ms(token_ttl))
-        .execute(&mut *tx)
-        .await
-        .context("storing the confirmation token")?;
-        sqlx::query("UPDATE subscribers SET last_confirmation_sent_at = $1 WHERE id = $2")
+        }
+
+        // 3. New subscribers, in one statement.
+        let mut ids: HashMap<usize, i64> = HashMap::new();
+        if !to_insert.is_empty() {
+            let rows: Vec<String> = (0..to_insert.len())
+                .map(|k| {
+                    let b = k * 4;
+                    format!(
+                        "(${}, ${}, 'pending', ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 4,
+                        b + 4
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO subscribers
+                    (email, name, status, source, created_at, updated_at, last_confirmation_sent_at)
+                 VALUES {} RETURNING id, email",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &i in &to_insert {
+                let r = &requests[i];
+                q = q
+                    .bind(r.email.as_str())
+                    .bind(r.name.as_ref().map(|n| n.as_str().to_string()))
+                    .bind(r.consent.source.as_str())
+                    .bind(now);
+            }
+            let by_email: HashMap<String, i64> = q
+                .fetch_all(&mut *tx)
+                .await
+                .context("storing new subscribers")?
+                .iter()
+                .map(|row| Ok((row.try_get("email")?, row.try_get("id")?)))
+                .collect::<anyhow::Result<_>>()?;
+            for &i in &to_insert {
+                ids.insert(i, by_email[requests[i].email.as_str()]);
+            }
+        }
+        // Pending (throttle passed), unsubscribed or bounced: start over (rare; one each).
+        for &(i, id) in &to_restart {
+            sqlx::query(
+                "UPDATE subscribers SET status = 'pending', name = COALESCE($1, name),
+                        updated_at = $2, last_confirmation_sent_at = $2 WHERE id = $3",
+            )
+            .bind(requests[i].name.as_ref().map(|n| n.as_str().to_string()))
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let message = compose(id)?;
-        Self::enqueue_mail(&mut tx, "confirm", id, email.as_str(), &message, now).await?;
-        tx.commit().await.context("committing the signup")?;
-        Ok(SignupOutcome::ConfirmationQueued)
+            ids.insert(i, id);
+        }
+
+        // 4. Consent records for every signup that was not a confirmed repeat.
+        let mut consents: Vec<(usize, i64)> = ids.iter().map(|(&i, &id)| (i, id)).collect();
+        consents.extend(consent_only.iter().copied());
+        consents.sort_unstable();
+        if !consents.is_empty() {
+            let sql = format!(
+                "INSERT INTO consents (subscriber_id, event, at, ip, user_agent, source, consent_text_version)
+                 VALUES {}",
+                rows_of(consents.len(), 7)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &(i, id) in &consents {
+                let c = &requests[i].consent;
+                q = q
+                    .bind(id)
+                    .bind("signup")
+                    .bind(now)
+                    .bind(c.ip.clone())
+                    .bind(c.user_agent.clone())
+                    .bind(c.source.clone())
+                    .bind(c.consent_text_version.clone());
+            }
+            q.execute(&mut *tx).await.context("recording consent")?;
+        }
+
+        // 5. Tokens and queued confirmation mails for everyone who gets one.
+        let mut confirm: Vec<(usize, i64)> = ids.into_iter().collect();
+        confirm.sort_unstable();
+        if !confirm.is_empty() {
+            let sql = format!(
+                "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
+                 VALUES {}",
+                rows_of(confirm.len(), 4)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &(i, id) in &confirm {
+                q = q
+                    .bind(requests[i].token_hash.clone())
+                    .bind(id)
+                    .bind(now)
+                    .bind(now + ms(token_ttl));
+            }
+            q.execute(&mut *tx)
+                .await
+                .context("storing confirmation tokens")?;
+
+            let sql = format!(
+                "INSERT INTO outbound_mail
+                    (kind, subscriber_id, to_email, token, status, next_attempt_at, created_at)
+                 VALUES {}",
+                rows_of(confirm.len(), 7)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &(i, id) in &confirm {
+                q = q
+                    .bind("confirm")
+                    .bind(id)
+                    .bind(requests[i].email.as_str())
+                    .bind(requests[i].token.clone())
+                    .bind("pending")
+                    .bind(now)
+                    .bind(now);
+            }
+            q.execute(&mut *tx)
+                .await
+                .context("queueing confirmation mail")?;
+        }
+        tx.commit().await.context("committing signups")?;
+        Ok(outcomes)
     }
 
     /// Whether `token_hash` is a live (unused, unexpired) confirmation token.
@@ -217,7 +359,6 @@ impl Store {
         token_hash: &str,
         consent: &ConsentContext,
         suppression_hash: impl FnOnce(&str) -> String,
-        compose_welcome: impl FnOnce(i64, &str, Option<&str>) -> anyhow::Result<String>,
     ) -> anyhow::Result<ConfirmOutcome> {
         let mut tx = self.begin_write().await?;
         let now = to_millis(Utc::now());
@@ -250,7 +391,6 @@ impl Store {
             return Ok(ConfirmOutcome::Invalid);
         };
         let email: String = confirmed.try_get("email")?;
-        let name: Option<String> = confirmed.try_get("name")?;
         // Every other open token of this subscriber is now pointless.
         sqlx::query(
             "UPDATE confirmation_tokens SET used_at = $1 WHERE subscriber_id = $2 AND used_at IS NULL",
@@ -264,8 +404,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         insert_consent(&mut tx, id, "confirm", now, consent).await?;
-        let message = compose_welcome(id, &email, name.as_deref())?;
-        Self::enqueue_mail(&mut tx, "welcome", id, &email, &message, now).await?;
+        Self::enqueue_mail(&mut tx, "welcome", id, &email, None, now).await?;
         tx.commit().await.context("committing the confirmation")?;
         Ok(ConfirmOutcome::Confirmed {
             subscriber_id: id,

@@ -1,5 +1,5 @@
-//! The reader's lifecycle as the web layer and the CLI use it: sign up (double opt-in), confirm,
-//! unsubscribe. Messages are composed here and queued in the same transaction as the change.
+//! The reader's lifecycle as the web layer uses it: sign up (double opt-in, through the
+//! [`super::signup_writer`]), confirm, unsubscribe; and the [`Composer`] of the mails they queue.
 
 use std::str::FromStr;
 
@@ -15,15 +15,13 @@ use crate::config::{SecretKey, Settings};
 use crate::mail::{Envelope, compose};
 use crate::render::Renderer;
 use crate::store::Store;
-use crate::store::subscribers::{ConfirmOutcome, SignupOutcome};
+use crate::store::subscribers::ConfirmOutcome;
 
-/// What the lifecycle needs, borrowed from application state.
+/// What confirming and unsubscribing need, borrowed from application state.
 #[derive(Clone, Copy)]
 pub struct Lifecycle<'a> {
     pub store: &'a Store,
-    pub settings: &'a Settings,
     pub secret: &'a SecretKey,
-    pub renderer: &'a Renderer,
 }
 
 /// What an unsubscribe link did.
@@ -43,9 +41,17 @@ pub fn unsubscribe_url(settings: &Settings, secret: &SecretKey, subscriber_id: i
     ))
 }
 
-impl Lifecycle<'_> {
+/// Builds transactional mails (confirmation, welcome) when the sender takes them from the queue.
+#[derive(Debug, Clone)]
+pub struct Composer {
+    pub settings: std::sync::Arc<Settings>,
+    pub secret: SecretKey,
+    pub renderer: std::sync::Arc<Renderer>,
+}
+
+impl Composer {
     fn base_context(&self, name: Option<&str>, unsubscribe: &str) -> Context {
-        let s = self.settings;
+        let s = &self.settings;
         let mut ctx = Context::new();
         ctx.insert("name", &name);
         ctx.insert("newsletter_name", &s.newsletter.name.0);
@@ -57,90 +63,83 @@ impl Lifecycle<'_> {
         ctx
     }
 
-    fn to(email: &str, name: Option<&str>) -> anyhow::Result<Mailbox> {
+    /// The formatted message for a queued mail of `kind` (`confirm` needs `token`).
+    pub fn compose(
+        &self,
+        kind: &str,
+        subscriber_id: i64,
+        email: &str,
+        name: Option<&str>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Vec<u8>> {
+        let s = &self.settings;
+        let unsubscribe = unsubscribe_url(s, &self.secret, subscriber_id);
+        let mut ctx = self.base_context(name, &unsubscribe);
+        let (subject, template, message_id) = match kind {
+            "confirm" => {
+                let token =
+                    token.ok_or_else(|| anyhow::anyhow!("a confirm mail without a token"))?;
+                ctx.insert(
+                    "confirm_url",
+                    &s.http.public_url.join(&format!("confirm/{token}")),
+                );
+                ctx.insert(
+                    "ttl_hours",
+                    &(s.signup.confirm_token_ttl.0.as_secs() / 3600),
+                );
+                (
+                    format!("Confirm your subscription to {}", s.newsletter.name.0),
+                    "confirm",
+                    format!(
+                        "confirm-{subscriber_id}-{}",
+                        &hash_confirm_token(token)[..16]
+                    ),
+                )
+            }
+            "welcome" => (
+                format!("Welcome to {}", s.newsletter.name.0),
+                "welcome",
+                format!("welcome-{subscriber_id}"),
+            ),
+            other => anyhow::bail!("unknown mail kind {other:?}"),
+        };
         let address = lettre::Address::from_str(email)?;
-        Ok(Mailbox::new(name.map(str::to_string), address))
-    }
-
-    fn compose_confirm(
-        &self,
-        id: i64,
-        email: &SubscriberEmail,
-        name: Option<&SubscriberName>,
-        token: &str,
-    ) -> anyhow::Result<String> {
-        let unsubscribe = unsubscribe_url(self.settings, self.secret, id);
-        let mut ctx = self.base_context(name.map(SubscriberName::as_str), &unsubscribe);
-        ctx.insert(
-            "confirm_url",
-            &self
-                .settings
-                .http
-                .public_url
-                .join(&format!("confirm/{token}")),
-        );
-        ctx.insert(
-            "ttl_hours",
-            &(self.settings.signup.confirm_token_ttl.0.as_secs() / 3600),
-        );
         let message = compose(
-            self.settings,
+            s,
             Envelope {
-                to: Self::to(email.as_str(), name.map(SubscriberName::as_str))?,
-                message_id_local: &format!("confirm-{id}-{}", &hash_confirm_token(token)[..16]),
-                subject: &format!(
-                    "Confirm your subscription to {}",
-                    self.settings.newsletter.name.0
-                ),
+                to: Mailbox::new(name.map(str::to_string), address),
+                message_id_local: &message_id,
+                subject: &subject,
                 unsubscribe_url: &unsubscribe,
-                text: self.renderer.render_page("email/confirm.txt", &ctx)?,
-                html: self.renderer.render_page("email/confirm.html", &ctx)?,
+                text: self
+                    .renderer
+                    .render_page(&format!("email/{template}.txt"), &ctx)?,
+                html: self
+                    .renderer
+                    .render_page(&format!("email/{template}.html"), &ctx)?,
             },
         )?;
-        Ok(String::from_utf8(message.formatted())?)
+        Ok(message.formatted())
     }
+}
 
-    fn compose_welcome(&self, id: i64, email: &str, name: Option<&str>) -> anyhow::Result<String> {
-        let unsubscribe = unsubscribe_url(self.settings, self.secret, id);
-        let ctx = self.base_context(name, &unsubscribe);
-        let message = compose(
-            self.settings,
-            Envelope {
-                to: Self::to(email, name)?,
-                message_id_local: &format!("welcome-{id}"),
-                subject: &format!("Welcome to {}", self.settings.newsletter.name.0),
-                unsubscribe_url: &unsubscribe,
-                text: self.renderer.render_page("email/welcome.txt", &ctx)?,
-                html: self.renderer.render_page("email/welcome.html", &ctx)?,
-            },
-        )?;
-        Ok(String::from_utf8(message.formatted())?)
+/// A signup request for `email`, with a fresh confirmation token.
+pub fn signup_request(
+    email: SubscriberEmail,
+    name: Option<SubscriberName>,
+    consent: ConsentContext,
+) -> crate::store::subscribers::SignupRequest {
+    let (token, token_hash) = new_confirm_token();
+    crate::store::subscribers::SignupRequest {
+        email,
+        name,
+        consent,
+        token,
+        token_hash,
     }
+}
 
-    /// Signs a reader up; the caller answers the same whatever the outcome.
-    pub async fn sign_up(
-        &self,
-        email: &SubscriberEmail,
-        name: Option<&SubscriberName>,
-        consent: &ConsentContext,
-    ) -> anyhow::Result<SignupOutcome> {
-        let (token, hash) = new_confirm_token();
-        let outcome = self
-            .store
-            .signup(
-                email,
-                name,
-                consent,
-                &hash,
-                self.settings.signup.confirm_token_ttl.0,
-                self.settings.signup.resend_interval.0,
-                |id| self.compose_confirm(id, email, name, &token),
-            )
-            .await?;
-        tracing::info!(outcome = ?outcome, source = %consent.source, "signup");
-        Ok(outcome)
-    }
-
+impl Lifecycle<'_> {
     /// Whether a confirmation link is live, without using it (for the GET page).
     pub async fn confirmation_is_live(&self, token: &str) -> anyhow::Result<bool> {
         if !is_confirm_token_shape(token) {
@@ -163,12 +162,9 @@ impl Lifecycle<'_> {
         let secret = self.secret;
         let outcome = self
             .store
-            .confirm(
-                &hash_confirm_token(token),
-                consent,
-                |email| suppression_hash(secret, email),
-                |id, email, name| self.compose_welcome(id, email, name),
-            )
+            .confirm(&hash_confirm_token(token), consent, |email| {
+                suppression_hash(secret, email)
+            })
             .await?;
         if let ConfirmOutcome::Confirmed { subscriber_id, .. } = &outcome {
             tracing::info!(subscriber_id, "subscription confirmed");

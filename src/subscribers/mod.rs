@@ -2,6 +2,7 @@
 //! and the tokens in confirmation and unsubscribe links.
 
 pub mod lifecycle;
+pub mod signup_writer;
 pub mod tokens;
 
 use std::fmt;

@@ -19,6 +19,7 @@ use serde_json::json;
 use super::error::PageError;
 use super::pages::{base_context, message_page};
 use crate::startup::AppState;
+use crate::subscribers::lifecycle::signup_request;
 use crate::subscribers::{ConsentContext, InvalidSubscriber, SubscriberEmail, SubscriberName};
 
 /// Largest signup body we read.
@@ -254,10 +255,11 @@ async fn subscribe(
         }
     };
     let consent = consent_of(&state, &headers, ip);
-    state
-        .lifecycle()
-        .sign_up(&signup.email, signup.name.as_ref(), &consent)
+    let outcome = state
+        .signup_writer
+        .submit(signup_request(signup.email, signup.name, consent))
         .await?;
+    tracing::debug!(?outcome, "signup");
     state.mail_signal.notify();
     reply(&state, &format, StatusCode::OK, CHECK_INBOX, None)
 }
