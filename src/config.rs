@@ -379,6 +379,9 @@ pub struct DeliverySettings {
     pub concurrency: u32,
     pub rate_per_second: u32,
     pub max_attempts: u32,
+    pub lease_seconds: u64,
+    pub retry_base_seconds: u64,
+    pub pause_after_failures: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -529,6 +532,12 @@ impl Settings {
         }
         if self.delivery.concurrency == 0 || self.delivery.concurrency > 1000 {
             problems.push("delivery.concurrency: must be between 1 and 1000".to_string());
+        }
+        if self.delivery.lease_seconds == 0 {
+            problems.push("delivery.lease_seconds: must be at least 1".to_string());
+        }
+        if self.delivery.pause_after_failures == 0 {
+            problems.push("delivery.pause_after_failures: must be at least 1".to_string());
         }
         if self.delivery.max_attempts == 0 || self.delivery.max_attempts > 100 {
             problems.push("delivery.max_attempts: must be between 1 and 100".to_string());

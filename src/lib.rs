@@ -13,6 +13,8 @@
 //! - [`issues`] — ISO weeks, issue statuses, and freezing/previewing a week's issue
 //!   ([`issues::freeze`]).
 //! - [`render`] — Tera + mrml rendering, once per issue, and per-recipient slot filling.
+//! - [`delivery`] — the delivery engine: leased claims, a bounded window, group-committed
+//!   outcomes, retries and bounces, DKIM.
 //! - [`mail`] — message composition: every header built in Rust.
 //! - [`subscribers`] — checked addresses, the signup/confirm/unsubscribe lifecycle and the
 //!   tokens in links.
@@ -28,6 +30,7 @@
 pub mod cli;
 pub mod comparisons;
 pub mod config;
+pub mod delivery;
 pub mod issues;
 pub mod mail;
 pub mod render;

@@ -132,6 +132,12 @@ impl Application {
                 }
             });
         }
+        let engine = crate::delivery::Engine::new(
+            store.clone(),
+            self.state.settings.clone(),
+            self.state.secret.clone(),
+        )?;
+        let worker = tokio::spawn(engine.run(shutdown.clone()));
         let app = web::router(self.state);
         axum::serve(
             self.listener,
@@ -140,6 +146,9 @@ impl Application {
         .with_graceful_shutdown(shutdown.wait())
         .await
         .context("serving HTTP")?;
+        if let Err(e) = worker.await {
+            tracing::warn!(error = %e, "the delivery worker ended abnormally");
+        }
         if let Err(e) = sender.await {
             tracing::warn!(error = %e, "the mail sender ended abnormally");
         }

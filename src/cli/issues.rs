@@ -8,8 +8,8 @@ use lettre::message::Mailbox;
 
 use super::{Failure, IssueCommand, IssueIdArg, PreviewArgs, WeekArg, open_store, truncate};
 use crate::config::Settings;
-use crate::issues::IsoWeek;
 use crate::issues::freeze::{Created, create_issue, default_week, preview_issue};
+use crate::issues::{IsoWeek, IssueStatus};
 use crate::mail::{Envelope, compose};
 use crate::render::{Personalizer, Renderer, SlotValues};
 use crate::store::Store;
@@ -29,6 +29,42 @@ pub(super) async fn run(
         IssueCommand::Create(args) => create(settings, &store, args, json).await,
         IssueCommand::List => list(&store, json).await,
         IssueCommand::Status(args) => status(&store, args, json).await,
+        IssueCommand::Send(args) => send(settings, &store, args, json).await,
+        IssueCommand::Pause(args) => {
+            transition(
+                &store,
+                args,
+                &[IssueStatus::Sending],
+                IssueStatus::Paused,
+                json,
+            )
+            .await
+        }
+        IssueCommand::Resume(args) => {
+            transition(
+                &store,
+                args,
+                &[IssueStatus::Paused],
+                IssueStatus::Sending,
+                json,
+            )
+            .await
+        }
+        IssueCommand::Cancel(args) => {
+            transition(
+                &store,
+                args,
+                &[
+                    IssueStatus::Ready,
+                    IssueStatus::Scheduled,
+                    IssueStatus::Sending,
+                    IssueStatus::Paused,
+                ],
+                IssueStatus::Cancelled,
+                json,
+            )
+            .await
+        }
     };
     store.close().await;
     result
@@ -182,6 +218,114 @@ async fn list(store: &Store, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+fn required(args: &IssueIdArg) -> Result<&str, Failure> {
+    args.id
+        .as_deref()
+        .ok_or_else(|| Failure::Input("ID: give the issue number (12) or week (2026-W47)".into()))
+}
+
+async fn transition(
+    store: &Store,
+    args: IssueIdArg,
+    from: &[IssueStatus],
+    to: IssueStatus,
+    json: bool,
+) -> Result<(), Failure> {
+    let issue = find(store, required(&args)?).await?;
+    if !store
+        .transition_issue(issue.id, from, to, Some("operator (cli)"))
+        .await?
+    {
+        return Err(Failure::Input(format!(
+            "issue {} is {}: cannot make it {to}",
+            issue.week, issue.status
+        )));
+    }
+    store
+        .log_operator_action(
+            "cli",
+            &format!("issue.{to}"),
+            Some(issue.id),
+            &issue.week.to_string(),
+        )
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "week": issue.week, "status": to })
+        );
+    } else {
+        println!("issue {} is now {to}", issue.week);
+    }
+    Ok(())
+}
+
+async fn send(
+    settings: &Settings,
+    store: &Store,
+    args: IssueIdArg,
+    json: bool,
+) -> Result<(), Failure> {
+    let issue = find(store, required(&args)?).await?;
+    if issue.status == IssueStatus::Paused {
+        return Err(Failure::Input(format!(
+            "issue {} is paused: `verdicts issue resume {}` continues it",
+            issue.week, issue.week
+        )));
+    }
+    let recipients = store
+        .start_send(issue.id)
+        .await
+        .map_err(|e| Failure::Input(format!("issue {}: {e}", issue.week)))?;
+    store
+        .log_operator_action("cli", "issue.send", Some(issue.id), &issue.week.to_string())
+        .await?;
+    let secret = settings.secret_key()?;
+    let engine =
+        crate::delivery::Engine::new(store.clone(), std::sync::Arc::new(settings.clone()), secret)?;
+    let bar = if json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(recipients as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} settled · {per_sec} · ETA {eta}",
+        )
+        .expect("a valid template"),
+    );
+    let (trigger, stop) = crate::shutdown::channel();
+    crate::shutdown::on_signals(trigger);
+    let store_p = store.clone();
+    let bar_p = bar.clone();
+    let id = issue.id;
+    let ticker = tokio::spawn(async move {
+        loop {
+            if let Ok(c) = store_p.delivery_counts(id).await {
+                bar_p.set_position((c.total - c.pending) as u64);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let end = engine.send_issue(issue.id, stop, None).await?;
+    ticker.abort();
+    let c = store.delivery_counts(issue.id).await?;
+    bar.set_position((c.total - c.pending) as u64);
+    bar.finish();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "week": issue.week, "end": format!("{end:?}"), "deliveries": c })
+        );
+    } else {
+        println!(
+            "{}: {end:?} — {} sent, {} failed, {} skipped, {} pending of {}",
+            issue.week, c.sent, c.failed, c.skipped, c.pending, c.total
+        );
+    }
+    Ok(())
+}
+
 async fn status(store: &Store, args: IssueIdArg, json: bool) -> Result<(), Failure> {
     let issue = match &args.id {
         Some(key) => find(store, key).await?,
@@ -192,8 +336,19 @@ async fn status(store: &Store, args: IssueIdArg, json: bool) -> Result<(), Failu
             .next()
             .ok_or_else(|| Failure::Input("there are no issues yet".into()))?,
     };
+    let counts = store.delivery_counts(issue.id).await?;
+    let rate = counts.sent_last_minute as f64 / 60.0;
+    let eta_seconds = (rate > 0.0).then(|| (counts.pending as f64 / rate).round() as i64);
     if json {
-        println!("{}", serde_json::json!({ "issue": issue }));
+        println!(
+            "{}",
+            serde_json::json!({
+                "issue": issue,
+                "deliveries": counts,
+                "rate_per_second": rate,
+                "eta_seconds": eta_seconds,
+            })
+        );
         return Ok(());
     }
     println!(
@@ -215,6 +370,16 @@ async fn status(store: &Store, args: IssueIdArg, json: bool) -> Result<(), Failu
         "created:  {}",
         issue.created_at.format("%Y-%m-%d %H:%M UTC")
     );
+    if counts.total > 0 {
+        println!(
+            "delivery: {} sent · {} failed · {} skipped · {} pending of {}",
+            counts.sent, counts.failed, counts.skipped, counts.pending, counts.total
+        );
+        println!(
+            "rate:     {rate:.1}/s over the last minute · ETA {}",
+            eta_seconds.map_or("-".to_string(), |s| format!("{}m{:02}s", s / 60, s % 60))
+        );
+    }
     println!("items:    {}", issue.items.len());
     for slug in &issue.items {
         println!("          {slug}");

@@ -39,6 +39,9 @@ pub struct Cli {
 pub enum Command {
     /// The main job: HTTP server (and, as they land, scheduler and delivery worker).
     Serve,
+    /// Delivery worker only: sends issues that are `sending`, until SIGTERM. Run several
+    /// against one PostgreSQL to share a send.
+    Worker,
     /// Apply database migrations and exit.
     Migrate,
     /// Import and list comparisons.
@@ -98,8 +101,16 @@ pub enum IssueCommand {
     Create(WeekArg),
     /// List every issue, newest week first.
     List,
-    /// Show one issue (default: the newest).
+    /// Show one issue (default: the newest) with its delivery counts, rate and ETA.
     Status(IssueIdArg),
+    /// Start sending now and follow the send with a progress bar (Ctrl-C leaves it to workers).
+    Send(IssueIdArg),
+    /// Pause a send; workers stop claiming within a second.
+    Pause(IssueIdArg),
+    /// Resume a paused send.
+    Resume(IssueIdArg),
+    /// Cancel an issue that is ready, scheduled, sending or paused; nothing more is sent.
+    Cancel(IssueIdArg),
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +244,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     telemetry::init(settings.log.format);
     match cli.command {
         Command::Serve => serve(settings).await,
+        Command::Worker => worker(settings).await,
         Command::Migrate => {
             let store = Store::connect(&settings.database).await?;
             let applied = store.migrate().await?;
@@ -263,6 +275,18 @@ pub(crate) async fn open_store(settings: &Settings) -> Result<Store, Failure> {
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+async fn worker(settings: Settings) -> Result<(), Failure> {
+    let store = open_store(&settings).await?;
+    let secret = settings.secret_key()?;
+    let engine =
+        crate::delivery::Engine::new(store.clone(), std::sync::Arc::new(settings), secret)?;
+    let (trigger, stop) = shutdown::channel();
+    shutdown::on_signals(trigger);
+    engine.run(stop).await;
+    store.close().await;
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<(), Failure> {

@@ -18,9 +18,10 @@ use crate::config::{Settings, Transport as TransportKind};
 /// A failed send, classified.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// Worth retrying: 4xx replies, refused or dropped connections, timeouts, local I/O.
-    #[error("transient: {0}")]
-    Transient(String),
+    /// Worth retrying: 4xx replies (`code`), or no reply at all — refused or dropped
+    /// connections, timeouts, local I/O (`code: None`: the server is unreachable).
+    #[error("transient ({code:?}): {message}")]
+    Transient { code: Option<u16>, message: String },
     /// Not worth retrying: a 5xx reply. `recipient` is true for 550/551/553, which reject the
     /// address itself (the subscriber bounced).
     #[error("permanent ({code:?}): {message}")]
@@ -80,9 +81,14 @@ impl Transport {
         message: &[u8],
     ) -> Result<(), SendError> {
         match self {
-            Transport::Outbox { dir } => write_outbox(dir, to, message)
-                .await
-                .map_err(|e| SendError::Transient(format!("writing to the outbox: {e}"))),
+            Transport::Outbox { dir } => {
+                write_outbox(dir, to, message)
+                    .await
+                    .map_err(|e| SendError::Transient {
+                        code: None,
+                        message: format!("writing to the outbox: {e}"),
+                    })
+            }
             Transport::Smtp(smtp) => {
                 let envelope =
                     Envelope::new(Some(from.clone()), vec![to.clone()]).map_err(|e| {
@@ -129,7 +135,10 @@ pub fn classify(e: lettre::transport::smtp::Error) -> SendError {
             recipient: matches!(code, Some(550 | 551 | 553)),
         };
     }
-    SendError::Transient(e.to_string())
+    SendError::Transient {
+        code,
+        message: e.to_string(),
+    }
 }
 
 async fn write_outbox(dir: &std::path::Path, to: &Address, message: &[u8]) -> std::io::Result<()> {

@@ -7,6 +7,7 @@
 //! alone. The same test suite runs against both.
 
 pub mod comparisons;
+pub mod deliveries;
 pub mod issues;
 pub mod operators;
 pub mod outbound;

@@ -1,0 +1,412 @@
+//! The delivery engine: sends a frozen issue to its ledger of recipients.
+//!
+//! - **Claims** come in small batches under a lease (see [`crate::store::deliveries`]), so
+//!   several workers share a send and a dead worker's rows return after the lease.
+//! - **A window of `delivery.concurrency` permits** bounds the work in progress: a permit is taken
+//!   before a message is sent and given back only after its outcome is committed. So a crash at
+//!   any moment loses the outcomes of at most `concurrency` messages — the only ones that can be
+//!   sent twice after a restart — and no recipient is ever skipped (an unsettled row stays
+//!   pending).
+//! - **Outcomes are group-committed**: a recorder settles whatever has finished in one
+//!   transaction, so the database is not the bottleneck.
+//! - **Failures** are classified: 4xx replies retry with exponential backoff and jitter up to
+//!   `delivery.max_attempts`; 5xx fail at once, and 550/551/553 mark the subscriber bounced; an
+//!   unreachable server puts the message back *without* counting an attempt and pauses claiming
+//!   with growing waits until it answers again. `delivery.pause_after_failures` consecutive
+//!   failures pause the issue with a clear reason.
+//! - **Pause, resume, cancel** are issue statuses, checked before every claim (well under a
+//!   second apart), so they take effect across workers within a second.
+
+pub mod dkim;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use lettre::message::Mailbox;
+use rand::Rng;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::config::{SecretKey, Settings};
+use crate::issues::IssueStatus;
+use crate::mail::transport::{SendError, Transport};
+use crate::mail::{Envelope, compose};
+use crate::render::{Personalizer, SlotValues};
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+use crate::store::deliveries::{Claimed, Outcome};
+use crate::subscribers::lifecycle::unsubscribe_url;
+
+/// Everything a worker needs; built once per process.
+#[derive(Clone)]
+pub struct Engine {
+    pub store: Store,
+    pub transport: Transport,
+    pub settings: Arc<Settings>,
+    pub secret: SecretKey,
+    pub dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
+    /// Names this worker in leases (`host:pid:random`).
+    pub owner: String,
+}
+
+/// How a send of one issue ended for this worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendEnd {
+    /// Every delivery is settled; the issue is `sent`.
+    Finished,
+    /// The issue left `sending` (paused, cancelled, or paused for failures).
+    Stopped(IssueStatus),
+    /// Shutdown was requested; the rest stays pending for the next start.
+    Shutdown,
+}
+
+/// A worker identity for leases.
+pub fn worker_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}:{}:{:04x}",
+        std::process::id(),
+        rand::rng().random::<u16>()
+    )
+}
+
+/// The frozen issue, prepared once per send.
+struct Prepared {
+    number: i64,
+    subject: String,
+    personalizer: Personalizer,
+}
+
+fn retry_delay(base: Duration, attempts: i64) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempts.clamp(0, 10) as u32);
+    let capped = exp.min(Duration::from_secs(3600));
+    let jitter = rand::rng().random_range(0.8..1.2);
+    capped.mul_f64(jitter)
+}
+
+impl Engine {
+    /// Builds the engine from settings: the transport (SMTP pool) and DKIM key, once.
+    pub fn new(store: Store, settings: Arc<Settings>, secret: SecretKey) -> anyhow::Result<Engine> {
+        Ok(Engine {
+            transport: Transport::from_settings(&settings)?,
+            dkim: dkim::from_settings(&settings)?,
+            store,
+            settings,
+            secret,
+            owner: worker_name(),
+        })
+    }
+
+    fn compose_for(
+        &self,
+        prepared: &Prepared,
+        c: &Claimed,
+    ) -> anyhow::Result<(lettre::Address, Vec<u8>)> {
+        let sid = c.subscriber_id.context("erased subscriber")?;
+        let email = c.email.as_deref().context("erased subscriber")?;
+        let address: lettre::Address = email.parse().context("stored address")?;
+        let unsubscribe = unsubscribe_url(&self.settings, &self.secret, sid);
+        let values =
+            SlotValues::for_recipient(email, &self.settings.newsletter.name.0, &unsubscribe);
+        let mut message = compose(
+            &self.settings,
+            Envelope {
+                to: Mailbox::new(c.name.clone(), address.clone()),
+                message_id_local: &format!("issue-{}.sub-{sid}", prepared.number),
+                subject: &prepared.subject,
+                unsubscribe_url: &unsubscribe,
+                text: prepared.personalizer.text(&values),
+                html: prepared.personalizer.html(&values),
+            },
+        )?;
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        Ok((address, message.formatted()))
+    }
+
+    /// Sends one issue until it is finished, stopped by an operator, or shutdown is requested.
+    /// `progress` is called after every committed batch.
+    pub async fn send_issue(
+        &self,
+        issue_id: i64,
+        shutdown: Shutdown,
+        progress: Option<&(dyn Fn() + Sync)>,
+    ) -> anyhow::Result<SendEnd> {
+        let issue = self
+            .store
+            .get_issue(issue_id)
+            .await?
+            .with_context(|| format!("no issue {issue_id}"))?;
+        let (Some(number), Some(subject), Some(html), Some(text)) =
+            (issue.number, issue.subject, issue.html, issue.text)
+        else {
+            anyhow::bail!("issue {} has no content to send", issue.week);
+        };
+        let prepared = Arc::new(Prepared {
+            number,
+            subject,
+            personalizer: Personalizer::new(&html, &text),
+        });
+        let d = &self.settings.delivery;
+        let concurrency = d.concurrency as usize;
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let limiter: Option<Arc<DefaultDirectRateLimiter>> =
+            std::num::NonZeroU32::new(d.rate_per_second)
+                .map(|n| Arc::new(RateLimiter::direct(Quota::per_second(n))));
+        let lease = Duration::from_secs(d.lease_seconds);
+        let down_until = Arc::new(AtomicI64::new(0));
+        let down_streak = Arc::new(AtomicU32::new(0));
+        let failures = Arc::new(AtomicU32::new(0));
+        let (tx, mut rx) = mpsc::unbounded_channel::<(
+            i64,
+            Option<i64>,
+            Outcome,
+            tokio::sync::OwnedSemaphorePermit,
+        )>();
+
+        // The recorder: settles finished messages in batches, then frees their permits.
+        let store = self.store.clone();
+        let pause_after = d.pause_after_failures;
+        let failures_r = failures.clone();
+        let recorder = async move {
+            let mut batch = Vec::new();
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                while let Ok(next) = rx.try_recv() {
+                    batch.push(next);
+                }
+                let outcomes: Vec<(i64, Option<i64>, Outcome)> = batch
+                    .iter()
+                    .map(|(id, sid, o, _)| (*id, *sid, o.clone()))
+                    .collect();
+                let mut tries = 0;
+                while let Err(e) = store.record_outcomes(&outcomes).await {
+                    tries += 1;
+                    tracing::warn!(error = %e, tries, "recording outcomes failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * tries.min(25))).await;
+                }
+                let mut last_error = None;
+                for (_, _, o, _) in &batch {
+                    match o {
+                        Outcome::Sent | Outcome::Skipped => failures_r.store(0, Ordering::Relaxed),
+                        Outcome::Retry { error, .. } | Outcome::Failed { error, .. } => {
+                            failures_r.fetch_add(1, Ordering::Relaxed);
+                            last_error = Some(error.clone());
+                        }
+                        Outcome::Release { .. } => {}
+                    }
+                }
+                if failures_r.load(Ordering::Relaxed) >= pause_after {
+                    let reason = format!(
+                        "paused after {} consecutive failed messages; last error: {}",
+                        failures_r.load(Ordering::Relaxed),
+                        last_error.unwrap_or_default()
+                    );
+                    if store
+                        .transition_issue(
+                            issue_id,
+                            &[IssueStatus::Sending],
+                            IssueStatus::Paused,
+                            Some(&reason),
+                        )
+                        .await
+                        .unwrap_or(false)
+                    {
+                        tracing::warn!(issue_id, %reason, "issue paused");
+                    }
+                    failures_r.store(0, Ordering::Relaxed);
+                }
+                batch.clear(); // frees the permits
+                if let Some(p) = progress {
+                    p();
+                }
+            }
+        };
+
+        let permits_c = permits.clone();
+        let claimer = async move {
+            let permits = permits_c;
+            let end = loop {
+                if shutdown.is_triggered() {
+                    break SendEnd::Shutdown;
+                }
+                match self.store.issue_status(issue_id).await? {
+                    Some(IssueStatus::Sending) => {}
+                    Some(other) => break SendEnd::Stopped(other),
+                    None => anyhow::bail!("issue {issue_id} disappeared"),
+                }
+                let wait = down_until.load(Ordering::Relaxed) - Utc::now().timestamp_millis();
+                if wait > 0 {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(wait.min(1000) as u64)) => {}
+                        _ = shutdown.clone().wait() => {}
+                    }
+                    continue;
+                }
+                let claimed = self
+                    .store
+                    .claim_deliveries(issue_id, &self.owner, (concurrency * 2) as i64, lease)
+                    .await?;
+                if claimed.is_empty() {
+                    // Wait for our own messages in flight, then see whether the send is done.
+                    let all = permits
+                        .clone()
+                        .acquire_many_owned(concurrency as u32)
+                        .await?;
+                    drop(all);
+                    if self.store.finish_issue_if_done(issue_id).await? {
+                        break SendEnd::Finished;
+                    }
+                    // Retries scheduled later, or rows leased by another worker.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                        _ = shutdown.clone().wait() => {}
+                    }
+                    continue;
+                }
+                for c in claimed {
+                    let permit = permits.clone().acquire_owned().await?;
+                    let tx = tx.clone();
+                    let engine = self.clone();
+                    let prepared = prepared.clone();
+                    let limiter = limiter.clone();
+                    let down_until = down_until.clone();
+                    let down_streak = down_streak.clone();
+                    tokio::spawn(async move {
+                        let outcome = engine
+                            .deliver(&prepared, &c, limiter.as_deref(), &down_until, &down_streak)
+                            .await;
+                        let _ = tx.send((c.id, c.subscriber_id, outcome, permit));
+                    });
+                }
+            };
+            // Let everything in flight settle before reporting the end. Dropping `tx` (owned
+            // by this block) lets the recorder finish once the last outcome is in.
+            let all = permits
+                .clone()
+                .acquire_many_owned(concurrency as u32)
+                .await?;
+            drop(all);
+            drop(tx);
+            Ok::<_, anyhow::Error>(end)
+        };
+        let (end, ()) = tokio::join!(claimer, recorder);
+        let end = end?;
+        tracing::info!(issue_id, ?end, "send loop ended");
+        Ok(end)
+    }
+
+    /// Sends one message and classifies the result.
+    async fn deliver(
+        &self,
+        prepared: &Prepared,
+        c: &Claimed,
+        limiter: Option<&DefaultDirectRateLimiter>,
+        down_until: &AtomicI64,
+        down_streak: &AtomicU32,
+    ) -> Outcome {
+        if c.subscriber_status.as_deref() != Some("confirmed") {
+            return Outcome::Skipped;
+        }
+        let (to, bytes) = match self.compose_for(prepared, c) {
+            Ok(x) => x,
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("composing: {e:#}"),
+                    bounced: false,
+                };
+            }
+        };
+        if let Some(l) = limiter {
+            l.until_ready().await;
+        }
+        let from = &self.settings.mail.from.0.email;
+        let d = &self.settings.delivery;
+        let now = Utc::now().timestamp_millis();
+        match self.transport.send_raw(from, &to, &bytes).await {
+            Ok(()) => {
+                down_streak.store(0, Ordering::Relaxed);
+                Outcome::Sent
+            }
+            Err(SendError::Transient {
+                code: None,
+                message,
+            }) => {
+                // The server is unreachable: no attempt is burned; everyone waits a little longer.
+                let streak = down_streak.fetch_add(1, Ordering::Relaxed).min(5);
+                let wait = 1000i64 << streak;
+                down_until.fetch_max(now + wait, Ordering::Relaxed);
+                Outcome::Release {
+                    retry_at_ms: now + wait,
+                    error: message,
+                }
+            }
+            Err(SendError::Transient { code, message }) => {
+                if c.attempts + 1 >= i64::from(d.max_attempts) {
+                    Outcome::Failed {
+                        error: format!("{code:?}: {message} (after {} attempts)", c.attempts + 1),
+                        bounced: false,
+                    }
+                } else {
+                    let delay = retry_delay(Duration::from_secs(d.retry_base_seconds), c.attempts);
+                    Outcome::Retry {
+                        retry_at_ms: now + delay.as_millis() as i64,
+                        error: format!("{code:?}: {message}"),
+                    }
+                }
+            }
+            Err(SendError::Permanent {
+                code,
+                message,
+                recipient,
+            }) => Outcome::Failed {
+                error: format!("{code:?}: {message}"),
+                bounced: recipient,
+            },
+        }
+    }
+
+    /// The worker loop: sends whatever issue is `sending`, until shutdown.
+    pub async fn run(self, shutdown: Shutdown) {
+        tracing::info!(owner = %self.owner, "delivery worker started");
+        loop {
+            if shutdown.is_triggered() {
+                break;
+            }
+            let ids = match self.store.sending_issue_ids().await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing issues to send failed");
+                    Vec::new()
+                }
+            };
+            let mut worked = false;
+            for id in ids {
+                worked = true;
+                match self.send_issue(id, shutdown.clone(), None).await {
+                    Ok(end) => tracing::info!(issue_id = id, ?end, "worker pass"),
+                    Err(e) => tracing::warn!(issue_id = id, error = %e, "sending failed"),
+                }
+                if shutdown.is_triggered() {
+                    break;
+                }
+            }
+            let idle = if worked {
+                Duration::from_millis(250)
+            } else {
+                Duration::from_secs(1)
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                _ = shutdown.clone().wait() => break,
+            }
+        }
+        tracing::info!(owner = %self.owner, "delivery worker stopped");
+    }
+}

@@ -1,0 +1,363 @@
+//! The delivery ledger: one row per issue × subscriber, snapshotted when a send starts, claimed
+//! by workers under a lease, and settled in batches.
+//!
+//! Claiming is one statement: `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`, with
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL so concurrent workers take disjoint rows without
+//! waiting; SQLite has one writer, which makes the same statement atomic. A row whose lease has
+//! run out (its worker died) is claimable again.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use sqlx::Row;
+
+use super::{Backend, Store, to_millis};
+use crate::issues::IssueStatus;
+
+/// A claimed delivery with what is needed to send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub subscriber_id: Option<i64>,
+    pub attempts: i64,
+    /// `None` when the subscriber was erased.
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// The subscriber's status now: only `confirmed` gets the message.
+    pub subscriber_status: Option<String>,
+}
+
+/// What happened to one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    /// Not sent: unsubscribed, bounced or erased since the snapshot.
+    Skipped,
+    /// Try again at `retry_at_ms` (counts as an attempt).
+    Retry {
+        retry_at_ms: i64,
+        error: String,
+    },
+    /// Put back without counting an attempt (the server was unreachable).
+    Release {
+        retry_at_ms: i64,
+        error: String,
+    },
+    /// Given up; `bounced` marks the subscriber so no later issue goes to them.
+    Failed {
+        error: String,
+        bounced: bool,
+    },
+}
+
+/// Counts of one issue's deliveries.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct DeliveryCounts {
+    pub total: i64,
+    pub pending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    /// Messages sent in the last minute.
+    pub sent_last_minute: i64,
+}
+
+fn in_list(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Store {
+    /// Starts a send: snapshots the audience (confirmed subscribers now) into the ledger and
+    /// moves the issue to `sending`, in one transaction. Returns the number of recipients.
+    /// Only a `ready`, `scheduled` or `paused` issue can start; calling it again is harmless.
+    pub async fn start_send(&self, issue_id: i64) -> anyhow::Result<i64> {
+        let mut tx = self.begin_write().await?;
+        let now = to_millis(Utc::now());
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM issues WHERE id = $1")
+            .bind(issue_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let status = status.context("no such issue")?;
+        anyhow::ensure!(
+            matches!(status.as_str(), "ready" | "scheduled" | "sending"),
+            "issue is {status}: only a ready or scheduled issue can be sent"
+        );
+        sqlx::query(
+            "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at, updated_at)
+             SELECT $1, id, 'pending', 0, 0, $2 FROM subscribers WHERE status = 'confirmed'
+             ON CONFLICT (issue_id, subscriber_id) DO NOTHING",
+        )
+        .bind(issue_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("snapshotting the audience")?;
+        sqlx::query(
+            "UPDATE issues SET status = 'sending', status_reason = NULL,
+                    started_at = COALESCE(started_at, $1) WHERE id = $2",
+        )
+        .bind(now)
+        .bind(issue_id)
+        .execute(&mut *tx)
+        .await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE issue_id = $1")
+            .bind(issue_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Claims up to `limit` due deliveries of `issue_id` for `owner` until `lease` runs out.
+    pub async fn claim_deliveries(
+        &self,
+        issue_id: i64,
+        owner: &str,
+        limit: i64,
+        lease: Duration,
+    ) -> anyhow::Result<Vec<Claimed>> {
+        let now = to_millis(Utc::now());
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "UPDATE deliveries SET lease_owner = $1, lease_until = $2
+                  WHERE id IN (SELECT id FROM deliveries
+                                WHERE issue_id = $3 AND status = 'pending' AND next_attempt_at <= $4
+                                  AND (lease_until IS NULL OR lease_until < $4)
+                                ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
+                  RETURNING id, subscriber_id, attempts"
+            }
+            Backend::Sqlite => {
+                "UPDATE deliveries SET lease_owner = $1, lease_until = $2
+                  WHERE id IN (SELECT id FROM deliveries
+                                WHERE issue_id = $3 AND status = 'pending' AND next_attempt_at <= $4
+                                  AND (lease_until IS NULL OR lease_until < $4)
+                                ORDER BY id LIMIT $5)
+                  RETURNING id, subscriber_id, attempts"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(owner)
+            .bind(now + lease.as_millis() as i64)
+            .bind(issue_id)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.writer)
+            .await
+            .context("claiming deliveries")?;
+        let mut claimed: Vec<Claimed> = rows
+            .iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.try_get("id")?,
+                    subscriber_id: r.try_get("subscriber_id")?,
+                    attempts: r.try_get("attempts")?,
+                    email: None,
+                    name: None,
+                    subscriber_status: None,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        claimed.sort_by_key(|c| c.id);
+        let ids: Vec<i64> = claimed.iter().filter_map(|c| c.subscriber_id).collect();
+        if !ids.is_empty() {
+            let sql = format!(
+                "SELECT id, email, name, status FROM subscribers WHERE id IN ({})",
+                in_list(1, ids.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in &ids {
+                q = q.bind(*id);
+            }
+            let mut found = std::collections::HashMap::new();
+            for r in q.fetch_all(&self.pool).await? {
+                let id: i64 = r.try_get("id")?;
+                found.insert(
+                    id,
+                    (
+                        r.try_get::<String, _>("email")?,
+                        r.try_get::<Option<String>, _>("name")?,
+                        r.try_get::<String, _>("status")?,
+                    ),
+                );
+            }
+            for c in &mut claimed {
+                if let Some((email, name, status)) =
+                    c.subscriber_id.and_then(|id| found.remove(&id))
+                {
+                    c.email = Some(email);
+                    c.name = name;
+                    c.subscriber_status = Some(status);
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Settles a batch of outcomes in one transaction (group commit).
+    pub async fn record_outcomes(
+        &self,
+        outcomes: &[(i64, Option<i64>, Outcome)],
+    ) -> anyhow::Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let now = to_millis(Utc::now());
+        let mut tx = self.begin_write().await?;
+        let mut by_status: std::collections::HashMap<&str, Vec<i64>> = Default::default();
+        for (id, _, o) in outcomes {
+            match o {
+                Outcome::Sent => by_status.entry("sent").or_default().push(*id),
+                Outcome::Skipped => by_status.entry("skipped").or_default().push(*id),
+                _ => {}
+            }
+        }
+        for (status, ids) in by_status {
+            let sql = format!(
+                "UPDATE deliveries SET status = $1, attempts = attempts + $2, sent_at = $3,
+                        updated_at = $3, lease_owner = NULL, lease_until = NULL
+                  WHERE status = 'pending' AND id IN ({})",
+                in_list(4, ids.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(status)
+                .bind(i64::from(status == "sent"))
+                .bind(if status == "sent" { Some(now) } else { None });
+            for id in &ids {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await.context("recording deliveries")?;
+        }
+        for (id, subscriber_id, o) in outcomes {
+            match o {
+                Outcome::Sent | Outcome::Skipped => {}
+                Outcome::Retry { retry_at_ms, error } | Outcome::Release { retry_at_ms, error } => {
+                    let counts = i64::from(matches!(o, Outcome::Retry { .. }));
+                    sqlx::query(
+                        "UPDATE deliveries SET attempts = attempts + $1, next_attempt_at = $2,
+                                last_error = $3, updated_at = $4, lease_owner = NULL, lease_until = NULL
+                          WHERE id = $5 AND status = 'pending'",
+                    )
+                    .bind(counts)
+                    .bind(*retry_at_ms)
+                    .bind(error.as_str())
+                    .bind(now)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Outcome::Failed { error, bounced } => {
+                    sqlx::query(
+                        "UPDATE deliveries SET status = 'failed', attempts = attempts + 1,
+                                last_error = $1, updated_at = $2, lease_owner = NULL, lease_until = NULL
+                          WHERE id = $3 AND status = 'pending'",
+                    )
+                    .bind(error.as_str())
+                    .bind(now)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if *bounced && let Some(sid) = subscriber_id {
+                        sqlx::query(
+                            "UPDATE subscribers SET status = 'bounced', bounced_at = $1, updated_at = $1
+                              WHERE id = $2 AND status = 'confirmed'",
+                        )
+                        .bind(now)
+                        .bind(*sid)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+            }
+        }
+        tx.commit().await.context("committing delivery outcomes")?;
+        Ok(())
+    }
+
+    /// Marks a `sending` issue `sent` once nothing is pending. Returns whether it did.
+    pub async fn finish_issue_if_done(&self, issue_id: i64) -> anyhow::Result<bool> {
+        let now = to_millis(Utc::now());
+        let done = sqlx::query(
+            "UPDATE issues SET status = 'sent', finished_at = $1
+              WHERE id = $2 AND status = 'sending'
+                AND NOT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = $2 AND status = 'pending')",
+        )
+        .bind(now)
+        .bind(issue_id)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(done > 0)
+    }
+
+    /// The issues being sent, oldest first.
+    pub async fn sending_issue_ids(&self) -> anyhow::Result<Vec<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM issues WHERE status = 'sending' ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The current status of an issue (cheap; checked before every claim).
+    pub async fn issue_status(&self, issue_id: i64) -> anyhow::Result<Option<IssueStatus>> {
+        let s: Option<String> = sqlx::query_scalar("SELECT status FROM issues WHERE id = $1")
+            .bind(issue_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(s.as_deref().and_then(IssueStatus::parse))
+    }
+
+    /// Moves an issue between operator states, checking the transition is allowed.
+    pub async fn transition_issue(
+        &self,
+        issue_id: i64,
+        from: &[IssueStatus],
+        to: IssueStatus,
+        reason: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let sql = format!(
+            "UPDATE issues SET status = $1, status_reason = $2 WHERE id = $3 AND status IN ({})",
+            in_list(4, from.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to.as_str())
+            .bind(reason)
+            .bind(issue_id);
+        for f in &from {
+            q = q.bind(*f);
+        }
+        Ok(q.execute(&self.writer).await?.rows_affected() > 0)
+    }
+
+    /// Delivery counts of one issue.
+    pub async fn delivery_counts(&self, issue_id: i64) -> anyhow::Result<DeliveryCounts> {
+        let since = to_millis(Utc::now()) - 60_000;
+        let row = sqlx::query(
+            "SELECT
+               CAST(COUNT(*) AS BIGINT) AS total,
+               CAST(COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0) AS BIGINT) AS pending,
+               CAST(COALESCE(SUM(CASE WHEN status = 'sent' THEN 1 ELSE 0 END), 0) AS BIGINT) AS sent,
+               CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed,
+               CAST(COALESCE(SUM(CASE WHEN status = 'skipped' THEN 1 ELSE 0 END), 0) AS BIGINT) AS skipped,
+               CAST(COALESCE(SUM(CASE WHEN status = 'sent' AND sent_at >= $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS recent
+             FROM deliveries WHERE issue_id = $1",
+        )
+        .bind(issue_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(DeliveryCounts {
+            total: row.try_get("total")?,
+            pending: row.try_get("pending")?,
+            sent: row.try_get("sent")?,
+            failed: row.try_get("failed")?,
+            skipped: row.try_get("skipped")?,
+            sent_last_minute: row.try_get("recent")?,
+        })
+    }
+}
