@@ -218,14 +218,16 @@ impl Store {
         for (status, ids) in by_status {
             let sql = format!(
                 "UPDATE deliveries SET status = $1, attempts = attempts + $2, sent_at = $3,
-                        updated_at = $3, lease_owner = NULL, lease_until = NULL
+                        updated_at = $4, lease_owner = NULL, lease_until = NULL
                   WHERE status = 'pending' AND id IN ({})",
-                in_list(4, ids.len())
+                in_list(5, ids.len())
             );
+            let sent = status == "sent";
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(status)
-                .bind(i64::from(status == "sent"))
-                .bind(if status == "sent" { Some(now) } else { None });
+                .bind(i64::from(sent))
+                .bind(sent.then_some(now))
+                .bind(now);
             for id in &ids {
                 q = q.bind(*id);
             }

@@ -1,0 +1,425 @@
+//! The delivery engine against a real SMTP server on loopback (Postfix's smtp-sink), with real
+//! `verdicts` worker processes: every header, each recipient exactly once, unsubscribe during a
+//! send, kill -9 mid-send, three workers at once, pause/resume/cancel, 4xx/5xx replies and a
+//! server that is down. Both databases.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::smtp::{Received, SmtpSink};
+use common::{TestEnv, comparison_json};
+use verdicts::comparisons::import::parse_json;
+use verdicts::issues::IssueStatus;
+use verdicts::issues::freeze::create_issue;
+use verdicts::render::Renderer;
+use verdicts::store::Store;
+use verdicts::store::comparisons::Source;
+use verdicts::store::subscribers::NewSubscriber;
+use verdicts::subscribers::SubscriberEmail;
+
+/// A test database with `n` confirmed subscribers and a frozen issue #1 (id returned).
+async fn setup(env: &TestEnv, n: usize) -> (Store, i64) {
+    let store = env.store().await;
+    let text = serde_json::Value::Array(vec![
+        comparison_json("alpha-vs-beta", "Alpha vs Beta", "2026-11-17T10:00:00Z"),
+        comparison_json("gamma-vs-delta", "Gamma vs Delta", "2026-11-18T10:00:00Z"),
+    ])
+    .to_string();
+    store
+        .upsert_comparisons(&parse_json(&text).unwrap(), Source::Json, false)
+        .await
+        .unwrap();
+    let emails: Vec<SubscriberEmail> = (0..n)
+        .map(|i| SubscriberEmail::parse(&format!("r{i:04}@example.org")).unwrap())
+        .collect();
+    let rows: Vec<(NewSubscriber<'_>, String)> = emails
+        .iter()
+        .map(|e| {
+            (
+                NewSubscriber {
+                    email: e,
+                    name: None,
+                    confirmed: true,
+                },
+                format!("h-{e}"),
+            )
+        })
+        .collect();
+    store
+        .add_subscribers(&rows, &Default::default())
+        .await
+        .unwrap();
+    let settings = env.settings("");
+    let (issue, _) = create_issue(
+        &store,
+        &Renderer::new().unwrap(),
+        &settings,
+        "2026-W47".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    (store, issue.id)
+}
+
+/// Environment variables that point the binary at the sink with the given delivery settings.
+fn smtp_env(sink: &SmtpSink, extra: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut v = vec![
+        ("VERDICTS__MAIL__TRANSPORT".to_string(), "smtp".to_string()),
+        ("VERDICTS__SMTP__URL".to_string(), sink.url()),
+        (
+            "VERDICTS__SMTP__TIMEOUT_SECONDS".to_string(),
+            "5".to_string(),
+        ),
+        (
+            "VERDICTS__SECURITY__SECRET_KEY".to_string(),
+            "0123456789abcdef0123456789abcdef-delivery".to_string(),
+        ),
+    ];
+    for (k, val) in extra {
+        v.push((k.to_string(), val.clone()));
+    }
+    v
+}
+
+fn spawn_worker(env: &TestEnv, vars: &[(String, String)]) -> Child {
+    let mut cmd = env.command();
+    cmd.arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawning verdicts worker")
+}
+
+fn per_recipient(mails: &[Received]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for mail in mails {
+        *m.entry(mail.rcpt.clone()).or_default() += 1;
+    }
+    m
+}
+
+async fn wait_status(store: &Store, issue_id: i64, want: IssueStatus, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = store.issue_status(issue_id).await.unwrap();
+        if s == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "issue did not become {want} (is {s:?}); counts {:?}",
+            store.delivery_counts(issue_id).await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn stop(mut child: Child) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "worker exited with {status} on SIGTERM");
+            return;
+        }
+        assert!(Instant::now() < deadline, "worker did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill9(mut child: Child) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn a_send_delivers_once_to_every_confirmed_subscriber_with_every_header() {
+    let env = TestEnv::new().await;
+    let (store, issue_id) = setup(&env, 20).await;
+    // One pending and one unsubscribed subscriber get nothing.
+    let pending = SubscriberEmail::parse("pending@example.org").unwrap();
+    store
+        .add_subscriber(
+            &NewSubscriber {
+                email: &pending,
+                name: None,
+                confirmed: false,
+            },
+            &Default::default(),
+            "x",
+        )
+        .await
+        .unwrap();
+    let gone = store
+        .get_subscriber_by_email(&SubscriberEmail::parse("r0019@example.org").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .unsubscribe(gone.id, &Default::default())
+        .await
+        .unwrap();
+
+    let sink = SmtpSink::start();
+    let mut cmd = env.command();
+    cmd.args(["issue", "send", "1"]);
+    for (k, v) in smtp_env(&sink, &[]) {
+        cmd.env(k, v);
+    }
+    let out = common::CliOutput::from(cmd.output().unwrap());
+    assert!(
+        out.ok()
+            .contains("Finished — 19 sent, 0 failed, 0 skipped, 0 pending of 19"),
+        "{}",
+        out.stdout
+    );
+    let mails = sink.wait_for(19, Duration::from_secs(10)).await;
+    let counts = per_recipient(&mails);
+    assert_eq!(counts.len(), 19);
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "each exactly once: {counts:?}"
+    );
+    assert!(!counts.contains_key("pending@example.org"));
+    assert!(!counts.contains_key("r0019@example.org"));
+
+    let m = mails
+        .iter()
+        .find(|m| m.rcpt == "r0003@example.org")
+        .unwrap();
+    let sub = store
+        .get_subscriber_by_email(&SubscriberEmail::parse("r0003@example.org").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        m.header("From").as_deref(),
+        Some("\"Weekly AI Tool Verdicts\" <verdicts@shiporskip.example>")
+    );
+    assert_eq!(m.header("To").as_deref(), Some("r0003@example.org"));
+    assert_eq!(
+        m.subject(),
+        "Alpha vs Beta and 1 more verdict — Weekly AI Tool Verdicts #1"
+    );
+    assert!(m.header("Date").is_some());
+    assert_eq!(
+        m.header("Message-ID").as_deref(),
+        Some(format!("<issue-1.sub-{}@shiporskip.example>", sub.id).as_str())
+    );
+    assert_eq!(
+        m.header("List-Id").as_deref(),
+        Some("\"Weekly AI Tool Verdicts\" <weekly-verdicts.shiporskip.example>")
+    );
+    let unsub = m.header("List-Unsubscribe").unwrap();
+    assert!(
+        unsub.starts_with("<http://127.0.0.1:8080/unsubscribe/"),
+        "{unsub}"
+    );
+    assert_eq!(
+        m.header("List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    assert!(
+        m.header("Content-Type")
+            .unwrap()
+            .starts_with("multipart/alternative")
+    );
+    assert!(m.html().contains("Alpha vs Beta") && m.html().contains("Sent to r0003@example.org"));
+    assert!(m.text().contains("Gamma vs Delta"));
+    // The footer link and the header are the same unsubscribe URL.
+    assert!(
+        m.html()
+            .contains(&unsub.trim_matches(['<', '>']).to_string())
+    );
+
+    assert_eq!(
+        store.issue_status(issue_id).await.unwrap(),
+        Some(IssueStatus::Sent)
+    );
+    // A sent issue is not sent again.
+    let mut again = env.command();
+    again.args(["issue", "send", "1"]);
+    for (k, v) in smtp_env(&sink, &[]) {
+        again.env(k, v);
+    }
+    let out = common::CliOutput::from(again.output().unwrap());
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("issue is sent"), "{}", out.stderr);
+    assert_eq!(sink.messages().len(), 19);
+}
+
+/// kill -9 a real worker several times mid-send: nobody is skipped, and duplicates stay within
+/// the messages in flight at each crash (at most `delivery.concurrency` each).
+#[tokio::test]
+async fn kill_9_mid_send_skips_nobody_and_bounds_duplicates() {
+    let env = TestEnv::new().await;
+    let n = 300;
+    let concurrency = 4;
+    let (store, issue_id) = setup(&env, n).await;
+    store.start_send(issue_id).await.unwrap();
+    let sink = SmtpSink::start();
+    let vars = smtp_env(
+        &sink,
+        &[
+            ("VERDICTS__DELIVERY__CONCURRENCY", concurrency.to_string()),
+            ("VERDICTS__DELIVERY__RATE_PER_SECOND", "100".to_string()),
+            ("VERDICTS__DELIVERY__LEASE_SECONDS", "1".to_string()),
+        ],
+    );
+    let kills = 3;
+    for round in 0..kills {
+        let worker = spawn_worker(&env, &vars);
+        // Let it send for a while (it needs ~3 s in all), then kill it without warning.
+        let target = (round + 1) * n / (kills + 2);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sink.messages().len() < target {
+            assert!(Instant::now() < deadline, "the worker sends nothing");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        kill9(worker);
+    }
+    let worker = spawn_worker(&env, &vars);
+    wait_status(&store, issue_id, IssueStatus::Sent, Duration::from_secs(60)).await;
+    stop(worker);
+
+    let mails = sink.wait_for(n, Duration::from_secs(10)).await;
+    let counts = per_recipient(&mails);
+    assert_eq!(counts.len(), n, "no confirmed subscriber was skipped");
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    assert!(
+        duplicates <= kills * concurrency,
+        "{duplicates} duplicates after {kills} kills with concurrency {concurrency}"
+    );
+    let c = store.delivery_counts(issue_id).await.unwrap();
+    assert_eq!((c.sent, c.pending, c.failed), (n as i64, 0, 0));
+    println!("kill -9 x{kills}: {n} recipients, {duplicates} duplicates");
+}
+
+#[tokio::test]
+async fn three_workers_share_a_send_without_double_sends() {
+    let env = TestEnv::new().await;
+    let n = 300;
+    let (store, issue_id) = setup(&env, n).await;
+    store.start_send(issue_id).await.unwrap();
+    let sink = SmtpSink::start();
+    let vars = smtp_env(
+        &sink,
+        &[("VERDICTS__DELIVERY__CONCURRENCY", "4".to_string())],
+    );
+    let workers: Vec<Child> = (0..3).map(|_| spawn_worker(&env, &vars)).collect();
+    wait_status(&store, issue_id, IssueStatus::Sent, Duration::from_secs(60)).await;
+    for w in workers {
+        stop(w);
+    }
+    let mails = sink.wait_for(n, Duration::from_secs(10)).await;
+    let counts = per_recipient(&mails);
+    assert_eq!(counts.len(), n);
+    assert!(counts.values().all(|&c| c == 1), "a double send");
+    // The work really was shared.
+    let owners: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT lease_owner) FROM deliveries WHERE lease_owner IS NOT NULL",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(owners, 0, "settled rows carry no lease");
+}
+
+#[tokio::test]
+async fn pause_resume_and_unsubscribe_take_effect_during_a_send() {
+    let env = TestEnv::new().await;
+    let n = 200;
+    let (store, issue_id) = setup(&env, n).await;
+    store.start_send(issue_id).await.unwrap();
+    let sink = SmtpSink::start();
+    let vars = smtp_env(
+        &sink,
+        &[
+            ("VERDICTS__DELIVERY__CONCURRENCY", "2".to_string()),
+            ("VERDICTS__DELIVERY__RATE_PER_SECOND", "50".to_string()),
+        ],
+    );
+    let worker = spawn_worker(&env, &vars);
+    while sink.messages().len() < 20 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Unsubscribe the last 50 now: they must get nothing.
+    for i in (n - 50)..n {
+        let s = store
+            .get_subscriber_by_email(
+                &SubscriberEmail::parse(&format!("r{i:04}@example.org")).unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        store.unsubscribe(s.id, &Default::default()).await.unwrap();
+    }
+    // Pause through the CLI: within a second nothing more arrives.
+    env.cli(&["issue", "pause", "1"]).ok();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let paused_at = sink.messages().len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        sink.messages().len(),
+        paused_at,
+        "nothing is sent while paused"
+    );
+    assert!(paused_at < n - 50, "paused before the end");
+    assert_eq!(
+        store.issue_status(issue_id).await.unwrap(),
+        Some(IssueStatus::Paused)
+    );
+    let out = env.cli(&["issue", "pause", "1"]);
+    assert_eq!(out.code, 2, "pausing twice is refused");
+
+    env.cli(&["issue", "resume", "1"]).ok();
+    wait_status(&store, issue_id, IssueStatus::Sent, Duration::from_secs(60)).await;
+    stop(worker);
+    let mails = sink.messages();
+    let counts = per_recipient(&mails);
+    assert_eq!(counts.len(), n - 50, "the unsubscribed got nothing");
+    assert!(counts.values().all(|&c| c == 1));
+    for i in (n - 50)..n {
+        assert!(!counts.contains_key(&format!("r{i:04}@example.org")));
+    }
+    let c = store.delivery_counts(issue_id).await.unwrap();
+    assert_eq!((c.sent, c.skipped, c.pending), ((n - 50) as i64, 50, 0));
+}
+
+#[tokio::test]
+async fn cancel_stops_a_send_for_good() {
+    let env = TestEnv::new().await;
+    let (store, issue_id) = setup(&env, 150).await;
+    store.start_send(issue_id).await.unwrap();
+    let sink = SmtpSink::start();
+    let vars = smtp_env(
+        &sink,
+        &[("VERDICTS__DELIVERY__RATE_PER_SECOND", "50".to_string())],
+    );
+    let worker = spawn_worker(&env, &vars);
+    while sink.messages().len() < 10 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.cli(&["issue", "cancel", "1"]).ok();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let at = sink.messages().len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sink.messages().len(), at);
+    assert!(at < 150);
+    let out = env.cli(&["issue", "resume", "1"]);
+    assert_eq!(out.code, 2, "a cancelled issue cannot resume");
+    stop(worker);
+    assert_eq!(
+        store.issue_status(issue_id).await.unwrap(),
+        Some(IssueStatus::Cancelled)
+    );
+}
