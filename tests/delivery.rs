@@ -423,3 +423,280 @@ async fn cancel_stops_a_send_for_good() {
         Some(IssueStatus::Cancelled)
     );
 }
+
+async fn attempts(store: &Store, issue_id: i64) -> Vec<i64> {
+    sqlx::query_scalar("SELECT attempts FROM deliveries WHERE issue_id = $1 ORDER BY id")
+        .bind(issue_id)
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+}
+
+/// 4xx replies are retried with backoff and the mail arrives once the server accepts it.
+#[tokio::test]
+async fn temporary_failures_are_retried_and_arrive_later() {
+    let env = TestEnv::new().await;
+    let (store, issue_id) = setup(&env, 10).await;
+    store.start_send(issue_id).await.unwrap();
+    let refusing = SmtpSink::start_with(&["-r", "RCPT"]);
+    let port = refusing.port;
+    let vars = smtp_env(
+        &refusing,
+        &[
+            ("VERDICTS__DELIVERY__RETRY_BASE_SECONDS", "1".to_string()),
+            ("VERDICTS__DELIVERY__MAX_ATTEMPTS", "10".to_string()),
+        ],
+    );
+    let worker = spawn_worker(&env, &vars);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while attempts(&store, issue_id).await.iter().any(|&a| a < 1) {
+        assert!(Instant::now() < deadline, "no attempts were made");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refusing.messages().is_empty());
+    let error: String = sqlx::query_scalar("SELECT last_error FROM deliveries LIMIT 1")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(error.contains("Some(4"), "a 4xx reply: {error}");
+    assert_eq!(
+        store.issue_status(issue_id).await.unwrap(),
+        Some(IssueStatus::Sending)
+    );
+    // The server recovers: the retries get through.
+    refusing.shutdown();
+    let sink = SmtpSink::start_on(Some(port), &[]);
+    wait_status(&store, issue_id, IssueStatus::Sent, Duration::from_secs(60)).await;
+    stop(worker);
+    let counts = per_recipient(&sink.messages());
+    assert_eq!(counts.len(), 10);
+    assert!(counts.values().all(|&c| c == 1));
+    assert!(attempts(&store, issue_id).await.iter().all(|&a| a >= 2));
+}
+
+/// 550 on the recipient: failed at once, the subscriber bounced, no later issue goes to them.
+#[tokio::test]
+async fn permanent_rejections_fail_at_once_and_mark_bounced() {
+    let env = TestEnv::new().await;
+    let (store, issue_id) = setup(&env, 8).await;
+    store.start_send(issue_id).await.unwrap();
+    let sink = SmtpSink::start_with(&["-f", "RCPT", "-B", "550 5.1.1 User unknown"]);
+    let vars = smtp_env(&sink, &[]);
+    let worker = spawn_worker(&env, &vars);
+    wait_status(&store, issue_id, IssueStatus::Sent, Duration::from_secs(30)).await;
+    stop(worker);
+    assert!(sink.messages().is_empty());
+    let c = store.delivery_counts(issue_id).await.unwrap();
+    assert_eq!((c.failed, c.sent, c.pending), (8, 0, 0));
+    assert_eq!(
+        attempts(&store, issue_id).await,
+        vec![1; 8],
+        "no retry of a 5xx"
+    );
+    assert_eq!(
+        store
+            .count_subscribers(verdicts::subscribers::SubscriberStatus::Bounced)
+            .await
+            .unwrap(),
+        8
+    );
+    // The next issue's audience no longer includes them.
+    let text = serde_json::Value::Array(vec![comparison_json(
+        "next-week",
+        "Next vs Week",
+        "2026-11-25T10:00:00Z",
+    )])
+    .to_string();
+    store
+        .upsert_comparisons(&parse_json(&text).unwrap(), Source::Json, false)
+        .await
+        .unwrap();
+    let (next, _) = create_issue(
+        &store,
+        &Renderer::new().unwrap(),
+        &env.settings(""),
+        "2026-W48".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.start_send(next.id).await.unwrap(), 0);
+}
+
+/// A server that is down pauses progress without burning attempts; it resumes when it is back.
+#[tokio::test]
+async fn a_server_that_is_down_burns_no_attempts() {
+    let env = TestEnv::new().await;
+    let (store, issue_id) = setup(&env, 12).await;
+    store.start_send(issue_id).await.unwrap();
+    let port = common::free_port();
+    let vars = vec![
+        ("VERDICTS__MAIL__TRANSPORT".to_string(), "smtp".to_string()),
+        (
+            "VERDICTS__SMTP__URL".to_string(),
+            format!("smtp://127.0.0.1:{port}"),
+        ),
+        (
+            "VERDICTS__SMTP__TIMEOUT_SECONDS".to_string(),
+            "2".to_string(),
+        ),
+        (
+            "VERDICTS__DELIVERY__MAX_ATTEMPTS".to_string(),
+            "2".to_string(),
+        ),
+        (
+            "VERDICTS__SECURITY__SECRET_KEY".to_string(),
+            "0123456789abcdef0123456789abcdef-delivery".to_string(),
+        ),
+    ];
+    let worker = spawn_worker(&env, &vars);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        attempts(&store, issue_id).await.iter().all(|&a| a == 0),
+        "no attempt burned"
+    );
+    let c = store.delivery_counts(issue_id).await.unwrap();
+    assert_eq!((c.pending, c.failed), (12, 0));
+    let sink = SmtpSink::start_on(Some(port), &[]);
+    wait_status(&store, issue_id, IssueStatus::Sent, Duration::from_secs(60)).await;
+    stop(worker);
+    assert_eq!(per_recipient(&sink.messages()).len(), 12);
+}
+
+/// Many consecutive failures pause the issue with a reason an operator can read.
+#[tokio::test]
+async fn consecutive_failures_pause_the_issue() {
+    let env = TestEnv::new().await;
+    let (store, issue_id) = setup(&env, 40).await;
+    store.start_send(issue_id).await.unwrap();
+    let sink = SmtpSink::start_with(&["-r", "RCPT"]);
+    let vars = smtp_env(
+        &sink,
+        &[
+            ("VERDICTS__DELIVERY__PAUSE_AFTER_FAILURES", "10".to_string()),
+            ("VERDICTS__DELIVERY__CONCURRENCY", "2".to_string()),
+        ],
+    );
+    let worker = spawn_worker(&env, &vars);
+    wait_status(
+        &store,
+        issue_id,
+        IssueStatus::Paused,
+        Duration::from_secs(30),
+    )
+    .await;
+    stop(worker);
+    let out = env.cli(&["issue", "status", "1"]);
+    let text = out.ok();
+    assert!(text.contains("status:   paused"), "{text}");
+    assert!(
+        text.contains("reason:   paused after 10 consecutive failed messages"),
+        "{text}"
+    );
+}
+
+/// Signs with `key_file` and has dkimpy verify what smtp-sink received.
+async fn dkim_round_trip(key_file: &std::path::Path, dns_record: &str) -> String {
+    let env = TestEnv::new().await;
+    let (store, issue_id) = setup(&env, 2).await;
+    store.start_send(issue_id).await.unwrap();
+    let sink = SmtpSink::start();
+    let vars = smtp_env(
+        &sink,
+        &[
+            ("VERDICTS__DKIM__DOMAIN", "shiporskip.example".to_string()),
+            ("VERDICTS__DKIM__SELECTOR", "verdicts".to_string()),
+            (
+                "VERDICTS__DKIM__PRIVATE_KEY_FILE",
+                key_file.display().to_string(),
+            ),
+        ],
+    );
+    let worker = spawn_worker(&env, &vars);
+    wait_status(&store, issue_id, IssueStatus::Sent, Duration::from_secs(30)).await;
+    stop(worker);
+    let mails = sink.wait_for(2, Duration::from_secs(5)).await;
+    let mut report = String::new();
+    for m in &mails {
+        let out = std::process::Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dkim_verify.py"))
+            .arg(&m.path)
+            .arg(dns_record)
+            .output()
+            .expect("python3 with dkimpy (pip install -r tests/requirements.txt)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "dkimpy did not verify:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("c=relaxed/relaxed"), "{text}");
+        for h in [
+            "from",
+            "to",
+            "subject",
+            "date",
+            "message-id",
+            "list-id",
+            "list-unsubscribe",
+            "list-unsubscribe-post",
+        ] {
+            assert!(
+                text.to_ascii_lowercase()
+                    .split("signed headers:")
+                    .nth(1)
+                    .unwrap()
+                    .split(':')
+                    .any(|x| x.trim() == h),
+                "{h} is not signed: {text}"
+            );
+        }
+        report = text;
+    }
+    report
+}
+
+#[tokio::test]
+async fn dkim_ed25519_signatures_verify_independently() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import nacl.signing, base64; k = nacl.signing.SigningKey.generate(); \
+             print(base64.b64encode(bytes(k)).decode()); \
+             print(base64.b64encode(bytes(k.verify_key)).decode())",
+        ])
+        .output()
+        .expect("python3 with pynacl");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let (seed, public) = (lines.next().unwrap(), lines.next().unwrap());
+    let key = dir.path().join("dkim.ed25519");
+    std::fs::write(&key, seed).unwrap();
+    let report = dkim_round_trip(&key, &format!("v=DKIM1; k=ed25519; p={public}")).await;
+    assert!(report.contains("a=ed25519-sha256"), "{report}");
+}
+
+#[tokio::test]
+async fn dkim_rsa_signatures_verify_independently() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dkim.pem");
+    let status = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl rsa -in {} -pubout -outform DER 2>/dev/null | base64 -w0",
+            key.display()
+        ))
+        .output()
+        .unwrap();
+    let public = String::from_utf8(out.stdout).unwrap();
+    let report = dkim_round_trip(&key, &format!("v=DKIM1; k=rsa; p={public}")).await;
+    assert!(report.contains("a=rsa-sha256"), "{report}");
+}

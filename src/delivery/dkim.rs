@@ -13,8 +13,10 @@ use lettre::message::header::HeaderName;
 
 use crate::config::Settings;
 
-/// The headers we sign: at least what PRODUCT.md requires, plus the MIME structure.
-pub const SIGNED_HEADERS: [&str; 10] = [
+/// The headers we sign: what PRODUCT.md requires, plus MIME-Version. Not Content-Type: lettre
+/// 0.11 canonicalises the folded multipart Content-Type differently from what it writes, and
+/// independent verifiers (dkimpy) then reject the signature.
+pub const SIGNED_HEADERS: [&str; 9] = [
     "From",
     "To",
     "Subject",
@@ -24,7 +26,6 @@ pub const SIGNED_HEADERS: [&str; 10] = [
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "MIME-Version",
-    "Content-Type",
 ];
 
 /// The signing configuration, or `None` when `dkim.*` is unset.

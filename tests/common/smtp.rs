@@ -76,6 +76,11 @@ impl SmtpSink {
 
     /// Starts a sink with extra smtp-sink flags (e.g. `["-r", "RCPT"]` for 4xx on RCPT).
     pub fn start_with(extra: &[&str]) -> SmtpSink {
+        Self::start_on(None, extra)
+    }
+
+    /// Starts a sink on `port` (or a free one), e.g. to replace a sink that was rejecting mail.
+    pub fn start_on(port: Option<u16>, extra: &[&str]) -> SmtpSink {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(
             dir.path(),
@@ -83,7 +88,7 @@ impl SmtpSink {
         )
         .unwrap();
         for _ in 0..20 {
-            let port = super::free_port();
+            let port = port.unwrap_or_else(super::free_port);
             let mut child = Command::new(sink_binary())
                 .args(["-u", "nobody"])
                 .args(extra)
@@ -109,6 +114,12 @@ impl SmtpSink {
             let _ = child.wait();
         }
         panic!("smtp-sink did not start");
+    }
+
+    /// Stops the sink, keeping nothing it received.
+    pub fn shutdown(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn url(&self) -> String {
