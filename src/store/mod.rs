@@ -9,6 +9,7 @@
 pub mod comparisons;
 pub mod deliveries;
 pub mod issues;
+pub mod metrics;
 pub mod operators;
 pub mod outbound;
 pub mod subscribers;

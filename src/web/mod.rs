@@ -5,6 +5,7 @@ pub mod archive;
 pub mod error;
 pub mod health;
 pub mod links;
+pub mod metrics;
 pub mod pages;
 pub mod signup;
 
@@ -20,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         .merge(signup::router())
         .merge(links::router())
         .merge(health::router())
+        .merge(metrics::router())
         .merge(archive::router())
         .merge(admin::router())
         .fallback(fallback)
