@@ -7,6 +7,7 @@
 //! multipart/alternative with a text and an HTML part.
 
 pub mod queue;
+pub mod smtp_pool;
 pub mod transport;
 
 use std::time::SystemTime;

@@ -10,6 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use lettre::address::Envelope;
 use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+
+use super::smtp_pool::{SmtpPool, SmtpTarget, StartTls};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use rand::RngCore;
 
@@ -35,8 +38,13 @@ pub enum SendError {
 /// Where messages go.
 #[derive(Clone)]
 pub enum Transport {
-    Outbox { dir: PathBuf },
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Outbox {
+        dir: PathBuf,
+    },
+    /// `smtp://` (plain or STARTTLS): our pool of `TCP_NODELAY` connections.
+    Smtp(SmtpPool),
+    /// `smtps://` (implicit TLS): lettre's pooled transport.
+    Smtps(AsyncSmtpTransport<Tokio1Executor>),
 }
 
 impl std::fmt::Debug for Transport {
@@ -44,6 +52,7 @@ impl std::fmt::Debug for Transport {
         match self {
             Transport::Outbox { dir } => write!(f, "Outbox({})", dir.display()),
             Transport::Smtp(_) => f.write_str("Smtp"),
+            Transport::Smtps(_) => f.write_str("Smtps"),
         }
     }
 }
@@ -58,6 +67,41 @@ impl Transport {
                     .with_context(|| format!("mail.outbox_dir: creating {}", dir.display()))?;
                 Ok(Transport::Outbox { dir })
             }
+            TransportKind::Smtp if settings.smtp.url.expose().starts_with("smtp://") => {
+                let url =
+                    url::Url::parse(settings.smtp.url.expose()).context("smtp.url: not a URL")?;
+                let starttls = match url
+                    .query_pairs()
+                    .find(|(k, _)| k == "tls")
+                    .map(|(_, v)| v.into_owned())
+                    .as_deref()
+                {
+                    None | Some("none") => StartTls::None,
+                    Some("opportunistic") => StartTls::Opportunistic,
+                    Some("required") => StartTls::Required,
+                    Some(other) => anyhow::bail!(
+                        "smtp.url: tls={other:?} (use required, opportunistic or none)"
+                    ),
+                };
+                let credentials = (!url.username().is_empty()).then(|| {
+                    let decode = |s: &str| percent_decode(s);
+                    Credentials::new(
+                        decode(url.username()),
+                        decode(url.password().unwrap_or_default()),
+                    )
+                });
+                let target = SmtpTarget {
+                    host: url.host_str().unwrap_or_default().to_string(),
+                    port: url.port().unwrap_or(25),
+                    starttls,
+                    credentials,
+                    timeout: Duration::from_secs(settings.smtp.timeout_seconds),
+                };
+                Ok(Transport::Smtp(SmtpPool::new(
+                    target,
+                    settings.delivery.concurrency as usize + 2,
+                )))
+            }
             TransportKind::Smtp => {
                 let pool = PoolConfig::new()
                     .max_size(settings.delivery.concurrency.max(1) + 2)
@@ -68,7 +112,7 @@ impl Transport {
                         .timeout(Some(Duration::from_secs(settings.smtp.timeout_seconds)))
                         .pool_config(pool)
                         .build();
-                Ok(Transport::Smtp(transport))
+                Ok(Transport::Smtps(transport))
             }
         }
     }
@@ -89,7 +133,7 @@ impl Transport {
                         message: format!("writing to the outbox: {e}"),
                     })
             }
-            Transport::Smtp(smtp) => {
+            Transport::Smtp(_) | Transport::Smtps(_) => {
                 let envelope =
                     Envelope::new(Some(from.clone()), vec![to.clone()]).map_err(|e| {
                         SendError::Permanent {
@@ -98,10 +142,15 @@ impl Transport {
                             recipient: true,
                         }
                     })?;
-                smtp.send_raw(&envelope, message)
-                    .await
-                    .map(|_| ())
-                    .map_err(classify)
+                match self {
+                    Transport::Smtp(pool) => pool.send(&envelope, message).await,
+                    Transport::Smtps(smtp) => smtp
+                        .send_raw(&envelope, message)
+                        .await
+                        .map(|_| ())
+                        .map_err(classify),
+                    Transport::Outbox { .. } => unreachable!("handled above"),
+                }
             }
         }
     }
@@ -113,7 +162,11 @@ impl Transport {
                 anyhow::ensure!(dir.is_dir(), "outbox {} is missing", dir.display());
                 Ok(())
             }
-            Transport::Smtp(smtp) => {
+            Transport::Smtp(pool) => pool
+                .check()
+                .await
+                .map_err(|e| anyhow::anyhow!("connecting to the SMTP server: {e}")),
+            Transport::Smtps(smtp) => {
                 let ok = smtp
                     .test_connection()
                     .await
@@ -165,4 +218,11 @@ async fn write_outbox(dir: &std::path::Path, to: &Address, message: &[u8]) -> st
     tokio::fs::write(&tmp, message).await?;
     // Rename is atomic: a reader never sees half a message.
     tokio::fs::rename(&tmp, dir.join(name)).await
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
 }

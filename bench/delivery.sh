@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Sends one issue to N subscribers into Postfix's smtp-sink on loopback, and in the same run
+# measures the raw SMTP limit with `smtp-source -d`: the same number of messages of the same
+# size over the same number of connections to the same sink. Reports both, their ratio and
+# verdicts' peak RSS, for DKIM off, ed25519 and rsa-2048.
+#
+# Usage: bench/delivery.sh [N=100000] [CONCURRENCY=16] [DB=sqlite|postgres] [DKIM=off,ed25519,rsa]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-100000}
+CONC=${2:-16}
+DB=${3:-sqlite}
+MODES=${4:-off,ed25519,rsa}
+PG_ADMIN=${VERDICTS_BENCH_PG:-postgres://postgres@127.0.0.1:5432/test}
+[ -x /usr/sbin/smtp-sink ] || { echo "needs postfix (smtp-sink, smtp-source)"; exit 1; }
+cargo build --release --quiet
+BIN=$PWD/target/release/verdicts
+WORK=$(mktemp -d)
+trap 'kill $SINK_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+smtp-sink -u nobody -m 1024 127.0.0.1:$PORT 1024 &
+SINK_PID=$!
+sleep 0.3
+
+# Keys for the DKIM runs.
+python3 -c "import base64,os; print(base64.b64encode(os.urandom(32)).decode())" > "$WORK/ed25519.key"
+openssl genrsa -traditional -out "$WORK/rsa.pem" 2048 2>/dev/null
+
+export VERDICTS__MAIL__TRANSPORT=smtp VERDICTS__SMTP__URL=smtp://127.0.0.1:$PORT
+export VERDICTS__DELIVERY__CONCURRENCY=$CONC VERDICTS__SECURITY__SECRET_KEY=bench-secret-0123456789abcdef0123456789
+export RUST_LOG=warn
+
+prepare_db() {  # fresh database with N confirmed subscribers and a frozen issue
+  rm -rf "$WORK/app" && mkdir -p "$WORK/app"
+  if [ "$DB" = postgres ]; then
+    DBNAME=verdicts_bench_$$
+    psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DBNAME WITH (FORCE)" -c "CREATE DATABASE $DBNAME" >/dev/null
+    export VERDICTS__DATABASE__URL="${PG_ADMIN%/*}/$DBNAME"
+    (cd "$WORK/app" && "$BIN" migrate >/dev/null)
+    psql "${PG_ADMIN%/*}/$DBNAME" -qc "INSERT INTO subscribers (email, status, source, created_at, updated_at, confirmed_at)
+      SELECT 'bench' || g || '@example.org', 'confirmed', 'bench', 0, 0, 0 FROM generate_series(1, $N) g" >/dev/null
+  else
+    export VERDICTS__DATABASE__URL="sqlite://$WORK/app/verdicts.db"
+    (cd "$WORK/app" && "$BIN" migrate >/dev/null)
+    sqlite3 "$WORK/app/verdicts.db" "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < $N)
+      INSERT INTO subscribers (email, status, source, created_at, updated_at, confirmed_at)
+      SELECT 'bench' || i || '@example.org', 'confirmed', 'bench', 0, 0, 0 FROM g;"
+  fi
+  (cd "$WORK/app" && \
+     "$BIN" comparisons import --published-at 2026-11-18T10:00:00Z "$OLDPWD"/tests/fixtures/*.txt >/dev/null)
+  (cd "$WORK/app" && "$BIN" issue create --week 2026-W47 >/dev/null)
+}
+
+run_mode() {
+  local mode=$1
+  unset VERDICTS__DKIM__DOMAIN VERDICTS__DKIM__SELECTOR VERDICTS__DKIM__PRIVATE_KEY_FILE
+  if [ "$mode" != off ]; then
+    export VERDICTS__DKIM__DOMAIN=shiporskip.example VERDICTS__DKIM__SELECTOR=bench
+    if [ "$mode" = rsa ]; then export VERDICTS__DKIM__PRIVATE_KEY_FILE=$WORK/rsa.pem
+    else export VERDICTS__DKIM__PRIVATE_KEY_FILE=$WORK/ed25519.key; fi
+  fi
+  OLDPWD=$PWD prepare_db
+  # Size of one message (the preview .eml), for smtp-source's payload.
+  (cd "$WORK/app" && "$BIN" issue preview --week 2026-W47 --out "$WORK/pv" >/dev/null)
+  local size; size=$(stat -c %s "$WORK/pv/issue.eml")
+  local t0 t1 rss
+  t0=$(date +%s.%N)
+  (cd "$WORK/app" && /usr/bin/time -f "%M" -o "$WORK/rss" "$BIN" --json issue send 1 >"$WORK/send.json")
+  t1=$(date +%s.%N)
+  rss=$(tail -1 "$WORK/rss")
+  local sent; sent=$(python3 -c "import json; print(json.load(open('$WORK/send.json'))['deliveries']['sent'])")
+  local s0 s1
+  s0=$(date +%s.%N)
+  smtp-source -d -s "$CONC" -m "$N" -l "$size" -f bench@shiporskip.example -t sink@example.org 127.0.0.1:$PORT
+  s1=$(date +%s.%N)
+  python3 - "$mode" "$DB" "$N" "$CONC" "$size" "$t0" "$t1" "$s0" "$s1" "$rss" "$sent" <<'PY'
+import sys
+mode, db, n, conc, size, t0, t1, s0, s1, rss, sent = sys.argv[1:]
+n, sent = int(n), int(sent)
+ours = sent / (float(t1) - float(t0))
+raw = n / (float(s1) - float(s0))
+print(f"| {db} | {mode} | {n:,} | {conc} | {int(size):,} B | {ours:,.0f}/s | {raw:,.0f}/s | **{ours/raw:.2f}** | {int(rss)/1024:.1f} MB | {sent:,} |")
+PY
+  if [ "$DB" = postgres ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS verdicts_bench_$$ WITH (FORCE)" >/dev/null; fi
+}
+
+echo "| database | DKIM | messages | connections | size | verdicts | smtp-source -d | ratio | peak RSS | sent |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+IFS=, read -ra modes <<<"$MODES"
+for m in "${modes[@]}"; do run_mode "$m"; done
