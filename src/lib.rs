@@ -19,6 +19,8 @@
 //! - [`subscribers`] — checked addresses, the signup/confirm/unsubscribe lifecycle and the
 //!   tokens in links.
 //! - [`store`] — one storage interface over SQLite and PostgreSQL, with embedded migrations.
+//! - [`schedule`] — the weekly cron, catch-up and scheduled issues, idempotent across
+//!   processes.
 //! - [`startup`] — builds the HTTP application from settings and runs it until shutdown.
 //! - [`web`] — HTTP routes, one module per concern, each owning its router.
 //! - [`cli`] — the `verdicts` command line; `main.rs` only calls [`cli::main`].
@@ -34,6 +36,7 @@ pub mod delivery;
 pub mod issues;
 pub mod mail;
 pub mod render;
+pub mod schedule;
 pub mod shutdown;
 pub mod startup;
 pub mod store;

@@ -106,7 +106,7 @@ impl Application {
             address = %self.listener.local_addr()?,
             public_url = %self.state.settings.http.public_url,
             comparisons,
-            "verdicts is serving; nothing is scheduled yet"
+            "verdicts is serving"
         );
         let sender = tokio::spawn(queue::run(
             store.clone(),
@@ -138,6 +138,13 @@ impl Application {
             self.state.secret.clone(),
         )?;
         let worker = tokio::spawn(engine.run(shutdown.clone()));
+        let scheduler = tokio::spawn(crate::schedule::run(
+            store.clone(),
+            self.state.renderer.clone(),
+            self.state.settings.clone(),
+            Arc::new(crate::schedule::SystemClock),
+            shutdown.clone(),
+        ));
         let app = web::router(self.state);
         axum::serve(
             self.listener,
@@ -146,6 +153,9 @@ impl Application {
         .with_graceful_shutdown(shutdown.wait())
         .await
         .context("serving HTTP")?;
+        if let Err(e) = scheduler.await {
+            tracing::warn!(error = %e, "the scheduler ended abnormally");
+        }
         if let Err(e) = worker.await {
             tracing::warn!(error = %e, "the delivery worker ended abnormally");
         }

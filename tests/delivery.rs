@@ -84,7 +84,20 @@ fn smtp_env(sink: &SmtpSink, extra: &[(&str, String)]) -> Vec<(String, String)> 
     v
 }
 
-fn spawn_worker(env: &TestEnv, vars: &[(String, String)]) -> Child {
+/// A worker process that is killed if the test ends without stopping it (a failed assertion
+/// must not leave it sending).
+struct Worker(Option<Child>);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn_worker(env: &TestEnv, vars: &[(String, String)]) -> Worker {
     let mut cmd = env.command();
     cmd.arg("worker")
         .stdout(Stdio::null())
@@ -92,7 +105,7 @@ fn spawn_worker(env: &TestEnv, vars: &[(String, String)]) -> Child {
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("spawning verdicts worker")
+    Worker(Some(cmd.spawn().expect("spawning verdicts worker")))
 }
 
 fn per_recipient(mails: &[Received]) -> HashMap<String, usize> {
@@ -119,7 +132,8 @@ async fn wait_status(store: &Store, issue_id: i64, want: IssueStatus, timeout: D
     }
 }
 
-fn stop(mut child: Child) {
+fn stop(mut worker: Worker) {
+    let mut child = worker.0.take().expect("a running worker");
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
@@ -134,7 +148,8 @@ fn stop(mut child: Child) {
     }
 }
 
-fn kill9(mut child: Child) {
+fn kill9(mut worker: Worker) {
+    let mut child = worker.0.take().expect("a running worker");
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
@@ -315,7 +330,7 @@ async fn three_workers_share_a_send_without_double_sends() {
         &sink,
         &[("VERDICTS__DELIVERY__CONCURRENCY", "4".to_string())],
     );
-    let workers: Vec<Child> = (0..3).map(|_| spawn_worker(&env, &vars)).collect();
+    let workers: Vec<Worker> = (0..3).map(|_| spawn_worker(&env, &vars)).collect();
     wait_status(&store, issue_id, IssueStatus::Sent, Duration::from_secs(60)).await;
     for w in workers {
         stop(w);

@@ -111,7 +111,7 @@ async fn serve_generates_a_secret_key_once_and_exits_cleanly() {
     assert_eq!(code, 0, "clean exit on SIGTERM; log:\n{log}");
     assert!(log.contains("generated a new secret key"), "{log}");
     assert!(log.contains("data/secret_key"), "the log says where: {log}");
-    assert!(log.contains("nothing is scheduled yet"), "{log}");
+    assert!(log.contains("scheduler started"), "{log}");
 
     let key_path = env.path().join("data/secret_key");
     let key = std::fs::read_to_string(&key_path).unwrap();

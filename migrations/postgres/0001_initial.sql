@@ -107,7 +107,8 @@ CREATE TABLE deliveries (
     updated_at       BIGINT  NOT NULL,
     UNIQUE (issue_id, subscriber_id)
 );
-CREATE INDEX deliveries_to_claim ON deliveries (issue_id, status, next_attempt_at);
+-- Claims walk pending rows of an issue in id order (ORDER BY id LIMIT n) without sorting.
+CREATE INDEX deliveries_to_claim ON deliveries (issue_id, status, id);
 
 -- Each scheduler fire, claimed once by whichever process gets there first.
 CREATE TABLE schedule_fires (

@@ -30,6 +30,8 @@ pub(super) async fn run(
         IssueCommand::List => list(&store, json).await,
         IssueCommand::Status(args) => status(&store, args, json).await,
         IssueCommand::Send(args) => send(settings, &store, args, json).await,
+        IssueCommand::TestSend { id, to } => test_send(settings, &store, id, &to, json).await,
+        IssueCommand::Schedule { id, at } => schedule(&store, id, at, json).await,
         IssueCommand::Pause(args) => {
             transition(
                 &store,
@@ -256,6 +258,69 @@ async fn transition(
         );
     } else {
         println!("issue {} is now {to}", issue.week);
+    }
+    Ok(())
+}
+
+async fn test_send(
+    settings: &Settings,
+    store: &Store,
+    args: IssueIdArg,
+    to: &str,
+    json: bool,
+) -> Result<(), Failure> {
+    let issue = find(store, required(&args)?).await?;
+    let to = crate::subscribers::SubscriberEmail::parse(to)
+        .map_err(|e| Failure::Input(format!("--to: {e}")))?;
+    let engine = crate::delivery::Engine::new(
+        store.clone(),
+        std::sync::Arc::new(settings.clone()),
+        settings.secret_key()?,
+    )?;
+    engine.test_send(issue.id, &to).await?;
+    store
+        .log_operator_action(
+            "cli",
+            "issue.test-send",
+            Some(issue.id),
+            &issue.week.to_string(),
+        )
+        .await?;
+    if json {
+        println!("{}", serde_json::json!({ "week": issue.week, "to": to }));
+    } else {
+        println!("sent a [TEST] copy of {} to {to}", issue.week);
+    }
+    Ok(())
+}
+
+async fn schedule(
+    store: &Store,
+    args: IssueIdArg,
+    at: chrono::DateTime<chrono::Utc>,
+    json: bool,
+) -> Result<(), Failure> {
+    let issue = find(store, required(&args)?).await?;
+    if !store.schedule_issue(issue.id, at).await? {
+        return Err(Failure::Input(format!(
+            "issue {} is {}: only a ready or scheduled issue can be scheduled",
+            issue.week, issue.status
+        )));
+    }
+    store
+        .log_operator_action("cli", "issue.schedule", Some(issue.id), &at.to_rfc3339())
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "week": issue.week, "scheduled_for": at })
+        );
+    } else {
+        println!(
+            "issue {} will start sending at {}",
+            issue.week,
+            at.format("%Y-%m-%d %H:%M UTC")
+        );
     }
     Ok(())
 }

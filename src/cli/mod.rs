@@ -105,6 +105,22 @@ pub enum IssueCommand {
     Status(IssueIdArg),
     /// Start sending now and follow the send with a progress bar (Ctrl-C leaves it to workers).
     Send(IssueIdArg),
+    /// Send the issue to one address, subject marked [TEST]; not recorded as a delivery.
+    TestSend {
+        #[command(flatten)]
+        id: IssueIdArg,
+        /// The address to send the test to.
+        #[arg(long, value_name = "EMAIL")]
+        to: String,
+    },
+    /// Schedule a ready issue to start sending at a time (RFC 3339 or YYYY-MM-DD, UTC); a
+    /// scheduled issue can be rescheduled or cancelled before it starts.
+    Schedule {
+        #[command(flatten)]
+        id: IssueIdArg,
+        #[arg(long, value_name = "T", value_parser = parse_time)]
+        at: DateTime<Utc>,
+    },
     /// Pause a send; workers stop claiming within a second.
     Pause(IssueIdArg),
     /// Resume a paused send.

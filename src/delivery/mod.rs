@@ -130,6 +130,52 @@ impl Engine {
         Ok((address, message.formatted()))
     }
 
+    /// Sends an issue to one address for checking, subject marked `[TEST]`. Never recorded as
+    /// a delivery; the unsubscribe link is a placeholder.
+    pub async fn test_send(
+        &self,
+        issue_id: i64,
+        to: &crate::subscribers::SubscriberEmail,
+    ) -> anyhow::Result<()> {
+        let issue = self
+            .store
+            .get_issue(issue_id)
+            .await?
+            .with_context(|| format!("no issue {issue_id}"))?;
+        let (Some(number), Some(subject), Some(html), Some(text)) =
+            (issue.number, issue.subject, issue.html, issue.text)
+        else {
+            anyhow::bail!("issue {} has no content to send", issue.week);
+        };
+        let personalizer = Personalizer::new(&html, &text);
+        let unsubscribe = self.settings.http.public_url.join("unsubscribe/TEST");
+        let values =
+            SlotValues::for_recipient(to.as_str(), &self.settings.newsletter.name.0, &unsubscribe);
+        let address: lettre::Address = to.as_str().parse()?;
+        let mut message = compose(
+            &self.settings,
+            Envelope {
+                to: Mailbox::new(None, address.clone()),
+                message_id_local: &format!("issue-{number}.test-{}", rand::rng().random::<u32>()),
+                subject: &format!("[TEST] {subject}"),
+                unsubscribe_url: &unsubscribe,
+                text: personalizer.text(&values),
+                html: personalizer.html(&values),
+            },
+        )?;
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        self.transport
+            .send_raw(
+                &self.settings.mail.from.0.email,
+                &address,
+                &message.formatted(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("test send to {to}: {e}"))
+    }
+
     /// Sends one issue until it is finished, stopped by an operator, or shutdown is requested.
     /// `progress` is called after every committed batch.
     pub async fn send_issue(
@@ -174,6 +220,7 @@ impl Engine {
         let store = self.store.clone();
         let pause_after = d.pause_after_failures;
         let failures_r = failures.clone();
+        let shutdown_r = shutdown.clone();
         let recorder = async move {
             let mut batch = Vec::new();
             while let Some(first) = rx.recv().await {
@@ -188,6 +235,16 @@ impl Engine {
                 let mut tries = 0;
                 while let Err(e) = store.record_outcomes(&outcomes).await {
                     tries += 1;
+                    // Outcomes matter (an unrecorded send goes out again), so keep trying — but
+                    // once shutdown is requested, only for a bounded time.
+                    if shutdown_r.is_triggered() && tries >= 5 {
+                        tracing::error!(
+                            error = %e,
+                            messages = outcomes.len(),
+                            "giving up recording outcomes at shutdown; these messages may be sent again"
+                        );
+                        break;
+                    }
                     tracing::warn!(error = %e, tries, "recording outcomes failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200 * tries.min(25))).await;
                 }
@@ -270,8 +327,20 @@ impl Engine {
                     }
                     continue;
                 }
-                for c in claimed {
-                    let permit = permits.clone().acquire_owned().await?;
+                let mut rest = claimed.into_iter();
+                while let Some(c) = rest.next() {
+                    let permit = tokio::select! {
+                        p = permits.clone().acquire_owned() => p?,
+                        _ = shutdown.clone().wait() => {
+                            // A clean stop hands back the rows it will not send, so a restart
+                            // (or another worker) takes them at once instead of after the lease.
+                            let ids: Vec<i64> = std::iter::once(c.id).chain(rest.map(|c| c.id)).collect();
+                            if let Err(e) = self.store.release_leases(&ids).await {
+                                tracing::warn!(error = %e, "releasing leases at shutdown failed");
+                            }
+                            break;
+                        }
+                    };
                     let tx = tx.clone();
                     let engine = self.clone();
                     let prepared = prepared.clone();

@@ -279,6 +279,24 @@ impl Store {
         Ok(())
     }
 
+    /// Hands back leased rows that will not be sent by their claimer (clean shutdown).
+    pub async fn release_leases(&self, ids: &[i64]) -> anyhow::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+              WHERE status = 'pending' AND id IN ({})",
+            in_list(1, ids.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.execute(&self.writer).await.context("releasing leases")?;
+        Ok(())
+    }
+
     /// Marks a `sending` issue `sent` once nothing is pending. Returns whether it did.
     pub async fn finish_issue_if_done(&self, issue_id: i64) -> anyhow::Result<bool> {
         let now = to_millis(Utc::now());

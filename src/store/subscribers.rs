@@ -182,7 +182,6 @@ impl Store {
         let mut outcomes = Vec::with_capacity(requests.len());
         let mut to_insert: Vec<usize> = Vec::new();
         let mut to_restart: Vec<(usize, i64)> = Vec::new();
-        let mut consent_only: Vec<(usize, i64)> = Vec::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, r) in requests.iter().enumerate() {
             if seen.insert(r.email.as_str(), i).is_some() {
@@ -197,11 +196,11 @@ impl Store {
                 Some((_, status, _)) if status == "confirmed" => {
                     outcomes.push(SignupOutcome::AlreadyConfirmed);
                 }
-                Some((id, status, last))
+                Some((_, status, last))
                     if status == "pending"
                         && last.is_some_and(|t| now - t < ms(resend_interval)) =>
                 {
-                    consent_only.push((i, *id));
+                    // A repeat within the interval writes nothing (like a repeat in this batch).
                     outcomes.push(SignupOutcome::Throttled);
                 }
                 Some((id, _, _)) => {
@@ -268,9 +267,8 @@ impl Store {
             ids.insert(i, id);
         }
 
-        // 4. Consent records for every signup that was not a confirmed repeat.
+        // 4. Consent records for every signup that starts (or restarts) double opt-in.
         let mut consents: Vec<(usize, i64)> = ids.iter().map(|(&i, &id)| (i, id)).collect();
-        consents.extend(consent_only.iter().copied());
         consents.sort_unstable();
         if !consents.is_empty() {
             let sql = format!(

@@ -28,6 +28,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/comparisons", post(post_comparisons))
         .route("/api/issues", get(list_issues).post(post_issue))
         .route("/api/issues/{id}", get(get_issue))
+        .route("/api/issues/{id}/{action}", post(issue_action))
+        .route("/api/subscribers", get(list_subscribers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
@@ -160,4 +162,138 @@ async fn post_issue(
         status,
         Json(json!({ "issue": issue, "created": created == Created::New })),
     ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    /// test-send: the address.
+    to: Option<String>,
+    /// schedule: when (RFC 3339).
+    at: Option<String>,
+}
+
+/// `POST /api/issues/{id}/{test-send|send|schedule|pause|resume|cancel}`.
+async fn issue_action(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((key, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    use crate::issues::IssueStatus as S;
+    let issue = find_issue(&state, &key).await?;
+    let req: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ActionBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::Invalid {
+            field: None,
+            message: format!("malformed JSON: {e}"),
+        })?
+    };
+    let invalid = |field: &str, message: String| ApiError::Invalid {
+        field: Some(field.into()),
+        message,
+    };
+    let conflict = |to: &str| {
+        ApiError::Conflict(format!(
+            "issue {} is {}: cannot {to}",
+            issue.week, issue.status
+        ))
+    };
+    let moved = |ok: bool, to: &str| if ok { Ok(()) } else { Err(conflict(to)) };
+    match action.as_str() {
+        "test-send" => {
+            let to = req
+                .to
+                .as_deref()
+                .ok_or_else(|| invalid("to", "give the address to send the test to".into()))?;
+            let to =
+                crate::subscribers::SubscriberEmail::parse(to).map_err(|e| invalid("to", e.0))?;
+            let engine = crate::delivery::Engine::new(
+                state.store.clone(),
+                state.settings.clone(),
+                state.secret.clone(),
+            )?;
+            engine.test_send(issue.id, &to).await?;
+        }
+        "send" => {
+            if !matches!(issue.status, S::Ready | S::Scheduled) {
+                return Err(conflict("send"));
+            }
+            state.store.start_send(issue.id).await?;
+        }
+        "schedule" => {
+            let at = req
+                .at
+                .as_deref()
+                .ok_or_else(|| invalid("at", "give the time as RFC 3339".into()))?;
+            let at = chrono::DateTime::parse_from_rfc3339(at)
+                .map_err(|e| invalid("at", format!("{at:?}: {e}")))?
+                .with_timezone(&chrono::Utc);
+            moved(state.store.schedule_issue(issue.id, at).await?, "schedule")?;
+        }
+        "pause" => moved(
+            state
+                .store
+                .transition_issue(issue.id, &[S::Sending], S::Paused, Some("operator (api)"))
+                .await?,
+            "pause",
+        )?,
+        "resume" => moved(
+            state
+                .store
+                .transition_issue(issue.id, &[S::Paused], S::Sending, Some("operator (api)"))
+                .await?,
+            "resume",
+        )?,
+        "cancel" => moved(
+            state
+                .store
+                .transition_issue(
+                    issue.id,
+                    &[S::Ready, S::Scheduled, S::Sending, S::Paused],
+                    S::Cancelled,
+                    Some("operator (api)"),
+                )
+                .await?,
+            "cancel",
+        )?,
+        other => return Err(ApiError::NotFound(format!("no action {other:?}"))),
+    }
+    state
+        .store
+        .log_operator_action(
+            "api",
+            &format!("issue.{action}"),
+            Some(issue.id),
+            &issue.week.to_string(),
+        )
+        .await?;
+    let issue = find_issue(&state, &key).await?;
+    let deliveries = state.store.delivery_counts(issue.id).await?;
+    Ok(Json(json!({ "issue": issue, "deliveries": deliveries })))
+}
+
+#[derive(Debug, Deserialize)]
+struct SubscriberQuery {
+    status: Option<String>,
+}
+
+/// `GET /api/subscribers[?status=confirmed]`.
+async fn list_subscribers(
+    _: Admin,
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<SubscriberQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<crate::subscribers::SubscriberStatus>)
+        .transpose()
+        .map_err(|e| ApiError::Invalid {
+            field: Some("status".into()),
+            message: e,
+        })?;
+    let rows = state.store.list_subscribers(status).await?;
+    Ok(Json(json!({ "subscribers": rows })))
 }

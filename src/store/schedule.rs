@@ -1,0 +1,69 @@
+//! Schedule bookkeeping: claimed fires and issues scheduled for a time.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use super::{Store, to_millis};
+use crate::issues::IsoWeek;
+
+impl Store {
+    /// Claims the fire at `at`; `false` when another process (or an earlier run) has it.
+    pub async fn claim_fire(&self, at: DateTime<Utc>, week: IsoWeek) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO schedule_fires (fire_at, week, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (fire_at) DO NOTHING",
+        )
+        .bind(to_millis(at))
+        .bind(week.to_string())
+        .bind(to_millis(Utc::now()))
+        .execute(&self.writer)
+        .await
+        .context("claiming a schedule fire")?
+        .rows_affected();
+        Ok(done > 0)
+    }
+
+    pub async fn fire_was_claimed(&self, at: DateTime<Utc>) -> anyhow::Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schedule_fires WHERE fire_at = $1")
+            .bind(to_millis(at))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Schedules a ready (or already scheduled) issue for `at`. `false` if it is in another state.
+    pub async fn schedule_issue(&self, issue_id: i64, at: DateTime<Utc>) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE issues SET status = 'scheduled', scheduled_for = $1, status_reason = NULL
+              WHERE id = $2 AND status IN ('ready', 'scheduled')",
+        )
+        .bind(to_millis(at))
+        .bind(issue_id)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(done > 0)
+    }
+
+    /// Starts the send of every scheduled issue whose time has come.
+    pub async fn start_due_scheduled(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<i64>> {
+        let due: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM issues WHERE status = 'scheduled' AND scheduled_for <= $1 ORDER BY id",
+        )
+        .bind(to_millis(now))
+        .fetch_all(&self.pool)
+        .await?;
+        for id in &due {
+            let n = self.start_send(*id).await?;
+            self.log_operator_action(
+                "scheduler",
+                "issue.send",
+                Some(*id),
+                "scheduled time reached",
+            )
+            .await?;
+            tracing::info!(issue_id = id, recipients = n, "scheduled issue started");
+        }
+        Ok(due)
+    }
+}

@@ -1,0 +1,387 @@
+//! The scheduled worker and operator controls: idempotent fires (racing schedulers, DST folds),
+//! catch-up inside and outside the window, an end-to-end weekly send over real SMTP, SIGTERM
+//! during a send, and the admin API's issue operations. Both databases.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use common::smtp::SmtpSink;
+use common::{ADMIN_TOKEN, TestApp, TestEnv, comparison_json};
+use reqwest::Method;
+use serde_json::{Value, json};
+use verdicts::comparisons::import::parse_json;
+use verdicts::render::Renderer;
+use verdicts::schedule::{FireOutcome, catch_up, fire};
+use verdicts::store::Store;
+use verdicts::store::comparisons::Source;
+use verdicts::store::subscribers::NewSubscriber;
+use verdicts::subscribers::SubscriberEmail;
+
+async fn seed(store: &Store, published: &str, subscribers: usize) {
+    let text = Value::Array(vec![comparison_json(
+        "alpha-vs-beta",
+        "Alpha vs Beta",
+        published,
+    )])
+    .to_string();
+    store
+        .upsert_comparisons(&parse_json(&text).unwrap(), Source::Json, false)
+        .await
+        .unwrap();
+    let emails: Vec<SubscriberEmail> = (0..subscribers)
+        .map(|i| SubscriberEmail::parse(&format!("s{i}@example.org")).unwrap())
+        .collect();
+    let rows: Vec<_> = emails
+        .iter()
+        .map(|e| {
+            (
+                NewSubscriber {
+                    email: e,
+                    name: None,
+                    confirmed: true,
+                },
+                format!("h-{e}"),
+            )
+        })
+        .collect();
+    store
+        .add_subscribers(&rows, &Default::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn two_schedulers_firing_at_once_yield_one_issue_and_one_send() {
+    let env = TestEnv::new().await;
+    let store = env.store().await;
+    seed(&store, "2026-11-17T10:00:00Z", 5).await;
+    let settings = env.settings("");
+    let renderer = Renderer::new().unwrap();
+    let at = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap();
+    let other = env.store().await; // a second process's pool
+    let (a, b) = tokio::join!(
+        fire(&store, &renderer, &settings, at),
+        fire(&other, &renderer, &settings, at)
+    );
+    let mut outcomes = vec![a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes[0], FireOutcome::AlreadyHandled);
+    assert!(
+        matches!(outcomes[1], FireOutcome::Started { recipients: 5, .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(store.list_issues().await.unwrap().len(), 1);
+    assert_eq!(store.count_rows("deliveries").await.unwrap(), 5);
+    // The same fire again (a restart) does nothing.
+    assert_eq!(
+        fire(&store, &renderer, &settings, at).await.unwrap(),
+        FireOutcome::AlreadyHandled
+    );
+}
+
+#[tokio::test]
+async fn a_dst_fold_that_repeats_the_hour_sends_once() {
+    let env = TestEnv::new().await;
+    let store = env.store().await;
+    seed(&store, "2026-10-14T10:00:00Z", 3).await;
+    // 02:30 on Sunday 2026-10-25 happens twice in Berlin (CEST, then CET).
+    let settings =
+        env.settings("[schedule]\ncron = \"0 30 2 * * Sun\"\ntimezone = \"Europe/Berlin\"");
+    let tz = settings.schedule.timezone.0;
+    // The cron crate yields the ambiguous local time once; the next fire is a week later.
+    let first = verdicts::schedule::next_fire(
+        &settings.schedule.cron.schedule,
+        tz,
+        Utc.with_ymd_and_hms(2026, 10, 24, 12, 0, 0).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        first,
+        Utc.with_ymd_and_hms(2026, 10, 25, 0, 30, 0).unwrap(),
+        "02:30 CEST"
+    );
+    let next = verdicts::schedule::next_fire(&settings.schedule.cron.schedule, tz, first).unwrap();
+    assert_eq!(next, Utc.with_ymd_and_hms(2026, 11, 1, 1, 30, 0).unwrap());
+    // A scheduler that fires at both 02:30s (CEST, then CET an hour later) still sends once.
+    let second = Utc.with_ymd_and_hms(2026, 10, 25, 1, 30, 0).unwrap();
+    let renderer = Renderer::new().unwrap();
+    let a = fire(&store, &renderer, &settings, first).await.unwrap();
+    let b = fire(&store, &renderer, &settings, second).await.unwrap();
+    assert!(
+        matches!(a, FireOutcome::Started { recipients: 3, .. }),
+        "{a:?}"
+    );
+    assert!(matches!(b, FireOutcome::Existing(_)), "{b:?}");
+    assert_eq!(store.list_issues().await.unwrap().len(), 1);
+    assert_eq!(store.count_rows("deliveries").await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn catch_up_runs_inside_the_window_and_leaves_older_misses() {
+    let renderer = Renderer::new().unwrap();
+    // Down over Monday 09:00, back at 11:00: within 6 h, so it fires now.
+    let env = TestEnv::new().await;
+    let store = env.store().await;
+    seed(&store, "2026-11-17T10:00:00Z", 2).await;
+    let settings = env.settings("");
+    let back = Utc.with_ymd_and_hms(2026, 11, 23, 11, 0, 0).unwrap();
+    let out = catch_up(&store, &renderer, &settings, back).await.unwrap();
+    assert!(
+        matches!(out, Some(FireOutcome::Started { recipients: 2, .. })),
+        "{out:?}"
+    );
+    // Nothing twice on the next start.
+    assert_eq!(
+        catch_up(&store, &renderer, &settings, back).await.unwrap(),
+        None
+    );
+
+    // Back at 20:00: 11 h late, older than catch_up: nothing is sent.
+    let env = TestEnv::new().await;
+    let store = env.store().await;
+    seed(&store, "2026-11-17T10:00:00Z", 2).await;
+    let late = Utc.with_ymd_and_hms(2026, 11, 23, 20, 0, 0).unwrap();
+    assert_eq!(
+        catch_up(&store, &renderer, &settings, late).await.unwrap(),
+        None
+    );
+    assert!(store.list_issues().await.unwrap().is_empty());
+    assert_eq!(store.count_rows("deliveries").await.unwrap(), 0);
+}
+
+/// Import, subscribe, let the schedule fire, receive the issue over real SMTP.
+#[tokio::test]
+async fn end_to_end_the_schedule_fires_and_the_issue_arrives() {
+    let sink = SmtpSink::start();
+    let published = (Utc::now() - chrono::Duration::days(10)).to_rfc3339();
+    let app = TestApp::spawn(&format!(
+        "[mail]\ntransport = \"smtp\"\n[smtp]\nurl = \"{}\"\n[schedule]\ncron = \"* * * * * *\"",
+        sink.url()
+    ))
+    .await;
+    seed(&app.store, &published, 4).await;
+    let mails = sink.wait_for(4, Duration::from_secs(30)).await;
+    let mut rcpts: Vec<&str> = mails.iter().map(|m| m.rcpt.as_str()).collect();
+    rcpts.sort();
+    assert_eq!(
+        rcpts,
+        [
+            "s0@example.org",
+            "s1@example.org",
+            "s2@example.org",
+            "s3@example.org"
+        ]
+    );
+    assert!(
+        mails[0]
+            .subject()
+            .starts_with("Alpha vs Beta — Weekly AI Tool Verdicts #1")
+    );
+    // Later fires (every second here) find the week's issue and send nothing again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sink.messages().len(), 4);
+    let r = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        r.contains("verdicts_deliveries_total{outcome=\"sent\"} 4"),
+        "{r}"
+    );
+    app.stop().await;
+}
+
+/// SIGTERM during a send: the worker stops taking work, settles what is in flight and exits 0;
+/// a restart completes the send with nobody twice.
+#[tokio::test]
+async fn sigterm_during_a_send_exits_cleanly_and_a_restart_completes_it() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let env = TestEnv::new().await;
+    let store = env.store().await;
+    seed(&store, "2026-11-17T10:00:00Z", 150).await;
+    let settings = env.settings("");
+    let (issue, _) = verdicts::issues::freeze::create_issue(
+        &store,
+        &Renderer::new().unwrap(),
+        &settings,
+        "2026-W47".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    store.start_send(issue.id).await.unwrap();
+    let sink = SmtpSink::start();
+    let spawn = || {
+        env.command()
+            .arg("worker")
+            .env("VERDICTS__MAIL__TRANSPORT", "smtp")
+            .env("VERDICTS__SMTP__URL", sink.url())
+            .env("VERDICTS__DELIVERY__RATE_PER_SECOND", "50")
+            .env(
+                "VERDICTS__SECURITY__SECRET_KEY",
+                "0123456789abcdef0123456789abcdef-sigterm",
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut worker = spawn();
+    while sink.messages().len() < 30 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    kill(Pid::from_raw(worker.id() as i32), Signal::SIGTERM).unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = worker.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no clean exit within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit code {status}");
+    let c = store.delivery_counts(issue.id).await.unwrap();
+    assert_eq!(
+        c.sent as usize,
+        sink.messages().len(),
+        "every message sent is settled"
+    );
+    assert!(c.pending > 0, "stopped before the end");
+    let mut worker = spawn();
+    let t = Instant::now();
+    while store.issue_status(issue.id).await.unwrap() != Some(verdicts::issues::IssueStatus::Sent) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the restart did not finish the send"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let mut rcpts: Vec<String> = sink.messages().into_iter().map(|m| m.rcpt).collect();
+    rcpts.sort();
+    let total = rcpts.len();
+    rcpts.dedup();
+    assert_eq!((total, rcpts.len()), (150, 150), "everyone exactly once");
+}
+
+#[tokio::test]
+async fn admin_api_controls_issues_only_with_the_token() {
+    let sink = SmtpSink::start();
+    let app = TestApp::spawn(&format!(
+        "[mail]\ntransport = \"smtp\"\n[smtp]\nurl = \"{}\"\n[schedule]\ncron = \"0 0 9 1 1 *\"",
+        sink.url()
+    ))
+    .await;
+    seed(&app.store, "2026-11-17T10:00:00Z", 3).await;
+    let r = app
+        .admin(Method::POST, "/api/issues")
+        .json(&json!({"week": "2026-W47"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Without or with a wrong token: 401, and nothing changes.
+    for token in [None, Some("wrong-token-0123456789")] {
+        for action in ["send", "pause", "cancel", "schedule", "test-send"] {
+            let mut req = app.client.post(app.url(&format!("/api/issues/1/{action}")));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            assert_eq!(req.send().await.unwrap().status(), 401, "{action}");
+        }
+        let mut req = app.client.get(app.url("/api/subscribers"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 401);
+    }
+    let status = |app: &TestApp| {
+        let store = app.store.clone();
+        async move {
+            store.list_issues().await.unwrap()[0]
+                .status
+                .as_str()
+                .to_string()
+        }
+    };
+    assert_eq!(status(&app).await, "ready");
+    assert!(sink.messages().is_empty());
+
+    // A test send goes to one address, marked [TEST], and is not a delivery.
+    let r = app
+        .admin(Method::POST, "/api/issues/2026-W47/test-send")
+        .json(&json!({"to": "editor@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let mails = sink.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(mails[0].rcpt, "editor@example.org");
+    assert!(mails[0].subject().starts_with("[TEST] "));
+    assert_eq!(app.store.count_rows("deliveries").await.unwrap(), 0);
+
+    // Schedule, reschedule, cancel before it starts.
+    let r = app
+        .admin(Method::POST, "/api/issues/1/schedule")
+        .json(&json!({"at": "2030-01-01T09:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["issue"]["status"], "scheduled");
+    let r = app
+        .admin(Method::POST, "/api/issues/1/schedule")
+        .json(&json!({"at": "soon"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = app
+        .admin(Method::POST, "/api/issues/1/cancel")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(status(&app).await, "cancelled");
+    let r = app
+        .admin(Method::POST, "/api/issues/1/send")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "a cancelled issue is not sent");
+    let r = app
+        .admin(Method::POST, "/api/issues/1/explode")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let r = app
+        .admin(Method::GET, "/api/subscribers?status=confirmed")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["subscribers"].as_array().unwrap().len(), 3);
+    let actions: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM operator_log WHERE actor = 'api' ORDER BY id")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        actions,
+        [
+            "issue.create",
+            "issue.test-send",
+            "issue.schedule",
+            "issue.cancel"
+        ]
+    );
+    let _ = ADMIN_TOKEN;
+    app.stop().await;
+}
