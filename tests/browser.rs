@@ -53,6 +53,17 @@ async fn browser(driver: &Driver, width: u32, profile: &std::path::Path) -> fant
         .expect("connecting to chromedriver")
 }
 
+/// Clicks the page's submit button, as a reader would.
+async fn submit(client: &fantoccini::Client) {
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn shot(client: &fantoccini::Client, dir: &std::path::Path, name: &str) {
     let png = client.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"));
@@ -105,13 +116,7 @@ async fn a_reader_signs_up_confirms_and_leaves_in_a_browser() {
             .send_keys("Ada")
             .await
             .unwrap();
-        client
-            .find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        submit(&client).await;
         expect_heading(&client, "Check your inbox").await;
         shot(&client, &dir, &format!("{width}-2-check-inbox")).await;
 
@@ -124,13 +129,7 @@ async fn a_reader_signs_up_confirms_and_leaves_in_a_browser() {
         client.goto(&confirm).await.unwrap();
         expect_heading(&client, "One more click").await;
         shot(&client, &dir, &format!("{width}-3-confirm")).await;
-        client
-            .find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        submit(&client).await;
         expect_heading(&client, "You're in").await;
         shot(&client, &dir, &format!("{width}-4-confirmed")).await;
         let parsed = SubscriberEmail::parse(&email).unwrap();
@@ -152,13 +151,7 @@ async fn a_reader_signs_up_confirms_and_leaves_in_a_browser() {
         client.goto(&unsubscribe).await.unwrap();
         expect_heading(&client, "Unsubscribe from Weekly AI Tool Verdicts?").await;
         shot(&client, &dir, &format!("{width}-5-unsubscribe")).await;
-        client
-            .find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        submit(&client).await;
         expect_heading(&client, "You are unsubscribed").await;
         shot(&client, &dir, &format!("{width}-6-unsubscribed")).await;
         let row = app

@@ -32,26 +32,7 @@ async fn setup(env: &TestEnv, n: usize) -> (Store, i64) {
         .upsert_comparisons(&parse_json(&text).unwrap(), Source::Json, false)
         .await
         .unwrap();
-    let emails: Vec<SubscriberEmail> = (0..n)
-        .map(|i| SubscriberEmail::parse(&format!("r{i:04}@example.org")).unwrap())
-        .collect();
-    let rows: Vec<(NewSubscriber<'_>, String)> = emails
-        .iter()
-        .map(|e| {
-            (
-                NewSubscriber {
-                    email: e,
-                    name: None,
-                    confirmed: true,
-                },
-                format!("h-{e}"),
-            )
-        })
-        .collect();
-    store
-        .add_subscribers(&rows, &Default::default())
-        .await
-        .unwrap();
+    common::add_confirmed(&store, n, "r", 4).await;
     let settings = env.settings("");
     let (issue, _) = create_issue(
         &store,

@@ -16,8 +16,6 @@ use verdicts::render::Renderer;
 use verdicts::schedule::{FireOutcome, catch_up, fire};
 use verdicts::store::Store;
 use verdicts::store::comparisons::Source;
-use verdicts::store::subscribers::NewSubscriber;
-use verdicts::subscribers::SubscriberEmail;
 
 async fn seed(store: &Store, published: &str, subscribers: usize) {
     let text = Value::Array(vec![comparison_json(
@@ -30,26 +28,7 @@ async fn seed(store: &Store, published: &str, subscribers: usize) {
         .upsert_comparisons(&parse_json(&text).unwrap(), Source::Json, false)
         .await
         .unwrap();
-    let emails: Vec<SubscriberEmail> = (0..subscribers)
-        .map(|i| SubscriberEmail::parse(&format!("s{i}@example.org")).unwrap())
-        .collect();
-    let rows: Vec<_> = emails
-        .iter()
-        .map(|e| {
-            (
-                NewSubscriber {
-                    email: e,
-                    name: None,
-                    confirmed: true,
-                },
-                format!("h-{e}"),
-            )
-        })
-        .collect();
-    store
-        .add_subscribers(&rows, &Default::default())
-        .await
-        .unwrap();
+    common::add_confirmed(store, subscribers, "s", 1).await;
 }
 
 #[tokio::test]

@@ -102,6 +102,25 @@ impl Engine {
         })
     }
 
+    /// Loads a frozen issue and splits it for personalisation, once per send.
+    async fn prepare(&self, issue_id: i64) -> anyhow::Result<Prepared> {
+        let issue = self
+            .store
+            .get_issue(issue_id)
+            .await?
+            .with_context(|| format!("no issue {issue_id}"))?;
+        let (Some(number), Some(subject), Some(html), Some(text)) =
+            (issue.number, issue.subject, issue.html, issue.text)
+        else {
+            anyhow::bail!("issue {} has no content to send", issue.week);
+        };
+        Ok(Prepared {
+            number,
+            subject,
+            personalizer: Personalizer::new(&html, &text),
+        })
+    }
+
     fn compose_for(
         &self,
         prepared: &Prepared,
@@ -137,17 +156,11 @@ impl Engine {
         issue_id: i64,
         to: &crate::subscribers::SubscriberEmail,
     ) -> anyhow::Result<()> {
-        let issue = self
-            .store
-            .get_issue(issue_id)
-            .await?
-            .with_context(|| format!("no issue {issue_id}"))?;
-        let (Some(number), Some(subject), Some(html), Some(text)) =
-            (issue.number, issue.subject, issue.html, issue.text)
-        else {
-            anyhow::bail!("issue {} has no content to send", issue.week);
-        };
-        let personalizer = Personalizer::new(&html, &text);
+        let Prepared {
+            number,
+            subject,
+            personalizer,
+        } = self.prepare(issue_id).await?;
         let unsubscribe = self.settings.http.public_url.join("unsubscribe/TEST");
         let values =
             SlotValues::for_recipient(to.as_str(), &self.settings.newsletter.name.0, &unsubscribe);
@@ -184,21 +197,7 @@ impl Engine {
         shutdown: Shutdown,
         progress: Option<&(dyn Fn() + Sync)>,
     ) -> anyhow::Result<SendEnd> {
-        let issue = self
-            .store
-            .get_issue(issue_id)
-            .await?
-            .with_context(|| format!("no issue {issue_id}"))?;
-        let (Some(number), Some(subject), Some(html), Some(text)) =
-            (issue.number, issue.subject, issue.html, issue.text)
-        else {
-            anyhow::bail!("issue {} has no content to send", issue.week);
-        };
-        let prepared = Arc::new(Prepared {
-            number,
-            subject,
-            personalizer: Personalizer::new(&html, &text),
-        });
+        let prepared = Arc::new(self.prepare(issue_id).await?);
         let d = &self.settings.delivery;
         let concurrency = d.concurrency as usize;
         let permits = Arc::new(Semaphore::new(concurrency));

@@ -33,6 +33,13 @@ pub fn router() -> Router<AppState> {
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
 }
 
+/// A page whose one button POSTs back to `path` (GET never changes anything).
+fn button_page(state: &AppState, template: &str, path: &str) -> Result<Response, PageError> {
+    let mut ctx = base_context(state);
+    ctx.insert("action_url", &state.settings.http.public_url.join(path));
+    Ok(Html(state.renderer.render_page(template, &ctx)?).into_response())
+}
+
 fn link_not_valid(state: &AppState) -> Result<Response, PageError> {
     message_page(
         state,
@@ -57,16 +64,7 @@ async fn confirm_page(
     if !state.lifecycle().confirmation_is_live(&token).await? {
         return link_not_valid(&state);
     }
-    let mut ctx = base_context(&state);
-    ctx.insert(
-        "action_url",
-        &state
-            .settings
-            .http
-            .public_url
-            .join(&format!("confirm/{token}")),
-    );
-    Ok(Html(state.renderer.render_page("web/confirm.html", &ctx)?).into_response())
+    button_page(&state, "web/confirm.html", &format!("confirm/{token}"))
 }
 
 async fn confirm(
@@ -110,16 +108,11 @@ async fn unsubscribe_page(
     {
         return wrong_shape(&state);
     }
-    let mut ctx = base_context(&state);
-    ctx.insert(
-        "action_url",
-        &state
-            .settings
-            .http
-            .public_url
-            .join(&format!("unsubscribe/{token}")),
-    );
-    Ok(Html(state.renderer.render_page("web/unsubscribe.html", &ctx)?).into_response())
+    button_page(
+        &state,
+        "web/unsubscribe.html",
+        &format!("unsubscribe/{token}"),
+    )
 }
 
 async fn unsubscribe(

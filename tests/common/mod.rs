@@ -420,3 +420,29 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Adds `n` confirmed subscribers `{prefix}{i}@example.org` (i zero-padded to `width`).
+pub async fn add_confirmed(store: &Store, n: usize, prefix: &str, width: usize) {
+    use verdicts::store::subscribers::NewSubscriber;
+    use verdicts::subscribers::SubscriberEmail;
+    let emails: Vec<SubscriberEmail> = (0..n)
+        .map(|i| SubscriberEmail::parse(&format!("{prefix}{i:0width$}@example.org")).unwrap())
+        .collect();
+    let rows: Vec<(NewSubscriber<'_>, String)> = emails
+        .iter()
+        .map(|e| {
+            (
+                NewSubscriber {
+                    email: e,
+                    name: None,
+                    confirmed: true,
+                },
+                format!("suppression-of-{e}"),
+            )
+        })
+        .collect();
+    store
+        .add_subscribers(&rows, &Default::default())
+        .await
+        .unwrap();
+}

@@ -49,13 +49,7 @@ impl Received {
 
     /// The first link in the text part that starts with `prefix`, as a reader would click it.
     pub fn link(&self, prefix: &str) -> Option<String> {
-        let text = self.text();
-        let start = text.find(prefix)?;
-        let rest = &text[start..];
-        let end = rest
-            .find(|c: char| c.is_whitespace() || c == '>' || c == '"')
-            .unwrap_or(rest.len());
-        Some(rest[..end].to_string())
+        super::link_in(&self.raw, prefix)
     }
 }
 
