@@ -49,6 +49,14 @@ async fn metrics_count_signups_unsubscribes_and_subscribers() {
     ] {
         assert!(body.contains(line), "missing {line:?} in:\n{body}");
     }
+    let next: i64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("verdicts_next_scheduled_fire_timestamp_seconds "))
+        .expect("the next fire is exposed")
+        .parse()
+        .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!(next > now && next <= now + 7 * 24 * 3600, "weekly: {next}");
     assert!(body.trim_end().ends_with("# EOF"));
     app.stop().await;
 }

@@ -162,3 +162,27 @@ async fn migrate_is_idempotent() {
     let second: serde_json::Value = serde_json::from_str(second.ok()).unwrap();
     assert_eq!(second["applied"], 0);
 }
+
+#[tokio::test]
+async fn logs_are_json_lines_with_the_flag() {
+    let env = TestEnv::new().await;
+    let port = common::free_port();
+    let mut child = env
+        .command()
+        .args(["--log-json", "serve"])
+        .env("VERDICTS__HTTP__BIND", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_healthy(port, &mut child).await;
+    let (code, log) = terminate(child);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{log}");
+    for l in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"));
+        assert!(v["fields"]["message"].is_string(), "{l}");
+    }
+}

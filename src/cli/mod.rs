@@ -31,6 +31,9 @@ pub struct Cli {
     /// Machine-readable JSON output where it makes sense.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Log JSON lines instead of human-readable ones (overrides log.format).
+    #[arg(long, global = true)]
+    pub log_json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -257,7 +260,11 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::load(cli.config.as_deref())?;
-    telemetry::init(settings.log.format);
+    telemetry::init(if cli.log_json {
+        crate::config::LogFormat::Json
+    } else {
+        settings.log.format
+    });
     match cli.command {
         Command::Serve => serve(settings).await,
         Command::Worker => worker(settings).await,

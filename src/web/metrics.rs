@@ -93,6 +93,20 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "Messages sent per second over the last minute",
         rate,
     );
+    let next = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+    let schedule = &state.settings.schedule;
+    if let Some(at) = crate::schedule::next_fire(
+        &schedule.cron.schedule,
+        schedule.timezone.0,
+        chrono::Utc::now(),
+    ) {
+        next.set(at.timestamp());
+    }
+    registry.register(
+        "next_scheduled_fire_timestamp_seconds",
+        "When schedule.cron fires next (Unix time)",
+        next,
+    );
     let mut body = String::new();
     if encode(&mut body, &registry).is_err() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response();
