@@ -106,6 +106,15 @@ async fn catch_up_runs_inside_the_window_and_leaves_older_misses() {
     seed(&store, "2026-11-17T10:00:00Z", 2).await;
     let settings = env.settings("");
     let back = Utc.with_ymd_and_hms(2026, 11, 23, 11, 0, 0).unwrap();
+    // A fresh installation has missed nothing: it starts with the next fire.
+    assert_eq!(
+        catch_up(&store, &renderer, &settings, back).await.unwrap(),
+        None
+    );
+    assert!(store.list_issues().await.unwrap().is_empty());
+    // It had been running since the week before.
+    let ran_since = Utc.with_ymd_and_hms(2026, 11, 18, 8, 0, 0).unwrap();
+    store.record_scheduler_start(ran_since).await.unwrap();
     let out = catch_up(&store, &renderer, &settings, back).await.unwrap();
     assert!(
         matches!(out, Some(FireOutcome::Started { recipients: 2, .. })),
@@ -121,6 +130,7 @@ async fn catch_up_runs_inside_the_window_and_leaves_older_misses() {
     let env = TestEnv::new().await;
     let store = env.store().await;
     seed(&store, "2026-11-17T10:00:00Z", 2).await;
+    store.record_scheduler_start(ran_since).await.unwrap();
     let late = Utc.with_ymd_and_hms(2026, 11, 23, 20, 0, 0).unwrap();
     assert_eq!(
         catch_up(&store, &renderer, &settings, late).await.unwrap(),

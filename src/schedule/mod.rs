@@ -125,13 +125,24 @@ pub async fn catch_up(
     if store.fire_was_claimed(missed).await? {
         return Ok(None);
     }
+    // Only a fire that a running installation should have made counts as missed.
+    if store
+        .first_scheduler_start()
+        .await?
+        .is_none_or(|first| first > missed)
+    {
+        tracing::info!(fire = %missed, "first start: the schedule begins with the next fire");
+        return Ok(None);
+    }
     if now - missed <= window {
         tracing::info!(fire = %missed, "catching up a fire missed while down");
         return Ok(Some(fire(store, renderer, settings, missed).await?));
     }
     tracing::warn!(
         fire = %missed,
-        late_by = %humantime::format_duration((now - missed).to_std().unwrap_or_default()),
+        late_by = %humantime::format_duration(std::time::Duration::from_secs(
+            (now - missed).num_seconds().max(0) as u64
+        )),
         "a scheduled fire was missed and is older than schedule.catch_up: left for the operator \
          (`verdicts issue create` and `verdicts issue send`)"
     );
@@ -148,6 +159,9 @@ pub async fn run(
 ) {
     if let Err(e) = catch_up(&store, &renderer, &settings, clock.now()).await {
         tracing::warn!(error = %e, "catch-up failed");
+    }
+    if let Err(e) = store.record_scheduler_start(clock.now()).await {
+        tracing::warn!(error = %e, "recording the scheduler start failed");
     }
     let s = &settings.schedule;
     let mut after = clock.now();

@@ -23,6 +23,27 @@ impl Store {
         Ok(done > 0)
     }
 
+    /// Records that a scheduler started at `at` (in the operator log).
+    pub async fn record_scheduler_start(&self, at: DateTime<Utc>) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO operator_log (at, actor, action, issue_id, detail)
+             VALUES ($1, 'scheduler', 'scheduler.start', NULL, '')",
+        )
+        .bind(to_millis(at))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// When a scheduler first ran against this database, if ever.
+    pub async fn first_scheduler_start(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let at: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(at) FROM operator_log WHERE action = 'scheduler.start'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(at.map(super::from_millis))
+    }
+
     pub async fn fire_was_claimed(&self, at: DateTime<Utc>) -> anyhow::Result<bool> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schedule_fires WHERE fire_at = $1")
             .bind(to_millis(at))
