@@ -12,7 +12,7 @@ use anyhow::Context;
 use chrono::Utc;
 use sqlx::Row;
 
-use super::{Backend, Store, to_millis};
+use super::{Backend, Store, placeholders, to_millis};
 use crate::issues::IssueStatus;
 
 /// A claimed delivery with what is needed to send it.
@@ -61,13 +61,6 @@ pub struct DeliveryCounts {
     pub skipped: i64,
     /// Messages sent in the last minute.
     pub sent_last_minute: i64,
-}
-
-fn in_list(start: usize, n: usize) -> String {
-    (start..start + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Store {
@@ -166,7 +159,7 @@ impl Store {
         if !ids.is_empty() {
             let sql = format!(
                 "SELECT id, email, name, status FROM subscribers WHERE id IN ({})",
-                in_list(1, ids.len())
+                placeholders(1, ids.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in &ids {
@@ -220,7 +213,7 @@ impl Store {
                 "UPDATE deliveries SET status = $1, attempts = attempts + $2, sent_at = $3,
                         updated_at = $4, lease_owner = NULL, lease_until = NULL
                   WHERE status = 'pending' AND id IN ({})",
-                in_list(5, ids.len())
+                placeholders(5, ids.len())
             );
             let sent = status == "sent";
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -287,7 +280,7 @@ impl Store {
         let sql = format!(
             "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
               WHERE status = 'pending' AND id IN ({})",
-            in_list(1, ids.len())
+            placeholders(1, ids.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in ids {
@@ -342,7 +335,7 @@ impl Store {
         let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         let sql = format!(
             "UPDATE issues SET status = $1, status_reason = $2 WHERE id = $3 AND status IN ({})",
-            in_list(4, from.len())
+            placeholders(4, from.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(to.as_str())

@@ -164,6 +164,23 @@ impl Store {
     }
 }
 
+/// `$start, $start+1, …` (`n` of them): numbered placeholders for dynamic IN lists and
+/// multi-row inserts. Only these are interpolated into SQL; every value is bound.
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, …, $w), ($w+1, …)`: `rows` groups of `width` placeholders.
+pub(crate) fn rows_of(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(r * width + 1, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Milliseconds since the Unix epoch: how every time is stored.
 pub fn to_millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()

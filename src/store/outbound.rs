@@ -10,7 +10,7 @@ use anyhow::Context;
 use chrono::Utc;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Backend, Store, to_millis};
+use super::{Backend, Store, placeholders, to_millis};
 
 /// One claimed mail; the sender composes it from these.
 #[derive(Debug, Clone)]
@@ -102,11 +102,10 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "UPDATE outbound_mail SET status = 'sent', sent_at = $1, token = NULL,
                     lease_until = NULL, attempts = attempts + 1 WHERE id IN ({})",
-            placeholders.join(", ")
+            placeholders(2, ids.len())
         );
         // Only numbered placeholders are interpolated; the values are bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to_millis(Utc::now()));

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Store, from_millis, to_millis};
+use super::{Store, from_millis, placeholders, rows_of, to_millis};
 use crate::subscribers::{ConsentContext, SubscriberEmail, SubscriberName, SubscriberStatus};
 
 /// One subscriber as stored.
@@ -55,23 +55,6 @@ pub struct SignupRequest {
     pub token: String,
     /// Its hash: what the token table keeps.
     pub token_hash: String,
-}
-
-/// `$start, $start+1, …` (`n` of them): numbered placeholders for dynamic IN lists and
-/// multi-row inserts. Only these are interpolated into SQL; every value is bound.
-fn placeholders(start: usize, n: usize) -> String {
-    (start..start + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `($1, …, $w), ($w+1, …)`: `rows` groups of `width` placeholders.
-fn rows_of(rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", placeholders(r * width + 1, width)))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// What a signup did. The reader sees the same answer in every case.
