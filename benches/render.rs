@@ -1,5 +1,8 @@
 //! Rendering cost: a full render of a 10-comparison issue (Tera + mrml, once per issue) against
-//! the per-recipient step (filling the footer slots), which runs once per message.
+//! the per-recipient step (filling the footer slots), which runs once per message; and the whole
+//! per-recipient message (headers, multipart, transfer encoding) built by encoding the body
+//! afresh (`message_encode_whole_body`) against splicing into the body encoded once per issue
+//! (`message_pre_encoded_body`, what the delivery engine does).
 //!
 //! Run: `cargo bench --bench render`
 
@@ -7,9 +10,12 @@ use chrono::{TimeZone, Utc};
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use lettre::message::{Body, Mailbox};
 use verdicts::comparisons::Comparison;
 use verdicts::comparisons::page::PageContext;
 use verdicts::config::Settings;
+use verdicts::mail::newsletter::{IssueMail, Recipient};
+use verdicts::mail::{Envelope, compose};
 use verdicts::render::{IssueInput, Personalizer, Renderer, SlotValues};
 
 fn ten_comparisons() -> Vec<Comparison> {
@@ -57,6 +63,53 @@ fn bench(c: &mut Criterion) {
             let html = personalizer.html(&values);
             let text = personalizer.text(&values);
             black_box((html, text))
+        })
+    });
+
+    let mail = IssueMail::new(12, &rendered.subject, &personalizer);
+    let recipient = |n: u64| {
+        let email = format!("reader{n}@example.org");
+        let url = format!("https://news.example/unsubscribe/{n:032x}");
+        let values = SlotValues::for_recipient(&email, "Weekly AI Tool Verdicts", &url);
+        (email, url, values)
+    };
+    c.bench_function("message_encode_whole_body", |b| {
+        b.iter(|| {
+            n += 1;
+            let (email, url, values) = recipient(n);
+            let message = compose(
+                &settings,
+                Envelope {
+                    to: Mailbox::new(None, email.parse().unwrap()),
+                    message_id_local: &format!("issue-12.sub-{n}"),
+                    subject: &rendered.subject,
+                    unsubscribe_url: &url,
+                    text: Body::new(personalizer.text(&values)),
+                    html: Body::new(personalizer.html(&values)),
+                },
+            )
+            .unwrap();
+            black_box(message.formatted())
+        })
+    });
+    c.bench_function("message_pre_encoded_body", |b| {
+        b.iter(|| {
+            n += 1;
+            let (email, url, values) = recipient(n);
+            black_box(
+                mail.message(
+                    &settings,
+                    None,
+                    &mail.subject,
+                    Recipient {
+                        to: Mailbox::new(None, email.parse().unwrap()),
+                        message_id_local: &format!("issue-12.sub-{n}"),
+                        unsubscribe_url: &url,
+                        values: &values,
+                    },
+                )
+                .unwrap(),
+            )
         })
     });
 }

@@ -10,7 +10,7 @@ use super::{Failure, IssueCommand, IssueIdArg, PreviewArgs, WeekArg, open_store,
 use crate::config::Settings;
 use crate::issues::freeze::{Created, create_issue, default_week, preview_issue};
 use crate::issues::{IsoWeek, IssueStatus};
-use crate::mail::{Envelope, compose};
+use crate::mail::newsletter::{IssueMail, Recipient};
 use crate::render::{Personalizer, Renderer, SlotValues};
 use crate::store::Store;
 use crate::store::issues::IssueRow;
@@ -105,21 +105,23 @@ async fn preview(
     let personalizer = Personalizer::new(&preview.rendered.html, &preview.rendered.text);
     let html = personalizer.html(&values);
     let text = personalizer.text(&values);
-    let message = compose(
+    // The very path a send takes, so the preview `.eml` is what readers get.
+    let mail = IssueMail::new(preview.number, &preview.rendered.subject, &personalizer);
+    let message = mail.message(
         settings,
-        Envelope {
+        None,
+        &mail.subject,
+        Recipient {
             to,
             message_id_local: &format!("issue-{}.preview", preview.number),
-            subject: &preview.rendered.subject,
             unsubscribe_url: &unsubscribe_url,
-            text: text.clone(),
-            html: html.clone(),
+            values: &values,
         },
     )?;
     let paths = [
         (out.join("issue.html"), html.into_bytes()),
         (out.join("issue.txt"), text.into_bytes()),
-        (out.join("issue.eml"), message.formatted()),
+        (out.join("issue.eml"), message),
     ];
     for (path, bytes) in &paths {
         std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
@@ -361,19 +363,26 @@ async fn send(
     );
     let (trigger, stop) = crate::shutdown::channel();
     crate::shutdown::on_signals(trigger);
-    let store_p = store.clone();
-    let bar_p = bar.clone();
-    let id = issue.id;
-    let ticker = tokio::spawn(async move {
-        loop {
-            if let Ok(c) = store_p.delivery_counts(id).await {
-                bar_p.set_position((c.total - c.pending) as u64);
+    // The bar moves with this process's committed outcomes, and is re-synchronised with the
+    // ledger every few seconds (other workers may share the send). Counting the ledger is a
+    // scan of the issue's rows, so it is never done per batch — and not at all under `--json`.
+    let ticker = (!json).then(|| {
+        let (store, bar, id) = (store.clone(), bar.clone(), issue.id);
+        tokio::spawn(async move {
+            loop {
+                if let Ok(c) = store.delivery_counts(id).await {
+                    bar.set_position((c.total - c.pending) as u64);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+        })
     });
-    let end = engine.send_issue(issue.id, stop, None).await?;
-    ticker.abort();
+    let bar_p = bar.clone();
+    let progress = move |settled: u64| bar_p.inc(settled);
+    let end = engine.send_issue(issue.id, stop, Some(&progress)).await?;
+    if let Some(t) = ticker {
+        t.abort();
+    }
     let c = store.delivery_counts(issue.id).await?;
     bar.set_position((c.total - c.pending) as u64);
     bar.finish();

@@ -32,8 +32,8 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::{SecretKey, Settings};
 use crate::issues::IssueStatus;
+use crate::mail::newsletter::{IssueMail, Recipient};
 use crate::mail::transport::{SendError, Transport};
-use crate::mail::{Envelope, compose};
 use crate::render::{Personalizer, SlotValues};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -75,13 +75,6 @@ pub fn worker_name() -> String {
     )
 }
 
-/// The frozen issue, prepared once per send.
-struct Prepared {
-    number: i64,
-    subject: String,
-    personalizer: Personalizer,
-}
-
 fn retry_delay(base: Duration, attempts: i64) -> Duration {
     let exp = base.saturating_mul(1u32 << attempts.clamp(0, 10) as u32);
     let capped = exp.min(Duration::from_secs(3600));
@@ -103,7 +96,7 @@ impl Engine {
     }
 
     /// Loads a frozen issue and splits it for personalisation, once per send.
-    async fn prepare(&self, issue_id: i64) -> anyhow::Result<Prepared> {
+    async fn prepare(&self, issue_id: i64) -> anyhow::Result<IssueMail> {
         let issue = self
             .store
             .get_issue(issue_id)
@@ -114,16 +107,16 @@ impl Engine {
         else {
             anyhow::bail!("issue {} has no content to send", issue.week);
         };
-        Ok(Prepared {
+        Ok(IssueMail::new(
             number,
-            subject,
-            personalizer: Personalizer::new(&html, &text),
-        })
+            &subject,
+            &Personalizer::new(&html, &text),
+        ))
     }
 
     fn compose_for(
         &self,
-        prepared: &Prepared,
+        prepared: &IssueMail,
         c: &Claimed,
     ) -> anyhow::Result<(lettre::Address, Vec<u8>)> {
         let sid = c.subscriber_id.context("erased subscriber")?;
@@ -132,21 +125,18 @@ impl Engine {
         let unsubscribe = unsubscribe_url(&self.settings, &self.secret, sid);
         let values =
             SlotValues::for_recipient(email, &self.settings.newsletter.name.0, &unsubscribe);
-        let mut message = compose(
+        let bytes = prepared.message(
             &self.settings,
-            Envelope {
+            self.dkim.as_deref(),
+            &prepared.subject,
+            Recipient {
                 to: Mailbox::new(c.name.clone(), address.clone()),
                 message_id_local: &format!("issue-{}.sub-{sid}", prepared.number),
-                subject: &prepared.subject,
                 unsubscribe_url: &unsubscribe,
-                text: prepared.personalizer.text(&values),
-                html: prepared.personalizer.html(&values),
+                values: &values,
             },
         )?;
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
-        }
-        Ok((address, message.formatted()))
+        Ok((address, bytes))
     }
 
     /// Sends an issue to one address for checking, subject marked `[TEST]`. Never recorded as
@@ -156,46 +146,40 @@ impl Engine {
         issue_id: i64,
         to: &crate::subscribers::SubscriberEmail,
     ) -> anyhow::Result<()> {
-        let Prepared {
-            number,
-            subject,
-            personalizer,
-        } = self.prepare(issue_id).await?;
+        let mail = self.prepare(issue_id).await?;
         let unsubscribe = self.settings.http.public_url.join("unsubscribe/TEST");
         let values =
             SlotValues::for_recipient(to.as_str(), &self.settings.newsletter.name.0, &unsubscribe);
         let address: lettre::Address = to.as_str().parse()?;
-        let mut message = compose(
+        let bytes = mail.message(
             &self.settings,
-            Envelope {
+            self.dkim.as_deref(),
+            &format!("[TEST] {}", mail.subject),
+            Recipient {
                 to: Mailbox::new(None, address.clone()),
-                message_id_local: &format!("issue-{number}.test-{}", rand::rng().random::<u32>()),
-                subject: &format!("[TEST] {subject}"),
+                message_id_local: &format!(
+                    "issue-{}.test-{}",
+                    mail.number,
+                    rand::rng().random::<u32>()
+                ),
                 unsubscribe_url: &unsubscribe,
-                text: personalizer.text(&values),
-                html: personalizer.html(&values),
+                values: &values,
             },
         )?;
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
-        }
         self.transport
-            .send_raw(
-                &self.settings.mail.from.0.email,
-                &address,
-                &message.formatted(),
-            )
+            .send_raw(&self.settings.mail.from.0.email, &address, &bytes)
             .await
             .map_err(|e| anyhow::anyhow!("test send to {to}: {e}"))
     }
 
     /// Sends one issue until it is finished, stopped by an operator, or shutdown is requested.
-    /// `progress` is called after every committed batch.
+    /// `progress` is called after every committed batch with the number of deliveries it
+    /// settled for good (sent, failed or skipped; not retries).
     pub async fn send_issue(
         &self,
         issue_id: i64,
         shutdown: Shutdown,
-        progress: Option<&(dyn Fn() + Sync)>,
+        progress: Option<&(dyn Fn(u64) + Sync)>,
     ) -> anyhow::Result<SendEnd> {
         let prepared = Arc::new(self.prepare(issue_id).await?);
         let d = &self.settings.delivery;
@@ -278,9 +262,15 @@ impl Engine {
                     }
                     failures_r.store(0, Ordering::Relaxed);
                 }
+                let settled = batch
+                    .iter()
+                    .filter(|(_, _, o, _)| {
+                        matches!(o, Outcome::Sent | Outcome::Skipped | Outcome::Failed { .. })
+                    })
+                    .count() as u64;
                 batch.clear(); // frees the permits
                 if let Some(p) = progress {
-                    p();
+                    p(settled);
                 }
             }
         };
@@ -373,7 +363,7 @@ impl Engine {
     /// Sends one message and classifies the result.
     async fn deliver(
         &self,
-        prepared: &Prepared,
+        prepared: &IssueMail,
         c: &Claimed,
         limiter: Option<&DefaultDirectRateLimiter>,
         down_until: &AtomicI64,

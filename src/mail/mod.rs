@@ -6,6 +6,7 @@
 //! configured) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058), and is
 //! multipart/alternative with a text and an HTML part.
 
+pub mod newsletter;
 pub mod queue;
 pub mod smtp_pool;
 pub mod transport;
@@ -15,7 +16,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Body, Mailbox, MultiPart};
 
 use crate::config::Settings;
 use crate::render::one_line;
@@ -27,8 +28,10 @@ pub struct Envelope<'a> {
     pub message_id_local: &'a str,
     pub subject: &'a str,
     pub unsubscribe_url: &'a str,
-    pub text: String,
-    pub html: String,
+    /// The text part: `Body::new(string)` picks the transfer encoding; a pre-encoded body (see
+    /// [`newsletter`]) is used as it is.
+    pub text: Body,
+    pub html: Body,
 }
 
 /// The domain of `mail.from`: used for Message-IDs so they are on our own domain.

@@ -9,7 +9,9 @@
 
 mod personalize;
 
-pub use personalize::{MARKER_START, Personalizer, Slot, SlotValues, escape_html, forbidden_char};
+pub use personalize::{
+    MARKER_START, Part, Personalizer, Slot, SlotValues, escape_html, forbidden_char,
+};
 
 use anyhow::Context as _;
 use serde::Serialize;

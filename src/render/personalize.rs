@@ -64,6 +64,22 @@ pub fn escape_html(s: &str) -> String {
 const LINK_STYLE: &str = "color:#6b7280;text-decoration:underline";
 
 impl SlotValues {
+    /// What goes into `slot` in the HTML part (already escaped).
+    pub fn html_value(&self, slot: Slot) -> &str {
+        match slot {
+            Slot::PersonalLine => &self.personal_line_html,
+            Slot::FooterLink => &self.footer_link_html,
+        }
+    }
+
+    /// What goes into `slot` in the text part.
+    pub fn text_value(&self, slot: Slot) -> &str {
+        match slot {
+            Slot::PersonalLine => &self.personal_line_text,
+            Slot::FooterLink => &self.footer_link_text,
+        }
+    }
+
     /// For the email to one subscriber.
     pub fn for_recipient(email: &str, newsletter_name: &str, unsubscribe_url: &str) -> Self {
         SlotValues {
@@ -103,6 +119,13 @@ impl SlotValues {
 #[derive(Debug, Clone)]
 enum Piece {
     Literal(std::ops::Range<usize>),
+    Slot(Slot),
+}
+
+/// One piece of a split issue, in order: fixed text, or a slot to fill per recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part<'a> {
+    Literal(&'a str),
     Slot(Slot),
 }
 
@@ -152,12 +175,19 @@ impl Split {
         }
     }
 
+    fn parts(&self) -> impl Iterator<Item = Part<'_>> {
+        self.pieces.iter().map(|p| match p {
+            Piece::Literal(r) => Part::Literal(&self.source[r.clone()]),
+            Piece::Slot(s) => Part::Slot(*s),
+        })
+    }
+
     fn fill<'v>(&self, value: impl Fn(Slot) -> &'v str) -> String {
         let mut out = String::with_capacity(self.literal_len + 512);
-        for piece in &self.pieces {
-            match piece {
-                Piece::Literal(r) => out.push_str(&self.source[r.clone()]),
-                Piece::Slot(s) => out.push_str(value(*s)),
+        for part in self.parts() {
+            match part {
+                Part::Literal(l) => out.push_str(l),
+                Part::Slot(s) => out.push_str(value(s)),
             }
         }
         out
@@ -180,17 +210,21 @@ impl Personalizer {
     }
 
     pub fn html(&self, values: &SlotValues) -> String {
-        self.html.fill(|s| match s {
-            Slot::PersonalLine => &values.personal_line_html,
-            Slot::FooterLink => &values.footer_link_html,
-        })
+        self.html.fill(|s| values.html_value(s))
     }
 
     pub fn text(&self, values: &SlotValues) -> String {
-        self.text.fill(|s| match s {
-            Slot::PersonalLine => &values.personal_line_text,
-            Slot::FooterLink => &values.footer_link_text,
-        })
+        self.text.fill(|s| values.text_value(s))
+    }
+
+    /// The HTML's pieces in order, for encoders that work on the fixed text once.
+    pub fn html_parts(&self) -> impl Iterator<Item = Part<'_>> {
+        self.html.parts()
+    }
+
+    /// The text's pieces in order.
+    pub fn text_parts(&self) -> impl Iterator<Item = Part<'_>> {
+        self.text.parts()
     }
 }
 

@@ -111,12 +111,14 @@ impl Composer {
                 message_id_local: &message_id,
                 subject: &subject,
                 unsubscribe_url: &unsubscribe,
-                text: self
-                    .renderer
-                    .render_page(&format!("email/{template}.txt"), &ctx)?,
-                html: self
-                    .renderer
-                    .render_page(&format!("email/{template}.html"), &ctx)?,
+                text: lettre::message::Body::new(
+                    self.renderer
+                        .render_page(&format!("email/{template}.txt"), &ctx)?,
+                ),
+                html: lettre::message::Body::new(
+                    self.renderer
+                        .render_page(&format!("email/{template}.html"), &ctx)?,
+                ),
             },
         )?;
         Ok(message.formatted())
