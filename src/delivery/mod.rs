@@ -40,6 +40,12 @@ use crate::store::Store;
 use crate::store::deliveries::{Claimed, Outcome};
 use crate::subscribers::lifecycle::unsubscribe_url;
 
+/// How often the claimer re-reads the issue's status (pause, cancel) while sending.
+const STATUS_EVERY: Duration = Duration::from_millis(200);
+/// Rows claimed at a time, as a multiple of `delivery.concurrency`: enough that the window
+/// rarely waits for a claim, few enough that a lease covers them easily.
+const CLAIM_FACTOR: usize = 4;
+
 /// Everything a worker needs; built once per process.
 #[derive(Clone)]
 pub struct Engine {
@@ -278,14 +284,20 @@ impl Engine {
         let permits_c = permits.clone();
         let claimer = async move {
             let permits = permits_c;
+            // The status is read at most every STATUS_EVERY (not per claim): an operator's pause
+            // or cancel still takes effect well within a second.
+            let mut status_read_at: Option<tokio::time::Instant> = None;
             let end = loop {
                 if shutdown.is_triggered() {
                     break SendEnd::Shutdown;
                 }
-                match self.store.issue_status(issue_id).await? {
-                    Some(IssueStatus::Sending) => {}
-                    Some(other) => break SendEnd::Stopped(other),
-                    None => anyhow::bail!("issue {issue_id} disappeared"),
+                if status_read_at.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
+                    match self.store.issue_status(issue_id).await? {
+                        Some(IssueStatus::Sending) => {}
+                        Some(other) => break SendEnd::Stopped(other),
+                        None => anyhow::bail!("issue {issue_id} disappeared"),
+                    }
+                    status_read_at = Some(tokio::time::Instant::now());
                 }
                 let wait = down_until.load(Ordering::Relaxed) - Utc::now().timestamp_millis();
                 if wait > 0 {
@@ -297,7 +309,12 @@ impl Engine {
                 }
                 let claimed = self
                     .store
-                    .claim_deliveries(issue_id, &self.owner, (concurrency * 2) as i64, lease)
+                    .claim_deliveries(
+                        issue_id,
+                        &self.owner,
+                        (concurrency * CLAIM_FACTOR) as i64,
+                        lease,
+                    )
                     .await?;
                 if claimed.is_empty() {
                     // Wait for our own messages in flight, then see whether the send is done.
@@ -309,6 +326,7 @@ impl Engine {
                     if self.store.finish_issue_if_done(issue_id).await? {
                         break SendEnd::Finished;
                     }
+                    status_read_at = None;
                     // Retries scheduled later, or rows leased by another worker.
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(250)) => {}

@@ -6,6 +6,12 @@
 //! the TCP connection ourselves, set `TCP_NODELAY`, and hand it to lettre's
 //! [`AsyncSmtpConnection::connect_with_transport`], which still speaks SMTP, STARTTLS and AUTH.
 //! Connections are reused while they are healthy and dropped after any error.
+//!
+//! The message itself goes out as one pre-stuffed write: lettre's `send` dot-stuffs the DATA
+//! payload byte by byte, which was 60 % of a newsletter send's instructions (callgrind, 28 KB
+//! messages). [`dot_stuff`] finds the few line starts that need it with `memchr`, and the
+//! payload is handed to lettre's `command`, which writes it and reads the reply. MAIL, RCPT,
+//! DATA and the replies are still lettre's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +19,7 @@ use std::time::Duration;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
 use tokio::sync::Mutex;
 
@@ -111,17 +118,21 @@ impl SmtpPool {
             Some(c) if !c.has_broken() => c,
             _ => self.connect().await?,
         };
-        let result = tokio::time::timeout(self.target.timeout, conn.send(envelope, message))
-            .await
-            .map_err(|_| Self::unreachable("the SMTP exchange timed out".into()))
-            .and_then(|r| r.map_err(classify));
+        let result =
+            tokio::time::timeout(self.target.timeout, transfer(&mut conn, envelope, message))
+                .await
+                .map_err(|_| Self::unreachable("the SMTP exchange timed out".into()))
+                .and_then(|r| r.map_err(classify));
         if result.is_ok() && !conn.has_broken() {
             let mut idle = self.idle.lock().await;
             if idle.len() < self.max_idle {
                 idle.push(conn);
             }
+        } else if result.is_err() {
+            // Leave the server in a clean state (QUIT) before the connection is dropped.
+            conn.abort().await;
         }
-        result.map(|_| ())
+        result
     }
 
     /// Opens a connection and says NOOP: for `/readyz`.
@@ -135,5 +146,83 @@ impl SmtpPool {
                 "the SMTP server did not answer NOOP".into(),
             ))
         }
+    }
+}
+
+/// One SMTP transaction. Messages that need SMTPUTF8 or 8BITMIME (never a newsletter: its
+/// headers and QP bodies are ASCII) go through lettre's own `send`, which negotiates them.
+async fn transfer(
+    conn: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    message: &[u8],
+) -> Result<(), lettre::transport::smtp::Error> {
+    let ascii_addresses = envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .all(|a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii());
+    if !ascii_addresses || !message.is_ascii() {
+        return conn.send(envelope, message).await.map(|_| ());
+    }
+    conn.command(Mail::new(envelope.from().cloned(), vec![]))
+        .await?;
+    for to in envelope.to() {
+        conn.command(Rcpt::new(to.clone(), vec![])).await?;
+    }
+    conn.command(Data).await?;
+    conn.command(Payload(dot_stuff(message))).await?;
+    Ok(())
+}
+
+/// A DATA payload, already dot-stuffed, followed by the terminator.
+struct Payload<'a>(std::borrow::Cow<'a, [u8]>);
+
+impl std::fmt::Display for Payload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `transfer` only comes here with ASCII, which is valid UTF-8.
+        f.write_str(std::str::from_utf8(&self.0).map_err(|_| std::fmt::Error)?)?;
+        f.write_str("\r\n.\r\n")
+    }
+}
+
+/// RFC 5321 §4.5.2 transparency: a line that starts with `.` gets another `.` (as lettre does,
+/// a line starts at the beginning and after CRLF). Borrows when nothing needs stuffing.
+pub fn dot_stuff(message: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let starts_with_dot = message.first() == Some(&b'.');
+    let mut hits = memchr::memmem::find_iter(message, b"\r\n.").peekable();
+    if !starts_with_dot && hits.peek().is_none() {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let mut out = Vec::with_capacity(message.len() + 64);
+    if starts_with_dot {
+        out.push(b'.');
+    }
+    let mut from = 0;
+    for at in hits {
+        out.extend_from_slice(&message[from..at + 3]);
+        out.push(b'.');
+        from = at + 3;
+    }
+    out.extend_from_slice(&message[from..]);
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dot_stuff;
+
+    #[test]
+    fn stuffs_every_line_that_starts_with_a_dot() {
+        assert_eq!(&*dot_stuff(b"a\r\nb"), b"a\r\nb");
+        assert!(matches!(
+            dot_stuff(b"a\r\nb"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            &*dot_stuff(b".a\r\n.\r\n..b\r\nc."),
+            b"..a\r\n..\r\n...b\r\nc."
+        );
+        // A bare LF does not end an SMTP line, as in lettre.
+        assert_eq!(&*dot_stuff(b"a\n.b"), b"a\n.b");
     }
 }

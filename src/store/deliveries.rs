@@ -3,8 +3,9 @@
 //!
 //! Claiming is one statement: `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`, with
 //! `FOR UPDATE SKIP LOCKED` on PostgreSQL so concurrent workers take disjoint rows without
-//! waiting; SQLite has one writer, which makes the same statement atomic. A row whose lease has
-//! run out (its worker died) is claimable again.
+//! waiting (and joined with the subscribers in the same round trip); SQLite has one writer,
+//! which makes the same statement atomic. A row whose lease has run out (its worker died) is
+//! claimable again.
 
 use std::time::Duration;
 
@@ -114,33 +115,61 @@ impl Store {
         lease: Duration,
     ) -> anyhow::Result<Vec<Claimed>> {
         let now = to_millis(Utc::now());
-        let sql = match self.backend {
-            Backend::Postgres => {
-                "UPDATE deliveries SET lease_owner = $1, lease_until = $2
-                  WHERE id IN (SELECT id FROM deliveries
-                                WHERE issue_id = $3 AND status = 'pending' AND next_attempt_at <= $4
-                                  AND (lease_until IS NULL OR lease_until < $4)
-                                ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
-                  RETURNING id, subscriber_id, attempts"
-            }
-            Backend::Sqlite => {
-                "UPDATE deliveries SET lease_owner = $1, lease_until = $2
-                  WHERE id IN (SELECT id FROM deliveries
-                                WHERE issue_id = $3 AND status = 'pending' AND next_attempt_at <= $4
-                                  AND (lease_until IS NULL OR lease_until < $4)
-                                ORDER BY id LIMIT $5)
-                  RETURNING id, subscriber_id, attempts"
-            }
-        };
-        let rows = sqlx::query(sql)
+        let until = now + lease.as_millis() as i64;
+        if self.backend == Backend::Postgres {
+            // One round trip: claim and read the subscribers in the same statement.
+            let rows = sqlx::query(
+                "WITH claimed AS (
+                   UPDATE deliveries SET lease_owner = $1, lease_until = $2
+                    WHERE id IN (SELECT id FROM deliveries
+                                  WHERE issue_id = $3 AND status = 'pending' AND next_attempt_at <= $4
+                                    AND (lease_until IS NULL OR lease_until < $4)
+                                  ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
+                    RETURNING id, subscriber_id, attempts)
+                 SELECT c.id, c.subscriber_id, c.attempts, s.email, s.name, s.status
+                   FROM claimed c LEFT JOIN subscribers s ON s.id = c.subscriber_id
+                  ORDER BY c.id",
+            )
             .bind(owner)
-            .bind(now + lease.as_millis() as i64)
+            .bind(until)
             .bind(issue_id)
             .bind(now)
             .bind(limit)
             .fetch_all(&self.writer)
             .await
             .context("claiming deliveries")?;
+            return rows
+                .iter()
+                .map(|r| {
+                    Ok(Claimed {
+                        id: r.try_get("id")?,
+                        subscriber_id: r.try_get("subscriber_id")?,
+                        attempts: r.try_get("attempts")?,
+                        email: r.try_get("email")?,
+                        name: r.try_get("name")?,
+                        subscriber_status: r.try_get("status")?,
+                    })
+                })
+                .collect();
+        }
+        // SQLite has no data-modifying CTEs: claim, then read the subscribers (a reader, beside
+        // the writer).
+        let rows = sqlx::query(
+            "UPDATE deliveries SET lease_owner = $1, lease_until = $2
+              WHERE id IN (SELECT id FROM deliveries
+                            WHERE issue_id = $3 AND status = 'pending' AND next_attempt_at <= $4
+                              AND (lease_until IS NULL OR lease_until < $4)
+                            ORDER BY id LIMIT $5)
+              RETURNING id, subscriber_id, attempts",
+        )
+        .bind(owner)
+        .bind(until)
+        .bind(issue_id)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.writer)
+        .await
+        .context("claiming deliveries")?;
         let mut claimed: Vec<Claimed> = rows
             .iter()
             .map(|r| {
