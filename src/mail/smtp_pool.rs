@@ -161,28 +161,24 @@ async fn transfer(
         .into_iter()
         .chain(envelope.to())
         .all(|a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii());
-    if !ascii_addresses || !message.is_ascii() {
-        return conn.send(envelope, message).await.map(|_| ());
-    }
+    let stuffed = dot_stuff(message);
+    let text = match std::str::from_utf8(&stuffed) {
+        Ok(text) if ascii_addresses && text.is_ascii() => text,
+        _ => return conn.send(envelope, message).await.map(|_| ()),
+    };
     conn.command(Mail::new(envelope.from().cloned(), vec![]))
         .await?;
     for to in envelope.to() {
         conn.command(Rcpt::new(to.clone(), vec![])).await?;
     }
     conn.command(Data).await?;
-    conn.command(Payload(dot_stuff(message))).await?;
+    // The payload as one `String`: lettre's `command` calls `to_string()` on it, which for a
+    // string is a single exact-size copy (a custom `Display` would grow a buffer step by step).
+    let mut payload = String::with_capacity(text.len() + 5);
+    payload.push_str(text);
+    payload.push_str("\r\n.\r\n");
+    conn.command(payload.as_str()).await?;
     Ok(())
-}
-
-/// A DATA payload, already dot-stuffed, followed by the terminator.
-struct Payload<'a>(std::borrow::Cow<'a, [u8]>);
-
-impl std::fmt::Display for Payload<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // `transfer` only comes here with ASCII, which is valid UTF-8.
-        f.write_str(std::str::from_utf8(&self.0).map_err(|_| std::fmt::Error)?)?;
-        f.write_str("\r\n.\r\n")
-    }
 }
 
 /// RFC 5321 §4.5.2 transparency: a line that starts with `.` gets another `.` (as lettre does,
