@@ -100,7 +100,6 @@ fn bench(c: &mut Criterion) {
                 mail.message(
                     &settings,
                     None,
-                    &mail.subject,
                     Recipient {
                         to: Mailbox::new(None, email.parse().unwrap()),
                         message_id_local: &format!("issue-12.sub-{n}"),

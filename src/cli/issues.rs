@@ -110,7 +110,6 @@ async fn preview(
     let message = mail.message(
         settings,
         None,
-        &mail.subject,
         Recipient {
             to,
             message_id_local: &format!("issue-{}.preview", preview.number),

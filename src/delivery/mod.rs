@@ -36,8 +36,8 @@ use crate::mail::newsletter::{IssueMail, Recipient};
 use crate::mail::transport::{SendError, Transport};
 use crate::render::{Personalizer, SlotValues};
 use crate::shutdown::Shutdown;
-use crate::store::Store;
 use crate::store::deliveries::{Claimed, Outcome};
+use crate::store::{Backend, Store};
 use crate::subscribers::lifecycle::unsubscribe_url;
 
 /// How often the claimer re-reads the issue's status (pause, cancel) while sending.
@@ -45,6 +45,8 @@ const STATUS_EVERY: Duration = Duration::from_millis(200);
 /// Rows claimed at a time, as a multiple of `delivery.concurrency`: enough that the window
 /// rarely waits for a claim, few enough that a lease covers them easily.
 const CLAIM_FACTOR: usize = 4;
+/// Outcome batches committing at once on PostgreSQL.
+const RECORD_PIPELINE: usize = 4;
 
 /// Everything a worker needs; built once per process.
 #[derive(Clone)]
@@ -86,6 +88,80 @@ fn retry_delay(base: Duration, attempts: i64) -> Duration {
     let capped = exp.min(Duration::from_secs(3600));
     let jitter = rand::rng().random_range(0.8..1.2);
     capped.mul_f64(jitter)
+}
+
+/// An outcome on its way to the ledger, holding the permit of its message until committed.
+type Finished = (i64, Option<i64>, Outcome, tokio::sync::OwnedSemaphorePermit);
+
+/// Commits one batch of outcomes, retrying (outcomes matter: an unrecorded send goes out
+/// again), then frees the batch's permits. Returns how many deliveries it settled for good.
+async fn commit_batch(store: Store, batch: Vec<Finished>, shutdown: Shutdown) -> u64 {
+    let outcomes: Vec<(i64, Option<i64>, Outcome)> = batch
+        .iter()
+        .map(|(id, sid, o, _)| (*id, *sid, o.clone()))
+        .collect();
+    let mut tries = 0;
+    while let Err(e) = store.record_outcomes(&outcomes).await {
+        tries += 1;
+        // Once shutdown is requested, keep trying only for a bounded time.
+        if shutdown.is_triggered() && tries >= 5 {
+            tracing::error!(
+                error = %e,
+                messages = outcomes.len(),
+                "giving up recording outcomes at shutdown; these messages may be sent again"
+            );
+            break;
+        }
+        tracing::warn!(error = %e, tries, "recording outcomes failed; retrying");
+        tokio::time::sleep(Duration::from_millis(200 * tries.min(25))).await;
+    }
+    outcomes
+        .iter()
+        .filter(|(_, _, o)| matches!(o, Outcome::Sent | Outcome::Skipped | Outcome::Failed { .. }))
+        .count() as u64
+    // `batch` drops here, after the commit: its permits free the window.
+}
+
+/// Counts consecutive failed messages in arrival order and pauses the issue, with the last
+/// error as its reason, once there are `pause_after` of them.
+async fn count_failures(
+    store: &Store,
+    issue_id: i64,
+    failures: &mut u32,
+    pause_after: u32,
+    batch: &[Finished],
+) {
+    let mut last_error = None;
+    for (_, _, o, _) in batch {
+        match o {
+            Outcome::Sent | Outcome::Skipped => *failures = 0,
+            Outcome::Retry { error, .. } | Outcome::Failed { error, .. } => {
+                *failures += 1;
+                last_error = Some(error.clone());
+            }
+            Outcome::Release { .. } => {}
+        }
+    }
+    let n = *failures;
+    if n >= pause_after {
+        let reason = format!(
+            "paused after {n} consecutive failed messages; last error: {}",
+            last_error.unwrap_or_default()
+        );
+        if store
+            .transition_issue(
+                issue_id,
+                &[IssueStatus::Sending],
+                IssueStatus::Paused,
+                Some(&reason),
+            )
+            .await
+            .unwrap_or(false)
+        {
+            tracing::warn!(issue_id, %reason, "issue paused");
+        }
+        *failures = 0;
+    }
 }
 
 impl Engine {
@@ -134,7 +210,6 @@ impl Engine {
         let bytes = prepared.message(
             &self.settings,
             self.dkim.as_deref(),
-            &prepared.subject,
             Recipient {
                 to: Mailbox::new(c.name.clone(), address.clone()),
                 message_id_local: &format!("issue-{}.sub-{sid}", prepared.number),
@@ -152,7 +227,8 @@ impl Engine {
         issue_id: i64,
         to: &crate::subscribers::SubscriberEmail,
     ) -> anyhow::Result<()> {
-        let mail = self.prepare(issue_id).await?;
+        let mut mail = self.prepare(issue_id).await?;
+        mail.subject = format!("[TEST] {}", mail.subject);
         let unsubscribe = self.settings.http.public_url.join("unsubscribe/TEST");
         let values =
             SlotValues::for_recipient(to.as_str(), &self.settings.newsletter.name.0, &unsubscribe);
@@ -160,7 +236,6 @@ impl Engine {
         let bytes = mail.message(
             &self.settings,
             self.dkim.as_deref(),
-            &format!("[TEST] {}", mail.subject),
             Recipient {
                 to: Mailbox::new(None, address.clone()),
                 message_id_local: &format!(
@@ -197,86 +272,47 @@ impl Engine {
         let lease = Duration::from_secs(d.lease_seconds);
         let down_until = Arc::new(AtomicI64::new(0));
         let down_streak = Arc::new(AtomicU32::new(0));
-        let failures = Arc::new(AtomicU32::new(0));
-        let (tx, mut rx) = mpsc::unbounded_channel::<(
-            i64,
-            Option<i64>,
-            Outcome,
-            tokio::sync::OwnedSemaphorePermit,
-        )>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Finished>();
 
-        // The recorder: settles finished messages in batches, then frees their permits.
+        // The recorder: settles finished messages in batches, then frees their permits. On
+        // PostgreSQL several batches commit at once (on separate connections), so a commit's
+        // round trips do not hold up the next; SQLite has one writer, so one at a time.
         let store = self.store.clone();
+        let depth = match store.backend() {
+            Backend::Postgres => RECORD_PIPELINE,
+            Backend::Sqlite => 1,
+        };
         let pause_after = d.pause_after_failures;
-        let failures_r = failures.clone();
         let shutdown_r = shutdown.clone();
         let recorder = async move {
-            let mut batch = Vec::new();
-            while let Some(first) = rx.recv().await {
-                batch.push(first);
-                while let Ok(next) = rx.try_recv() {
-                    batch.push(next);
-                }
-                let outcomes: Vec<(i64, Option<i64>, Outcome)> = batch
-                    .iter()
-                    .map(|(id, sid, o, _)| (*id, *sid, o.clone()))
-                    .collect();
-                let mut tries = 0;
-                while let Err(e) = store.record_outcomes(&outcomes).await {
-                    tries += 1;
-                    // Outcomes matter (an unrecorded send goes out again), so keep trying — but
-                    // once shutdown is requested, only for a bounded time.
-                    if shutdown_r.is_triggered() && tries >= 5 {
-                        tracing::error!(
-                            error = %e,
-                            messages = outcomes.len(),
-                            "giving up recording outcomes at shutdown; these messages may be sent again"
-                        );
-                        break;
-                    }
-                    tracing::warn!(error = %e, tries, "recording outcomes failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * tries.min(25))).await;
-                }
-                let mut last_error = None;
-                for (_, _, o, _) in &batch {
-                    match o {
-                        Outcome::Sent | Outcome::Skipped => failures_r.store(0, Ordering::Relaxed),
-                        Outcome::Retry { error, .. } | Outcome::Failed { error, .. } => {
-                            failures_r.fetch_add(1, Ordering::Relaxed);
-                            last_error = Some(error.clone());
+            let mut commits = tokio::task::JoinSet::new();
+            let mut open = true;
+            let mut failures = 0;
+            loop {
+                tokio::select! {
+                    first = rx.recv(), if open && commits.len() < depth => {
+                        let Some(first) = first else {
+                            open = false;
+                            continue;
+                        };
+                        let mut batch = vec![first];
+                        while let Ok(next) = rx.try_recv() {
+                            batch.push(next);
                         }
-                        Outcome::Release { .. } => {}
+                        count_failures(&store, issue_id, &mut failures, pause_after, &batch).await;
+                        commits.spawn(commit_batch(store.clone(), batch, shutdown_r.clone()));
                     }
-                }
-                if failures_r.load(Ordering::Relaxed) >= pause_after {
-                    let reason = format!(
-                        "paused after {} consecutive failed messages; last error: {}",
-                        failures_r.load(Ordering::Relaxed),
-                        last_error.unwrap_or_default()
-                    );
-                    if store
-                        .transition_issue(
-                            issue_id,
-                            &[IssueStatus::Sending],
-                            IssueStatus::Paused,
-                            Some(&reason),
-                        )
-                        .await
-                        .unwrap_or(false)
-                    {
-                        tracing::warn!(issue_id, %reason, "issue paused");
+                    Some(done) = commits.join_next(), if !commits.is_empty() => {
+                        match done {
+                            Ok(settled) => {
+                                if let Some(p) = progress {
+                                    p(settled);
+                                }
+                            }
+                            Err(e) => tracing::error!(error = %e, "recording outcomes panicked"),
+                        }
                     }
-                    failures_r.store(0, Ordering::Relaxed);
-                }
-                let settled = batch
-                    .iter()
-                    .filter(|(_, _, o, _)| {
-                        matches!(o, Outcome::Sent | Outcome::Skipped | Outcome::Failed { .. })
-                    })
-                    .count() as u64;
-                batch.clear(); // frees the permits
-                if let Some(p) = progress {
-                    p(settled);
+                    else => break,
                 }
             }
         };
@@ -287,6 +323,17 @@ impl Engine {
             // The status is read at most every STATUS_EVERY (not per claim): an operator's pause
             // or cancel still takes effect well within a second.
             let mut status_read_at: Option<tokio::time::Instant> = None;
+            // The next claim runs while the last `concurrency` rows of this one go out, so the
+            // window does not drain while the database answers.
+            let batch = (concurrency * CLAIM_FACTOR) as i64;
+            let prefetch = |engine: Engine| {
+                tokio::spawn(async move {
+                    (engine.store)
+                        .claim_deliveries(issue_id, &engine.owner, batch, lease)
+                        .await
+                })
+            };
+            let mut next: Option<tokio::task::JoinHandle<anyhow::Result<Vec<Claimed>>>> = None;
             let end = loop {
                 if shutdown.is_triggered() {
                     break SendEnd::Shutdown;
@@ -307,15 +354,11 @@ impl Engine {
                     }
                     continue;
                 }
-                let claimed = self
-                    .store
-                    .claim_deliveries(
-                        issue_id,
-                        &self.owner,
-                        (concurrency * CLAIM_FACTOR) as i64,
-                        lease,
-                    )
-                    .await?;
+                let claimed = match next.take() {
+                    Some(claim) => claim.await.context("claiming deliveries")??,
+                    None => prefetch(self.clone()).await??,
+                };
+                let full = claimed.len() as i64 == batch;
                 if claimed.is_empty() {
                     // Wait for our own messages in flight, then see whether the send is done.
                     let all = permits
@@ -336,6 +379,9 @@ impl Engine {
                 }
                 let mut rest = claimed.into_iter();
                 while let Some(c) = rest.next() {
+                    if full && next.is_none() && rest.len() < concurrency {
+                        next = Some(prefetch(self.clone()));
+                    }
                     let permit = tokio::select! {
                         p = permits.clone().acquire_owned() => p?,
                         _ = shutdown.clone().wait() => {
@@ -362,6 +408,15 @@ impl Engine {
                     });
                 }
             };
+            // Rows claimed ahead and not sent go back at once, not after their lease.
+            if let Some(claim) = next.take()
+                && let Ok(Ok(rows)) = claim.await
+            {
+                let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
+                if let Err(e) = self.store.release_leases(&ids).await {
+                    tracing::warn!(error = %e, "releasing leases failed");
+                }
+            }
             // Let everything in flight settle before reporting the end. Dropping `tx` (owned
             // by this block) lets the recorder finish once the last outcome is in.
             let all = permits

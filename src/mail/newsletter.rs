@@ -116,7 +116,6 @@ impl IssueMail {
         &self,
         settings: &Settings,
         dkim: Option<&lettre::message::dkim::DkimConfig>,
-        subject: &str,
         r: Recipient<'_>,
     ) -> anyhow::Result<Vec<u8>> {
         let mut message = compose(
@@ -124,7 +123,7 @@ impl IssueMail {
             Envelope {
                 to: r.to,
                 message_id_local: r.message_id_local,
-                subject,
+                subject: &self.subject,
                 unsubscribe_url: r.unsubscribe_url,
                 text: self.text.fill(|s| r.values.text_value(s)),
                 html: self.html.fill(|s| r.values.html_value(s)),

@@ -116,20 +116,36 @@ impl Store {
     ) -> anyhow::Result<Vec<Claimed>> {
         let now = to_millis(Utc::now());
         let until = now + lease.as_millis() as i64;
-        if self.backend == Backend::Postgres {
+        // The rows a claim takes: due, not leased (or the lease ran out), oldest first.
+        macro_rules! claim {
+            ($lock:literal) => {
+                concat!(
+                    "UPDATE deliveries SET lease_owner = $1, lease_until = $2
+                      WHERE id IN (SELECT id FROM deliveries
+                                    WHERE issue_id = $3 AND status = 'pending' AND next_attempt_at <= $4
+                                      AND (lease_until IS NULL OR lease_until < $4)
+                                    ORDER BY id LIMIT $5 ",
+                    $lock,
+                    ")
+                      RETURNING id, subscriber_id, attempts"
+                )
+            };
+        }
+        let postgres = self.backend == Backend::Postgres;
+        let sql = if postgres {
             // One round trip: claim and read the subscribers in the same statement.
-            let rows = sqlx::query(
-                "WITH claimed AS (
-                   UPDATE deliveries SET lease_owner = $1, lease_until = $2
-                    WHERE id IN (SELECT id FROM deliveries
-                                  WHERE issue_id = $3 AND status = 'pending' AND next_attempt_at <= $4
-                                    AND (lease_until IS NULL OR lease_until < $4)
-                                  ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
-                    RETURNING id, subscriber_id, attempts)
-                 SELECT c.id, c.subscriber_id, c.attempts, s.email, s.name, s.status
-                   FROM claimed c LEFT JOIN subscribers s ON s.id = c.subscriber_id
-                  ORDER BY c.id",
+            concat!(
+                "WITH claimed AS (",
+                claim!("FOR UPDATE SKIP LOCKED"),
+                ") SELECT c.id, c.subscriber_id, c.attempts, s.email, s.name, s.status
+                     FROM claimed c LEFT JOIN subscribers s ON s.id = c.subscriber_id"
             )
+        } else {
+            // SQLite has no data-modifying CTEs: claim, then read the subscribers (a reader,
+            // beside the writer).
+            claim!("")
+        };
+        let rows = sqlx::query(sql)
             .bind(owner)
             .bind(until)
             .bind(issue_id)
@@ -138,82 +154,31 @@ impl Store {
             .fetch_all(&self.writer)
             .await
             .context("claiming deliveries")?;
-            return rows
-                .iter()
-                .map(|r| {
-                    Ok(Claimed {
-                        id: r.try_get("id")?,
-                        subscriber_id: r.try_get("subscriber_id")?,
-                        attempts: r.try_get("attempts")?,
-                        email: r.try_get("email")?,
-                        name: r.try_get("name")?,
-                        subscriber_status: r.try_get("status")?,
-                    })
-                })
-                .collect();
-        }
-        // SQLite has no data-modifying CTEs: claim, then read the subscribers (a reader, beside
-        // the writer).
-        let rows = sqlx::query(
-            "UPDATE deliveries SET lease_owner = $1, lease_until = $2
-              WHERE id IN (SELECT id FROM deliveries
-                            WHERE issue_id = $3 AND status = 'pending' AND next_attempt_at <= $4
-                              AND (lease_until IS NULL OR lease_until < $4)
-                            ORDER BY id LIMIT $5)
-              RETURNING id, subscriber_id, attempts",
-        )
-        .bind(owner)
-        .bind(until)
-        .bind(issue_id)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.writer)
-        .await
-        .context("claiming deliveries")?;
-        let mut claimed: Vec<Claimed> = rows
+        let mut claimed = rows
             .iter()
             .map(|r| {
+                let subscriber = |col| if postgres { r.try_get(col) } else { Ok(None) };
                 Ok(Claimed {
                     id: r.try_get("id")?,
                     subscriber_id: r.try_get("subscriber_id")?,
                     attempts: r.try_get("attempts")?,
-                    email: None,
-                    name: None,
-                    subscriber_status: None,
+                    email: subscriber("email")?,
+                    name: subscriber("name")?,
+                    subscriber_status: subscriber("status")?,
                 })
             })
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<anyhow::Result<Vec<_>>>()?;
         claimed.sort_by_key(|c| c.id);
+        if postgres {
+            return Ok(claimed);
+        }
         let ids: Vec<i64> = claimed.iter().filter_map(|c| c.subscriber_id).collect();
-        if !ids.is_empty() {
-            let sql = format!(
-                "SELECT id, email, name, status FROM subscribers WHERE id IN ({})",
-                placeholders(1, ids.len())
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in &ids {
-                q = q.bind(*id);
-            }
-            let mut found = std::collections::HashMap::new();
-            for r in q.fetch_all(&self.pool).await? {
-                let id: i64 = r.try_get("id")?;
-                found.insert(
-                    id,
-                    (
-                        r.try_get::<String, _>("email")?,
-                        r.try_get::<Option<String>, _>("name")?,
-                        r.try_get::<String, _>("status")?,
-                    ),
-                );
-            }
-            for c in &mut claimed {
-                if let Some((email, name, status)) =
-                    c.subscriber_id.and_then(|id| found.remove(&id))
-                {
-                    c.email = Some(email);
-                    c.name = name;
-                    c.subscriber_status = Some(status);
-                }
+        let mut found = self.get_subscribers(&ids).await?;
+        for c in &mut claimed {
+            if let Some(s) = c.subscriber_id.and_then(|id| found.remove(&id)) {
+                c.email = Some(s.email);
+                c.name = s.name;
+                c.subscriber_status = Some(s.status.as_str().to_string());
             }
         }
         Ok(claimed)
@@ -228,32 +193,29 @@ impl Store {
             return Ok(());
         }
         let now = to_millis(Utc::now());
-        let mut tx = self.begin_write().await?;
-        let mut by_status: std::collections::HashMap<&str, Vec<i64>> = Default::default();
+        let (mut sent, mut skipped, mut others) = (Vec::new(), Vec::new(), false);
         for (id, _, o) in outcomes {
             match o {
-                Outcome::Sent => by_status.entry("sent").or_default().push(*id),
-                Outcome::Skipped => by_status.entry("skipped").or_default().push(*id),
-                _ => {}
+                Outcome::Sent => sent.push(*id),
+                Outcome::Skipped => skipped.push(*id),
+                _ => others = true,
             }
         }
-        for (status, ids) in by_status {
-            let sql = format!(
-                "UPDATE deliveries SET status = $1, attempts = attempts + $2, sent_at = $3,
-                        updated_at = $4, lease_owner = NULL, lease_until = NULL
-                  WHERE status = 'pending' AND id IN ({})",
-                placeholders(5, ids.len())
-            );
-            let sent = status == "sent";
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(status)
-                .bind(i64::from(sent))
-                .bind(sent.then_some(now))
-                .bind(now);
-            for id in &ids {
-                q = q.bind(*id);
+        let one_statement = !others && (sent.is_empty() || skipped.is_empty());
+        let settled = [("sent", sent), ("skipped", skipped)]
+            .into_iter()
+            .filter(|(_, ids)| !ids.is_empty());
+        if one_statement {
+            // The usual batch (all sent): one statement in autocommit, not BEGIN, UPDATE, COMMIT
+            // — a third of the round trips.
+            for (status, ids) in settled {
+                settle(&self.writer, status, &ids, now).await?;
             }
-            q.execute(&mut *tx).await.context("recording deliveries")?;
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (status, ids) in settled {
+            settle(&mut *tx, status, &ids, now).await?;
         }
         for (id, subscriber_id, o) in outcomes {
             match o {
@@ -402,4 +364,37 @@ impl Store {
             sent_last_minute: row.try_get("recent")?,
         })
     }
+}
+
+/// Settles `ids` as `sent` or `skipped` (only rows still pending). The id list is padded to a
+/// power of two with its last id, so a handful of statement shapes serve every batch size and
+/// stay prepared on the connection.
+async fn settle<'c, E>(ex: E, status: &'static str, ids: &[i64], now: i64) -> anyhow::Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let Some(&last) = ids.last() else {
+        return Ok(());
+    };
+    let width = ids.len().next_power_of_two();
+    let sql = format!(
+        "UPDATE deliveries SET status = $1, attempts = attempts + $2, sent_at = $3,
+                updated_at = $4, lease_owner = NULL, lease_until = NULL
+          WHERE status = 'pending' AND id IN ({})",
+        placeholders(5, width)
+    );
+    let sent = status == "sent";
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(status)
+        .bind(i64::from(sent))
+        .bind(sent.then_some(now))
+        .bind(now);
+    for id in ids
+        .iter()
+        .chain(std::iter::repeat_n(&last, width - ids.len()))
+    {
+        q = q.bind(*id);
+    }
+    q.execute(ex).await.context("recording deliveries")?;
+    Ok(())
 }

@@ -554,6 +554,29 @@ impl Store {
         row.as_ref().map(subscriber_from_row).transpose()
     }
 
+    /// Subscribers by id, in one query; ids that no longer exist are absent.
+    pub async fn get_subscribers(
+        &self,
+        ids: &[i64],
+    ) -> anyhow::Result<HashMap<i64, SubscriberRow>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM subscribers WHERE id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| subscriber_from_row(r).map(|s| (s.id, s)))
+            .collect()
+    }
+
     /// Subscribers, optionally of one status, in signup order.
     pub async fn list_subscribers(
         &self,
