@@ -35,23 +35,17 @@ fn backoff(attempts: i64) -> Duration {
     Duration::from_secs(30u64.saturating_mul(1 << attempts.clamp(0, 7)).min(3600))
 }
 
-/// Composes a queued mail: the subscriber's name is read now, so a welcome greets them by it.
-async fn compose(
-    store: &Store,
+/// Composes a queued mail. `name` is the subscriber's name as read when the batch was claimed,
+/// so a welcome greets them by it.
+fn compose(
     composer: &Composer,
     mail: &QueuedMail,
+    name: Option<&str>,
 ) -> anyhow::Result<(Address, Vec<u8>)> {
     let id = mail
         .subscriber_id
         .ok_or_else(|| anyhow::anyhow!("the subscriber was erased"))?;
-    let name = store.get_subscriber(id).await?.and_then(|s| s.name);
-    let message = composer.compose(
-        &mail.kind,
-        id,
-        &mail.to_email,
-        name.as_deref(),
-        mail.token.as_deref(),
-    )?;
+    let message = composer.compose(&mail.kind, id, &mail.to_email, name, mail.token.as_deref())?;
     Ok((mail.to_email.parse()?, message))
 }
 
@@ -77,9 +71,25 @@ pub async fn run(
             }
         };
         let busy = !batch.is_empty();
+        // The names of the whole batch in one query (not one per mail: this loop shares the
+        // database with the signups that fill the queue).
+        let ids: Vec<i64> = batch.iter().filter_map(|m| m.subscriber_id).collect();
+        let subscribers = match store.get_subscribers(&ids).await {
+            Ok(found) => found,
+            Err(e) => {
+                // The batch stays leased and is taken again when the lease runs out.
+                tracing::warn!(error = %e, "reading subscribers for queued mail failed; retrying");
+                tokio::time::sleep(IDLE_POLL).await;
+                continue;
+            }
+        };
         let mut sent = Vec::with_capacity(batch.len());
         for mail in batch {
-            let result = match compose(&store, &composer, &mail).await {
+            let name = mail
+                .subscriber_id
+                .and_then(|id| subscribers.get(&id))
+                .and_then(|s| s.name.as_deref());
+            let result = match compose(&composer, &mail, name) {
                 Ok((to, message)) => transport.send_raw(&from, &to, &message).await,
                 Err(e) => Err(SendError::Permanent {
                     code: None,
