@@ -471,12 +471,44 @@ async fn temporary_failures_are_retried_and_arrive_later() {
 }
 
 /// 550 on the recipient: failed at once, the subscriber bounced, no later issue goes to them.
+/// smtp-sink announces PIPELINING, so the 550 comes back among the replies to one group.
 #[tokio::test]
 async fn permanent_rejections_fail_at_once_and_mark_bounced() {
+    permanent_rejections(&[]).await;
+}
+
+/// The same against a server without PIPELINING: one command at a time, same outcome.
+#[tokio::test]
+async fn permanent_rejections_without_pipelining() {
+    permanent_rejections(&["-p"]).await;
+}
+
+/// A server that does not pipeline gets every message, once.
+#[tokio::test]
+async fn a_server_without_pipelining_gets_every_message() {
+    let env = TestEnv::new().await;
+    let (store, issue_id) = setup(&env, 12).await;
+    let sink = SmtpSink::start_with(&["-p"]);
+    let mut cmd = env.command();
+    cmd.args(["issue", "send", "1"]);
+    for (k, v) in smtp_env(&sink, &[]) {
+        cmd.env(k, v);
+    }
+    let out = common::CliOutput::from(cmd.output().unwrap());
+    assert!(out.ok().contains("12 sent"), "{}", out.stdout);
+    let counts = per_recipient(&sink.messages());
+    assert_eq!(counts.len(), 12);
+    assert!(counts.values().all(|&c| c == 1));
+    assert_eq!(store.delivery_counts(issue_id).await.unwrap().sent, 12);
+}
+
+async fn permanent_rejections(extra: &[&str]) {
     let env = TestEnv::new().await;
     let (store, issue_id) = setup(&env, 8).await;
     store.start_send(issue_id).await.unwrap();
-    let sink = SmtpSink::start_with(&["-f", "RCPT", "-B", "550 5.1.1 User unknown"]);
+    let mut flags = extra.to_vec();
+    flags.extend(["-f", "RCPT", "-B", "550 5.1.1 User unknown"]);
+    let sink = SmtpSink::start_with(&flags);
     let vars = smtp_env(&sink, &[]);
     let worker = spawn_worker(&env, &vars);
     wait_status(&store, issue_id, IssueStatus::Sent, Duration::from_secs(30)).await;
