@@ -63,10 +63,7 @@ impl Store {
             }
             DatabaseUrl::Postgres(_) => Backend::Postgres,
         };
-        // `writer`: the connection that writes (SQLite). It never checkpoints the WAL itself —
-        // a checkpoint copies megabytes and syncs the file, and every write queued behind it
-        // would wait; a background task checkpoints from a reader connection instead.
-        let options = |max: u32, writer: bool| {
+        let options = |max: u32| {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(Duration::from_secs(30))
@@ -83,28 +80,21 @@ impl Store {
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                             conn.execute("PRAGMA busy_timeout = 10000").await?;
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
-                            if writer {
-                                conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-                            }
                         }
                         Ok(())
                     })
                 })
         };
         let url = settings.url.connect_url();
-        let pool = options(settings.max_connections, false)
+        let pool = options(settings.max_connections)
             .connect(&url)
             .await
             .with_context(|| format!("connecting to {}", settings.url.redacted()))?;
         let writer = match backend {
-            Backend::Sqlite => {
-                let writer = options(1, true)
-                    .connect(&url)
-                    .await
-                    .with_context(|| format!("connecting to {}", settings.url.redacted()))?;
-                tokio::spawn(checkpoint_wal(pool.clone()));
-                writer
-            }
+            Backend::Sqlite => options(1)
+                .connect(&url)
+                .await
+                .with_context(|| format!("connecting to {}", settings.url.redacted()))?,
             Backend::Postgres => pool.clone(),
         };
         Ok(Store {
@@ -182,30 +172,6 @@ pub(crate) fn placeholders(start: usize, n: usize) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
-
-/// Checkpoints SQLite's write-ahead log every [`CHECKPOINT_EVERY`] from a reader connection,
-/// beside the writer (which has automatic checkpoints off), until the pool closes. PASSIVE: it
-/// never waits for readers or the writer, and once it has copied everything the next write
-/// starts the log from the beginning, so the log stays small under steady writes.
-async fn checkpoint_wal(pool: AnyPool) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if pool.is_closed() {
-            break;
-        }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            tracing::debug!(error = %e, "WAL checkpoint failed; the next one tries again");
-        }
-    }
-}
-
-/// How often the SQLite write-ahead log is checkpointed (see [`checkpoint_wal`]).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// `($1, …, $w), ($w+1, …)`: `rows` groups of `width` placeholders.
 pub(crate) fn rows_of(rows: usize, width: usize) -> String {
