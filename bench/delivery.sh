@@ -13,8 +13,9 @@ DB=${3:-sqlite}
 MODES=${4:-off,ed25519,rsa}
 PG_ADMIN=${VERDICTS_BENCH_PG:-postgres://postgres@127.0.0.1:5432/test}
 [ -x /usr/sbin/smtp-sink ] || { echo "needs postfix (smtp-sink, smtp-source)"; exit 1; }
-cargo build --release --quiet
-BIN=$PWD/target/release/verdicts
+# VERDICTS_BENCH_BIN runs another build (say, the previous commit's) for an A/B comparison.
+if [ -z "${VERDICTS_BENCH_BIN:-}" ]; then cargo build --release --quiet; fi
+BIN=${VERDICTS_BENCH_BIN:-$PWD/target/release/verdicts}
 WORK=$(mktemp -d)
 trap 'kill $SINK_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

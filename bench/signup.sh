@@ -8,8 +8,9 @@ SECONDS_RUN=${1:-20}
 CONNS=${2:-32}
 PG_ADMIN=${VERDICTS_BENCH_PG:-postgres://postgres@127.0.0.1:5432/test}
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
-cargo build --release --quiet
-BIN=$PWD/target/release/verdicts
+# VERDICTS_BENCH_BIN runs another build (say, the previous commit's) for an A/B comparison.
+if [ -z "${VERDICTS_BENCH_BIN:-}" ]; then cargo build --release --quiet; fi
+BIN=${VERDICTS_BENCH_BIN:-$PWD/target/release/verdicts}
 
 run_one() {
   local label=$1 url=$2
