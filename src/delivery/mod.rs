@@ -28,7 +28,7 @@ use chrono::Utc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::message::Mailbox;
 use rand::Rng;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::config::{SecretKey, Settings};
 use crate::issues::IssueStatus;
@@ -91,15 +91,19 @@ fn retry_delay(base: Duration, attempts: i64) -> Duration {
 }
 
 /// An outcome on its way to the ledger, holding the permit of its message until committed.
-type Finished = (i64, Option<i64>, Outcome, tokio::sync::OwnedSemaphorePermit);
+type Finished = (i64, Option<i64>, Outcome, OwnedSemaphorePermit);
+
+/// One delivery's outcome as the ledger records it.
+type Settled = (i64, Option<i64>, Outcome);
 
 /// Commits one batch of outcomes, retrying (outcomes matter: an unrecorded send goes out
 /// again), then frees the batch's permits. Returns how many deliveries it settled for good.
-async fn commit_batch(store: Store, batch: Vec<Finished>, shutdown: Shutdown) -> u64 {
-    let outcomes: Vec<(i64, Option<i64>, Outcome)> = batch
-        .iter()
-        .map(|(id, sid, o, _)| (*id, *sid, o.clone()))
-        .collect();
+async fn commit_batch(
+    store: Store,
+    outcomes: Vec<Settled>,
+    permits: Vec<OwnedSemaphorePermit>,
+    shutdown: Shutdown,
+) -> u64 {
     let mut tries = 0;
     while let Err(e) = store.record_outcomes(&outcomes).await {
         tries += 1;
@@ -115,11 +119,12 @@ async fn commit_batch(store: Store, batch: Vec<Finished>, shutdown: Shutdown) ->
         tracing::warn!(error = %e, tries, "recording outcomes failed; retrying");
         tokio::time::sleep(Duration::from_millis(200 * tries.min(25))).await;
     }
+    // Only now, after the commit, do the permits free the window.
+    drop(permits);
     outcomes
         .iter()
         .filter(|(_, _, o)| matches!(o, Outcome::Sent | Outcome::Skipped | Outcome::Failed { .. }))
         .count() as u64
-    // `batch` drops here, after the commit: its permits free the window.
 }
 
 /// Counts consecutive failed messages in arrival order and pauses the issue, with the last
@@ -129,10 +134,10 @@ async fn count_failures(
     issue_id: i64,
     failures: &mut u32,
     pause_after: u32,
-    batch: &[Finished],
+    batch: &[Settled],
 ) {
     let mut last_error = None;
-    for (_, _, o, _) in batch {
+    for (_, _, o) in batch {
         match o {
             Outcome::Sent | Outcome::Skipped => *failures = 0,
             Outcome::Retry { error, .. } | Outcome::Failed { error, .. } => {
@@ -295,12 +300,21 @@ impl Engine {
                             open = false;
                             continue;
                         };
-                        let mut batch = vec![first];
-                        while let Ok(next) = rx.try_recv() {
-                            batch.push(next);
+                        let (mut outcomes, mut permits) = (Vec::new(), Vec::new());
+                        for (id, sid, o, permit) in
+                            std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok()))
+                        {
+                            outcomes.push((id, sid, o));
+                            permits.push(permit);
                         }
-                        count_failures(&store, issue_id, &mut failures, pause_after, &batch).await;
-                        commits.spawn(commit_batch(store.clone(), batch, shutdown_r.clone()));
+                        count_failures(&store, issue_id, &mut failures, pause_after, &outcomes)
+                            .await;
+                        commits.spawn(commit_batch(
+                            store.clone(),
+                            outcomes,
+                            permits,
+                            shutdown_r.clone(),
+                        ));
                     }
                     Some(done) = commits.join_next(), if !commits.is_empty() => {
                         match done {
