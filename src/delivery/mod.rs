@@ -36,8 +36,8 @@ use crate::mail::newsletter::{IssueMail, Recipient};
 use crate::mail::transport::{SendError, Transport};
 use crate::render::{Personalizer, SlotValues};
 use crate::shutdown::Shutdown;
+use crate::store::Store;
 use crate::store::deliveries::{Claimed, Outcome};
-use crate::store::{Backend, Store};
 use crate::subscribers::lifecycle::unsubscribe_url;
 
 /// How often the claimer re-reads the issue's status (pause, cancel) while sending.
@@ -45,8 +45,6 @@ const STATUS_EVERY: Duration = Duration::from_millis(200);
 /// Rows claimed at a time, as a multiple of `delivery.concurrency`: enough that the window
 /// rarely waits for a claim, few enough that a lease covers them easily.
 const CLAIM_FACTOR: usize = 4;
-/// Outcome batches committing at once on PostgreSQL.
-const RECORD_PIPELINE: usize = 4;
 
 /// Everything a worker needs; built once per process.
 #[derive(Clone)]
@@ -99,13 +97,13 @@ type Settled = (i64, Option<i64>, Outcome);
 /// Commits one batch of outcomes, retrying (outcomes matter: an unrecorded send goes out
 /// again), then frees the batch's permits. Returns how many deliveries it settled for good.
 async fn commit_batch(
-    store: Store,
-    outcomes: Vec<Settled>,
+    store: &Store,
+    outcomes: &[Settled],
     permits: Vec<OwnedSemaphorePermit>,
-    shutdown: Shutdown,
+    shutdown: &Shutdown,
 ) -> u64 {
     let mut tries = 0;
-    while let Err(e) = store.record_outcomes(&outcomes).await {
+    while let Err(e) = store.record_outcomes(outcomes).await {
         tries += 1;
         // Once shutdown is requested, keep trying only for a bounded time.
         if shutdown.is_triggered() && tries >= 5 {
@@ -279,54 +277,27 @@ impl Engine {
         let down_streak = Arc::new(AtomicU32::new(0));
         let (tx, mut rx) = mpsc::unbounded_channel::<Finished>();
 
-        // The recorder: settles finished messages in batches, then frees their permits. On
-        // PostgreSQL several batches commit at once (on separate connections), so a commit's
-        // round trips do not hold up the next; SQLite has one writer, so one at a time.
+        // The recorder: settles whatever has finished in one batch, then frees those permits.
+        // One commit at a time: while it runs, the next batch gathers, so batches grow with the
+        // load (several commits at once on PostgreSQL made batches of one or two outcomes and
+        // cost more database CPU than they saved in latency).
         let store = self.store.clone();
-        let depth = match store.backend() {
-            Backend::Postgres => RECORD_PIPELINE,
-            Backend::Sqlite => 1,
-        };
         let pause_after = d.pause_after_failures;
         let shutdown_r = shutdown.clone();
         let recorder = async move {
-            let mut commits = tokio::task::JoinSet::new();
-            let mut open = true;
             let mut failures = 0;
-            loop {
-                tokio::select! {
-                    first = rx.recv(), if open && commits.len() < depth => {
-                        let Some(first) = first else {
-                            open = false;
-                            continue;
-                        };
-                        let (mut outcomes, mut permits) = (Vec::new(), Vec::new());
-                        for (id, sid, o, permit) in
-                            std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok()))
-                        {
-                            outcomes.push((id, sid, o));
-                            permits.push(permit);
-                        }
-                        count_failures(&store, issue_id, &mut failures, pause_after, &outcomes)
-                            .await;
-                        commits.spawn(commit_batch(
-                            store.clone(),
-                            outcomes,
-                            permits,
-                            shutdown_r.clone(),
-                        ));
-                    }
-                    Some(done) = commits.join_next(), if !commits.is_empty() => {
-                        match done {
-                            Ok(settled) => {
-                                if let Some(p) = progress {
-                                    p(settled);
-                                }
-                            }
-                            Err(e) => tracing::error!(error = %e, "recording outcomes panicked"),
-                        }
-                    }
-                    else => break,
+            while let Some(first) = rx.recv().await {
+                let (mut outcomes, mut permits) = (Vec::new(), Vec::new());
+                for (id, sid, o, permit) in
+                    std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok()))
+                {
+                    outcomes.push((id, sid, o));
+                    permits.push(permit);
+                }
+                count_failures(&store, issue_id, &mut failures, pause_after, &outcomes).await;
+                let settled = commit_batch(&store, &outcomes, permits, &shutdown_r).await;
+                if let Some(p) = progress {
+                    p(settled);
                 }
             }
         };
