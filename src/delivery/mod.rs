@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::message::Mailbox;
 use rand::Rng;
@@ -164,6 +166,25 @@ async fn count_failures(
             tracing::warn!(issue_id, %reason, "issue paused");
         }
         *failures = 0;
+    }
+}
+
+/// Awaits `fut` while driving the messages in flight: the claimer's task is also the one that
+/// sends, so a wait for a claim, a permit or the database never stalls them.
+async fn while_sending<T, M>(
+    inflight: &mut FuturesUnordered<M>,
+    fut: impl std::future::Future<Output = T>,
+) -> T
+where
+    M: std::future::Future<Output = ()>,
+{
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = inflight.next(), if !inflight.is_empty() => {}
+            out = &mut fut => return out,
+        }
     }
 }
 
@@ -319,12 +340,17 @@ impl Engine {
                 })
             };
             let mut next: Option<tokio::task::JoinHandle<anyhow::Result<Vec<Claimed>>>> = None;
+            // The messages in flight are futures of this task, not tasks of their own: on a
+            // small machine shared with the database and the relay, one task sending 16 messages
+            // costs less CPU than 16 tasks woken across threads (DKIM signing, the one heavy
+            // step, goes to the blocking pool).
+            let mut inflight = FuturesUnordered::new();
             let end = loop {
                 if shutdown.is_triggered() {
                     break SendEnd::Shutdown;
                 }
                 if status_read_at.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
-                    match self.store.issue_status(issue_id).await? {
+                    match while_sending(&mut inflight, self.store.issue_status(issue_id)).await? {
                         Some(IssueStatus::Sending) => {}
                         Some(other) => break SendEnd::Stopped(other),
                         None => anyhow::bail!("issue {issue_id} disappeared"),
@@ -333,24 +359,24 @@ impl Engine {
                 }
                 let wait = down_until.load(Ordering::Relaxed) - Utc::now().timestamp_millis();
                 if wait > 0 {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(wait.min(1000) as u64)) => {}
-                        _ = shutdown.clone().wait() => {}
-                    }
+                    let pause = async {
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(wait.min(1000) as u64)) => {}
+                            _ = shutdown.clone().wait() => {}
+                        }
+                    };
+                    while_sending(&mut inflight, pause).await;
                     continue;
                 }
-                let claimed = match next.take() {
-                    Some(claim) => claim.await.context("claiming deliveries")??,
-                    None => prefetch(self.clone()).await??,
-                };
+                let claim = next.take().unwrap_or_else(|| prefetch(self.clone()));
+                let claimed = while_sending(&mut inflight, claim)
+                    .await
+                    .context("claiming deliveries")??;
                 let full = claimed.len() as i64 == batch;
                 if claimed.is_empty() {
                     // Wait for our own messages in flight, then see whether the send is done.
-                    let all = permits
-                        .clone()
-                        .acquire_many_owned(concurrency as u32)
-                        .await?;
-                    drop(all);
+                    let all = permits.clone().acquire_many_owned(concurrency as u32);
+                    drop(while_sending(&mut inflight, all).await?);
                     if self.store.finish_issue_if_done(issue_id).await? {
                         break SendEnd::Finished;
                     }
@@ -367,27 +393,29 @@ impl Engine {
                     if full && next.is_none() && rest.len() < concurrency {
                         next = Some(prefetch(self.clone()));
                     }
-                    let permit = tokio::select! {
-                        p = permits.clone().acquire_owned() => p?,
-                        _ = shutdown.clone().wait() => {
-                            // A clean stop hands back the rows it will not send, so a restart
-                            // (or another worker) takes them at once instead of after the lease.
-                            let ids: Vec<i64> = std::iter::once(c.id).chain(rest.map(|c| c.id)).collect();
-                            if let Err(e) = self.store.release_leases(&ids).await {
-                                tracing::warn!(error = %e, "releasing leases at shutdown failed");
-                            }
-                            break;
+                    let permit = async {
+                        tokio::select! {
+                            p = permits.clone().acquire_owned() => Some(p),
+                            _ = shutdown.clone().wait() => None,
                         }
                     };
-                    let tx = tx.clone();
-                    let engine = self.clone();
-                    let prepared = prepared.clone();
-                    let limiter = limiter.clone();
-                    let down_until = down_until.clone();
-                    let down_streak = down_streak.clone();
-                    tokio::spawn(async move {
-                        let outcome = engine
-                            .deliver(&prepared, &c, limiter.as_deref(), &down_until, &down_streak)
+                    let Some(permit) = while_sending(&mut inflight, permit).await else {
+                        // A clean stop hands back the rows it will not send, so a restart
+                        // (or another worker) takes them at once instead of after the lease.
+                        let ids: Vec<i64> =
+                            std::iter::once(c.id).chain(rest.map(|c| c.id)).collect();
+                        let release = self.store.release_leases(&ids);
+                        if let Err(e) = while_sending(&mut inflight, release).await {
+                            tracing::warn!(error = %e, "releasing leases at shutdown failed");
+                        }
+                        break;
+                    };
+                    let permit = permit?;
+                    let (tx, prepared, limiter) = (&tx, &prepared, limiter.as_deref());
+                    let (down_until, down_streak) = (&*down_until, &*down_streak);
+                    inflight.push(async move {
+                        let outcome = self
+                            .deliver(prepared, &c, limiter, down_until, down_streak)
                             .await;
                         let _ = tx.send((c.id, c.subscriber_id, outcome, permit));
                     });
@@ -395,20 +423,19 @@ impl Engine {
             };
             // Rows claimed ahead and not sent go back at once, not after their lease.
             if let Some(claim) = next.take()
-                && let Ok(Ok(rows)) = claim.await
+                && let Ok(Ok(rows)) = while_sending(&mut inflight, claim).await
             {
                 let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
-                if let Err(e) = self.store.release_leases(&ids).await {
+                let release = self.store.release_leases(&ids);
+                if let Err(e) = while_sending(&mut inflight, release).await {
                     tracing::warn!(error = %e, "releasing leases failed");
                 }
             }
             // Let everything in flight settle before reporting the end. Dropping `tx` (owned
             // by this block) lets the recorder finish once the last outcome is in.
-            let all = permits
-                .clone()
-                .acquire_many_owned(concurrency as u32)
-                .await?;
-            drop(all);
+            let all = permits.clone().acquire_many_owned(concurrency as u32);
+            drop(while_sending(&mut inflight, all).await?);
+            drop(inflight);
             drop(tx);
             Ok::<_, anyhow::Error>(end)
         };
@@ -421,7 +448,7 @@ impl Engine {
     /// Sends one message and classifies the result.
     async fn deliver(
         &self,
-        prepared: &IssueMail,
+        prepared: &Arc<IssueMail>,
         c: &Claimed,
         limiter: Option<&DefaultDirectRateLimiter>,
         down_until: &AtomicI64,
@@ -430,7 +457,17 @@ impl Engine {
         if c.subscriber_status.as_deref() != Some("confirmed") {
             return Outcome::Skipped;
         }
-        let (to, bytes) = match self.compose_for(prepared, c) {
+        let composed = if self.dkim.is_some() {
+            // Signing costs 0.2 to 2.5 ms of CPU: on the blocking pool it uses every core and
+            // does not hold up the other messages in flight.
+            let (engine, prepared, c) = (self.clone(), prepared.clone(), c.clone());
+            tokio::task::spawn_blocking(move || engine.compose_for(&prepared, &c))
+                .await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("composing panicked: {e}")))
+        } else {
+            self.compose_for(prepared, c)
+        };
+        let (to, bytes) = match composed {
             Ok(x) => x,
             Err(e) => {
                 return Outcome::Failed {
