@@ -61,6 +61,8 @@ pub struct Settings {
     pub site: SiteSettings,
     #[serde(default)]
     pub log: LogSettings,
+    #[serde(default)]
+    pub bounces: BounceSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +225,32 @@ pub struct MailSettings {
     /// Optional address for `List-Unsubscribe: <mailto:…>` next to the https link.
     #[serde(default)]
     pub unsubscribe_mailto: Option<MailboxSetting>,
+    /// Envelope sender for bounces (`bounces@example.org`): issue messages leave with
+    /// `bounces+TOKEN@example.org` (VERP), transactional mail with the address itself.
+    #[serde(default)]
+    pub return_path: Option<ReturnPath>,
+}
+
+/// `mail.return_path`: a bare address whose local part has no `+` (the VERP separator).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ReturnPath(pub lettre::Address);
+
+impl TryFrom<String> for ReturnPath {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let address = lettre::Address::from_str(value.trim())
+            .map_err(|e| format!("{value:?} is not a bare mail address: {e}"))?;
+        if address.user().contains('+') {
+            return Err(format!(
+                "{value:?}: the local part must not contain '+' (VERP adds +TOKEN to it)"
+            ));
+        }
+        if !address.user().is_ascii() || !address.domain().is_ascii() {
+            return Err(format!("{value:?}: must be an ASCII address"));
+        }
+        Ok(ReturnPath(address))
+    }
 }
 
 /// A display name and address such as `Verdicts <news@example.org>`, checked by lettre's parser.
@@ -382,6 +410,55 @@ pub struct DeliverySettings {
     pub lease_seconds: u64,
     pub retry_base_seconds: u64,
     pub pause_after_failures: u32,
+    /// Complaints per message sent above which a sending issue pauses (Gmail's line: 0.3 %).
+    #[serde(default = "default_max_complaint_rate")]
+    pub max_complaint_rate: f64,
+    /// Hard bounces per message sent above which a sending issue pauses.
+    #[serde(default = "default_max_bounce_rate")]
+    pub max_bounce_rate: f64,
+    /// The rates count only once at least this many messages of the issue went out.
+    #[serde(default = "default_rate_min_sample")]
+    pub rate_min_sample: u32,
+}
+
+fn default_max_complaint_rate() -> f64 {
+    0.003
+}
+
+fn default_max_bounce_rate() -> f64 {
+    0.05
+}
+
+fn default_rate_min_sample() -> u32 {
+    1000
+}
+
+/// `[bounces]`: what soft bounces add up to, and where reports are read from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BounceSettings {
+    /// This many soft bounces of one subscriber within `soft_window` mark them bounced.
+    #[serde(default = "default_soft_limit")]
+    pub soft_limit: u32,
+    #[serde(default = "default_soft_window")]
+    pub soft_window: DurationSetting,
+}
+
+impl Default for BounceSettings {
+    fn default() -> Self {
+        BounceSettings {
+            soft_limit: default_soft_limit(),
+            soft_window: default_soft_window(),
+        }
+    }
+}
+
+fn default_soft_limit() -> u32 {
+    3
+}
+
+fn default_soft_window() -> DurationSetting {
+    DurationSetting(Duration::from_secs(30 * 24 * 3600))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -545,6 +622,20 @@ impl Settings {
         if self.newsletter.max_items == 0 || self.newsletter.max_items > 100 {
             problems.push("newsletter.max_items: must be between 1 and 100".to_string());
         }
+        for (key, rate) in [
+            (
+                "delivery.max_complaint_rate",
+                self.delivery.max_complaint_rate,
+            ),
+            ("delivery.max_bounce_rate", self.delivery.max_bounce_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                problems.push(format!("{key}: must be between 0 and 1"));
+            }
+        }
+        if self.bounces.soft_limit == 0 {
+            problems.push("bounces.soft_limit: must be at least 1".to_string());
+        }
         if self.smtp.timeout_seconds == 0 {
             problems.push("smtp.timeout_seconds: must be at least 1".to_string());
         }
@@ -639,6 +730,11 @@ pub struct SecretKey(Vec<u8>);
 impl SecretKey {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// A key from raw bytes (tests and tools; the application reads it from settings).
+    pub fn from_bytes(bytes: &[u8]) -> SecretKey {
+        SecretKey(bytes.to_vec())
     }
 }
 
@@ -741,6 +837,17 @@ mod tests {
             ("[admin]\ntoken = \"short\"", "admin.token:"),
             ("[dkim]\ndomain = \"x.org\"", "dkim: set all"),
             ("[delivery]\nconcurrency = 0", "delivery.concurrency:"),
+            (
+                "[mail]\nreturn_path = \"bounces+x@shiporskip.example\"",
+                "mail.return_path:",
+            ),
+            ("[mail]\nreturn_path = \"nobody\"", "mail.return_path:"),
+            (
+                "[delivery]\nmax_bounce_rate = 1.5",
+                "delivery.max_bounce_rate:",
+            ),
+            ("[bounces]\nsoft_limit = 0", "bounces.soft_limit:"),
+            ("[bounces]\nsoft_window = \"often\"", "bounces.soft_window:"),
         ];
         for (toml, expected) in cases {
             let err = Settings::from_toml(toml).expect_err(toml).to_string();

@@ -16,6 +16,8 @@
 //! - [`delivery`] — the delivery engine: leased claims, a bounded window, group-committed
 //!   outcomes, retries and bounces, DKIM.
 //! - [`mail`] — message composition: every header built in Rust.
+//! - [`bounces`] — VERP return paths, DSN/ARF parsing, attributing reports to subscribers, the
+//!   bounce/complaint policy and the circuit breaker that pauses a send.
 //! - [`subscribers`] — checked addresses, the signup/confirm/unsubscribe lifecycle and the
 //!   tokens in links.
 //! - [`store`] — one storage interface over SQLite and PostgreSQL, with embedded migrations.
@@ -29,6 +31,7 @@
 //! Errors that callers branch on are typed (`thiserror`); the rest carry context (`anyhow`). The
 //! CLI maps input and usage errors to exit code 2 and runtime failures to 1.
 
+pub mod bounces;
 pub mod cli;
 pub mod comparisons;
 pub mod config;

@@ -272,7 +272,11 @@ impl Engine {
             },
         )?;
         self.transport
-            .send_raw(&self.settings.mail.from.0.email, &address, &bytes)
+            .send_raw(
+                &crate::bounces::verp::plain_sender(&self.settings),
+                &address,
+                &bytes,
+            )
             .await
             .map_err(|e| anyhow::anyhow!("test send to {to}: {e}"))
     }
@@ -415,7 +419,7 @@ impl Engine {
                     let (down_until, down_streak) = (&*down_until, &*down_streak);
                     inflight.push(async move {
                         let outcome = self
-                            .deliver(prepared, &c, limiter, down_until, down_streak)
+                            .deliver(issue_id, prepared, &c, limiter, down_until, down_streak)
                             .await;
                         let _ = tx.send((c.id, c.subscriber_id, outcome, permit));
                     });
@@ -448,6 +452,7 @@ impl Engine {
     /// Sends one message and classifies the result.
     async fn deliver(
         &self,
+        issue_id: i64,
         prepared: &Arc<IssueMail>,
         c: &Claimed,
         limiter: Option<&DefaultDirectRateLimiter>,
@@ -479,7 +484,15 @@ impl Engine {
         if let Some(l) = limiter {
             l.until_ready().await;
         }
-        let from = &self.settings.mail.from.0.email;
+        // With mail.return_path, the envelope sender names this (issue, subscriber) (VERP).
+        let from = &crate::bounces::verp::issue_sender(
+            &self.settings,
+            &self.secret,
+            crate::bounces::verp::VerpTarget {
+                issue_id,
+                subscriber_id: c.subscriber_id.unwrap_or_default(),
+            },
+        );
         let d = &self.settings.delivery;
         let now = Utc::now().timestamp_millis();
         match self.transport.send_raw(from, &to, &bytes).await {
