@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 
+mod bounces;
 mod comparisons;
 mod issues;
 mod subscribers;
@@ -56,6 +57,19 @@ pub enum Command {
     /// Add, import, export, list and remove subscribers.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// Read bounces (DSNs) and complaints (ARF) and apply them to subscribers.
+    #[command(subcommand)]
+    Bounces(BouncesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BouncesCommand {
+    /// Import .eml files, mbox files or Maildir folders of delivery status notifications and
+    /// complaint reports. Importing the same report twice changes nothing.
+    Import {
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -290,6 +304,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Issue(command) => issues::run(&settings, command, cli.json).await,
         Command::Subscribers(command) => subscribers::run(&settings, command, cli.json).await,
+        Command::Bounces(command) => bounces::run(&settings, command, cli.json).await,
     }
 }
 
