@@ -526,3 +526,120 @@ async fn bounced_and_complaining_readers_of_one_issue_are_skipped_by_the_next() 
         .collect()
     );
 }
+
+/// `serve` (HTTP + its own delivery worker) sending slowly over SMTP; a complaint arrives after a
+/// few messages, while the sample is still too small to judge. Once enough messages are out the
+/// complaint rate is far above 0.3 %, and the send pauses itself with that reason; `issue
+/// status` and `/metrics` show the figures.
+#[tokio::test]
+async fn complaints_arriving_mid_send_pause_it_with_the_reason() {
+    let sink = SmtpSink::start();
+    let app = common::TestApp::spawn(&format!(
+        "{}[mail]\ntransport = \"smtp\"\nreturn_path = {RETURN_PATH:?}\n\
+         [smtp]\nurl = {:?}\ntimeout_seconds = 5\n\
+         [delivery]\nrate_per_second = 4\nconcurrency = 2\nrate_min_sample = 10\n",
+        format_args!("[security]\nsecret_key = {SECRET:?}\n"),
+        sink.url()
+    ))
+    .await;
+    let store = &app.store;
+    import_week(store, 47).await;
+    common::add_confirmed(store, 40, "r", 4).await;
+    let settings = app.env.settings(&settings_toml());
+    let (issue, _) = create_issue(
+        store,
+        &Renderer::new().unwrap(),
+        &settings,
+        "2026-W47".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    store.start_send(issue.id).await.unwrap();
+
+    // A complaint about one of the first messages, addressed to its VERP sender.
+    let first = sink.wait_for(3, Duration::from_secs(15)).await;
+    let m = &first[0];
+    let arf = arf_for(&envelope_sender(&m.raw), &m.rcpt, &original(&m.raw));
+    let path = app.env.write("complaint.eml", &arf);
+    let out = run(
+        &app.env,
+        &["--json", "bounces", "import", path.to_str().unwrap()],
+        &base_vars(),
+    );
+    let line = &json_lines(out.ok())[0];
+    assert_eq!(line["kind"], "complaint", "{line}");
+    assert_eq!(line["subscriber"], m.rcpt.as_str(), "{line}");
+
+    // Paused by the engine once 10 messages are out (1 complaint in 10: 10 % > 0.3 %).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let row = loop {
+        let row = store.get_issue(issue.id).await.unwrap().unwrap();
+        if row.status == verdicts::issues::IssueStatus::Paused {
+            break row;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not paused: {:?} after {} messages",
+            row.status,
+            sink.messages().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = row.status_reason.unwrap_or_default();
+    assert!(
+        reason.contains("complaint rate") && reason.contains("delivery.max_complaint_rate"),
+        "{reason}"
+    );
+    // Rows already claimed may still leave (the rate limiter spaces them out); then nothing.
+    let mut received = sink.messages().len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let now = sink.messages().len();
+        if now == received {
+            break;
+        }
+        received = now;
+    }
+    let sent = store.delivery_counts(issue.id).await.unwrap().sent;
+    assert!(
+        (10..30).contains(&received),
+        "the send stopped early: {received} of 40"
+    );
+    let out = run(&app.env, &["issue", "status", "1"], &base_vars());
+    let text = out.ok();
+    assert!(text.contains("status:   paused"), "{text}");
+    assert!(text.contains("complaint rate"), "{text}");
+    let pct = format!("{:.2}%", 100.0 / sent as f64);
+    assert!(
+        text.contains(&format!(
+            "bounces:  0 hard (0.00%) · 0 soft · 1 complaints ({pct})"
+        )),
+        "{text}"
+    );
+
+    let body = app
+        .admin(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "verdicts_issue_bounce_events_total{issue=\"1\",kind=\"complaint\"} 1",
+        "verdicts_issue_bounce_events_total{issue=\"1\",kind=\"hard\"} 0",
+    ] {
+        assert!(body.contains(line), "missing {line:?} in:\n{body}");
+    }
+    let rate: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("verdicts_issue_complaint_rate{issue=\"1\"} "))
+        .expect("the complaint rate of issue 1")
+        .parse()
+        .unwrap();
+    assert!(
+        (rate - 1.0 / sent as f64).abs() < 1e-9,
+        "{rate} vs 1/{sent}"
+    );
+    app.stop().await;
+}

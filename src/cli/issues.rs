@@ -412,12 +412,17 @@ async fn status(store: &Store, args: IssueIdArg, json: bool) -> Result<(), Failu
     let counts = store.delivery_counts(issue.id).await?;
     let rate = counts.sent_last_minute as f64 / 60.0;
     let eta_seconds = (rate > 0.0).then(|| (counts.pending as f64 / rate).round() as i64);
+    let bounces = store.issue_bounce_counts(issue.id).await?;
+    let per_sent = |n: i64| (counts.sent > 0).then(|| n as f64 / counts.sent as f64);
     if json {
         println!(
             "{}",
             serde_json::json!({
                 "issue": issue,
                 "deliveries": counts,
+                "bounces": bounces,
+                "hard_bounce_rate": per_sent(bounces.hard),
+                "complaint_rate": per_sent(bounces.complaints),
                 "rate_per_second": rate,
                 "eta_seconds": eta_seconds,
             })
@@ -451,6 +456,15 @@ async fn status(store: &Store, args: IssueIdArg, json: bool) -> Result<(), Failu
         println!(
             "rate:     {rate:.1}/s over the last minute · ETA {}",
             eta_seconds.map_or("-".to_string(), |s| format!("{}m{:02}s", s / 60, s % 60))
+        );
+        let pct = |n| per_sent(n).map_or("-".into(), |r| format!("{:.2}%", r * 100.0));
+        println!(
+            "bounces:  {} hard ({}) · {} soft · {} complaints ({})",
+            bounces.hard,
+            pct(bounces.hard),
+            bounces.soft,
+            bounces.complaints,
+            pct(bounces.complaints)
         );
     }
     println!("items:    {}", issue.items.len());

@@ -44,6 +44,9 @@ use crate::subscribers::lifecycle::unsubscribe_url;
 
 /// How often the claimer re-reads the issue's status (pause, cancel) while sending.
 const STATUS_EVERY: Duration = Duration::from_millis(200);
+/// How often the claimer re-checks the issue's complaint and bounce rates (the circuit
+/// breaker; reports that arrive are checked at once, this catches the sample filling up).
+const BREAKER_EVERY: Duration = Duration::from_secs(2);
 /// Rows claimed at a time, as a multiple of `delivery.concurrency`: enough that the window
 /// rarely waits for a claim, few enough that a lease covers them easily.
 const CLAIM_FACTOR: usize = 4;
@@ -333,6 +336,8 @@ impl Engine {
             // The status is read at most every STATUS_EVERY (not per claim): an operator's pause
             // or cancel still takes effect well within a second.
             let mut status_read_at: Option<tokio::time::Instant> = None;
+            let mut breaker_read_at = tokio::time::Instant::now();
+            let policy = crate::bounces::policy::Policy::from_settings(&self.settings);
             // The next claim runs while the last `concurrency` rows of this one go out, so the
             // window does not drain while the database answers.
             let batch = (concurrency * CLAIM_FACTOR) as i64;
@@ -360,6 +365,16 @@ impl Engine {
                         None => anyhow::bail!("issue {issue_id} disappeared"),
                     }
                     status_read_at = Some(tokio::time::Instant::now());
+                }
+                if breaker_read_at.elapsed() >= BREAKER_EVERY {
+                    breaker_read_at = tokio::time::Instant::now();
+                    let check =
+                        crate::bounces::policy::check_breaker(&self.store, &policy, issue_id);
+                    if let Err(e) = while_sending(&mut inflight, check).await {
+                        tracing::warn!(error = %e, "checking complaint and bounce rates failed");
+                    }
+                    // A pause shows at the next status read.
+                    status_read_at = None;
                 }
                 let wait = down_until.load(Ordering::Relaxed) - Utc::now().timestamp_millis();
                 if wait > 0 {

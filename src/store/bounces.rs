@@ -180,18 +180,46 @@ impl Store {
         Ok(counts)
     }
 
-    /// Events of every kind, all issues: for `/metrics`.
-    pub async fn bounce_event_totals(&self) -> anyhow::Result<Vec<(BounceKind, i64)>> {
+    /// Per sent (or sending) issue: messages sent, hard bounces, soft bounces and complaints.
+    /// For `/metrics`.
+    pub async fn issue_bounce_stats(&self) -> anyhow::Result<Vec<IssueBounceStats>> {
         let rows = sqlx::query(
-            "SELECT kind, CAST(COUNT(*) AS BIGINT) AS n FROM bounce_events GROUP BY kind ORDER BY kind",
+            "SELECT i.number,
+               (SELECT CAST(COUNT(*) AS BIGINT) FROM deliveries d
+                 WHERE d.issue_id = i.id AND d.status = 'sent') AS sent,
+               (SELECT CAST(COUNT(*) AS BIGINT) FROM bounce_events b
+                 WHERE b.issue_id = i.id AND b.kind = 'hard') AS hard,
+               (SELECT CAST(COUNT(*) AS BIGINT) FROM bounce_events b
+                 WHERE b.issue_id = i.id AND b.kind = 'soft') AS soft,
+               (SELECT CAST(COUNT(*) AS BIGINT) FROM bounce_events b
+                 WHERE b.issue_id = i.id AND b.kind = 'complaint') AS complaints
+             FROM issues i
+            WHERE i.number IS NOT NULL AND i.status IN ('sending', 'paused', 'sent')
+            ORDER BY i.number",
         )
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .context("reading bounce figures per issue")?;
         rows.iter()
             .map(|r| {
-                let kind: String = r.try_get("kind")?;
-                Ok((kind.parse().map_err(anyhow::Error::msg)?, r.try_get("n")?))
+                Ok(IssueBounceStats {
+                    number: r.try_get("number")?,
+                    sent: r.try_get("sent")?,
+                    counts: IssueBounceCounts {
+                        hard: r.try_get("hard")?,
+                        soft: r.try_get("soft")?,
+                        complaints: r.try_get("complaints")?,
+                    },
+                })
             })
             .collect()
     }
+}
+
+/// One issue's figures for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct IssueBounceStats {
+    pub number: i64,
+    pub sent: i64,
+    pub counts: IssueBounceCounts,
 }
