@@ -63,6 +63,54 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub bounces: BounceSettings,
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
+}
+
+/// `[webhooks]`: how each provider's calls are authenticated. A provider whose keys are unset
+/// answers 404.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// PEM of the SNS signing certificate (from the message's SigningCertURL, stored by the
+    /// operator: this binary makes no outbound HTTP calls).
+    #[serde(default)]
+    pub ses_signing_cert_file: Option<PathBuf>,
+    /// Only notifications of this topic are accepted, when set.
+    #[serde(default)]
+    pub ses_topic_arn: Option<String>,
+    /// The Basic-auth credentials written into Postmark's webhook URL.
+    #[serde(default)]
+    pub postmark_username: Option<String>,
+    #[serde(default)]
+    pub postmark_password: Option<SecretString>,
+    /// The base64 public key of SendGrid's signed event webhook.
+    #[serde(default)]
+    pub sendgrid_public_key: Option<String>,
+    /// Mailgun's HTTP webhook signing key.
+    #[serde(default)]
+    pub mailgun_signing_key: Option<SecretString>,
+    /// Signed calls older (or newer) than this are refused as replays.
+    #[serde(default = "default_webhook_max_age")]
+    pub max_age: DurationSetting,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            ses_signing_cert_file: None,
+            ses_topic_arn: None,
+            postmark_username: None,
+            postmark_password: None,
+            sendgrid_public_key: None,
+            mailgun_signing_key: None,
+            max_age: default_webhook_max_age(),
+        }
+    }
+}
+
+fn default_webhook_max_age() -> DurationSetting {
+    DurationSetting(Duration::from_secs(300))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -632,6 +680,20 @@ impl Settings {
             if !(0.0..=1.0).contains(&rate) {
                 problems.push(format!("{key}: must be between 0 and 1"));
             }
+        }
+        if self.webhooks.postmark_username.is_some() != self.webhooks.postmark_password.is_some() {
+            problems.push(
+                "webhooks: set both webhooks.postmark_username and webhooks.postmark_password, or neither"
+                    .to_string(),
+            );
+        }
+        if let Some(path) = &self.webhooks.ses_signing_cert_file
+            && !path.is_file()
+        {
+            problems.push(format!(
+                "webhooks.ses_signing_cert_file: {} is not a file",
+                path.display()
+            ));
         }
         if self.bounces.soft_limit == 0 {
             problems.push("bounces.soft_limit: must be at least 1".to_string());

@@ -17,3 +17,11 @@ CREATE TABLE bounce_events (
 -- Soft bounces of one subscriber within the window; bounces and complaints of one issue.
 CREATE INDEX bounce_events_by_subscriber ON bounce_events (subscriber_id, kind, received_at);
 CREATE INDEX bounce_events_by_issue ON bounce_events (issue_id, kind);
+
+-- Single-use values of signed webhook calls (Mailgun's token): a replayed call is refused.
+CREATE TABLE webhook_nonces (
+    provider  TEXT    NOT NULL,
+    nonce     TEXT    NOT NULL,
+    seen_at   BIGINT  NOT NULL,
+    PRIMARY KEY (provider, nonce)
+);

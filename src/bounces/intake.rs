@@ -133,19 +133,39 @@ impl Intake<'_> {
         report: &Report,
         source: Source,
     ) -> anyhow::Result<Processed> {
-        let resolved = resolve(self.store, self.settings, self.secret, &report.clues).await?;
-        let dedup_key = format!("mail:{}", report.report_key);
+        self.apply_event(
+            origin,
+            Classified {
+                kind: report.kind,
+                dedup_key: &format!("mail:{}", report.report_key),
+                status: report.status.as_deref(),
+                reason: &report.reason,
+                clues: &report.clues,
+            },
+            source,
+        )
+        .await
+    }
+
+    /// Resolves and applies one classified event (a report, a webhook event).
+    pub async fn apply_event(
+        &self,
+        origin: &str,
+        event: Classified<'_>,
+        source: Source,
+    ) -> anyhow::Result<Processed> {
+        let resolved = resolve(self.store, self.settings, self.secret, event.clues).await?;
         let applied = apply(
             self.store,
             self.policy,
             self.secret,
             &Event {
-                kind: report.kind,
+                kind: event.kind,
                 source,
-                dedup_key: &dedup_key,
+                dedup_key: event.dedup_key,
                 resolved,
-                status_code: report.status.as_deref(),
-                reason: &report.reason,
+                status_code: event.status,
+                reason: event.reason,
             },
         )
         .await?;
@@ -159,13 +179,24 @@ impl Intake<'_> {
         };
         Ok(Processed {
             origin: origin.to_string(),
-            kind: report.kind,
+            kind: event.kind,
             subscriber,
             subscriber_id: resolved.subscriber_id,
             issue,
             matched_by: resolved.matched_by,
-            status: report.status.clone(),
+            status: event.status.map(str::to_string),
             applied,
         })
     }
+}
+
+/// A classified event before it is attributed: what every intake hands to
+/// [`Intake::apply_event`].
+#[derive(Debug, Clone, Copy)]
+pub struct Classified<'a> {
+    pub kind: BounceKind,
+    pub dedup_key: &'a str,
+    pub status: Option<&'a str>,
+    pub reason: &'a str,
+    pub clues: &'a super::parse::Clues,
 }

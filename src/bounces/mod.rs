@@ -11,6 +11,8 @@
 //!   consent event `complaint`; and the circuit breaker that pauses a send whose complaint or
 //!   bounce rate turns bad.
 //! - [`intake`] — where reports come from: `.eml` files, mbox files, Maildir folders.
+//! - [`webhooks`] — provider webhooks (SES, Postmark, SendGrid, Mailgun): authentication and
+//!   payloads; the routes are in [`crate::web::webhooks`].
 //!
 //! The SQL lives in [`crate::store::bounces`]; the decisions live here.
 
@@ -19,6 +21,7 @@ pub mod parse;
 pub mod policy;
 pub mod resolve;
 pub mod verp;
+pub mod webhooks;
 
 use std::fmt;
 use std::str::FromStr;
@@ -70,20 +73,26 @@ impl fmt::Display for BounceKind {
 }
 
 /// Where a report came in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// `verdicts bounces import`.
     Import,
     /// The mailbox at `bounces.imap_url`.
     Imap,
+    /// `POST /webhooks/{provider}`.
+    Webhook(webhooks::Provider),
 }
 
 impl Source {
     pub fn as_str(self) -> &'static str {
+        use webhooks::Provider;
         match self {
             Source::Import => "import",
             Source::Imap => "imap",
+            Source::Webhook(Provider::Ses) => "webhook:ses",
+            Source::Webhook(Provider::Postmark) => "webhook:postmark",
+            Source::Webhook(Provider::Sendgrid) => "webhook:sendgrid",
+            Source::Webhook(Provider::Mailgun) => "webhook:mailgun",
         }
     }
 }
@@ -94,7 +103,11 @@ impl FromStr for Source {
         match s {
             "import" => Ok(Source::Import),
             "imap" => Ok(Source::Imap),
-            other => Err(format!("{other:?} is not a bounce source")),
+            other => other
+                .strip_prefix("webhook:")
+                .and_then(webhooks::Provider::parse)
+                .map(Source::Webhook)
+                .ok_or_else(|| format!("{other:?} is not a bounce source")),
         }
     }
 }

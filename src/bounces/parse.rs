@@ -239,6 +239,11 @@ pub fn classify(action: Option<&str>, status: Option<&str>, smtp_code: Option<u1
     }
 }
 
+/// The first RFC 3463 status code (`5.1.1`) in free text.
+pub fn status_in(text: &str) -> Option<String> {
+    STATUS.find(text).map(|m| m.as_str().to_string())
+}
+
 fn smtp_code(text: &str) -> Option<u16> {
     SMTP_CODE
         .captures(text)

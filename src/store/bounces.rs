@@ -144,6 +144,34 @@ pub async fn record_complaint(
 }
 
 impl Store {
+    /// Records a single-use value of a signed webhook call; `false` if it was seen before (a
+    /// replay). Values older than a day are forgotten (the timestamp check refuses those calls).
+    pub async fn claim_webhook_nonce(
+        &self,
+        provider: &str,
+        nonce: &str,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM webhook_nonces WHERE seen_at < $1")
+            .bind(now - 24 * 3600 * 1000)
+            .execute(&mut *tx)
+            .await?;
+        let fresh = sqlx::query(
+            "INSERT INTO webhook_nonces (provider, nonce, seen_at) VALUES ($1, $2, $3)
+             ON CONFLICT (provider, nonce) DO NOTHING",
+        )
+        .bind(provider)
+        .bind(nonce)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        tx.commit().await?;
+        Ok(fresh)
+    }
+
     /// Whether issue `issue_id` went out to subscriber `subscriber_id` (a sent delivery).
     pub async fn was_sent(&self, issue_id: i64, subscriber_id: i64) -> anyhow::Result<bool> {
         let n: i64 = sqlx::query_scalar(

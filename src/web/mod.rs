@@ -8,6 +8,7 @@ pub mod links;
 pub mod metrics;
 pub mod pages;
 pub mod signup;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::State;
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::router())
         .merge(archive::router())
         .merge(admin::router())
+        .merge(webhooks::router())
         .fallback(fallback)
         .with_state(state)
 }
