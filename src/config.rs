@@ -490,6 +490,14 @@ pub struct BounceSettings {
     pub soft_limit: u32,
     #[serde(default = "default_soft_window")]
     pub soft_window: DurationSetting,
+    /// The bounce mailbox `serve` polls: `imaps://user:pass@host/INBOX`.
+    #[serde(default)]
+    pub imap_url: Option<ImapUrl>,
+    #[serde(default = "default_imap_poll")]
+    pub imap_poll: DurationSetting,
+    /// Handled messages are moved to this folder; unset: flagged `\Seen` in place.
+    #[serde(default)]
+    pub imap_done_folder: Option<String>,
 }
 
 impl Default for BounceSettings {
@@ -497,7 +505,32 @@ impl Default for BounceSettings {
         BounceSettings {
             soft_limit: default_soft_limit(),
             soft_window: default_soft_window(),
+            imap_url: None,
+            imap_poll: default_imap_poll(),
+            imap_done_folder: None,
         }
+    }
+}
+
+fn default_imap_poll() -> DurationSetting {
+    DurationSetting(Duration::from_secs(60))
+}
+
+/// `bounces.imap_url`, checked when the config loads; its `Debug` hides the password.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ImapUrl(pub crate::bounces::imap::Mailbox);
+
+impl TryFrom<String> for ImapUrl {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        crate::bounces::imap::Mailbox::from_url(&value).map(ImapUrl)
+    }
+}
+
+impl fmt::Debug for ImapUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
     }
 }
 
@@ -909,6 +942,10 @@ mod tests {
                 "delivery.max_bounce_rate:",
             ),
             ("[bounces]\nsoft_limit = 0", "bounces.soft_limit:"),
+            (
+                "[bounces]\nimap_url = \"imap://u:p@imap.example.org/INBOX\"",
+                "bounces.imap_url: imap:// sends the password in the clear",
+            ),
             ("[bounces]\nsoft_window = \"often\"", "bounces.soft_window:"),
         ];
         for (toml, expected) in cases {

@@ -643,3 +643,133 @@ async fn complaints_arriving_mid_send_pause_it_with_the_reason() {
     );
     app.stop().await;
 }
+
+async fn wait_for_status(store: &Store, email: &str, want: SubscriberStatus) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = status_of(store, email).await;
+        if now == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{email} is {now:?}, expected {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_issue(store: &Store, issue_id: i64, want: verdicts::issues::IssueStatus) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store.issue_status(issue_id).await.unwrap() != Some(want) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "issue {issue_id} is not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The whole loop through the bounce mailbox: `serve` sends issue #1 over SMTP; DSNs, a
+/// complaint, an auto-reply and a message that is not a report land in a real IMAP mailbox
+/// (Dovecot); `serve` polls it, applies them and marks them; issue #2 skips exactly the
+/// bounced and complaining readers.
+#[tokio::test]
+async fn the_bounce_mailbox_is_polled_and_the_next_issue_skips_those_readers() {
+    let sink = SmtpSink::start();
+    let dovecot = common::imap::Dovecot::start();
+    let app = common::TestApp::spawn(&format!(
+        "[security]\nsecret_key = {SECRET:?}\n\
+         [mail]\ntransport = \"smtp\"\nreturn_path = {RETURN_PATH:?}\n\
+         [smtp]\nurl = {:?}\ntimeout_seconds = 5\n\
+         [bounces]\nimap_url = {:?}\nimap_poll = \"300ms\"\n",
+        sink.url(),
+        dovecot.url()
+    ))
+    .await;
+    let store = &app.store;
+    import_week(store, 47).await;
+    common::add_confirmed(store, 6, "r", 4).await;
+    let settings = app.env.settings(&settings_toml());
+    let renderer = Renderer::new().unwrap();
+    let (first, _) = create_issue(store, &renderer, &settings, "2026-W47".parse().unwrap())
+        .await
+        .unwrap();
+    store.start_send(first.id).await.unwrap();
+    wait_issue(store, first.id, verdicts::issues::IssueStatus::Sent).await;
+    let mails = sink.wait_for(6, Duration::from_secs(10)).await;
+    let by_rcpt: BTreeMap<String, (String, String)> = mails
+        .iter()
+        .map(|m| (m.rcpt.clone(), (envelope_sender(&m.raw), original(&m.raw))))
+        .collect();
+    let (v1, o1) = &by_rcpt["r0001@example.org"];
+    let (v3, o3) = &by_rcpt["r0003@example.org"];
+    let (v4, o4) = &by_rcpt["r0004@example.org"];
+    let (v5, _) = &by_rcpt["r0005@example.org"];
+    let vacation = format!(
+        "From: r0005@example.org\r\nTo: {v5}\r\nSubject: Out of Office: back Monday\r\n\
+         Date: Mon, 23 Nov 2026 09:00:30 +0000\r\nMessage-ID: <ooo-5@example.org>\r\n\
+         Auto-Submitted: auto-replied\r\n\r\nI am away until Monday.\r\n"
+    );
+    dovecot
+        .append(&[
+            dsn_for(v1, "r0001@example.org", o1, 1),
+            dsn_for(v3, "r0003@example.org", o3, 3),
+            arf_for(v4, "r0004@example.org", o4),
+            vacation,
+            "this is not a mail message at all\r\n".to_string(),
+        ])
+        .await;
+    wait_for_status(store, "r0001@example.org", SubscriberStatus::Bounced).await;
+    wait_for_status(store, "r0003@example.org", SubscriberStatus::Bounced).await;
+    wait_for_status(store, "r0004@example.org", SubscriberStatus::Unsubscribed).await;
+    // Every message is marked handled; the unreadable one is flagged for a person.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !dovecot.search("UNSEEN").await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "messages left unseen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dovecot.search("FLAGGED").await, vec![5]);
+    assert_eq!(store.count_rows("bounce_events").await.unwrap(), 4);
+    let sources: Vec<String> = sqlx::query_scalar("SELECT DISTINCT source FROM bounce_events")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(sources, vec!["imap".to_string()]);
+    assert_eq!(
+        status_of(store, "r0005@example.org").await,
+        SubscriberStatus::Confirmed,
+        "an auto-reply changes nothing"
+    );
+
+    import_week(store, 48).await;
+    let (second, _) = create_issue(store, &renderer, &settings, "2026-W48".parse().unwrap())
+        .await
+        .unwrap();
+    store.start_send(second.id).await.unwrap();
+    wait_issue(store, second.id, verdicts::issues::IssueStatus::Sent).await;
+    sink.wait_for(9, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = sink.messages();
+    let second_rcpts: BTreeSet<String> = all
+        .iter()
+        .filter(|m| {
+            m.header("Message-ID")
+                .is_some_and(|id| id.starts_with("<issue-2."))
+        })
+        .map(|m| m.rcpt.clone())
+        .collect();
+    assert_eq!(all.len(), 9, "nothing else went out");
+    assert_eq!(
+        second_rcpts,
+        [
+            "r0000@example.org",
+            "r0002@example.org",
+            "r0005@example.org"
+        ]
+        .map(String::from)
+        .into_iter()
+        .collect()
+    );
+    app.stop().await;
+}

@@ -11,11 +11,13 @@
 //!   consent event `complaint`; and the circuit breaker that pauses a send whose complaint or
 //!   bounce rate turns bad.
 //! - [`intake`] — where reports come from: `.eml` files, mbox files, Maildir folders.
+//! - [`imap`] — the bounce mailbox `serve` polls (`bounces.imap_url`).
 //! - [`webhooks`] — provider webhooks (SES, Postmark, SendGrid, Mailgun): authentication and
 //!   payloads; the routes are in [`crate::web::webhooks`].
 //!
 //! The SQL lives in [`crate::store::bounces`]; the decisions live here.
 
+pub mod imap;
 pub mod intake;
 pub mod parse;
 pub mod policy;
