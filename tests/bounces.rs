@@ -240,20 +240,22 @@ async fn fixture_reports_of_real_mtas_are_classified_attributed_and_applied_once
         assert_eq!(status_of(&store, email).await, status, "{email}");
     }
     // The complaint: suppressed and on the consent record.
-    let complaint_events: i64 = sqlx::query_scalar(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM consents WHERE event = 'complaint' AND subscriber_id = 7",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
-    assert_eq!(complaint_events, 1);
-    let suppressed: i64 = sqlx::query_scalar(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM suppressions WHERE reason = 'complaint'",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
-    assert_eq!(suppressed, 1);
+    for (sql, what) in [
+        (
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM consents WHERE event = 'complaint' AND subscriber_id = 7",
+            "one consent event `complaint`",
+        ),
+        (
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM suppressions WHERE reason = 'complaint'",
+            "one suppression",
+        ),
+    ] {
+        let n: i64 = sqlx::query_scalar(sql)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "{what}");
+    }
     // Raw reasons are kept.
     let reason: String = sqlx::query_scalar(
         "SELECT reason FROM bounce_events WHERE subscriber_id = 4 AND kind = 'hard'",

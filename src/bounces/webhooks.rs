@@ -343,6 +343,22 @@ pub fn postmark(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
 
 // ---------------------------------------------------------------- SendGrid
 
+/// A signed call's Unix timestamp must be within `max_age_seconds` of now: an old call
+/// replayed later is refused.
+fn check_fresh(timestamp: &str, now: i64, max_age_seconds: i64) -> Result<(), WebhookError> {
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| WebhookError::Forbidden("the timestamp is not a number".into()))?;
+    if (now - ts).abs() > max_age_seconds {
+        return Err(WebhookError::Forbidden(format!(
+            "the timestamp is {}s away from now (replay?)",
+            now - ts
+        )));
+    }
+    Ok(())
+}
+
 /// SendGrid's signed event webhook: `signature` is base64 DER ECDSA over `timestamp` ‖ body,
 /// `public_key` the base64 DER SubjectPublicKeyInfo SendGrid shows.
 pub fn sendgrid_verify(
@@ -358,16 +374,7 @@ pub fn sendgrid_verify(
             "missing X-Twilio-Email-Event-Webhook-Signature or -Timestamp".into(),
         ));
     };
-    let ts: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| WebhookError::Forbidden("the timestamp is not a number".into()))?;
-    if (now - ts).abs() > max_age_seconds {
-        return Err(WebhookError::Forbidden(format!(
-            "the timestamp is {}s away from now (replay?)",
-            now - ts
-        )));
-    }
+    check_fresh(timestamp, now, max_age_seconds)?;
     let sig = STANDARD
         .decode(signature.trim())
         .map_err(|_| WebhookError::Forbidden("the signature is not base64".into()))?;
@@ -452,16 +459,7 @@ pub fn mailgun_verify(
     let call: MailgunCall = serde_json::from_slice(body)
         .map_err(|e| WebhookError::Unauthorized(format!("no Mailgun signature block: {e}")))?;
     let s = &call.signature;
-    let ts: i64 = s
-        .timestamp
-        .parse()
-        .map_err(|_| WebhookError::Forbidden("the timestamp is not a number".into()))?;
-    if (now - ts).abs() > max_age_seconds {
-        return Err(WebhookError::Forbidden(format!(
-            "the timestamp is {}s away from now (replay?)",
-            now - ts
-        )));
-    }
+    check_fresh(&s.timestamp, now, max_age_seconds)?;
     let tag = hex::decode(&s.signature)
         .map_err(|_| WebhookError::Forbidden("the signature is not hex".into()))?;
     let mut mac = Hmac::<Sha256>::new_from_slice(signing_key).expect("HMAC takes any key");
