@@ -943,6 +943,14 @@ mod tests {
             ),
             ("[bounces]\nsoft_limit = 0", "bounces.soft_limit:"),
             (
+                "[webhooks]\npostmark_username = \"pm\"",
+                "webhooks: set both webhooks.postmark_username and webhooks.postmark_password",
+            ),
+            (
+                "[webhooks]\nses_signing_cert_file = \"/nonexistent/sns.pem\"",
+                "webhooks.ses_signing_cert_file: /nonexistent/sns.pem is not a file",
+            ),
+            (
                 "[bounces]\nimap_url = \"imap://u:p@imap.example.org/INBOX\"",
                 "bounces.imap_url: imap:// sends the password in the clear",
             ),
@@ -976,7 +984,10 @@ mod tests {
             "[security]\nsecret_key = \"0123456789abcdef0123456789abcdefSECRET\"\n\
              [admin]\ntoken = \"admintoken-SECRET-123\"\n\
              [smtp]\nurl = \"smtp://user:hunter2SECRET@mail.example.org:587\"\n\
-             [database]\nurl = \"postgres://u:pgSECRET@db/x\"",
+             [database]\nurl = \"postgres://u:pgSECRET@db/x\"\n\
+             [bounces]\nimap_url = \"imaps://bounces:imapSECRET@imap.example.org/INBOX\"\n\
+             [webhooks]\npostmark_username = \"pm\"\npostmark_password = \"pmSECRET\"\n\
+             mailgun_signing_key = \"mgSECRET\"",
         )
         .unwrap();
         let debug = format!("{s:?}");
