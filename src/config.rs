@@ -408,7 +408,7 @@ impl TryFrom<String> for SingleLine {
         if value.trim().is_empty() {
             return Err("must not be empty".into());
         }
-        if value.chars().any(crate::render::forbidden_char) {
+        if value.chars().any(crate::text::forbidden_char) {
             return Err("must be one line without control or private-use characters".into());
         }
         Ok(SingleLine(value))

@@ -7,41 +7,17 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::config::{SecretKey, Settings};
+use crate::app::App;
+use crate::config::Settings;
 use crate::mail::queue::{self, QueueSignal};
 use crate::mail::transport::Transport;
 use crate::render::Renderer;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
-use crate::subscribers::lifecycle::{Composer, Lifecycle};
+use crate::subscribers::lifecycle::Composer;
 use crate::subscribers::signup_writer::SignupWriter;
-use crate::web;
-use crate::web::signup::{SignupLimiter, limiter};
-
-/// What every request handler may use; built once per process.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub store: Store,
-    pub secret: SecretKey,
-    pub renderer: Arc<Renderer>,
-    pub transport: Transport,
-    /// Wakes the transactional mail sender when something is queued.
-    pub mail_signal: QueueSignal,
-    pub signup_limiter: Option<SignupLimiter>,
-    /// Group-commit writer for signups.
-    pub signup_writer: SignupWriter,
-}
-
-impl AppState {
-    /// The reader lifecycle over this state.
-    pub fn lifecycle(&self) -> Lifecycle<'_> {
-        Lifecycle {
-            store: &self.store,
-            secret: &self.secret,
-        }
-    }
-}
+use crate::web::signup::limiter;
+use crate::web::{self, AppState};
 
 /// A built, bound, not yet running application.
 pub struct Application {
@@ -61,6 +37,7 @@ impl Application {
             "database ready"
         );
         let secret = settings.secret_key()?;
+        let settings = Arc::new(settings);
         let renderer = Arc::new(Renderer::new()?);
         let transport = Transport::from_settings(&settings)?;
         let signup_limiter = limiter(settings.signup.rate_limit_per_minute);
@@ -77,7 +54,13 @@ impl Application {
             listener,
             port,
             state: AppState {
-                settings: Arc::new(settings),
+                app: App::new(
+                    store.clone(),
+                    settings.clone(),
+                    secret.clone(),
+                    renderer.clone(),
+                ),
+                settings,
                 store,
                 secret,
                 renderer,
@@ -139,9 +122,7 @@ impl Application {
         )?;
         let worker = tokio::spawn(engine.run(shutdown.clone()));
         let scheduler = tokio::spawn(crate::schedule::run(
-            store.clone(),
-            self.state.renderer.clone(),
-            self.state.settings.clone(),
+            self.state.app.clone(),
             Arc::new(crate::schedule::SystemClock),
             shutdown.clone(),
         ));

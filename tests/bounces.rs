@@ -556,7 +556,7 @@ async fn complaints_arriving_mid_send_pause_it_with_the_reason() {
     )
     .await
     .unwrap();
-    store.start_send(issue.id).await.unwrap();
+    common::start_send(store, issue.id).await;
 
     // A complaint about one of the first messages, addressed to its VERP sender.
     let first = sink.wait_for(3, Duration::from_secs(15)).await;
@@ -697,7 +697,7 @@ async fn the_bounce_mailbox_is_polled_and_the_next_issue_skips_those_readers() {
     let (first, _) = create_issue(store, &renderer, &settings, "2026-W47".parse().unwrap())
         .await
         .unwrap();
-    store.start_send(first.id).await.unwrap();
+    common::start_send(store, first.id).await;
     wait_issue(store, first.id, verdicts::issues::IssueStatus::Sent).await;
     let mails = sink.wait_for(6, Duration::from_secs(10)).await;
     let by_rcpt: BTreeMap<String, (String, String)> = mails
@@ -748,7 +748,7 @@ async fn the_bounce_mailbox_is_polled_and_the_next_issue_skips_those_readers() {
     let (second, _) = create_issue(store, &renderer, &settings, "2026-W48".parse().unwrap())
         .await
         .unwrap();
-    store.start_send(second.id).await.unwrap();
+    common::start_send(store, second.id).await;
     wait_issue(store, second.id, verdicts::issues::IssueStatus::Sent).await;
     sink.wait_for(9, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;

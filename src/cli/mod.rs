@@ -12,8 +12,9 @@ mod comparisons;
 mod issues;
 mod subscribers;
 
+use crate::app::{App, OpsError};
 use crate::config::{ConfigError, Settings};
-use crate::issues::IsoWeek;
+use crate::issues::{IsoWeek, IssueKey};
 use crate::startup::Application;
 use crate::store::Store;
 use crate::subscribers::SubscriberStatus;
@@ -144,6 +145,9 @@ pub enum IssueCommand {
     Resume(IssueIdArg),
     /// Cancel an issue that is ready, scheduled, sending or paused; nothing more is sent.
     Cancel(IssueIdArg),
+    /// Put an issue's failed recipients back in line (after fixing what failed them); a sent
+    /// issue goes back to sending.
+    RetryFailed(IssueIdArg),
 }
 
 #[derive(Debug, Args)]
@@ -164,9 +168,14 @@ pub struct PreviewArgs {
 
 #[derive(Debug, Args)]
 pub struct IssueIdArg {
-    /// The issue number (12) or its week (2026-W47).
-    #[arg(value_name = "ID")]
-    pub id: Option<String>,
+    /// The issue number (12 or #12) or its week (2026-W47).
+    #[arg(value_name = "ID", value_parser = parse_issue_key)]
+    pub id: Option<IssueKey>,
+}
+
+fn parse_issue_key(s: &str) -> Result<IssueKey, String> {
+    s.parse()
+        .map_err(|e: crate::issues::InvalidIssueKey| e.to_string())
 }
 
 fn parse_week(s: &str) -> Result<IsoWeek, String> {
@@ -225,6 +234,15 @@ pub enum Failure {
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         Failure::Runtime(e)
+    }
+}
+
+impl From<OpsError> for Failure {
+    fn from(e: OpsError) -> Self {
+        match e {
+            OpsError::Internal(e) => Failure::Runtime(e),
+            caller => Failure::Input(caller.to_string()),
+        }
     }
 }
 
@@ -313,6 +331,19 @@ pub(crate) async fn open_store(settings: &Settings) -> Result<Store, Failure> {
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// Opens the database and builds the application layer for a one-shot command.
+pub(crate) async fn open_app(settings: &Settings) -> Result<App, Failure> {
+    let store = open_store(settings).await?;
+    let secret = settings.secret_key()?;
+    let renderer = std::sync::Arc::new(crate::render::Renderer::new()?);
+    Ok(App::new(
+        store,
+        std::sync::Arc::new(settings.clone()),
+        secret,
+        renderer,
+    ))
 }
 
 async fn worker(settings: Settings) -> Result<(), Failure> {

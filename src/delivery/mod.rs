@@ -474,7 +474,7 @@ impl Engine {
         down_until: &AtomicI64,
         down_streak: &AtomicU32,
     ) -> Outcome {
-        if c.subscriber_status.as_deref() != Some("confirmed") {
+        if c.subscriber_status != Some(crate::subscribers::SubscriberStatus::Confirmed) {
             return Outcome::Skipped;
         }
         let composed = if self.dkim.is_some() {

@@ -240,13 +240,7 @@ fn comparison_view(c: &Comparison) -> ComparisonView<'_> {
     }
 }
 
-/// Collapses whitespace and drops control characters: a subject is one header line.
-pub fn one_line(s: &str) -> String {
-    s.split(|c: char| c.is_whitespace() || c.is_control())
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use crate::text::one_line;
 
 impl Renderer {
     /// Parses every template; fails at start-up, not at send time, if one is broken.

@@ -10,6 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{Store, from_millis, placeholders, rows_of, to_millis};
+use crate::mail::MailKind;
 use crate::subscribers::{ConsentContext, SubscriberEmail, SubscriberName, SubscriberStatus};
 
 /// One subscriber as stored.
@@ -304,7 +305,7 @@ impl Store {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for &(i, id) in &confirm {
                 q = q
-                    .bind("confirm")
+                    .bind(MailKind::CONFIRM)
                     .bind(id)
                     .bind(requests[i].email.as_str())
                     .bind(requests[i].token.clone())
@@ -385,7 +386,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         insert_consent(&mut tx, id, "confirm", now, consent).await?;
-        Self::enqueue_mail(&mut tx, "welcome", id, &email, None, now).await?;
+        Self::enqueue_mail(&mut tx, &MailKind::Welcome, id, &email, now).await?;
         tx.commit().await.context("committing the confirmation")?;
         Ok(ConfirmOutcome::Confirmed {
             subscriber_id: id,

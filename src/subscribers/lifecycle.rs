@@ -12,7 +12,7 @@ use super::tokens::{
 };
 use super::{ConsentContext, SubscriberEmail, SubscriberName};
 use crate::config::{SecretKey, Settings};
-use crate::mail::{Envelope, compose};
+use crate::mail::{Envelope, MailKind, compose};
 use crate::render::Renderer;
 use crate::store::Store;
 use crate::store::subscribers::ConfirmOutcome;
@@ -63,22 +63,19 @@ impl Composer {
         ctx
     }
 
-    /// The formatted message for a queued mail of `kind` (`confirm` needs `token`).
+    /// The formatted message for a queued mail of `kind`.
     pub fn compose(
         &self,
-        kind: &str,
+        kind: &MailKind,
         subscriber_id: i64,
         email: &str,
         name: Option<&str>,
-        token: Option<&str>,
     ) -> anyhow::Result<Vec<u8>> {
         let s = &self.settings;
         let unsubscribe = unsubscribe_url(s, &self.secret, subscriber_id);
         let mut ctx = self.base_context(name, &unsubscribe);
         let (subject, template, message_id) = match kind {
-            "confirm" => {
-                let token =
-                    token.ok_or_else(|| anyhow::anyhow!("a confirm mail without a token"))?;
+            MailKind::Confirm { token } => {
                 ctx.insert(
                     "confirm_url",
                     &s.http.public_url.join(&format!("confirm/{token}")),
@@ -96,12 +93,11 @@ impl Composer {
                     ),
                 )
             }
-            "welcome" => (
+            MailKind::Welcome => (
                 format!("Welcome to {}", s.newsletter.name.0),
                 "welcome",
                 format!("welcome-{subscriber_id}"),
             ),
-            other => anyhow::bail!("unknown mail kind {other:?}"),
         };
         let address = lettre::Address::from_str(email)?;
         let message = compose(

@@ -80,7 +80,7 @@ impl SubscriberName {
         let Some(s) = input.map(str::trim).filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
-        if s.chars().any(crate::render::forbidden_char) {
+        if s.chars().any(crate::text::forbidden_char) {
             return Err(InvalidSubscriber(
                 "A name cannot contain line breaks or control characters.".into(),
             ));

@@ -8,10 +8,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
+use super::AppState;
 use super::error::PageError;
 use super::pages::{base_context, not_found};
 use crate::render::{Personalizer, SlotValues};
-use crate::startup::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

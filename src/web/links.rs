@@ -13,10 +13,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
+use super::AppState;
 use super::error::PageError;
 use super::pages::{base_context, message_page};
 use super::signup::{client_ip, consent_of};
-use crate::startup::AppState;
 use crate::store::subscribers::ConfirmOutcome;
 use crate::subscribers::lifecycle::UnsubscribeOutcome;
 use crate::subscribers::tokens::{

@@ -12,7 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::startup::AppState;
+use super::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))

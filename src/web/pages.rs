@@ -4,8 +4,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use tera::Context;
 
+use super::AppState;
 use super::error::PageError;
-use crate::startup::AppState;
 
 /// The values every page template uses (see `templates/web/base.html`).
 pub fn base_context(state: &AppState) -> Context {

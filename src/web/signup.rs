@@ -16,9 +16,9 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::AppState;
 use super::error::PageError;
 use super::pages::{base_context, message_page};
-use crate::startup::AppState;
 use crate::subscribers::lifecycle::signup_request;
 use crate::subscribers::{ConsentContext, InvalidSubscriber, SubscriberEmail, SubscriberName};
 

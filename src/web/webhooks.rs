@@ -12,11 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use secrecy::ExposeSecret;
 
+use super::AppState;
 use crate::bounces::Source;
 use crate::bounces::intake::{Classified, Intake};
 use crate::bounces::policy::Policy;
 use crate::bounces::webhooks::{self, Provider, ProviderEvent, WebhookError};
-use crate::startup::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/webhooks/{provider}", post(receive))

@@ -447,3 +447,24 @@ pub async fn add_confirmed(store: &Store, n: usize, prefix: &str, width: usize) 
         .await
         .unwrap();
 }
+
+/// The application layer over a test database, as the CLI and `serve` build it.
+pub fn app(store: &Store, settings: &Settings) -> verdicts::app::App {
+    verdicts::app::App::new(
+        store.clone(),
+        std::sync::Arc::new(settings.clone()),
+        settings.secret_key().expect("a secret key"),
+        std::sync::Arc::new(verdicts::render::Renderer::new().expect("templates")),
+    )
+}
+
+/// Starts the send of a ready or scheduled issue, as an operator's `send` does; returns the
+/// number of recipients in its ledger.
+pub async fn start_send(store: &Store, issue_id: i64) -> i64 {
+    use verdicts::issues::{ActionKind, IssueStatus};
+    store
+        .start_send(issue_id, &IssueStatus::allowing(ActionKind::Send))
+        .await
+        .expect("starting the send")
+        .expect("a ready or scheduled issue")
+}
