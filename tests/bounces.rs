@@ -285,6 +285,45 @@ async fn fixture_reports_of_real_mtas_are_classified_attributed_and_applied_once
         assert_eq!(status_of(&store, email).await, status, "{email}");
     }
 
+    // A forged report: a VERP address with a tag that does not verify, quoting the genuine
+    // Message-ID of r0000's message. Attributed to nobody; r0000 stays.
+    let genuine = verp::address(
+        &return_path(),
+        &secret(),
+        VerpTarget {
+            issue_id: 1,
+            subscriber_id: 1,
+        },
+    )
+    .to_string();
+    let (local, domain) = genuine.split_once('@').unwrap();
+    let tail = if local.ends_with("0000") {
+        "1111"
+    } else {
+        "0000"
+    };
+    let forged_verp = format!("{}{tail}@{domain}", &local[..local.len() - 4]);
+    let forged = std::fs::read_to_string(fixture("postfix-hard.eml"))
+        .unwrap()
+        .replace("{VERP:2}", &forged_verp)
+        .replace("r0001@example.org", "r0000@example.org")
+        .replace("issue-1.sub-2@", "issue-1.sub-1@")
+        .replace("4XyZ1k2Lm9z9sWq@relay", "forged@relay");
+    let forged_path = env.write("forged.eml", &forged);
+    let out = run(
+        &env,
+        &["--json", "bounces", "import", forged_path.to_str().unwrap()],
+        &base_vars(),
+    );
+    let line = &json_lines(out.ok())[0];
+    assert_eq!(line["kind"], "hard", "{line}");
+    assert!(line["subscriber"].is_null(), "{line}");
+    assert_eq!(line["effect"], "unattributed", "{line}");
+    assert_eq!(
+        status_of(&store, "r0000@example.org").await,
+        SubscriberStatus::Confirmed
+    );
+
     // A signup of the complainer is not re-activated by an operator import.
     let out = run(
         &env,

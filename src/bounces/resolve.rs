@@ -9,6 +9,9 @@
 //! 4. **Recipient** address the report names, looked up among subscribers.
 //!
 //! For 3 and 4 the issue comes from the original's Feedback-ID or Message-ID, when present.
+//!
+//! A report addressed to (or quoting) one of our VERP addresses whose tag does **not** verify is
+//! forged or mangled: it is attributed to nobody, whatever its other clues say.
 
 use super::MatchedBy;
 use super::parse::Clues;
@@ -60,7 +63,11 @@ pub async fn resolve(
 ) -> anyhow::Result<Resolved> {
     let our_domain = crate::mail::our_domain(settings);
     if let Some(rp) = &settings.mail.return_path {
+        let mut forged = false;
         for a in &clues.envelope {
+            if verp::looks_like_ours(rp, a) && verp::parse(rp, secret, a).is_none() {
+                forged = true;
+            }
             if let Some(t) = verp::parse(rp, secret, a)
                 && store.get_subscriber(t.subscriber_id).await?.is_some()
             {
@@ -71,6 +78,10 @@ pub async fn resolve(
                     matched_by: Some(MatchedBy::Verp),
                 });
             }
+        }
+        if forged {
+            tracing::warn!(envelope = ?clues.envelope, "a report with a VERP address that does not verify: not attributed");
+            return Ok(Resolved::default());
         }
     }
     // The issue the original belonged to, from its Message-ID or Feedback-ID.

@@ -82,6 +82,19 @@ pub fn plain_sender(settings: &Settings) -> lettre::Address {
     }
 }
 
+/// Whether `address` has the shape of one of our VERP addresses (`local+…@domain`), signed
+/// correctly or not.
+pub fn looks_like_ours(return_path: &ReturnPath, address: &str) -> bool {
+    let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    domain.eq_ignore_ascii_case(return_path.0.domain())
+        && local
+            .split_once('+')
+            .is_some_and(|(user, _)| user.eq_ignore_ascii_case(return_path.0.user()))
+}
+
 /// Reads a VERP address back: `Some` only for `local+TOKEN@domain` of our return path (compared
 /// without regard to case) with a tag that verifies.
 pub fn parse(return_path: &ReturnPath, secret: &SecretKey, address: &str) -> Option<VerpTarget> {
