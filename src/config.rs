@@ -498,6 +498,10 @@ pub struct BounceSettings {
     /// Handled messages are moved to this folder; unset: flagged `\Seen` in place.
     #[serde(default)]
     pub imap_done_folder: Option<String>,
+    /// A PEM bundle of extra trusted roots for `imaps://` (a private mail server's CA), beside
+    /// the public roots.
+    #[serde(default)]
+    pub imap_ca_file: Option<PathBuf>,
 }
 
 impl Default for BounceSettings {
@@ -508,6 +512,7 @@ impl Default for BounceSettings {
             imap_url: None,
             imap_poll: default_imap_poll(),
             imap_done_folder: None,
+            imap_ca_file: None,
         }
     }
 }
@@ -725,6 +730,14 @@ impl Settings {
         {
             problems.push(format!(
                 "webhooks.ses_signing_cert_file: {} is not a file",
+                path.display()
+            ));
+        }
+        if let Some(path) = &self.bounces.imap_ca_file
+            && !path.is_file()
+        {
+            problems.push(format!(
+                "bounces.imap_ca_file: {} is not a file",
                 path.display()
             ));
         }

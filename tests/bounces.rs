@@ -814,3 +814,63 @@ async fn the_bounce_mailbox_is_polled_and_the_next_issue_skips_those_readers() {
     );
     app.stop().await;
 }
+
+/// `imaps://`: the mailbox's certificate must chain to a trusted root — the public roots or
+/// `bounces.imap_ca_file`. Untrusted: the poll fails and applies nothing; trusted: the DSN is
+/// applied and marked.
+#[tokio::test]
+async fn the_bounce_mailbox_over_imaps_needs_a_trusted_certificate() {
+    use verdicts::bounces::imap::{Mailbox, PollOptions, poll_once};
+    use verdicts::bounces::intake::Intake;
+    use verdicts::bounces::policy::Policy;
+    let env = TestEnv::new().await;
+    let store = setup(&env, 3).await;
+    let dovecot = common::imap::Dovecot::start_tls();
+    let target = VerpTarget {
+        issue_id: 1,
+        subscriber_id: 2,
+    };
+    let verp = verp::address(&return_path(), &secret(), target).to_string();
+    let original = "From: Weekly AI Tool Verdicts <verdicts@shiporskip.example>\r\n\
+                    To: r0001@example.org\r\nSubject: Weekly AI Tool Verdicts #1\r\n\
+                    Message-ID: <issue-1.sub-2@shiporskip.example>\r\n\r\nHello\r\n";
+    dovecot
+        .append(&[dsn_for(&verp, "r0001@example.org", original, 7)])
+        .await;
+    let settings = env.settings(&settings_toml());
+    let policy = Policy::from_settings(&settings);
+    let secret = secret();
+    let intake = Intake {
+        store: &store,
+        settings: &settings,
+        secret: &secret,
+        policy: &policy,
+    };
+    let mailbox = Mailbox::from_url(&dovecot.tls_url()).unwrap();
+    let options = |ca| PollOptions {
+        done_folder: None,
+        ca_file: ca,
+        timeout: Duration::from_secs(5),
+    };
+    let err = poll_once(&mailbox, &intake, options(None))
+        .await
+        .expect_err("a certificate from an unknown CA is refused");
+    assert!(format!("{err:#}").contains("certificate"), "{err:#}");
+    assert_eq!(store.count_rows("bounce_events").await.unwrap(), 0);
+
+    let ca = dovecot.ca_file();
+    let polled = poll_once(&mailbox, &intake, options(Some(ca.as_path())))
+        .await
+        .expect("polling over TLS with the CA");
+    assert_eq!((polled.handled, polled.unreadable), (1, 0));
+    assert_eq!(
+        status_of(&store, "r0001@example.org").await,
+        SubscriberStatus::Bounced
+    );
+    assert!(dovecot.search("UNSEEN").await.is_empty());
+    // A second poll finds nothing new.
+    let again = poll_once(&mailbox, &intake, options(Some(ca.as_path())))
+        .await
+        .unwrap();
+    assert_eq!((again.handled, again.unreadable), (0, 0));
+}

@@ -5,7 +5,8 @@
 //! can read is flagged `\Seen \Flagged` (for a person to look at) and skipped. Applying is
 //! idempotent, so a crash between applying and flagging only repeats work.
 //!
-//! `imaps://` is TLS from the first byte (port 993, webpki roots); plain `imap://` (port 143)
+//! `imaps://` is TLS from the first byte (port 993; the public webpki roots plus any in
+//! `bounces.imap_ca_file`); plain `imap://` (port 143)
 //! is accepted only for a loopback host, so credentials never cross a network in the clear.
 
 use std::time::Duration;
@@ -107,13 +108,44 @@ pub struct Polled {
     pub unreadable: usize,
 }
 
+/// How to reach the mailbox and what to do with handled messages.
+#[derive(Debug, Clone, Copy)]
+pub struct PollOptions<'a> {
+    pub done_folder: Option<&'a str>,
+    /// Extra trusted roots (PEM) for `imaps://`.
+    pub ca_file: Option<&'a std::path::Path>,
+    /// Bounds every step (connect, TLS, each IMAP command).
+    pub timeout: Duration,
+}
+
+fn tls_roots(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        use rustls_pki_types::pem::PemObject;
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("bounces.imap_ca_file: reading {}", path.display()))?
+        {
+            let cert = cert.with_context(|| format!("bounces.imap_ca_file: {}", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("bounces.imap_ca_file: {}", path.display()))?;
+        }
+    }
+    Ok(roots)
+}
+
 /// Connects, logs in, applies every unseen message, marks them, logs out.
 pub async fn poll_once(
     mailbox: &Mailbox,
     intake: &Intake<'_>,
-    done_folder: Option<&str>,
-    timeout: Duration,
+    options: PollOptions<'_>,
 ) -> anyhow::Result<Polled> {
+    let PollOptions {
+        done_folder,
+        ca_file,
+        timeout,
+    } = options;
     let tcp = tokio::time::timeout(
         timeout,
         tokio::net::TcpStream::connect((mailbox.host.as_str(), mailbox.port)),
@@ -122,8 +154,7 @@ pub async fn poll_once(
     .with_context(|| format!("connecting to {mailbox:?} timed out"))?
     .with_context(|| format!("connecting to {mailbox:?}"))?;
     if mailbox.tls {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let roots = tls_roots(ca_file)?;
         let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -251,14 +282,12 @@ pub async fn run(
             secret: &secret,
             policy: &policy,
         };
-        match poll_once(
-            &mailbox,
-            &intake,
-            settings.bounces.imap_done_folder.as_deref(),
+        let options = PollOptions {
+            done_folder: settings.bounces.imap_done_folder.as_deref(),
+            ca_file: settings.bounces.imap_ca_file.as_deref(),
             timeout,
-        )
-        .await
-        {
+        };
+        match poll_once(&mailbox, &intake, options).await {
             Ok(p) if p.handled + p.unreadable > 0 => {
                 tracing::info!(
                     handled = p.handled,

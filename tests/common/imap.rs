@@ -11,13 +11,45 @@ pub const PASSWORD: &str = "imap-secret-1";
 
 /// A running Dovecot.
 pub struct Dovecot {
+    /// Plain IMAP (loopback).
     pub port: u16,
+    /// IMAP over TLS, when started with [`Dovecot::start_tls`].
+    pub tls_port: Option<u16>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Dovecot {
+    /// Plain IMAP on loopback only.
     pub fn start() -> Dovecot {
+        Self::start_with(false)
+    }
+
+    /// Plain IMAP and IMAPS, the latter with a certificate for 127.0.0.1 issued by a test CA
+    /// (its PEM: [`Dovecot::ca_file`]).
+    pub fn start_tls() -> Dovecot {
+        Self::start_with(true)
+    }
+
+    /// The test CA that issued the IMAPS certificate.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn start_with(tls: bool) -> Dovecot {
         let binary = "/usr/sbin/dovecot";
         assert!(
             Path::new(binary).exists(),
@@ -37,14 +69,88 @@ impl Dovecot {
         )
         .unwrap();
         let port = super::free_port();
+        let tls_port = tls.then(super::free_port);
+        let (ssl, imaps_port) = match tls_port {
+            Some(p) => {
+                let ec = [
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                ];
+                let mut ca = vec!["req", "-x509"];
+                ca.extend(ec);
+                ca.extend([
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=verdicts test CA",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ]);
+                openssl(&ca, d);
+                let mut csr = vec!["req"];
+                csr.extend(ec);
+                csr.extend([
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ]);
+                openssl(&csr, d);
+                std::fs::write(
+                    d.join("server.ext"),
+                    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+                     keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+                )
+                .unwrap();
+                openssl(
+                    &[
+                        "x509",
+                        "-req",
+                        "-in",
+                        "server.csr",
+                        "-CA",
+                        "ca.pem",
+                        "-CAkey",
+                        "ca.key",
+                        "-CAcreateserial",
+                        "-out",
+                        "server.pem",
+                        "-days",
+                        "2",
+                        "-extfile",
+                        "server.ext",
+                    ],
+                    d,
+                );
+                (
+                    format!(
+                        "ssl = yes\nssl_cert = <{d}/server.pem\nssl_key = <{d}/server.key\n",
+                        d = d.display()
+                    ),
+                    p,
+                )
+            }
+            None => ("ssl = no\n".to_string(), 0),
+        };
         let conf = format!(
             "protocols = imap\nlisten = 127.0.0.1\nbase_dir = {d}/run\nstate_dir = {d}/state\n\
-             log_path = {d}/log\nssl = no\ndisable_plaintext_auth = no\n\
+             log_path = {d}/log\n{ssl}disable_plaintext_auth = no\n\
              auth_mechanisms = plain login\nmail_location = maildir:{d}/mail/%u\n\
              first_valid_uid = 1\n\
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/passwd\n}}\n\
              userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/mail/%u\n}}\n\
-             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps_port}\n  }}\n}}\n\
              service anvil {{\n  chroot =\n}}\n",
             d = d.display()
         );
@@ -59,11 +165,13 @@ impl Dovecot {
             .expect("starting dovecot");
         let mut dovecot = Dovecot {
             port,
+            tls_port,
             dir,
             child: Some(child),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let listening = |p: u16| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
+        while !listening(port) || tls_port.is_some_and(|p| !listening(p)) {
             if let Some(status) = dovecot.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!(
                     "dovecot exited with {status}: {}",
@@ -74,6 +182,14 @@ impl Dovecot {
             std::thread::sleep(Duration::from_millis(50));
         }
         dovecot
+    }
+
+    /// `imaps://bounces:…@127.0.0.1:PORT/INBOX`.
+    pub fn tls_url(&self) -> String {
+        format!(
+            "imaps://{USER}:{PASSWORD}@127.0.0.1:{}/INBOX",
+            self.tls_port.expect("started with start_tls")
+        )
     }
 
     /// `imap://bounces:…@127.0.0.1:PORT/INBOX`.
