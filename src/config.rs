@@ -61,6 +61,16 @@ pub struct Settings {
     pub site: SiteSettings,
     #[serde(default)]
     pub log: LogSettings,
+    #[serde(default)]
+    pub templates: TemplateSettings,
+}
+
+/// `templates.dir`: a folder whose files replace the built-in templates of the same name
+/// (`email/issue.mjml`, `web/signup.html`, …); missing files fall back to the built-ins.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSettings {
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -38,7 +38,7 @@ impl Application {
         );
         let secret = settings.secret_key()?;
         let settings = Arc::new(settings);
-        let renderer = Arc::new(Renderer::new()?);
+        let renderer = Arc::new(Renderer::from_settings(&settings)?);
         let transport = Transport::from_settings(&settings)?;
         let signup_limiter = limiter(settings.signup.rate_limit_per_minute);
         let signup_writer = SignupWriter::spawn(

@@ -52,12 +52,8 @@ pub struct Composer {
 impl Composer {
     fn base_context(&self, name: Option<&str>, unsubscribe: &str) -> Context {
         let s = &self.settings;
-        let mut ctx = Context::new();
+        let mut ctx = crate::render::page_context(s);
         ctx.insert("name", &name);
-        ctx.insert("newsletter_name", &s.newsletter.name.0);
-        ctx.insert("site_name", &s.site.name.0);
-        ctx.insert("postal_address", &s.newsletter.postal_address.0);
-        ctx.insert("home_url", &s.http.public_url.join("/"));
         ctx.insert("archive_url", &s.http.public_url.join("archive"));
         ctx.insert("unsubscribe_url", unsubscribe);
         ctx
