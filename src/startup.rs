@@ -16,7 +16,7 @@ use crate::store::Store;
 use crate::subscribers::lifecycle::{Composer, Lifecycle};
 use crate::subscribers::signup_writer::SignupWriter;
 use crate::web;
-use crate::web::signup::{SignupLimiter, limiter};
+use crate::web::limits::RateLimits;
 
 /// What every request handler may use; built once per process.
 #[derive(Debug, Clone)]
@@ -28,7 +28,8 @@ pub struct AppState {
     pub transport: Transport,
     /// Wakes the transactional mail sender when something is queued.
     pub mail_signal: QueueSignal,
-    pub signup_limiter: Option<SignupLimiter>,
+    /// Per-client rate limits of the public routes and the API.
+    pub rate_limits: RateLimits,
     /// Group-commit writer for signups.
     pub signup_writer: SignupWriter,
 }
@@ -63,7 +64,7 @@ impl Application {
         let secret = settings.secret_key()?;
         let renderer = Arc::new(Renderer::new()?);
         let transport = Transport::from_settings(&settings)?;
-        let signup_limiter = limiter(settings.signup.rate_limit_per_minute);
+        let rate_limits = RateLimits::from_settings(&settings);
         let signup_writer = SignupWriter::spawn(
             store.clone(),
             settings.signup.confirm_token_ttl.0,
@@ -83,7 +84,7 @@ impl Application {
                 renderer,
                 transport,
                 mail_signal: QueueSignal::default(),
-                signup_limiter,
+                rate_limits,
                 signup_writer,
             },
         })
@@ -119,14 +120,15 @@ impl Application {
             self.state.mail_signal.clone(),
             shutdown.clone(),
         ));
-        if let Some(limiter) = self.state.signup_limiter.clone() {
+        {
+            let limits = self.state.rate_limits.clone();
             let stop = shutdown.clone();
             tokio::spawn(async move {
-                // Forget idle clients so the limiter's memory does not grow with every IP seen.
+                // Forget idle clients so the limiters' memory does not grow with every IP seen.
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => limiter.retain_recent(),
+                        _ = tick.tick() => limits.retain_recent(),
                         _ = stop.clone().wait() => break,
                     }
                 }
@@ -145,14 +147,11 @@ impl Application {
             Arc::new(crate::schedule::SystemClock),
             shutdown.clone(),
         ));
+        let limits = web::serve::ConnectionLimits::from(&self.state.settings.http);
         let app = web::router(self.state);
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.wait())
-        .await
-        .context("serving HTTP")?;
+        web::serve::serve(self.listener, app, limits, shutdown.clone())
+            .await
+            .context("serving HTTP")?;
         if let Err(e) = scheduler.await {
             tracing::warn!(error = %e, "the scheduler ended abnormally");
         }

@@ -482,7 +482,7 @@ async fn signups_are_rate_limited_per_ip() {
     let before = app.store.count_rows("subscribers").await.unwrap();
     let (status, page) = subscribe(&app, "r9@example.org").await;
     assert_eq!(status, 429);
-    assert!(page.contains("Too many signups"), "{page}");
+    assert!(page.contains("Too many requests"), "{page}");
     assert_eq!(app.store.count_rows("subscribers").await.unwrap(), before);
     // JSON clients get JSON.
     let r = app
@@ -493,6 +493,12 @@ async fn signups_are_rate_limited_per_ip() {
         .await
         .unwrap();
     assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
     let v: serde_json::Value = r.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("Too many"));
     app.stop().await;

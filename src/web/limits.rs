@@ -1,0 +1,163 @@
+//! Per-client rate limits (governor, keyed by [`ClientAddr`]) on every route a stranger can hit
+//! in bulk: `POST /subscribe` (`signup.rate_limit_per_minute`), and `/confirm`, `/unsubscribe`
+//! and `/api` (`http.rate_limit_per_minute`, one bucket each). A refused request gets 429 with
+//! `Retry-After`, as JSON for API and JSON callers and as a page for browsers.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde_json::json;
+
+use super::client::ClientAddr;
+use crate::config::Settings;
+use crate::startup::AppState;
+
+type Limiter = Arc<DefaultKeyedRateLimiter<IpAddr>>;
+
+/// Which routes a request counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// `POST /subscribe`.
+    Signup,
+    /// `/confirm/…` and `/unsubscribe/…`.
+    Links,
+    /// `/api/…`.
+    Api,
+}
+
+/// The limiters of one process, built once from settings; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimits {
+    signup: Option<Limiter>,
+    links: Option<Limiter>,
+    api: Option<Limiter>,
+}
+
+fn per_minute(n: u32) -> Option<Limiter> {
+    NonZeroU32::new(n).map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))))
+}
+
+impl RateLimits {
+    pub fn from_settings(settings: &Settings) -> RateLimits {
+        RateLimits {
+            signup: per_minute(settings.signup.rate_limit_per_minute),
+            links: per_minute(settings.http.rate_limit_per_minute),
+            api: per_minute(settings.http.rate_limit_per_minute),
+        }
+    }
+
+    fn of(&self, bucket: Bucket) -> Option<&Limiter> {
+        match bucket {
+            Bucket::Signup => self.signup.as_ref(),
+            Bucket::Links => self.links.as_ref(),
+            Bucket::Api => self.api.as_ref(),
+        }
+    }
+
+    /// `Err(seconds to wait)` when `client` is over its quota in `bucket`.
+    pub fn check(&self, bucket: Bucket, client: IpAddr) -> Result<(), u64> {
+        let Some(limiter) = self.of(bucket) else {
+            return Ok(());
+        };
+        limiter.check_key(&client).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            // Round up: "Retry-After: 0" would invite an immediate retry that fails again.
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+
+    /// Forgets clients that are back to a full quota, so memory does not grow with every
+    /// address ever seen.
+    pub fn retain_recent(&self) {
+        for limiter in [&self.signup, &self.links, &self.api].into_iter().flatten() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+const TOO_MANY: &str =
+    "Too many requests from your network just now. Please wait a minute and try again.";
+
+fn too_many(state: &AppState, request: &Request, retry_after: u64) -> Response {
+    let wants_json = request.uri().path().starts_with("/api/")
+        || request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
+    let mut response = if wants_json {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({ "error": TOO_MANY, "retry_after": retry_after })),
+        )
+            .into_response()
+    } else {
+        super::pages::message_page(
+            state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Slow down, please",
+            TOO_MANY,
+            None,
+        )
+        .unwrap_or_else(IntoResponse::into_response)
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+    response
+}
+
+async fn enforce(
+    bucket: Bucket,
+    state: AppState,
+    client: ClientAddr,
+    request: Request,
+    next: Next,
+) -> Response {
+    match state.rate_limits.check(bucket, client.0) {
+        Ok(()) => next.run(request).await,
+        Err(retry_after) => {
+            tracing::info!(client = %client.0, ?bucket, "rate limited");
+            too_many(&state, &request, retry_after)
+        }
+    }
+}
+
+/// Middleware for `POST /subscribe`.
+pub async fn signup(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    request: Request,
+    next: Next,
+) -> Response {
+    enforce(Bucket::Signup, state, client, request, next).await
+}
+
+/// Middleware for `/confirm` and `/unsubscribe`.
+pub async fn links(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    request: Request,
+    next: Next,
+) -> Response {
+    enforce(Bucket::Links, state, client, request, next).await
+}
+
+/// Middleware for `/api`.
+pub async fn api(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    request: Request,
+    next: Next,
+) -> Response {
+    enforce(Bucket::Api, state, client, request, next).await
+}
