@@ -67,8 +67,11 @@ impl Application {
         let rate_limits = RateLimits::from_settings(&settings);
         let signup_writer = SignupWriter::spawn(
             store.clone(),
-            settings.signup.confirm_token_ttl.0,
-            settings.signup.resend_interval.0,
+            crate::store::subscribers::SignupLimits {
+                token_ttl: settings.signup.confirm_token_ttl.0,
+                resend_interval: settings.signup.resend_interval.0,
+                per_mailbox_per_hour: settings.signup.confirmations_per_mailbox_per_hour,
+            },
         );
         let listener = TcpListener::bind(settings.http.bind)
             .await

@@ -154,6 +154,7 @@ async fn subscribe(
     ClientAddr(ip): ClientAddr,
     request: Request<Body>,
 ) -> Result<Response, PageError> {
+    let arrived = tokio::time::Instant::now();
     let headers = request.headers().clone();
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -224,9 +225,19 @@ async fn subscribe(
     let consent = consent_of(&state, &headers, ip);
     let outcome = state
         .signup_writer
-        .submit(signup_request(signup.email, signup.name, consent))
+        .submit(signup_request(
+            &state.secret,
+            signup.email,
+            signup.name,
+            consent,
+        ))
         .await?;
     tracing::debug!(?outcome, "signup");
+    state
+        .signup_writer
+        .note_answer_time(outcome, arrived.elapsed());
     state.mail_signal.notify();
+    // The same answer for every state, at the same time too (see `answer_floor`).
+    tokio::time::sleep_until(arrived + state.signup_writer.answer_floor()).await;
     reply(&state, &format, StatusCode::OK, CHECK_INBOX, None)
 }
