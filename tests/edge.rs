@@ -304,3 +304,70 @@ async fn without_a_trusted_proxy_forwarded_headers_are_ignored() {
     assert_eq!(ips, vec![Some("127.0.0.1".to_string()); 2]);
     app.stop().await;
 }
+
+/// JSON bodies are objects, without duplicate keys: an array is not a signup or an issue, and
+/// `{"week": A, "week": B}` is not B. Each is refused with a clear message and writes nothing.
+#[tokio::test]
+async fn json_bodies_are_objects_without_duplicate_keys() {
+    let app = TestApp::spawn("[signup]\nrate_limit_per_minute = 1000").await;
+    let subscribe_cases = [
+        (
+            r#"["a@example.org"]"#,
+            "must be a JSON object, not an array",
+        ),
+        (r#""a@example.org""#, "must be a JSON object, not a string"),
+        (
+            r#"{"email":"a@example.org","email":"b@example.org"}"#,
+            "duplicate key \"email\"",
+        ),
+    ];
+    for (body, expected) in subscribe_cases {
+        let r = app
+            .client
+            .post(app.url("/subscribe"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{body}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        let error = v["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{body}: {error}");
+    }
+    let api_cases = [
+        ("/api/issues", r#"["2026-W47"]"#, "not an array"),
+        (
+            "/api/issues",
+            r#"{"week":"2026-W01","week":"2026-W47"}"#,
+            "duplicate key \"week\"",
+        ),
+        (
+            "/api/comparisons",
+            r#"{"slug":"a-vs-b","slug":"c-vs-d"}"#,
+            "duplicate key \"slug\"",
+        ),
+        (
+            "/api/comparisons",
+            r#"[{"slug":"a-vs-b","title":"A","title":"B"}]"#,
+            "duplicate key \"title\"",
+        ),
+    ];
+    for (path, body, expected) in api_cases {
+        let r = app
+            .admin(reqwest::Method::POST, path)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{path} {body}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        let error = v["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{path} {body}: {error}");
+    }
+    for table in ["subscribers", "issues", "comparisons"] {
+        assert_eq!(app.store.count_rows(table).await.unwrap(), 0, "{table}");
+    }
+    app.stop().await;
+}

@@ -71,6 +71,10 @@ async fn post_comparisons(
         field: None,
         message: "the body is not UTF-8".into(),
     })?;
+    super::json::value(&body).map_err(|e| ApiError::Invalid {
+        field: None,
+        message: format!("malformed JSON: {e}"),
+    })?;
     let comparisons = parse_json(text).map_err(|e| ApiError::Invalid {
         field: Some(e.field.clone()),
         message: e.to_string(),
@@ -134,7 +138,7 @@ async fn post_issue(
     let req: CreateIssue = if body.iter().all(u8::is_ascii_whitespace) {
         CreateIssue::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::Invalid {
+        super::json::object(&body).map_err(|e| ApiError::Invalid {
             field: None,
             message: format!("malformed JSON: {e}"),
         })?
@@ -185,7 +189,7 @@ async fn issue_action(
     let req: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
         ActionBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::Invalid {
+        super::json::object(&body).map_err(|e| ApiError::Invalid {
             field: None,
             message: format!("malformed JSON: {e}"),
         })?

@@ -8,6 +8,7 @@ pub mod client;
 pub mod error;
 pub mod headers;
 pub mod health;
+pub mod json;
 pub mod limits;
 pub mod links;
 pub mod metrics;

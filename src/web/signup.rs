@@ -179,7 +179,7 @@ async fn subscribe(
         }
     };
     let parsed: Result<SignupForm, String> = match format {
-        Format::Json => serde_json::from_slice(&body).map_err(|e| format!("Malformed JSON: {e}")),
+        Format::Json => super::json::object(&body).map_err(|e| format!("Malformed JSON: {e}")),
         Format::Html
             if content_type.starts_with("application/x-www-form-urlencoded")
                 || content_type.is_empty() =>
