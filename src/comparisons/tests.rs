@@ -380,3 +380,77 @@ fn detection_by_first_character() {
     assert_eq!(source, crate::store::comparisons::Source::Page);
     assert!(import::parse_text("   \n", &ctx()).is_err());
 }
+
+/// A review paragraph that reads like a footer word is part of the review, in the middle of
+/// the scorecard and in the last review alike.
+#[test]
+fn footer_words_inside_a_review_do_not_end_it() {
+    let last = "not a charity project.";
+    for paragraph in ["Bookmarks", "Weekly AI Tool Verdicts", "No bookmarks yet"] {
+        let text = SONNET
+            .replacen(
+                last,
+                &format!("{last}\n\n{paragraph}\n\nThe rest of the review."),
+                1,
+            )
+            .replacen(
+                "for single-session tasks.",
+                &format!("for single-session tasks.\n\n{paragraph}\n\nMore builder notes."),
+                1,
+            );
+        let c = Comparison::from_page_text(&text, &ctx()).expect(paragraph);
+        let founder = &c.review(Persona::Founder, 1).text;
+        assert!(
+            founder.ends_with(&format!("{last}\n\n{paragraph}\n\nThe rest of the review.")),
+            "{paragraph}: {founder}"
+        );
+        let builder = &c.review(Persona::Builder, 0).text;
+        assert!(
+            builder.ends_with(&format!("\n\n{paragraph}\n\nMore builder notes.")),
+            "{paragraph}: {builder}"
+        );
+    }
+}
+
+/// Nothing on a page is dropped silently: text after the footer, between the last review and
+/// the footer's end, or before the heading is an error naming its line.
+#[test]
+fn unrecognised_text_is_an_error_naming_the_line() {
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.trim() == needle).unwrap() + 1;
+    let after_footer = format!("{SONNET}\nBuy cheap pills at evil.example\n");
+    let in_footer = SONNET.replacen(
+        "No bookmarks yet",
+        "No bookmarks yet\n\nInjected paragraph",
+        1,
+    );
+    let before_heading = format!("Sponsored: evil.example\n{SONNET}");
+    let haiku_after = format!("{HAIKU}\n\nA trailing paragraph\n");
+    let cases = [
+        (after_footer, "Buy cheap pills at evil.example", "after the"),
+        (in_footer, "Injected paragraph", "after the reviews"),
+        (before_heading, "Sponsored: evil.example", "before the"),
+        (haiku_after, "A trailing paragraph", "after the"),
+    ];
+    for (text, needle, expected) in cases {
+        let err = Comparison::from_page_text(&text, &ctx()).expect_err(needle);
+        assert_eq!(
+            err.field,
+            format!("line {}", line_of(&text, needle)),
+            "{needle}"
+        );
+        assert!(err.message.contains(expected), "{needle}: {err}");
+        assert!(err.message.contains(needle), "{needle}: {err}");
+    }
+}
+
+/// The two real captures import exactly as before, footer and all, also without the footer.
+#[test]
+fn the_real_pages_still_import_with_or_without_their_footer() {
+    for page in [SONNET, HAIKU] {
+        let full = Comparison::from_page_text(page, &ctx()).unwrap();
+        let cut = &page[..page.find("Weekly AI Tool Verdicts").unwrap()];
+        let without = Comparison::from_page_text(cut, &ctx()).unwrap();
+        assert_eq!(full.to_json(), without.to_json());
+    }
+}
