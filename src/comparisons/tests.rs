@@ -454,3 +454,95 @@ fn the_real_pages_still_import_with_or_without_their_footer() {
         assert_eq!(full.to_json(), without.to_json());
     }
 }
+
+mod properties {
+    //! Random pages never panic the parser; whatever it accepts is a whole, valid comparison.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One edit of a real page, line by line.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Delete(usize),
+        Duplicate(usize),
+        Replace(usize, String),
+        Insert(usize, String),
+        Swap(usize, usize),
+    }
+
+    fn line_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[A-Za-z0-9 ·/%.—-]{0,40}",
+            Just("Bookmarks".to_string()),
+            Just("Weekly AI Tool Verdicts".to_string()),
+            Just("Get the next comparison in your inbox".to_string()),
+            Just("85/100 · ship".to_string()),
+            Just("Founder".to_string()),
+            Just("Decision".to_string()),
+            Just("Panel ship".to_string()),
+        ]
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            any::<usize>().prop_map(Edit::Delete),
+            any::<usize>().prop_map(Edit::Duplicate),
+            (any::<usize>(), line_text()).prop_map(|(i, t)| Edit::Replace(i, t)),
+            (any::<usize>(), line_text()).prop_map(|(i, t)| Edit::Insert(i, t)),
+            (any::<usize>(), any::<usize>()).prop_map(|(i, j)| Edit::Swap(i, j)),
+        ]
+    }
+
+    fn apply(page: &str, edits: &[Edit]) -> String {
+        let mut lines: Vec<String> = page.lines().map(str::to_string).collect();
+        for e in edits {
+            let n = lines.len().max(1);
+            match e {
+                Edit::Delete(i) if !lines.is_empty() => {
+                    lines.remove(i % n);
+                }
+                Edit::Duplicate(i) if !lines.is_empty() => {
+                    let l = lines[i % n].clone();
+                    lines.insert(i % n, l);
+                }
+                Edit::Replace(i, t) if !lines.is_empty() => lines[i % n] = t.clone(),
+                Edit::Insert(i, t) => lines.insert(i % (lines.len() + 1), t.clone()),
+                Edit::Swap(i, j) if !lines.is_empty() => lines.swap(i % n, j % n),
+                _ => {}
+            }
+        }
+        lines.join("\n")
+    }
+
+    fn check(text: &str) {
+        if let Ok(c) = Comparison::from_page_text(text, &ctx()) {
+            assert_eq!(c.tools().len(), 2);
+            assert_eq!(c.reviews().len(), 8);
+            assert!(
+                c.reviews()
+                    .iter()
+                    .all(|r| r.score <= 100 && !r.text.is_empty())
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn edited_pages_never_panic(
+            base in prop_oneof![Just(SONNET), Just(HAIKU)],
+            edits in proptest::collection::vec(edit(), 1..6),
+        ) {
+            check(&apply(base, &edits));
+        }
+
+        #[test]
+        fn random_text_never_panics(text in any::<String>()) {
+            check(&text);
+            check(&format!("AI tool comparison\n{text}"));
+        }
+    }
+}
