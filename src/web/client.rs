@@ -9,8 +9,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap, Request};
 
 use crate::startup::AppState;
 
@@ -38,6 +38,27 @@ pub fn client_addr(trust_forwarded_for: bool, headers: &HeaderMap, peer: IpAddr)
     }
 }
 
+impl ClientAddr {
+    /// The client of a request with these extensions and headers.
+    fn from_parts(extensions: &Extensions, headers: &HeaderMap, state: &AppState) -> ClientAddr {
+        // Every connection gets ConnectInfo from the serve loop; a request built without one
+        // (router tests) counts as coming from nowhere in particular.
+        let peer = extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        ClientAddr(client_addr(
+            state.settings.signup.trust_forwarded_for,
+            headers,
+            peer,
+        ))
+    }
+
+    /// The client of `request` (for middleware, which holds the whole request).
+    pub fn of<B>(request: &Request<B>, state: &AppState) -> ClientAddr {
+        Self::from_parts(request.extensions(), request.headers(), state)
+    }
+}
+
 impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
@@ -45,17 +66,7 @@ impl FromRequestParts<AppState> for ClientAddr {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        // Every connection gets ConnectInfo from the serve loop; a request built without one
-        // (router tests) counts as coming from nowhere in particular.
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-        Ok(ClientAddr(client_addr(
-            state.settings.signup.trust_forwarded_for,
-            &parts.headers,
-            peer,
-        )))
+        Ok(Self::from_parts(&parts.extensions, &parts.headers, state))
     }
 }
 

@@ -116,13 +116,14 @@ fn too_many(state: &AppState, request: &Request, retry_after: u64) -> Response {
     response
 }
 
-async fn enforce(
-    bucket: Bucket,
-    state: AppState,
-    client: ClientAddr,
+/// The middleware: `from_fn_with_state((state, bucket), limits::enforce)` on the routes of
+/// `bucket`.
+pub async fn enforce(
+    State((state, bucket)): State<(AppState, Bucket)>,
     request: Request,
     next: Next,
 ) -> Response {
+    let client = ClientAddr::of(&request, &state);
     match state.rate_limits.check(bucket, client.0) {
         Ok(()) => next.run(request).await,
         Err(retry_after) => {
@@ -130,34 +131,4 @@ async fn enforce(
             too_many(&state, &request, retry_after)
         }
     }
-}
-
-/// Middleware for `POST /subscribe`.
-pub async fn signup(
-    State(state): State<AppState>,
-    client: ClientAddr,
-    request: Request,
-    next: Next,
-) -> Response {
-    enforce(Bucket::Signup, state, client, request, next).await
-}
-
-/// Middleware for `/confirm` and `/unsubscribe`.
-pub async fn links(
-    State(state): State<AppState>,
-    client: ClientAddr,
-    request: Request,
-    next: Next,
-) -> Response {
-    enforce(Bucket::Links, state, client, request, next).await
-}
-
-/// Middleware for `/api`.
-pub async fn api(
-    State(state): State<AppState>,
-    client: ClientAddr,
-    request: Request,
-    next: Next,
-) -> Response {
-    enforce(Bucket::Api, state, client, request, next).await
 }

@@ -14,6 +14,7 @@ use axum::routing::get;
 
 use super::client::ClientAddr;
 use super::error::PageError;
+use super::limits::Bucket;
 use super::pages::{base_context, message_page};
 use super::signup::consent_of;
 use crate::startup::AppState;
@@ -33,7 +34,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(unsubscribe_page).post(unsubscribe),
         )
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
-        .route_layer(from_fn_with_state(state.clone(), super::limits::links));
+        .route_layer(from_fn_with_state(
+            (state.clone(), Bucket::Links),
+            super::limits::enforce,
+        ));
     super::headers::token_pages(routes)
 }
 

@@ -34,7 +34,10 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(metrics::router())
         .merge(archive::router())
-        .merge(admin::router().route_layer(from_fn_with_state(state.clone(), limits::api)))
+        .merge(admin::router().route_layer(from_fn_with_state(
+            (state.clone(), limits::Bucket::Api),
+            limits::enforce,
+        )))
         .fallback(fallback)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::client::ClientAddr;
 use super::error::PageError;
+use super::limits::Bucket;
 use super::pages::{base_context, message_page};
 use crate::startup::AppState;
 use crate::subscribers::lifecycle::signup_request;
@@ -28,7 +29,10 @@ pub const MAX_SIGNUP_BODY: usize = 16 * 1024;
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new().route("/", get(page)).route(
         "/subscribe",
-        post(subscribe).route_layer(from_fn_with_state(state.clone(), super::limits::signup)),
+        post(subscribe).route_layer(from_fn_with_state(
+            (state.clone(), Bucket::Signup),
+            super::limits::enforce,
+        )),
     )
 }
 
