@@ -67,7 +67,7 @@ impl RateLimits {
         let Some(limiter) = self.of(bucket) else {
             return Ok(());
         };
-        limiter.check_key(&client).map_err(|not_until| {
+        limiter.check_key(&network_of(client)).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             // Round up: "Retry-After: 0" would invite an immediate retry that fails again.
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
@@ -81,6 +81,21 @@ impl RateLimits {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+    }
+}
+
+/// What one client is, for counting: an IPv4 address, or an IPv6 /64 — one host or home
+/// network gets a whole /64 and could otherwise rotate through its addresses.
+fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+            }
+        },
     }
 }
 
@@ -130,5 +145,29 @@ pub async fn enforce(
             tracing::info!(client = %client.0, ?bucket, "rate limited");
             too_many(&state, &request, retry_after)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_network_is_one_client() {
+        let settings = Settings::from_toml("[http]\nrate_limit_per_minute = 2").unwrap();
+        let limits = RateLimits::from_settings(&settings);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::7".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limits.check(Bucket::Api, a).is_ok());
+        assert!(limits.check(Bucket::Api, b).is_ok());
+        let wait = limits.check(Bucket::Api, a).unwrap_err();
+        assert!((1..=30).contains(&wait), "Retry-After {wait}");
+        assert!(limits.check(Bucket::Api, other).is_ok(), "another /64");
+        assert!(limits.check(Bucket::Links, a).is_ok(), "another bucket");
+        let v4: IpAddr = "203.0.113.9".parse().unwrap();
+        let mapped: IpAddr = "::ffff:203.0.113.9".parse().unwrap();
+        assert_eq!(network_of(mapped), v4);
+        assert_ne!(network_of("203.0.113.10".parse().unwrap()), network_of(v4));
     }
 }
