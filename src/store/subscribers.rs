@@ -198,68 +198,72 @@ impl Store {
         for e in &emails {
             q = q.bind(*e);
         }
-        let mut known: HashMap<String, (i64, String, Option<i64>)> = HashMap::new();
+        let mut known: HashMap<String, (i64, SubscriberStatus, Option<i64>)> = HashMap::new();
         for row in q.fetch_all(&mut *tx).await.context("looking up signups")? {
+            let status: String = row.try_get("status")?;
             known.insert(
                 row.try_get("email")?,
                 (
                     row.try_get("id")?,
-                    row.try_get("status")?,
+                    status.parse().map_err(anyhow::Error::msg)?,
                     row.try_get("last_confirmation_sent_at")?,
                 ),
             );
         }
 
         // 2. Decide per request; an address seen earlier in the batch counts as known.
+        enum Plan {
+            Insert,
+            Restart(i64),
+            Nothing(SignupOutcome),
+        }
         let mut outcomes = Vec::with_capacity(requests.len());
         let mut to_insert: Vec<usize> = Vec::new();
         let mut to_restart: Vec<(usize, i64)> = Vec::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();
-        let mut mailbox_full = |key: &str| {
-            let n = mailed.entry(key.to_string()).or_insert(0);
-            if *n >= i64::from(per_mailbox_per_hour) {
-                true
-            } else {
-                *n += 1;
-                false
-            }
-        };
         for (i, r) in requests.iter().enumerate() {
-            if seen.insert(r.email.as_str(), i).is_some() {
-                outcomes.push(SignupOutcome::Throttled);
-                continue;
-            }
-            let wants_mail = match known.get(r.email.as_str()) {
-                None => true,
-                Some((_, status, _)) if status == "confirmed" => false,
-                Some((_, status, last)) => {
-                    !(status == "pending" && last.is_some_and(|t| now - t < ms(resend_interval)))
+            let plan = if seen.insert(r.email.as_str(), i).is_some() {
+                Plan::Nothing(SignupOutcome::Throttled)
+            } else {
+                match known.get(r.email.as_str()) {
+                    None => Plan::Insert,
+                    Some((_, SubscriberStatus::Confirmed, _)) => {
+                        Plan::Nothing(SignupOutcome::AlreadyConfirmed)
+                    }
+                    // A repeat within the interval writes nothing (like a repeat in this batch).
+                    Some((_, SubscriberStatus::Pending, Some(last)))
+                        if now - last < ms(resend_interval) =>
+                    {
+                        Plan::Nothing(SignupOutcome::Throttled)
+                    }
+                    // Pending (interval passed), unsubscribed or bounced: start over.
+                    Some((id, _, _)) => Plan::Restart(*id),
                 }
             };
-            if wants_mail && mailbox_full(&r.mailbox_key) {
-                outcomes.push(SignupOutcome::MailboxLimit);
-                continue;
-            }
-            match known.get(r.email.as_str()) {
-                None => {
+            // Whoever would get a confirmation: within the mailbox's budget?
+            let plan = match plan {
+                Plan::Insert | Plan::Restart(_) => {
+                    let sent = mailed.entry(r.mailbox_key.clone()).or_insert(0);
+                    if *sent >= i64::from(per_mailbox_per_hour) {
+                        Plan::Nothing(SignupOutcome::MailboxLimit)
+                    } else {
+                        *sent += 1;
+                        plan
+                    }
+                }
+                nothing => nothing,
+            };
+            outcomes.push(match plan {
+                Plan::Insert => {
                     to_insert.push(i);
-                    outcomes.push(SignupOutcome::ConfirmationQueued);
+                    SignupOutcome::ConfirmationQueued
                 }
-                Some((_, status, _)) if status == "confirmed" => {
-                    outcomes.push(SignupOutcome::AlreadyConfirmed);
+                Plan::Restart(id) => {
+                    to_restart.push((i, id));
+                    SignupOutcome::ConfirmationQueued
                 }
-                Some((_, status, last))
-                    if status == "pending"
-                        && last.is_some_and(|t| now - t < ms(resend_interval)) =>
-                {
-                    // A repeat within the interval writes nothing (like a repeat in this batch).
-                    outcomes.push(SignupOutcome::Throttled);
-                }
-                Some((id, _, _)) => {
-                    to_restart.push((i, *id));
-                    outcomes.push(SignupOutcome::ConfirmationQueued);
-                }
-            }
+                Plan::Nothing(outcome) => outcome,
+            });
         }
 
         // 3. New subscribers, in one statement.
