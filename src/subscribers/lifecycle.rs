@@ -7,7 +7,7 @@ use lettre::message::Mailbox;
 use tera::Context;
 
 use super::tokens::{
-    hash_confirm_token, is_confirm_token_shape, new_confirm_token, suppression_hash,
+    hash_confirm_token, is_confirm_token_shape, mailbox_hash, new_confirm_token, suppression_hash,
     unsubscribe_token, verify_unsubscribe_token,
 };
 use super::{ConsentContext, SubscriberEmail, SubscriberName};
@@ -60,6 +60,11 @@ impl Composer {
     }
 
     /// The formatted message for a queued mail of `kind`.
+    ///
+    /// A confirmation goes to a mailbox that has not said yes to anything yet, so it carries
+    /// nothing a visitor typed: no name in `To:` and a neutral greeting, whatever name the
+    /// signup form was given. (Otherwise anyone could put their text into a genuine mail from
+    /// us to any address.) The welcome mail, after the confirmation, may use the name.
     pub fn compose(
         &self,
         kind: &MailKind,
@@ -68,6 +73,10 @@ impl Composer {
         name: Option<&str>,
     ) -> anyhow::Result<Vec<u8>> {
         let s = &self.settings;
+        let name = match kind {
+            MailKind::Confirm { .. } => None,
+            MailKind::Welcome => name,
+        };
         let unsubscribe = unsubscribe_url(s, &self.secret, subscriber_id);
         let mut ctx = self.base_context(name, &unsubscribe);
         let (subject, template, message_id) = match kind {
@@ -117,14 +126,16 @@ impl Composer {
     }
 }
 
-/// A signup request for `email`, with a fresh confirmation token.
+/// A signup request for `email`, with a fresh confirmation token and its mailbox key.
 pub fn signup_request(
+    secret: &SecretKey,
     email: SubscriberEmail,
     name: Option<SubscriberName>,
     consent: ConsentContext,
 ) -> crate::store::subscribers::SignupRequest {
     let (token, token_hash) = new_confirm_token();
     crate::store::subscribers::SignupRequest {
+        mailbox_key: mailbox_hash(secret, &email.mailbox_key()),
         email,
         name,
         consent,
