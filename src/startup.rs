@@ -16,7 +16,7 @@ use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::subscribers::lifecycle::Composer;
 use crate::subscribers::signup_writer::SignupWriter;
-use crate::web::signup::limiter;
+use crate::web::limits::RateLimits;
 use crate::web::{self, AppState};
 
 /// A built, bound, not yet running application.
@@ -38,13 +38,16 @@ impl Application {
         );
         let secret = settings.secret_key()?;
         let settings = Arc::new(settings);
-        let renderer = Arc::new(Renderer::new()?);
+        let renderer = Arc::new(Renderer::from_settings(&settings)?);
         let transport = Transport::from_settings(&settings)?;
-        let signup_limiter = limiter(settings.signup.rate_limit_per_minute);
+        let rate_limits = RateLimits::from_settings(&settings);
         let signup_writer = SignupWriter::spawn(
             store.clone(),
-            settings.signup.confirm_token_ttl.0,
-            settings.signup.resend_interval.0,
+            crate::store::subscribers::SignupLimits {
+                token_ttl: settings.signup.confirm_token_ttl.0,
+                resend_interval: settings.signup.resend_interval.0,
+                per_mailbox_per_hour: settings.signup.confirmations_per_mailbox_per_hour,
+            },
         );
         let listener = TcpListener::bind(settings.http.bind)
             .await
@@ -66,7 +69,7 @@ impl Application {
                 renderer,
                 transport,
                 mail_signal: QueueSignal::default(),
-                signup_limiter,
+                rate_limits,
                 signup_writer,
             },
         })
@@ -102,14 +105,15 @@ impl Application {
             self.state.mail_signal.clone(),
             shutdown.clone(),
         ));
-        if let Some(limiter) = self.state.signup_limiter.clone() {
+        {
+            let limits = self.state.rate_limits.clone();
             let stop = shutdown.clone();
             tokio::spawn(async move {
-                // Forget idle clients so the limiter's memory does not grow with every IP seen.
+                // Forget idle clients so the limiters' memory does not grow with every IP seen.
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => limiter.retain_recent(),
+                        _ = tick.tick() => limits.retain_recent(),
                         _ = stop.clone().wait() => break,
                     }
                 }
@@ -136,14 +140,11 @@ impl Application {
                 shutdown.clone(),
             ))
         });
+        let limits = web::serve::ConnectionLimits::from(&self.state.settings.http);
         let app = web::router(self.state);
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.wait())
-        .await
-        .context("serving HTTP")?;
+        web::serve::serve(self.listener, app, limits, shutdown.clone())
+            .await
+            .context("serving HTTP")?;
         if let Err(e) = scheduler.await {
             tracing::warn!(error = %e, "the scheduler ended abnormally");
         }

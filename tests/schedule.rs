@@ -177,7 +177,14 @@ async fn end_to_end_the_schedule_fires_and_the_issue_arrives() {
     // Later fires (every second here) find the week's issue and send nothing again.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(sink.messages().len(), 4);
-    let r = app.get("/metrics").await.text().await.unwrap();
+    let r = app
+        .admin(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         r.contains("verdicts_deliveries_total{outcome=\"sent\"} 4"),
         "{r}"

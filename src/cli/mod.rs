@@ -11,6 +11,7 @@ mod bounces;
 mod comparisons;
 mod issues;
 mod subscribers;
+mod templates;
 
 use crate::app::{App, OpsError};
 use crate::config::{ConfigError, Settings};
@@ -61,6 +62,9 @@ pub enum Command {
     /// Read bounces (DSNs) and complaints (ARF) and apply them to subscribers.
     #[command(subcommand)]
     Bounces(BouncesCommand),
+    /// Export the built-in templates to restyle them; check a folder of templates.
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +75,21 @@ pub enum BouncesCommand {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Write every built-in template under DIR (email/…, web/…), to edit and point
+    /// `templates.dir` at. Existing files are left alone unless --force.
+    Export {
+        dir: PathBuf,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Load the templates of DIR (default: `templates.dir`, else the built-ins) and render each
+    /// with sample data; exit 2 naming the file and line of every error.
+    Check { dir: Option<PathBuf> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,6 +342,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Issue(command) => issues::run(&settings, command, cli.json).await,
         Command::Subscribers(command) => subscribers::run(&settings, command, cli.json).await,
         Command::Bounces(command) => bounces::run(&settings, command, cli.json).await,
+        Command::Templates(command) => templates::run(&settings, command, cli.json),
     }
 }
 
@@ -337,7 +357,7 @@ pub(crate) async fn open_store(settings: &Settings) -> Result<Store, Failure> {
 pub(crate) async fn open_app(settings: &Settings) -> Result<App, Failure> {
     let store = open_store(settings).await?;
     let secret = settings.secret_key()?;
-    let renderer = std::sync::Arc::new(crate::render::Renderer::new()?);
+    let renderer = std::sync::Arc::new(crate::render::Renderer::from_settings(settings)?);
     Ok(App::new(
         store,
         std::sync::Arc::new(settings.clone()),

@@ -80,7 +80,7 @@ async fn import(app: &App, file: &Path, strict: bool, json: bool) -> Result<(), 
         return Err(Failure::Input(format!(
             "{}: line 1: the header row needs an `email` column (found: {})",
             file.display(),
-            headers.iter().collect::<Vec<_>>().join(", ")
+            excerpt(&headers.iter().collect::<Vec<_>>().join(", "))
         )));
     };
     let name_col = column("name");
@@ -164,6 +164,32 @@ async fn import(app: &App, file: &Path, strict: bool, json: bool) -> Result<(), 
     }
 }
 
+/// Longest piece of a file's own text quoted back in an error message.
+const MAX_EXCERPT: usize = 80;
+
+/// At most [`MAX_EXCERPT`] characters of `text`, marked when cut: a junk header line of 50 MB
+/// is named, not echoed.
+fn excerpt(text: &str) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(MAX_EXCERPT).collect();
+    if chars.next().is_some() {
+        format!("{head}… ({} bytes in all)", text.len())
+    } else {
+        head
+    }
+}
+
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a tab or carriage return
+/// before one) gets a leading `'`, the OWASP advice for CSV injection: names come from the
+/// public signup form, and this file is opened by an operator.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
 async fn export(store: &Store) -> Result<(), Failure> {
     let rows = store.list_subscribers(None).await?;
     let mut w = csv::Writer::from_writer(std::io::stdout());
@@ -181,8 +207,8 @@ async fn export(store: &Store) -> Result<(), Failure> {
                 t.map(|t| t.to_rfc3339()).unwrap_or_default()
             };
             w.write_record([
-                r.email.as_str(),
-                r.name.as_deref().unwrap_or(""),
+                spreadsheet_safe(&r.email).as_ref(),
+                spreadsheet_safe(r.name.as_deref().unwrap_or("")).as_ref(),
                 r.status.as_str(),
                 &r.created_at.to_rfc3339(),
                 &t(r.confirmed_at),

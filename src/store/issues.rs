@@ -282,6 +282,26 @@ impl Store {
         Ok(issues)
     }
 
+    /// The titles of every issue's comparisons, in order, by issue id (one query: for the feed).
+    pub async fn issue_item_titles(
+        &self,
+    ) -> anyhow::Result<std::collections::HashMap<i64, Vec<String>>> {
+        let rows = sqlx::query(
+            "SELECT ii.issue_id, c.title FROM issue_items ii JOIN comparisons c ON c.id = ii.comparison_id
+              ORDER BY ii.issue_id, ii.position",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("listing the matchups of issues")?;
+        let mut out: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+        for row in &rows {
+            out.entry(row.try_get("issue_id")?)
+                .or_default()
+                .push(row.try_get("title")?);
+        }
+        Ok(out)
+    }
+
     /// Sets an issue's status (and why); used by operators and, later, the delivery engine.
     pub async fn set_issue_status(
         &self,

@@ -72,6 +72,10 @@ async fn post_comparisons(
         field: None,
         message: "the body is not UTF-8".into(),
     })?;
+    super::json::value(&body).map_err(|e| ApiError::Invalid {
+        field: None,
+        message: format!("malformed JSON: {e}"),
+    })?;
     let comparisons = parse_json(text).map_err(|e| ApiError::Invalid {
         field: Some(e.field.clone()),
         message: e.to_string(),
@@ -129,10 +133,7 @@ struct CreateIssue {
 
 /// A JSON body that may be empty (then the type's default).
 fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::Invalid {
+    super::json::object(body).map_err(|e| ApiError::Invalid {
         field: None,
         message: format!("malformed JSON: {e}"),
     })

@@ -295,6 +295,8 @@ pub struct TestApp {
     pub address: String,
     pub store: Store,
     pub client: reqwest::Client,
+    /// The key the app signs tokens with (to build links a reader would have).
+    pub secret: verdicts::config::SecretKey,
     trigger: verdicts::shutdown::ShutdownTrigger,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -302,16 +304,23 @@ pub struct TestApp {
 impl TestApp {
     /// Starts the app with the test settings plus `extra` TOML (admin token preset).
     pub async fn spawn(extra: &str) -> TestApp {
-        let env = TestEnv::new().await;
-        let settings = env.settings(&merge_toml(
+        Self::spawn_with(&merge_toml(
             &format!("[admin]\ntoken = {ADMIN_TOKEN:?}\n"),
             extra,
-        ));
+        ))
+        .await
+    }
+
+    /// Starts the app with the test settings plus exactly `extra` (no admin token preset).
+    pub async fn spawn_with(extra: &str) -> TestApp {
+        let env = TestEnv::new().await;
+        let settings = env.settings(extra);
         let app = verdicts::startup::Application::build(settings)
             .await
             .expect("the app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let store = app.state().store.clone();
+        let secret = app.state().secret.clone();
         let (trigger, stop) = verdicts::shutdown::channel();
         let server = tokio::spawn(app.run_until_stopped(stop));
         TestApp {
@@ -322,6 +331,7 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
+            secret,
             trigger,
             server: Some(server),
         }
