@@ -352,6 +352,42 @@ pub struct SignupSettings {
     /// case): a stranger cannot bomb one inbox through `victim+1@`, `victim+2@`, …
     #[serde(default = "default_confirmations_per_mailbox")]
     pub confirmations_per_mailbox_per_hour: u32,
+    /// Origins whose pages may post a signup from the browser (CORS) and that a form's
+    /// `redirect` may return to; empty: the origin of `site.base_url`.
+    #[serde(default)]
+    pub allowed_origins: Vec<WebOrigin>,
+}
+
+/// `scheme://host[:port]` of a web page, as browsers send it in `Origin`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct WebOrigin(pub String);
+
+impl TryFrom<String> for WebOrigin {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let url = HttpUrl::try_from(value.clone())?;
+        let parsed = url::Url::parse(url.as_str()).map_err(|e| e.to_string())?;
+        if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(format!(
+                "{value:?} is not an origin: give scheme://host[:port] without a path"
+            ));
+        }
+        Ok(WebOrigin(parsed.origin().ascii_serialization()))
+    }
+}
+
+impl SignupSettings {
+    /// The origins allowed to post signups from the browser (see `allowed_origins`).
+    pub fn origins(&self, site: &SiteSettings) -> Vec<String> {
+        if self.allowed_origins.is_empty() {
+            url::Url::parse(site.base_url.as_str())
+                .map(|u| vec![u.origin().ascii_serialization()])
+                .unwrap_or_default()
+        } else {
+            self.allowed_origins.iter().map(|o| o.0.clone()).collect()
+        }
+    }
 }
 
 fn default_confirmations_per_mailbox() -> u32 {

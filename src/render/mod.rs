@@ -43,6 +43,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "web/signup.html",
     "web/confirm.html",
     "web/unsubscribe.html",
+    "web/embed.html",
 ];
 
 /// Every built-in template as `(name, source)`: what `verdicts templates export` writes and

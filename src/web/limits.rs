@@ -16,9 +16,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 
+use super::AppState;
 use super::client::ClientAddr;
 use crate::config::Settings;
-use super::AppState;
 
 type Limiter = Arc<DefaultKeyedRateLimiter<IpAddr>>;
 

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod archive;
 pub mod bearer;
 pub mod client;
+pub mod embed;
 pub mod error;
 pub mod headers;
 pub mod health;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
     let http = &state.settings.http;
     let app = Router::new()
         .merge(signup::router(&state))
+        .merge(embed::router())
         .merge(links::router(&state))
         .merge(health::router())
         .merge(metrics::router())
