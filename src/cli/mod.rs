@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod comparisons;
 mod issues;
+mod operators;
 mod subscribers;
 
 use crate::app::{App, OpsError};
@@ -57,6 +58,39 @@ pub enum Command {
     /// Add, import, export, list and remove subscribers.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// Manage the operators who may sign in to the console at /admin.
+    #[command(subcommand)]
+    Operators(OperatorsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorsCommand {
+    /// Add an operator; the password (at least 12 characters) is read from standard input.
+    Add {
+        email: String,
+        /// owner (also manages operators) or editor; default: owner for the first operator,
+        /// editor after.
+        #[arg(long, value_parser = parse_role)]
+        role: Option<crate::operators::Role>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List operators.
+    List,
+    /// Remove an operator and end their sessions (the last owner stays).
+    Remove { email: String },
+    /// Set an operator's password (from standard input) and end their sessions.
+    Passwd {
+        email: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn parse_role(s: &str) -> Result<crate::operators::Role, String> {
+    s.parse()
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,6 +342,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Issue(command) => issues::run(&settings, command, cli.json).await,
         Command::Subscribers(command) => subscribers::run(&settings, command, cli.json).await,
+        Command::Operators(command) => operators::run(&settings, command, cli.json).await,
     }
 }
 

@@ -42,6 +42,15 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "web/signup.html",
     "web/confirm.html",
     "web/unsubscribe.html",
+    "console/base.html",
+    "console/login.html",
+    "console/message.html",
+    "console/dashboard.html",
+    "console/issue.html",
+    "console/subscribers.html",
+    "console/comparisons.html",
+    "console/bounces.html",
+    "console/operators.html",
 ];
 
 /// The template engine, built once per process.

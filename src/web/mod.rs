@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod archive;
+pub mod console;
 pub mod error;
 pub mod health;
 pub mod links;
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::router())
         .merge(archive::router())
         .merge(admin::router())
+        .merge(console::router())
         .fallback(fallback)
         .with_state(state)
 }
