@@ -7,12 +7,13 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::browser::{browser, shot, start_chromedriver};
 use common::smtp::SmtpSink;
 use common::{TestApp, TestEnv, comparison_json, screenshot_dir};
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use verdicts::issues::IssueStatus;
@@ -809,53 +810,6 @@ async fn a_wrong_state_is_a_409_page_and_bad_input_changes_nothing() {
 // ---------------------------------------------------------------------------------------------
 // The console in a real browser.
 
-struct Driver(Child, u16);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_chromedriver() -> Driver {
-    let port = common::free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("browser tests need chromedriver (apt-get install chromium-driver)");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Driver(child, port)
-}
-
-async fn browser(driver: &Driver, width: u32, profile: &std::path::Path) -> fantoccini::Client {
-    let mut args = common::chromium_args(profile);
-    args.push(format!("--window-size={width},1400"));
-    let caps = serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": common::chromium().display().to_string(),
-            "args": args,
-        }
-    });
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps.as_object().unwrap().clone())
-        .connect(&format!("http://127.0.0.1:{}", driver.1))
-        .await
-        .expect("connecting to chromedriver")
-}
-
-async fn shot(client: &fantoccini::Client, dir: &std::path::Path, name: &str) {
-    let png = client.screenshot().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"));
-    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
-}
-
 /// Waits (up to 10 s) until `css` exists and its text contains `expected`.
 async fn expect_text(client: &fantoccini::Client, css: &str, expected: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1106,6 +1060,207 @@ async fn an_operator_runs_an_issue_in_a_browser() {
     }
     client.close().await.unwrap();
     println!("screenshots of the console in {}", dir.display());
+    app.stop().await;
+    sink.shutdown();
+}
+
+#[tokio::test]
+async fn subscribers_are_searched_counted_and_exported() {
+    let app = TestApp::spawn("").await;
+    seed(&app, 3).await;
+    add_operator(&app.env, EDITOR, "editor");
+    let s = login(&app, EDITOR).await;
+    let r = s
+        .post(
+            &app,
+            "/admin/subscribers",
+            &[
+                ("csrf_token", &s.csrf),
+                ("email", "Pending.Person@Example.org"),
+                ("name", "Pat"),
+            ],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = s
+        .get(&app, "/admin/subscribers?q=PENDING.person")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("pending.person@example.org"), "{page}");
+    assert!(
+        !page.contains("reader00@example.org"),
+        "only the match is listed"
+    );
+    for expected in [
+        "confirmed</a> <strong>3</strong>",
+        "pending</a> <strong>1</strong>",
+    ] {
+        assert!(page.contains(expected), "{expected} in the counts");
+    }
+    // LIKE wildcards typed in the box are literal.
+    let page = s
+        .get(&app, "/admin/subscribers?q=%25")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("No subscriber matches"), "{page}");
+    let page = s
+        .get(&app, "/admin/subscribers?status=confirmed")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("reader02@example.org") && !page.contains("pending.person"));
+    let r = s
+        .get(&app, "/admin/subscribers?status=gone")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let r = s.get(&app, "/admin/subscribers.csv").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    let csv = r.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "email,name,status,created_at,confirmed_at,unsubscribed_at"
+    );
+    assert_eq!(lines.len(), 5, "{csv}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("pending.person@example.org,Pat,pending,"))
+    );
+    assert!(
+        log(&app.store)
+            .await
+            .contains(&(format!("operator:{EDITOR}"), "subscribers.export".into()))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn failures_and_bounces_show_their_reasons() {
+    // A relay that refuses every recipient for good.
+    let sink = SmtpSink::start_with(&["-f", "RCPT", "-B", "550 5.1.1 User unknown"]);
+    let app = TestApp::spawn(&format!(
+        "[mail]\ntransport = \"smtp\"\n[smtp]\nurl = {:?}\ntimeout_seconds = 5\n",
+        sink.url()
+    ))
+    .await;
+    seed(&app, 2).await;
+    let id = create_issue(&app).await;
+    add_operator(&app.env, OWNER, "owner");
+    let s = login(&app, OWNER).await;
+
+    // Sent from the console, it fails for both recipients and bounces them.
+    let r = s
+        .post(&app, "/admin/issues/1/send", &[("csrf_token", &s.csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while issue_status(&app.store, id).await != IssueStatus::Sent {
+        assert!(Instant::now() < deadline, "the send did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sink.messages().is_empty());
+
+    let page = s
+        .get(&app, "/admin/bounces")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let bounced = &page[page.find("id=\"bounced\"").expect("a bounced table")..];
+    let bounced = &bounced[..bounced.find("</table>").unwrap()];
+    assert!(bounced.contains("reader00@example.org") && bounced.contains("reader01@example.org"));
+    let failures = &page[page
+        .find("id=\"recent-failures\"")
+        .expect("a failures table")..];
+    assert_eq!(
+        failures.matches("5.1.1 User unknown").count(),
+        2,
+        "{failures}"
+    );
+    assert!(failures.contains("href=\"/admin/issues/1\""));
+
+    let page = s
+        .get(&app, "/admin/issues/1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"failures\"") && page.contains("5.1.1 User unknown"));
+    assert!(page.contains("id=\"do-retry-failed\"") && page.contains("id=\"do-test-send\""));
+    for absent in [
+        "do-send",
+        "do-pause",
+        "do-resume",
+        "do-cancel",
+        "do-schedule",
+    ] {
+        assert!(
+            !page.contains(&format!("id=\"{absent}\"")),
+            "{absent} on a sent issue"
+        );
+    }
+
+    // The preview is served sandboxed; only the console may frame it.
+    let r = s.get(&app, "/admin/issues/1/preview").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.starts_with("sandbox;") && csp.contains("frame-ancestors 'self'"),
+        "{csp}"
+    );
+    assert!(r.text().await.unwrap().contains("Alpha vs Beta"));
+
+    // Retry puts the failed recipients back in line, logged with the operator's address.
+    let r = s
+        .post(
+            &app,
+            "/admin/issues/1/retry-failed",
+            &[("csrf_token", &s.csrf)],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let actions = log(&app.store).await;
+    for action in ["issue.send", "issue.retry-failed"] {
+        assert!(
+            actions.contains(&(format!("operator:{OWNER}"), action.into())),
+            "{action}"
+        );
+    }
     app.stop().await;
     sink.shutdown();
 }

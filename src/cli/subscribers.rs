@@ -6,7 +6,6 @@ use super::{Failure, SubscribersCommand, open_app};
 use crate::app::subscribers::{ImportCounts, ImportRow};
 use crate::app::{Actor, App};
 use crate::config::Settings;
-use crate::store::Store;
 use crate::store::subscribers::AddOutcome;
 use crate::subscribers::{SubscriberEmail, SubscriberName};
 
@@ -23,7 +22,7 @@ pub(super) async fn run(
             confirmed,
         } => add(&app, &email, name.as_deref(), confirmed, json).await,
         SubscribersCommand::Import { file, strict } => import(&app, &file, strict, json).await,
-        SubscribersCommand::Export => export(app.store()).await,
+        SubscribersCommand::Export => export(&app).await,
         SubscribersCommand::List { status } => list(&app, status, json).await,
         SubscribersCommand::Remove { email } => remove(&app, &email, json).await,
     };
@@ -164,35 +163,14 @@ async fn import(app: &App, file: &Path, strict: bool, json: bool) -> Result<(), 
     }
 }
 
-async fn export(store: &Store) -> Result<(), Failure> {
-    let rows = store.list_subscribers(None).await?;
-    let mut w = csv::Writer::from_writer(std::io::stdout());
-    let write = |w: &mut csv::Writer<std::io::Stdout>| -> Result<(), csv::Error> {
-        w.write_record([
-            "email",
-            "name",
-            "status",
-            "created_at",
-            "confirmed_at",
-            "unsubscribed_at",
-        ])?;
-        for r in &rows {
-            let t = |t: Option<chrono::DateTime<chrono::Utc>>| {
-                t.map(|t| t.to_rfc3339()).unwrap_or_default()
-            };
-            w.write_record([
-                r.email.as_str(),
-                r.name.as_deref().unwrap_or(""),
-                r.status.as_str(),
-                &r.created_at.to_rfc3339(),
-                &t(r.confirmed_at),
-                &t(r.unsubscribed_at),
-            ])?;
-        }
-        w.flush()?;
-        Ok(())
-    };
-    write(&mut w).map_err(|e| Failure::Runtime(anyhow::anyhow!("writing CSV: {e}")))
+/// Writes the CSV that the console's export link serves too (one writer, in the app layer).
+async fn export(app: &App) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let csv = app.export_subscribers_csv(&Actor::Cli).await?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&csv)
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("writing CSV: {e}")))
 }
 
 async fn list(

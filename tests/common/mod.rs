@@ -2,6 +2,7 @@
 //! `VERDICTS_TEST_DATABASE_URL` is set), a working folder, and a runner for the real binary.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod smtp;
 
 use std::path::{Path, PathBuf};

@@ -354,19 +354,11 @@ pub(super) struct ActionForm {
 
 /// The typed action named in the URL, with its arguments from the form.
 fn typed_action(kind: ActionKind, form: &ActionForm) -> Result<IssueAction, OpsError> {
-    Ok(match kind {
-        ActionKind::Send => IssueAction::Send,
-        ActionKind::Pause => IssueAction::Pause,
-        ActionKind::Resume => IssueAction::Resume,
-        ActionKind::Cancel => IssueAction::Cancel,
-        ActionKind::RetryFailed => IssueAction::RetryFailed,
-        ActionKind::TestSend => IssueAction::TestSend(
-            SubscriberEmail::parse(&form.to).map_err(|e| OpsError::invalid("to", e.0))?,
-        ),
-        ActionKind::Schedule => {
-            IssueAction::Schedule(parse_when(&form.at).map_err(|e| OpsError::invalid("at", e))?)
-        }
-    })
+    IssueAction::build(
+        kind,
+        || SubscriberEmail::parse(&form.to).map_err(|e| OpsError::invalid("to", e.0)),
+        || parse_when(&form.at).map_err(|e| OpsError::invalid("at", e)),
+    )
 }
 
 /// `POST /admin/issues/{id}/{test-send|send|schedule|pause|resume|cancel|retry-failed}`.

@@ -471,4 +471,22 @@ mod tests {
                 .is_ok()
         );
     }
+
+    #[test]
+    fn the_client_limit_trips_across_addresses() {
+        let limiter = LoginLimiter::new();
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        for i in 0..30 {
+            assert!(
+                limiter.attempt(&format!("user{i}@example.org"), ip).is_ok(),
+                "attempt {i}"
+            );
+        }
+        assert!(limiter.attempt("fresh@example.org", ip).is_err());
+        assert!(
+            limiter
+                .attempt("fresh@example.org", "198.51.100.8".parse().unwrap())
+                .is_ok()
+        );
+    }
 }
