@@ -703,6 +703,33 @@ async fn only_owners_manage_operators() {
         .await
         .unwrap();
     assert!(page.contains(OWNER) && !page.contains(EDITOR));
+
+    // An operator added in the console signs in with the password the owner chose.
+    let r = owner
+        .post(
+            &app,
+            "/admin/operators",
+            &[
+                ("csrf_token", &owner.csrf),
+                ("email", "New.Editor@Example.org"),
+                ("role", "editor"),
+                ("password", PASSWORD),
+            ],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let newcomer = login(&app, "new.editor@example.org").await;
+    let r = newcomer.get(&app, "/admin/operators").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "added as an editor");
+    let actions = log(&app.store).await;
+    for action in ["operators.add", "operators.remove"] {
+        assert!(
+            actions.contains(&(format!("operator:{OWNER}"), action.into())),
+            "{action} in {actions:?}"
+        );
+    }
     app.stop().await;
 }
 
@@ -1263,4 +1290,72 @@ async fn failures_and_bounces_show_their_reasons() {
     }
     app.stop().await;
     sink.shutdown();
+}
+
+#[tokio::test]
+async fn every_console_page_escapes_content_and_sends_its_csp() {
+    let app = TestApp::spawn("").await;
+    let mut evil = comparison_json(
+        "evil-vs-good",
+        "<img src=x onerror=alert(1)> vs Good",
+        "2026-11-17T10:00:00Z",
+    );
+    evil["tools"][0]["name"] = "<script>alert(2)</script>".into();
+    let r = app
+        .admin(Method::POST, "/api/comparisons")
+        .json(&evil)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    create_issue(&app).await;
+    add_operator(&app.env, OWNER, "owner");
+    let s = login(&app, OWNER).await;
+    for path in [
+        "/admin",
+        "/admin/issues/1",
+        "/admin/subscribers",
+        "/admin/comparisons",
+        "/admin/bounces",
+        "/admin/operators",
+    ] {
+        let r = s.get(&app, path).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+        let html = r.text().await.unwrap();
+        assert!(
+            !html.contains("<img src=x") && !html.contains("<script>alert"),
+            "{path}"
+        );
+    }
+    let html = s
+        .get(&app, "/admin/comparisons")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt; vs Good"),
+        "{html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(2)&lt;&#x2F;script&gt;")
+            || html.contains("&lt;script&gt;alert(2)&lt;/script&gt;")
+    );
+    // The login page too, before anyone signs in.
+    let r = app.get("/admin/login").await;
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    app.stop().await;
 }
