@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tera::Context;
 
 use super::{
-    Console, LOGIN_CSRF_COOKIE, LoginLimiter, SESSION_COOKIE, cookie_value, page_response,
+    LOGIN_CSRF_COOKIE, LoginLimiter, Posted, SESSION_COOKIE, cookie_value, page_response,
     set_cookie, tokens_match,
 };
 use crate::app::operators::{SESSION_TTL, random_token};
@@ -132,7 +132,7 @@ pub(super) async fn login(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct CsrfForm {
+pub(super) struct LogoutForm {
     #[serde(default)]
     csrf_token: String,
 }
@@ -140,12 +140,8 @@ pub(super) struct CsrfForm {
 /// `POST /admin/logout`: ends the session server-side and drops the cookie.
 pub(super) async fn logout(
     State(state): State<AppState>,
-    console: Console,
-    Form(form): Form<CsrfForm>,
+    Posted { console, .. }: Posted<LogoutForm>,
 ) -> Result<Response, PageError> {
-    if let Some(forbidden) = console.csrf_refusal(&state, &form.csrf_token) {
-        return Ok(forbidden);
-    }
     state
         .app
         .log_out(&console.who, &console.token)
@@ -158,3 +154,5 @@ pub(super) async fn logout(
     );
     Ok(response)
 }
+
+super::csrf_form!(LogoutForm);

@@ -2,13 +2,13 @@
 //! sandboxed preview, and the forms that act on issues.
 
 use axum::Json;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::{Console, FlashKind, parse_when, when};
+use super::{Console, FlashKind, Posted, parse_when, when};
 use crate::app::OpsError;
 use crate::app::issues::{Done, IssueReport};
 use crate::issues::freeze::{Created, default_week};
@@ -167,12 +167,8 @@ pub(super) struct CreateForm {
 /// `POST /admin/issues`: freezes the issue of a week (default: the last complete week).
 pub(super) async fn create(
     State(state): State<AppState>,
-    console: Console,
-    Form(form): Form<CreateForm>,
+    Posted { console, form }: Posted<CreateForm>,
 ) -> Result<Response, PageError> {
-    if let Some(forbidden) = console.csrf_refusal(&state, &form.csrf_token) {
-        return Ok(forbidden);
-    }
     let week = match form.week.trim() {
         "" => None,
         w => match w.parse::<IsoWeek>() {
@@ -364,13 +360,9 @@ fn typed_action(kind: ActionKind, form: &ActionForm) -> Result<IssueAction, OpsE
 /// `POST /admin/issues/{id}/{test-send|send|schedule|pause|resume|cancel|retry-failed}`.
 pub(super) async fn action(
     State(state): State<AppState>,
-    console: Console,
     Path((key, action)): Path<(String, String)>,
-    Form(form): Form<ActionForm>,
+    Posted { console, form }: Posted<ActionForm>,
 ) -> Result<Response, PageError> {
-    if let Some(forbidden) = console.csrf_refusal(&state, &form.csrf_token) {
-        return Ok(forbidden);
-    }
     let back = format!("/admin/issues/{key}");
     let Ok(kind) = action.parse::<ActionKind>() else {
         return console.message(
@@ -409,3 +401,5 @@ pub(super) async fn action(
         Err(e) => console.ops_error(&state, e, &back),
     }
 }
+
+super::csrf_form!(CreateForm, ActionForm);

@@ -1,12 +1,12 @@
 //! The list pages of the console: subscribers (search, counts, add, remove, export),
 //! comparisons (list, upload), bounces, operators (owners only).
 
-use axum::extract::{Form, Multipart, Query, State};
+use axum::extract::{Multipart, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{Console, FlashKind, parse_when, when};
+use super::{Console, FlashKind, Posted, parse_when, when};
 use crate::app::OpsError;
 use crate::operators::{OperatorEmail, Password, Role};
 use crate::store::subscribers::{AddOutcome, SubscriberRow};
@@ -123,12 +123,8 @@ pub(super) struct AddSubscriberForm {
 /// `POST /admin/subscribers`: adds one address.
 pub(super) async fn add_subscriber(
     State(state): State<AppState>,
-    console: Console,
-    Form(form): Form<AddSubscriberForm>,
+    Posted { console, form }: Posted<AddSubscriberForm>,
 ) -> Result<Response, PageError> {
-    if let Some(forbidden) = console.csrf_refusal(&state, &form.csrf_token) {
-        return Ok(forbidden);
-    }
     let back = "/admin/subscribers";
     let checked = SubscriberEmail::parse(&form.email)
         .map_err(|e| OpsError::invalid("email", e.0))
@@ -177,12 +173,8 @@ pub(super) struct EmailForm {
 /// `POST /admin/subscribers/remove`: erases the address's personal data, keeps a suppression.
 pub(super) async fn remove_subscriber(
     State(state): State<AppState>,
-    console: Console,
-    Form(form): Form<EmailForm>,
+    Posted { console, form }: Posted<EmailForm>,
 ) -> Result<Response, PageError> {
-    if let Some(forbidden) = console.csrf_refusal(&state, &form.csrf_token) {
-        return Ok(forbidden);
-    }
     let back = "/admin/subscribers";
     let email = match SubscriberEmail::parse(&form.email) {
         Ok(e) => e,
@@ -475,12 +467,8 @@ pub(super) struct AddOperatorForm {
 /// `POST /admin/operators` (owners only).
 pub(super) async fn add_operator(
     State(state): State<AppState>,
-    console: Console,
-    Form(form): Form<AddOperatorForm>,
+    Posted { console, form }: Posted<AddOperatorForm>,
 ) -> Result<Response, PageError> {
-    if let Some(forbidden) = console.csrf_refusal(&state, &form.csrf_token) {
-        return Ok(forbidden);
-    }
     let back = "/admin/operators";
     let checked = OperatorEmail::parse(&form.email)
         .map_err(|e| OpsError::invalid("email", e))
@@ -515,12 +503,8 @@ pub(super) async fn add_operator(
 /// `POST /admin/operators/remove` (owners only).
 pub(super) async fn remove_operator(
     State(state): State<AppState>,
-    console: Console,
-    Form(form): Form<EmailForm>,
+    Posted { console, form }: Posted<EmailForm>,
 ) -> Result<Response, PageError> {
-    if let Some(forbidden) = console.csrf_refusal(&state, &form.csrf_token) {
-        return Ok(forbidden);
-    }
     let back = "/admin/operators";
     let email = match OperatorEmail::parse(&form.email) {
         Ok(e) => e,
@@ -540,3 +524,5 @@ pub(super) async fn remove_operator(
         Err(e) => console.ops_error(&state, e, back),
     }
 }
+
+super::csrf_form!(AddSubscriberForm, EmailForm, AddOperatorForm);

@@ -8,7 +8,8 @@
 //! Security: the session cookie holds a random token whose hash is the server-side session
 //! (`HttpOnly`, `SameSite=Strict`, `Path=/admin`, `Secure` behind https). Every state-changing
 //! form carries the session's CSRF token (the login form a double-submit cookie's), compared in
-//! constant time; a POST without a valid one is a 403 that changes nothing. Login attempts are
+//! constant time; handlers that change something take [`Posted`], which refuses a POST without
+//! a valid one (403) before the handler runs, so nothing changes. Login attempts are
 //! throttled per address and per client address (429 with `Retry-After`).
 
 mod auth;
@@ -20,7 +21,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::extract::{DefaultBodyLimit, Form, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -239,6 +240,50 @@ impl FromRequestParts<AppState> for Console {
             Some((kind, message.chars().take(500).collect()))
         });
         Ok(Console { who, token, flash })
+    }
+}
+
+/// A form that carries the session's CSRF token in its `csrf_token` field.
+pub trait CsrfForm {
+    fn csrf_token(&self) -> &str;
+}
+
+/// Implements [`CsrfForm`] for form structs with a `csrf_token: String` field.
+macro_rules! csrf_form {
+    ($($form:ty),* $(,)?) => {
+        $(impl $crate::web::console::CsrfForm for $form {
+            fn csrf_token(&self) -> &str {
+                &self.csrf_token
+            }
+        })*
+    };
+}
+use csrf_form;
+
+/// A state-changing form of a signed-in operator whose CSRF token matched the session's.
+/// Handlers that change something take this, so none can forget the check: a POST without
+/// a session or without the right token is a 403 before the handler runs.
+pub struct Posted<T> {
+    console: Console,
+    form: T,
+}
+
+impl<T> FromRequest<AppState> for Posted<T>
+where
+    T: serde::de::DeserializeOwned + CsrfForm + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let console = Console::from_request_parts(&mut parts, state).await?;
+        let Form(form) = Form::<T>::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if let Some(refusal) = console.csrf_refusal(state, form.csrf_token()) {
+            return Err(refusal);
+        }
+        Ok(Posted { console, form })
     }
 }
 
