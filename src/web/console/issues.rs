@@ -66,7 +66,7 @@ impl From<&IssueReport> for IssueView {
                 "{} of {} sent, {} failed, {} pending",
                 d.sent, d.total, d.failed, d.pending
             ),
-            rate: format!("{:.1}/s", r.rate_per_second),
+            rate: rate_label(r.rate_per_second),
             eta: match r.eta_seconds {
                 Some(s) => format!(
                     "ETA {}",
@@ -75,6 +75,16 @@ impl From<&IssueReport> for IssueView {
                 None => "no ETA".into(),
             },
         }
+    }
+}
+
+/// A send rate for people: per second when fast, per minute when slow (so 2 messages in the
+/// last minute read "2/min", not "0.0/s").
+fn rate_label(per_second: f64) -> String {
+    if per_second >= 1.0 {
+        format!("{per_second:.1}/s")
+    } else {
+        format!("{:.0}/min", per_second * 60.0)
     }
 }
 
@@ -403,3 +413,13 @@ pub(super) async fn action(
 }
 
 super::csrf_form!(CreateForm, ActionForm);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rates_read_per_second_or_per_minute() {
+        assert_eq!(super::rate_label(0.0), "0/min");
+        assert_eq!(super::rate_label(2.0 / 60.0), "2/min");
+        assert_eq!(super::rate_label(41.3), "41.3/s");
+    }
+}
