@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::{Failure, SubscribersCommand, open_app};
 use crate::app::subscribers::{ImportCounts, ImportRow};
-use crate::app::{Activity, Actor, App};
+use crate::app::{Actor, App};
 use crate::config::Settings;
 use crate::store::subscribers::AddOutcome;
 use crate::subscribers::{SubscriberEmail, SubscriberName};
@@ -160,7 +160,10 @@ impl CsvBatches {
                     let line = r.position().map_or(0, |p| p.line());
                     let parsed = SubscriberEmail::parse(r.get(self.email_col).unwrap_or(""))
                         .and_then(|e| {
-                            Ok((e, SubscriberName::parse(self.name_col.and_then(|c| r.get(c)))?))
+                            Ok((
+                                e,
+                                SubscriberName::parse(self.name_col.and_then(|c| r.get(c)))?,
+                            ))
                         });
                     match parsed {
                         Ok((email, name)) => {
@@ -271,56 +274,12 @@ fn excerpt(text: &str) -> String {
     }
 }
 
-/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a tab or carriage return
-/// before one) gets a leading `'`, the OWASP advice for CSV injection: names come from the
-/// public signup form, and this file is opened by an operator.
-pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}").into()
-    } else {
-        cell.into()
-    }
-}
-
-/// Writes every subscriber as CSV to standard output as the rows arrive (constant memory).
+/// Writes every subscriber as CSV to standard output as the rows arrive (constant memory);
+/// the console's export link uses the same writer.
 async fn export(app: &App) -> Result<(), Failure> {
-    use futures_util::StreamExt;
-    let csv_error = |e: csv::Error| Failure::Runtime(anyhow::anyhow!("writing CSV: {e}"));
     let stdout = std::io::stdout();
-    let mut w = csv::Writer::from_writer(std::io::BufWriter::with_capacity(
-        64 * 1024,
-        stdout.lock(),
-    ));
-    w.write_record([
-        "email",
-        "name",
-        "status",
-        "created_at",
-        "confirmed_at",
-        "unsubscribed_at",
-    ])
-    .map_err(csv_error)?;
-    let t = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
-    let mut rows = app.store().stream_subscribers();
-    let mut count = 0u64;
-    while let Some(r) = rows.next().await {
-        let r = r?;
-        w.write_record([
-            spreadsheet_safe(&r.email).as_ref(),
-            spreadsheet_safe(r.name.as_deref().unwrap_or("")).as_ref(),
-            r.status.as_str(),
-            &r.created_at.to_rfc3339(),
-            &t(r.confirmed_at),
-            &t(r.unsubscribed_at),
-        ])
-        .map_err(csv_error)?;
-        count += 1;
-    }
-    w.flush()
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("writing CSV: {e}")))?;
-    drop(rows);
-    app.log(&Actor::Cli, Activity::SubscribersExport, None, &format!("{count} rows"))
-        .await?;
+    let out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    app.export_subscribers(&Actor::Cli, out).await?;
     Ok(())
 }
 

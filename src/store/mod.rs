@@ -12,6 +12,7 @@ pub mod issues;
 pub mod metrics;
 pub mod operators;
 pub mod outbound;
+pub mod overview;
 pub mod schedule;
 pub mod subscribers;
 

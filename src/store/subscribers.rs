@@ -762,7 +762,11 @@ impl SubscriberImport {
         &mut self,
         rows: &[(NewSubscriber<'_>, String)],
     ) -> anyhow::Result<Vec<AddOutcome>> {
-        anyhow::ensure!(rows.len() <= IMPORT_BATCH, "an import batch of {} rows", rows.len());
+        anyhow::ensure!(
+            rows.len() <= IMPORT_BATCH,
+            "an import batch of {} rows",
+            rows.len()
+        );
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -839,7 +843,10 @@ impl SubscriberImport {
                 .bind(now)
                 .bind(new.confirmed.then_some(now));
         }
-        let inserted = q.fetch_all(&mut *self.tx).await.context("importing subscribers")?;
+        let inserted = q
+            .fetch_all(&mut *self.tx)
+            .await
+            .context("importing subscribers")?;
         // A concurrent signup may have taken an address in between: it is present, not added.
         let ids: HashMap<&str, i64> = inserted.iter().map(|(id, e)| (e.as_str(), *id)).collect();
         for &i in &fresh {
@@ -864,7 +871,9 @@ impl SubscriberImport {
                     .bind(self.consent.source.as_str())
                     .bind(self.consent.consent_text_version.as_deref());
             }
-            q.execute(&mut *self.tx).await.context("recording consent")?;
+            q.execute(&mut *self.tx)
+                .await
+                .context("recording consent")?;
         }
         Ok(out)
     }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod archive;
 pub mod bearer;
 pub mod client;
+pub mod console;
 pub mod embed;
 pub mod error;
 pub mod headers;
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
             (state.clone(), limits::Bucket::Api),
             limits::enforce,
         )))
+        .merge(console::router())
         .fallback(fallback)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
