@@ -22,27 +22,7 @@ use verdicts::subscribers::SubscriberEmail;
 
 /// A test database with `n` confirmed subscribers and a frozen issue #1 (id returned).
 async fn setup(env: &TestEnv, n: usize) -> (Store, i64) {
-    let store = env.store().await;
-    let text = serde_json::Value::Array(vec![
-        comparison_json("alpha-vs-beta", "Alpha vs Beta", "2026-11-17T10:00:00Z"),
-        comparison_json("gamma-vs-delta", "Gamma vs Delta", "2026-11-18T10:00:00Z"),
-    ])
-    .to_string();
-    store
-        .upsert_comparisons(&parse_json(&text).unwrap(), Source::Json, false)
-        .await
-        .unwrap();
-    common::add_confirmed(&store, n, "r", 4).await;
-    let settings = env.settings("");
-    let (issue, _) = create_issue(
-        &store,
-        &Renderer::new().unwrap(),
-        &settings,
-        "2026-W47".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    (store, issue.id)
+    common::frozen_issue(env, n).await
 }
 
 /// Environment variables that point the binary at the sink with the given delivery settings.

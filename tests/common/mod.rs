@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod smtp;
+pub mod submission;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -445,4 +446,32 @@ pub async fn add_confirmed(store: &Store, n: usize, prefix: &str, width: usize) 
         .add_subscribers(&rows, &Default::default())
         .await
         .unwrap();
+}
+
+/// A test database with `n` confirmed subscribers and a frozen issue #1 (week 2026-W47) of two
+/// comparisons; returns the store and the issue's id.
+pub async fn frozen_issue(env: &TestEnv, n: usize) -> (Store, i64) {
+    use verdicts::comparisons::import::parse_json;
+    use verdicts::store::comparisons::Source;
+    let store = env.store().await;
+    let text = serde_json::Value::Array(vec![
+        comparison_json("alpha-vs-beta", "Alpha vs Beta", "2026-11-17T10:00:00Z"),
+        comparison_json("gamma-vs-delta", "Gamma vs Delta", "2026-11-18T10:00:00Z"),
+    ])
+    .to_string();
+    store
+        .upsert_comparisons(&parse_json(&text).unwrap(), Source::Json, false)
+        .await
+        .unwrap();
+    add_confirmed(&store, n, "r", 4).await;
+    let settings = env.settings("");
+    let (issue, _) = verdicts::issues::freeze::create_issue(
+        &store,
+        &verdicts::render::Renderer::new().unwrap(),
+        &settings,
+        "2026-W47".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    (store, issue.id)
 }
