@@ -144,3 +144,38 @@ impl tokio::io::AsyncWrite for ImplicitTls {
         self.0.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TlsTrust;
+
+    #[test]
+    fn a_bad_ca_file_is_an_error_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        for (path, expected) in [
+            (&missing, "reading"),
+            (&empty, "holds no certificate"),
+            (&broken, "smtp.ca_file"),
+        ] {
+            let err = TlsTrust::new("relay.example", Some(path))
+                .err()
+                .unwrap_or_else(|| panic!("{} was accepted", path.display()));
+            let text = format!("{err:#}");
+            assert!(
+                text.starts_with("smtp.ca_file: ") && text.contains(expected),
+                "{}: {text}",
+                path.display()
+            );
+        }
+        assert!(TlsTrust::new("relay.example", None).is_ok());
+    }
+}
