@@ -6,11 +6,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::smtp::{Received, SmtpSink};
-use common::{TestEnv, comparison_json};
+use common::{TestEnv, Worker, comparison_json, spawn_worker};
 use verdicts::comparisons::import::parse_json;
 use verdicts::issues::IssueStatus;
 use verdicts::issues::freeze::create_issue;
@@ -43,30 +43,6 @@ fn smtp_env(sink: &SmtpSink, extra: &[(&str, String)]) -> Vec<(String, String)> 
         v.push((k.to_string(), val.clone()));
     }
     v
-}
-
-/// A worker process that is killed if the test ends without stopping it (a failed assertion
-/// must not leave it sending).
-struct Worker(Option<Child>);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn spawn_worker(env: &TestEnv, vars: &[(String, String)]) -> Worker {
-    let mut cmd = env.command();
-    cmd.arg("worker")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    Worker(Some(cmd.spawn().expect("spawning verdicts worker")))
 }
 
 fn per_recipient(mails: &[Received]) -> HashMap<String, usize> {

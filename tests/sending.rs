@@ -149,18 +149,25 @@ fn assert_logins_over_tls(server: &Submission) {
     }
 }
 
-#[tokio::test]
-async fn an_issue_reaches_every_subscriber_over_starttls_with_auth() {
+/// An issue to `n` subscribers through a server that requires TLS (STARTTLS, or `implicit`)
+/// and AUTH, trusting its private CA through `smtp.ca_file`.
+async fn reaches_everyone_over_tls_with_auth(n: usize, implicit: bool) {
     let env = TestEnv::new().await;
-    let (store, issue_id) = common::frozen_issue(&env, 12).await;
+    let (store, issue_id) = common::frozen_issue(&env, n).await;
     let ca = TestCa::new();
     let server = Submission::start(&ServerOptions {
         tls: Some(&ca),
+        implicit,
         login: Some((USER, PASSWORD)),
         ..Default::default()
     });
+    let (scheme, query) = if implicit {
+        ("smtps", "")
+    } else {
+        ("smtp", "?tls=required")
+    };
     let url = format!(
-        "smtp://{USER_IN_URL}:{PASSWORD_IN_URL}@127.0.0.1:{}?tls=required",
+        "{scheme}://{USER_IN_URL}:{PASSWORD_IN_URL}@127.0.0.1:{}{query}",
         server.port
     );
     let out = run(
@@ -169,43 +176,23 @@ async fn an_issue_reaches_every_subscriber_over_starttls_with_auth() {
         &smtp_vars(&url, &[ca_var(&ca)]),
     );
     let text = out.ok();
-    assert!(text.contains("12 sent, 0 failed"), "{text}");
+    assert!(text.contains(&format!("{n} sent, 0 failed")), "{text}");
     assert_eq!(
         store.issue_status(issue_id).await.unwrap(),
         Some(IssueStatus::Sent)
     );
-    assert_everyone_once(&server, 12);
+    assert_everyone_once(&server, n);
     assert_logins_over_tls(&server);
 }
 
 #[tokio::test]
+async fn an_issue_reaches_every_subscriber_over_starttls_with_auth() {
+    reaches_everyone_over_tls_with_auth(12, false).await;
+}
+
+#[tokio::test]
 async fn an_issue_reaches_every_subscriber_over_implicit_tls() {
-    let env = TestEnv::new().await;
-    let (store, issue_id) = common::frozen_issue(&env, 9).await;
-    let ca = TestCa::new();
-    let server = Submission::start(&ServerOptions {
-        tls: Some(&ca),
-        implicit: true,
-        login: Some((USER, PASSWORD)),
-        ..Default::default()
-    });
-    let url = format!(
-        "smtps://{USER_IN_URL}:{PASSWORD_IN_URL}@127.0.0.1:{}",
-        server.port
-    );
-    let out = run(
-        &env,
-        &["issue", "send", "1"],
-        &smtp_vars(&url, &[ca_var(&ca)]),
-    );
-    let text = out.ok();
-    assert!(text.contains("9 sent, 0 failed"), "{text}");
-    assert_eq!(
-        store.issue_status(issue_id).await.unwrap(),
-        Some(IssueStatus::Sent)
-    );
-    assert_everyone_once(&server, 9);
-    assert_logins_over_tls(&server);
+    reaches_everyone_over_tls_with_auth(9, true).await;
 }
 
 /// A server that offers AUTH on a plain connection never sees the credentials: a URL with
@@ -462,18 +449,6 @@ async fn auth_that_is_never_answered_is_bounded_and_pauses() {
     assert_eq!((c.pending, c.failed), (4, 0));
 }
 
-/// A worker process that is killed if the test ends without stopping it.
-fn spawn_worker(env: &TestEnv, vars: &[(String, String)]) -> Running {
-    let mut cmd = env.command();
-    cmd.arg("worker")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    Running(Some(cmd.spawn().expect("spawning verdicts worker")))
-}
-
 async fn set_status(store: &Store, issue_id: i64, from: IssueStatus, to: IssueStatus) {
     assert!(
         store
@@ -506,7 +481,7 @@ async fn idle_connections_are_reconnects(mode: &str) {
             ("VERDICTS__DELIVERY__RATE_PER_SECOND", "6"),
         ],
     );
-    let worker = spawn_worker(&env, &vars);
+    let worker = common::spawn_worker(&env, &vars);
     // Pauses longer than the server's idle limit, counted from the last message: one under our
     // NOOP check (3 s idle, with the worker's own latency to resume), one over.
     for pause in [0.9, 4.5] {

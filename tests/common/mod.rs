@@ -475,3 +475,28 @@ pub async fn frozen_issue(env: &TestEnv, n: usize) -> (Store, i64) {
     .unwrap();
     (store, issue.id)
 }
+
+/// A `verdicts worker` process that is killed if the test ends without stopping it (a failed
+/// assertion must not leave it sending).
+pub struct Worker(pub Option<std::process::Child>);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `verdicts worker` for this test with the extra environment `vars`.
+pub fn spawn_worker(env: &TestEnv, vars: &[(String, String)]) -> Worker {
+    let mut cmd = env.command();
+    cmd.arg("worker")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    Worker(Some(cmd.spawn().expect("spawning verdicts worker")))
+}
