@@ -58,9 +58,21 @@ pub struct Settings {
     pub security: SecuritySettings,
     #[serde(default)]
     pub admin: AdminSettings,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
     pub site: SiteSettings,
     #[serde(default)]
     pub log: LogSettings,
+    #[serde(default)]
+    pub templates: TemplateSettings,
+}
+
+/// `templates.dir`: a folder whose files replace the built-in templates of the same name
+/// (`email/issue.mjml`, `web/signup.html`, …); missing files fall back to the built-ins.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSettings {
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +194,37 @@ impl TryFrom<String> for DatabaseUrl {
 pub struct HttpSettings {
     pub bind: SocketAddr,
     pub public_url: HttpUrl,
+    /// A connection whose request headers are not complete this long after it started waiting
+    /// for them is closed. Hyper starts the same clock while a keep-alive connection waits for
+    /// its next request, so this is also the idle keep-alive limit.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: DurationSetting,
+    /// The whole request, body included, must be handled within this; otherwise 408.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: DurationSetting,
+    /// Open connections at most; further clients wait in the listen backlog.
+    #[serde(default = "default_max_connections_http")]
+    pub max_connections: u32,
+    /// Requests per minute per client address to `/confirm`, `/unsubscribe` and `/api`
+    /// (each its own bucket); 0 disables the limit.
+    #[serde(default = "default_http_rate_limit")]
+    pub rate_limit_per_minute: u32,
+}
+
+fn default_header_timeout() -> DurationSetting {
+    DurationSetting(Duration::from_secs(10))
+}
+
+fn default_request_timeout() -> DurationSetting {
+    DurationSetting(Duration::from_secs(30))
+}
+
+fn default_max_connections_http() -> u32 {
+    1024
+}
+
+fn default_http_rate_limit() -> u32 {
+    60
 }
 
 /// An absolute `http`/`https` URL without a trailing slash, so paths can be appended.
@@ -430,6 +473,50 @@ pub struct SignupSettings {
     pub rate_limit_per_minute: u32,
     pub consent_text_version: SingleLine,
     pub trust_forwarded_for: bool,
+    /// Confirmation mails per mailbox per hour, however the address is spelled (plus-tags,
+    /// case): a stranger cannot bomb one inbox through `victim+1@`, `victim+2@`, …
+    #[serde(default = "default_confirmations_per_mailbox")]
+    pub confirmations_per_mailbox_per_hour: u32,
+    /// Origins whose pages may post a signup from the browser (CORS) and that a form's
+    /// `redirect` may return to; empty: the origin of `site.base_url`.
+    #[serde(default)]
+    pub allowed_origins: Vec<WebOrigin>,
+}
+
+/// `scheme://host[:port]` of a web page, as browsers send it in `Origin`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct WebOrigin(pub String);
+
+impl TryFrom<String> for WebOrigin {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let url = HttpUrl::try_from(value.clone())?;
+        let parsed = url::Url::parse(url.as_str()).map_err(|e| e.to_string())?;
+        if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(format!(
+                "{value:?} is not an origin: give scheme://host[:port] without a path"
+            ));
+        }
+        Ok(WebOrigin(parsed.origin().ascii_serialization()))
+    }
+}
+
+impl SignupSettings {
+    /// The origins allowed to post signups from the browser (see `allowed_origins`).
+    pub fn origins(&self, site: &SiteSettings) -> Vec<String> {
+        if self.allowed_origins.is_empty() {
+            url::Url::parse(site.base_url.as_str())
+                .map(|u| vec![u.origin().ascii_serialization()])
+                .unwrap_or_default()
+        } else {
+            self.allowed_origins.iter().map(|o| o.0.clone()).collect()
+        }
+    }
+}
+
+fn default_confirmations_per_mailbox() -> u32 {
+    3
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -457,7 +544,7 @@ impl TryFrom<String> for SingleLine {
         if value.trim().is_empty() {
             return Err("must not be empty".into());
         }
-        if value.chars().any(crate::render::forbidden_char) {
+        if value.chars().any(crate::text::forbidden_char) {
             return Err("must be one line without control or private-use characters".into());
         }
         Ok(SingleLine(value))
@@ -592,6 +679,21 @@ pub struct AdminSettings {
     pub token: Option<SecretString>,
 }
 
+/// `GET /metrics`: who may read it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Bearer token for `/metrics`; unset: `admin.token`; neither set: `/metrics` is 404.
+    pub token: Option<SecretString>,
+}
+
+impl Settings {
+    /// The token `/metrics` answers to: `metrics.token`, else `admin.token`.
+    pub fn metrics_token(&self) -> Option<&SecretString> {
+        self.metrics.token.as_ref().or(self.admin.token.as_ref())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteSettings {
@@ -707,6 +809,23 @@ impl Settings {
             problems.push(format!(
                 "admin.token: must be at least {MIN_ADMIN_TOKEN_LEN} characters"
             ));
+        }
+        if let Some(token) = &self.metrics.token
+            && token.expose_secret().len() < MIN_ADMIN_TOKEN_LEN
+        {
+            problems.push(format!(
+                "metrics.token: must be at least {MIN_ADMIN_TOKEN_LEN} characters"
+            ));
+        }
+        let header = self.http.header_timeout.0;
+        if header < Duration::from_millis(10) || header > Duration::from_secs(300) {
+            problems.push("http.header_timeout: must be between 10ms and 5m".to_string());
+        }
+        if self.http.request_timeout.0 < Duration::from_millis(10) {
+            problems.push("http.request_timeout: must be at least 10ms".to_string());
+        }
+        if self.http.max_connections == 0 {
+            problems.push("http.max_connections: must be at least 1".to_string());
         }
         if problems.is_empty() {
             Ok(())
@@ -906,6 +1025,10 @@ mod tests {
             ),
             ("[security]\nsecret_key = \"short\"", "security.secret_key:"),
             ("[admin]\ntoken = \"short\"", "admin.token:"),
+            ("[metrics]\ntoken = \"short\"", "metrics.token:"),
+            ("[http]\nheader_timeout = \"0s\"", "http.header_timeout:"),
+            ("[http]\nheader_timeout = \"soon\"", "http.header_timeout:"),
+            ("[http]\nmax_connections = 0", "http.max_connections:"),
             ("[dkim]\ndomain = \"x.org\"", "dkim: set all"),
             ("[delivery]\nconcurrency = 0", "delivery.concurrency:"),
         ];

@@ -5,6 +5,8 @@
 //! renders one email a week from them and delivers it over SMTP to every confirmed subscriber.
 //!
 //! ## Layout
+//! - [`app`] — the application layer every front end calls: issue and subscriber operations,
+//!   the state machine's checks, typed errors, the one operator-log write.
 //! - [`config`] — layered, typed settings (`config/default.toml` → `config/local.toml` →
 //!   `--config` → `VERDICTS__SECTION__KEY`), checked once at start-up.
 //! - [`comparisons`] — the checked [`comparisons::Comparison`] type, parsed from canonical JSON or
@@ -21,14 +23,16 @@
 //! - [`store`] — one storage interface over SQLite and PostgreSQL, with embedded migrations.
 //! - [`schedule`] — the weekly cron, catch-up and scheduled issues, idempotent across
 //!   processes.
-//! - [`startup`] — builds the HTTP application from settings and runs it until shutdown.
-//! - [`web`] — HTTP routes, one module per concern, each owning its router.
+//! - [`startup`] — builds the application from settings and runs it until shutdown.
+//! - [`web`] — HTTP routes, one module per concern, each owning its router; [`web::AppState`].
 //! - [`cli`] — the `verdicts` command line; `main.rs` only calls [`cli::main`].
 //! - [`telemetry`] — tracing set-up (human or JSON logs).
+//! - [`text`] — text hygiene every layer shares (forbidden characters, one-line text).
 //!
 //! Errors that callers branch on are typed (`thiserror`); the rest carry context (`anyhow`). The
 //! CLI maps input and usage errors to exit code 2 and runtime failures to 1.
 
+pub mod app;
 pub mod cli;
 pub mod comparisons;
 pub mod config;
@@ -42,4 +46,5 @@ pub mod startup;
 pub mod store;
 pub mod subscribers;
 pub mod telemetry;
+pub mod text;
 pub mod web;

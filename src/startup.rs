@@ -7,41 +7,17 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::config::{SecretKey, Settings};
+use crate::app::App;
+use crate::config::Settings;
 use crate::mail::queue::{self, QueueSignal};
 use crate::mail::transport::Transport;
 use crate::render::Renderer;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
-use crate::subscribers::lifecycle::{Composer, Lifecycle};
+use crate::subscribers::lifecycle::Composer;
 use crate::subscribers::signup_writer::SignupWriter;
-use crate::web;
-use crate::web::signup::{SignupLimiter, limiter};
-
-/// What every request handler may use; built once per process.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub store: Store,
-    pub secret: SecretKey,
-    pub renderer: Arc<Renderer>,
-    pub transport: Transport,
-    /// Wakes the transactional mail sender when something is queued.
-    pub mail_signal: QueueSignal,
-    pub signup_limiter: Option<SignupLimiter>,
-    /// Group-commit writer for signups.
-    pub signup_writer: SignupWriter,
-}
-
-impl AppState {
-    /// The reader lifecycle over this state.
-    pub fn lifecycle(&self) -> Lifecycle<'_> {
-        Lifecycle {
-            store: &self.store,
-            secret: &self.secret,
-        }
-    }
-}
+use crate::web::limits::RateLimits;
+use crate::web::{self, AppState};
 
 /// A built, bound, not yet running application.
 pub struct Application {
@@ -61,13 +37,17 @@ impl Application {
             "database ready"
         );
         let secret = settings.secret_key()?;
-        let renderer = Arc::new(Renderer::new()?);
+        let settings = Arc::new(settings);
+        let renderer = Arc::new(Renderer::from_settings(&settings)?);
         let transport = Transport::from_settings(&settings)?;
-        let signup_limiter = limiter(settings.signup.rate_limit_per_minute);
+        let rate_limits = RateLimits::from_settings(&settings);
         let signup_writer = SignupWriter::spawn(
             store.clone(),
-            settings.signup.confirm_token_ttl.0,
-            settings.signup.resend_interval.0,
+            crate::store::subscribers::SignupLimits {
+                token_ttl: settings.signup.confirm_token_ttl.0,
+                resend_interval: settings.signup.resend_interval.0,
+                per_mailbox_per_hour: settings.signup.confirmations_per_mailbox_per_hour,
+            },
         );
         let listener = TcpListener::bind(settings.http.bind)
             .await
@@ -77,13 +57,19 @@ impl Application {
             listener,
             port,
             state: AppState {
-                settings: Arc::new(settings),
+                app: App::new(
+                    store.clone(),
+                    settings.clone(),
+                    secret.clone(),
+                    renderer.clone(),
+                ),
+                settings,
                 store,
                 secret,
                 renderer,
                 transport,
                 mail_signal: QueueSignal::default(),
-                signup_limiter,
+                rate_limits,
                 signup_writer,
             },
         })
@@ -119,14 +105,15 @@ impl Application {
             self.state.mail_signal.clone(),
             shutdown.clone(),
         ));
-        if let Some(limiter) = self.state.signup_limiter.clone() {
+        {
+            let limits = self.state.rate_limits.clone();
             let stop = shutdown.clone();
             tokio::spawn(async move {
-                // Forget idle clients so the limiter's memory does not grow with every IP seen.
+                // Forget idle clients so the limiters' memory does not grow with every IP seen.
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => limiter.retain_recent(),
+                        _ = tick.tick() => limits.retain_recent(),
                         _ = stop.clone().wait() => break,
                     }
                 }
@@ -139,20 +126,15 @@ impl Application {
         )?;
         let worker = tokio::spawn(engine.run(shutdown.clone()));
         let scheduler = tokio::spawn(crate::schedule::run(
-            store.clone(),
-            self.state.renderer.clone(),
-            self.state.settings.clone(),
+            self.state.app.clone(),
             Arc::new(crate::schedule::SystemClock),
             shutdown.clone(),
         ));
+        let limits = web::serve::ConnectionLimits::from(&self.state.settings.http);
         let app = web::router(self.state);
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.wait())
-        .await
-        .context("serving HTTP")?;
+        web::serve::serve(self.listener, app, limits, shutdown.clone())
+            .await
+            .context("serving HTTP")?;
         if let Err(e) = scheduler.await {
             tracing::warn!(error = %e, "the scheduler ended abnormally");
         }

@@ -208,6 +208,20 @@ async fn bad_files_are_rejected_and_change_nothing() {
             sonnet_page.replacen("72/100 · ship", "140/100 · ship", 1),
             "score 140 is outside 0–100",
         ),
+        (
+            "after-footer.txt",
+            format!("{sonnet_page}\nVisit evil.example for more\n"),
+            "line 125: unexpected text after the reviews: \"Visit evil.example for more\"",
+        ),
+        (
+            "bookmarks-truncation.txt",
+            sonnet_page.replacen(
+                "not a charity project.",
+                "not a charity project.\n\nBookmarks\n\nBut see the pricing.\n\nTrailing words",
+                1,
+            ) + "\nTrailing words\n",
+            "unexpected text after the reviews: \"Trailing words\"",
+        ),
         ("empty.json", String::new(), "the file is empty"),
         ("number.json", "42".to_string(), "not a comparison page"),
         (

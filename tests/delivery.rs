@@ -217,7 +217,7 @@ async fn kill_9_mid_send_skips_nobody_and_bounds_duplicates() {
     let n = 300;
     let concurrency = 4;
     let (store, issue_id) = setup(&env, n).await;
-    store.start_send(issue_id).await.unwrap();
+    common::start_send(&store, issue_id).await;
     let sink = SmtpSink::start();
     let vars = smtp_env(
         &sink,
@@ -261,7 +261,7 @@ async fn three_workers_share_a_send_without_double_sends() {
     let env = TestEnv::new().await;
     let n = 300;
     let (store, issue_id) = setup(&env, n).await;
-    store.start_send(issue_id).await.unwrap();
+    common::start_send(&store, issue_id).await;
     let sink = SmtpSink::start();
     let vars = smtp_env(
         &sink,
@@ -291,7 +291,7 @@ async fn pause_resume_and_unsubscribe_take_effect_during_a_send() {
     let env = TestEnv::new().await;
     let n = 200;
     let (store, issue_id) = setup(&env, n).await;
-    store.start_send(issue_id).await.unwrap();
+    common::start_send(&store, issue_id).await;
     let sink = SmtpSink::start();
     let vars = smtp_env(
         &sink,
@@ -351,7 +351,7 @@ async fn pause_resume_and_unsubscribe_take_effect_during_a_send() {
 async fn cancel_stops_a_send_for_good() {
     let env = TestEnv::new().await;
     let (store, issue_id) = setup(&env, 150).await;
-    store.start_send(issue_id).await.unwrap();
+    common::start_send(&store, issue_id).await;
     let sink = SmtpSink::start();
     let vars = smtp_env(
         &sink,
@@ -389,7 +389,7 @@ async fn attempts(store: &Store, issue_id: i64) -> Vec<i64> {
 async fn temporary_failures_are_retried_and_arrive_later() {
     let env = TestEnv::new().await;
     let (store, issue_id) = setup(&env, 10).await;
-    store.start_send(issue_id).await.unwrap();
+    common::start_send(&store, issue_id).await;
     let refusing = SmtpSink::start_with(&["-r", "RCPT"]);
     let port = refusing.port;
     let vars = smtp_env(
@@ -461,7 +461,7 @@ async fn a_server_without_pipelining_gets_every_message() {
 async fn permanent_rejections(extra: &[&str]) {
     let env = TestEnv::new().await;
     let (store, issue_id) = setup(&env, 8).await;
-    store.start_send(issue_id).await.unwrap();
+    common::start_send(&store, issue_id).await;
     let mut flags = extra.to_vec();
     flags.extend(["-f", "RCPT", "-B", "550 5.1.1 User unknown"]);
     let sink = SmtpSink::start_with(&flags);
@@ -503,7 +503,7 @@ async fn permanent_rejections(extra: &[&str]) {
     )
     .await
     .unwrap();
-    assert_eq!(store.start_send(next.id).await.unwrap(), 0);
+    assert_eq!(common::start_send(&store, next.id).await, 0);
 }
 
 /// A server that is down pauses progress without burning attempts; it resumes when it is back.
@@ -511,7 +511,7 @@ async fn permanent_rejections(extra: &[&str]) {
 async fn a_server_that_is_down_burns_no_attempts() {
     let env = TestEnv::new().await;
     let (store, issue_id) = setup(&env, 12).await;
-    store.start_send(issue_id).await.unwrap();
+    common::start_send(&store, issue_id).await;
     let port = common::free_port();
     let vars = vec![
         ("VERDICTS__MAIL__TRANSPORT".to_string(), "smtp".to_string()),
@@ -551,7 +551,7 @@ async fn a_server_that_is_down_burns_no_attempts() {
 async fn consecutive_failures_pause_the_issue() {
     let env = TestEnv::new().await;
     let (store, issue_id) = setup(&env, 40).await;
-    store.start_send(issue_id).await.unwrap();
+    common::start_send(&store, issue_id).await;
     let sink = SmtpSink::start_with(&["-r", "RCPT"]);
     let vars = smtp_env(
         &sink,
@@ -572,8 +572,15 @@ async fn consecutive_failures_pause_the_issue() {
     let out = env.cli(&["issue", "status", "1"]);
     let text = out.ok();
     assert!(text.contains("status:   paused"), "{text}");
+    // At least the configured 10; a batch settled at once may carry the count past it.
+    let count: u32 = text
+        .split("reason:   paused after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
     assert!(
-        text.contains("reason:   paused after 10 consecutive failed messages"),
+        (10..20).contains(&count) && text.contains("consecutive failed messages"),
         "{text}"
     );
 }
@@ -582,7 +589,7 @@ async fn consecutive_failures_pause_the_issue() {
 async fn dkim_round_trip(key_file: &std::path::Path, dns_record: &str) -> String {
     let env = TestEnv::new().await;
     let (store, issue_id) = setup(&env, 2).await;
-    store.start_send(issue_id).await.unwrap();
+    common::start_send(&store, issue_id).await;
     let sink = SmtpSink::start();
     let vars = smtp_env(
         &sink,

@@ -1,8 +1,9 @@
-//! `GET /metrics` in Prometheus/OpenMetrics text format, with figures that follow the database.
+//! `GET /metrics` in Prometheus/OpenMetrics text format, with figures that follow the database,
+//! behind `Authorization: Bearer <metrics.token>` (default `admin.token`).
 
 mod common;
 
-use common::TestApp;
+use common::{ADMIN_TOKEN, TestApp};
 use verdicts::subscribers::SubscriberEmail;
 
 #[tokio::test]
@@ -29,7 +30,13 @@ async fn metrics_count_signups_unsubscribes_and_subscribers() {
         .await
         .unwrap();
 
-    let r = app.get("/metrics").await;
+    let r = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(
         r.headers()["content-type"]
@@ -58,5 +65,64 @@ async fn metrics_count_signups_unsubscribes_and_subscribers() {
     let now = chrono::Utc::now().timestamp();
     assert!(next > now && next <= now + 7 * 24 * 3600, "weekly: {next}");
     assert!(body.trim_end().ends_with("# EOF"));
+    app.stop().await;
+}
+
+/// The probe's oracle: read the gauges, sign an address up, read again. Without the token a
+/// stranger gets no figures at all, before or after.
+#[tokio::test]
+async fn strangers_cannot_read_metrics() {
+    let app = TestApp::spawn("").await;
+    let read = |token: Option<&'static str>| {
+        let mut req = app.client.get(app.url("/metrics"));
+        if let Some(t) = token {
+            req = req.header("Authorization", t);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    for header in [
+        None,
+        Some("Bearer wrong-token-0123456789"),
+        Some("Bearer test-admin-token-012345678"),
+        Some("Basic dGVzdDp0ZXN0"),
+        Some("test-admin-token-0123456789"),
+    ] {
+        let r = read(header).await;
+        assert_eq!(r.status(), 401, "{header:?}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"metrics\"");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("verdicts_subscribers"), "{header:?}: {body}");
+    }
+    let before = read(Some("Bearer test-admin-token-0123456789")).await;
+    assert_eq!(before.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_token_replaces_the_admin_token() {
+    let app = TestApp::spawn("[metrics]\ntoken = \"scrape-token-0123456789\"").await;
+    let get = |token: &'static str| {
+        app.client
+            .get(app.url("/metrics"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(get("scrape-token-0123456789").await.unwrap().status(), 200);
+    assert_eq!(get(ADMIN_TOKEN).await.unwrap().status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_are_not_found_without_any_token() {
+    let app = TestApp::spawn_with("").await;
+    let r = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(!r.text().await.unwrap().contains("verdicts_"));
     app.stop().await;
 }

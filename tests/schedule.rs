@@ -37,13 +37,13 @@ async fn two_schedulers_firing_at_once_yield_one_issue_and_one_send() {
     let store = env.store().await;
     seed(&store, "2026-11-17T10:00:00Z", 5).await;
     let settings = env.settings("");
-    let renderer = Renderer::new().unwrap();
     let at = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap();
     let other = env.store().await; // a second process's pool
-    let (a, b) = tokio::join!(
-        fire(&store, &renderer, &settings, at),
-        fire(&other, &renderer, &settings, at)
+    let (app_a, app_b) = (
+        common::app(&store, &settings),
+        common::app(&other, &settings),
     );
+    let (a, b) = tokio::join!(fire(&app_a, at), fire(&app_b, at));
     let mut outcomes = vec![a.unwrap(), b.unwrap()];
     outcomes.sort_by_key(|o| format!("{o:?}"));
     assert_eq!(outcomes[0], FireOutcome::AlreadyHandled);
@@ -55,7 +55,7 @@ async fn two_schedulers_firing_at_once_yield_one_issue_and_one_send() {
     assert_eq!(store.count_rows("deliveries").await.unwrap(), 5);
     // The same fire again (a restart) does nothing.
     assert_eq!(
-        fire(&store, &renderer, &settings, at).await.unwrap(),
+        fire(&common::app(&store, &settings), at).await.unwrap(),
         FireOutcome::AlreadyHandled
     );
 }
@@ -85,9 +85,8 @@ async fn a_dst_fold_that_repeats_the_hour_sends_once() {
     assert_eq!(next, Utc.with_ymd_and_hms(2026, 11, 1, 1, 30, 0).unwrap());
     // A scheduler that fires at both 02:30s (CEST, then CET an hour later) still sends once.
     let second = Utc.with_ymd_and_hms(2026, 10, 25, 1, 30, 0).unwrap();
-    let renderer = Renderer::new().unwrap();
-    let a = fire(&store, &renderer, &settings, first).await.unwrap();
-    let b = fire(&store, &renderer, &settings, second).await.unwrap();
+    let a = fire(&common::app(&store, &settings), first).await.unwrap();
+    let b = fire(&common::app(&store, &settings), second).await.unwrap();
     assert!(
         matches!(a, FireOutcome::Started { recipients: 3, .. }),
         "{a:?}"
@@ -99,7 +98,6 @@ async fn a_dst_fold_that_repeats_the_hour_sends_once() {
 
 #[tokio::test]
 async fn catch_up_runs_inside_the_window_and_leaves_older_misses() {
-    let renderer = Renderer::new().unwrap();
     // Down over Monday 09:00, back at 11:00: within 6 h, so it fires now.
     let env = TestEnv::new().await;
     let store = env.store().await;
@@ -108,21 +106,27 @@ async fn catch_up_runs_inside_the_window_and_leaves_older_misses() {
     let back = Utc.with_ymd_and_hms(2026, 11, 23, 11, 0, 0).unwrap();
     // A fresh installation has missed nothing: it starts with the next fire.
     assert_eq!(
-        catch_up(&store, &renderer, &settings, back).await.unwrap(),
+        catch_up(&common::app(&store, &settings), back)
+            .await
+            .unwrap(),
         None
     );
     assert!(store.list_issues().await.unwrap().is_empty());
     // It had been running since the week before.
     let ran_since = Utc.with_ymd_and_hms(2026, 11, 18, 8, 0, 0).unwrap();
     store.record_scheduler_start(ran_since).await.unwrap();
-    let out = catch_up(&store, &renderer, &settings, back).await.unwrap();
+    let out = catch_up(&common::app(&store, &settings), back)
+        .await
+        .unwrap();
     assert!(
         matches!(out, Some(FireOutcome::Started { recipients: 2, .. })),
         "{out:?}"
     );
     // Nothing twice on the next start.
     assert_eq!(
-        catch_up(&store, &renderer, &settings, back).await.unwrap(),
+        catch_up(&common::app(&store, &settings), back)
+            .await
+            .unwrap(),
         None
     );
 
@@ -133,7 +137,9 @@ async fn catch_up_runs_inside_the_window_and_leaves_older_misses() {
     store.record_scheduler_start(ran_since).await.unwrap();
     let late = Utc.with_ymd_and_hms(2026, 11, 23, 20, 0, 0).unwrap();
     assert_eq!(
-        catch_up(&store, &renderer, &settings, late).await.unwrap(),
+        catch_up(&common::app(&store, &settings), late)
+            .await
+            .unwrap(),
         None
     );
     assert!(store.list_issues().await.unwrap().is_empty());
@@ -171,7 +177,14 @@ async fn end_to_end_the_schedule_fires_and_the_issue_arrives() {
     // Later fires (every second here) find the week's issue and send nothing again.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(sink.messages().len(), 4);
-    let r = app.get("/metrics").await.text().await.unwrap();
+    let r = app
+        .admin(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         r.contains("verdicts_deliveries_total{outcome=\"sent\"} 4"),
         "{r}"
@@ -197,7 +210,7 @@ async fn sigterm_during_a_send_exits_cleanly_and_a_restart_completes_it() {
     )
     .await
     .unwrap();
-    store.start_send(issue.id).await.unwrap();
+    common::start_send(&store, issue.id).await;
     let sink = SmtpSink::start();
     let spawn = || {
         env.command()

@@ -472,7 +472,7 @@ async fn idle_connections_are_reconnects(mode: &str) {
         idle: Some((1.0, mode)),
         ..Default::default()
     });
-    store.start_send(issue_id).await.unwrap();
+    common::start_send(&store, issue_id).await;
     let url = format!("smtp://127.0.0.1:{}", server.port);
     let vars = smtp_vars(
         &url,

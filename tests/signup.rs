@@ -398,6 +398,48 @@ async fn bad_input_is_refused_and_writes_nothing() {
             "does not look like",
         ),
         (
+            "quoted local part",
+            form,
+            "email=%22ada..lovelace%22%40example.org".into(),
+            422,
+            "quoted name",
+        ),
+        (
+            "IP literal",
+            form,
+            "email=ada%40%5B127.0.0.1%5D".into(),
+            422,
+            "IP address",
+        ),
+        (
+            "bare IP domain",
+            "application/json",
+            json!({"email": "ada@127.0.0.1"}).to_string(),
+            422,
+            "IP address",
+        ),
+        (
+            "bidi override in the name",
+            form,
+            "email=ada%40example.org&name=Ada%E2%80%AEevil".into(),
+            422,
+            "invisible formatting",
+        ),
+        (
+            "zero-width space in the name",
+            form,
+            "email=ada%40example.org&name=A%E2%80%8Bda".into(),
+            422,
+            "invisible formatting",
+        ),
+        (
+            "line separator in the name",
+            "application/json",
+            json!({"email": "ada@example.org", "name": "Ada\u{2028}Bcc"}).to_string(),
+            422,
+            "invisible formatting",
+        ),
+        (
             "too large",
             form,
             format!("email=a%40b.org&name={}", "x".repeat(20_000)),
@@ -482,7 +524,7 @@ async fn signups_are_rate_limited_per_ip() {
     let before = app.store.count_rows("subscribers").await.unwrap();
     let (status, page) = subscribe(&app, "r9@example.org").await;
     assert_eq!(status, 429);
-    assert!(page.contains("Too many signups"), "{page}");
+    assert!(page.contains("Too many requests"), "{page}");
     assert_eq!(app.store.count_rows("subscribers").await.unwrap(), before);
     // JSON clients get JSON.
     let r = app
@@ -493,6 +535,12 @@ async fn signups_are_rate_limited_per_ip() {
         .await
         .unwrap();
     assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
     let v: serde_json::Value = r.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("Too many"));
     app.stop().await;
@@ -586,5 +634,136 @@ async fn concurrent_signups_are_group_committed_without_loss_or_duplicates() {
     to.sort();
     to.dedup();
     assert_eq!(to.len(), 54);
+    app.stop().await;
+}
+
+/// The probe's mail bomb: `victim+0…49@` from 50 addresses. However the address is spelled,
+/// the mailbox gets `signup.confirmations_per_mailbox_per_hour` confirmations, counted at the
+/// real SMTP server, and every answer is the same.
+#[tokio::test]
+async fn one_mailbox_gets_a_few_confirmations_however_it_is_spelled() {
+    let sink = SmtpSink::start();
+    let app = app_with_smtp(
+        &sink,
+        "[signup]\ntrust_forwarded_for = true\nconfirmations_per_mailbox_per_hour = 3",
+    )
+    .await;
+    let mut answers = std::collections::HashSet::new();
+    for i in 0..50 {
+        let email = if i % 2 == 0 {
+            format!("victim+{i}@example.org")
+        } else {
+            format!("Victim+{i}@EXAMPLE.org")
+        };
+        let r = app
+            .client
+            .post(app.url("/subscribe"))
+            .header("X-Forwarded-For", format!("198.51.100.{i}"))
+            .form(&[("email", email.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{email}");
+        answers.insert(r.text().await.unwrap());
+    }
+    assert_eq!(answers.len(), 1, "every signup got the same answer");
+    let mails = sink.wait_for(3, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sink.messages().len(), 3, "three confirmations, not fifty");
+    assert!(mails.iter().all(|m| m.rcpt.starts_with("victim+")));
+    // Another mailbox is not affected.
+    subscribe(&app, "neighbour@example.org").await;
+    sink.wait_for(4, WAIT).await;
+    assert_eq!(
+        app.store.count_rows("subscribers").await.unwrap(),
+        4,
+        "only the mailed signups were stored"
+    );
+    app.stop().await;
+}
+
+/// A stranger signs up an address we know, with their own text as the name: the stored name
+/// stays, and nothing they typed reaches the mailbox — the confirmation greets neutrally and
+/// its `To:` carries no name. The same for a brand-new address.
+#[tokio::test]
+async fn a_strangers_text_never_reaches_an_unconfirmed_mailbox() {
+    use verdicts::store::subscribers::NewSubscriber;
+    let sink = SmtpSink::start();
+    let app = app_with_smtp(&sink, "[signup]\nresend_interval = \"1s\"").await;
+    let attacker = "Attacker Chosen visit evil.example";
+    // Known addresses in each state a signup restarts: pending, unsubscribed, bounced.
+    for (email, status) in [
+        ("pending@example.org", None),
+        ("left@example.org", Some("unsubscribed")),
+        ("bounced@example.org", Some("bounced")),
+    ] {
+        let parsed = SubscriberEmail::parse(email).unwrap();
+        let name = verdicts::subscribers::SubscriberName::parse(Some("Real Name"))
+            .unwrap()
+            .unwrap();
+        app.store
+            .add_subscriber(
+                &NewSubscriber {
+                    email: &parsed,
+                    name: Some(&name),
+                    confirmed: false,
+                },
+                &Default::default(),
+                &format!("no-suppression-{email}"),
+            )
+            .await
+            .unwrap();
+        if let Some(status) = status {
+            sqlx::query("UPDATE subscribers SET status = $1 WHERE email = $2")
+                .bind(status)
+                .bind(email)
+                .execute(app.store.pool())
+                .await
+                .unwrap();
+        }
+    }
+    let targets = [
+        "pending@example.org",
+        "left@example.org",
+        "bounced@example.org",
+        "fresh@example.org",
+    ];
+    for email in targets {
+        let r = app
+            .client
+            .post(app.url("/subscribe"))
+            .form(&[("email", email), ("name", attacker)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let mails = sink.wait_for(4, WAIT).await;
+    for email in targets {
+        let mail = mails
+            .iter()
+            .find(|m| m.rcpt == email)
+            .unwrap_or_else(|| panic!("no confirmation for {email}"));
+        for part in [mail.raw.clone(), mail.text(), mail.html()] {
+            assert!(!part.contains("Attacker"), "{email}: {part}");
+            assert!(!part.contains("evil.example"), "{email}: {part}");
+            assert!(!part.contains("Real Name"), "{email}: {part}");
+        }
+        assert_eq!(mail.header("To").as_deref(), Some(email), "{email}");
+        assert!(mail.text().starts_with("Hi,"), "{}", mail.text());
+        let stored = app
+            .store
+            .get_subscriber_by_email(&SubscriberEmail::parse(email).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let expected = if email == "fresh@example.org" {
+            Some(attacker)
+        } else {
+            Some("Real Name")
+        };
+        assert_eq!(stored.name.as_deref(), expected, "{email}");
+        assert_eq!(stored.status, SubscriberStatus::Pending, "{email}");
+    }
     app.stop().await;
 }

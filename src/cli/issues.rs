@@ -6,14 +6,16 @@ use anyhow::Context;
 use chrono::Utc;
 use lettre::message::Mailbox;
 
-use super::{Failure, IssueCommand, IssueIdArg, PreviewArgs, WeekArg, open_store, truncate};
+use super::{Failure, IssueCommand, IssueIdArg, PreviewArgs, WeekArg, open_app, truncate};
+use crate::app::issues::{Done, IssueReport};
+use crate::app::{Actor, App};
 use crate::config::Settings;
-use crate::issues::freeze::{Created, create_issue, default_week, preview_issue};
-use crate::issues::{IsoWeek, IssueStatus};
+use crate::issues::freeze::{Created, default_week, preview_issue};
+use crate::issues::{IssueAction, IssueKey};
 use crate::mail::newsletter::{IssueMail, Recipient};
-use crate::render::{Personalizer, Renderer, SlotValues};
-use crate::store::Store;
+use crate::render::{Personalizer, SlotValues};
 use crate::store::issues::IssueRow;
+use crate::subscribers::SubscriberEmail;
 
 /// The recipient shown in previews.
 pub const PREVIEW_RECIPIENT: &str = "Preview Reader <reader@example.org>";
@@ -23,69 +25,40 @@ pub(super) async fn run(
     command: IssueCommand,
     json: bool,
 ) -> Result<(), Failure> {
-    let store = open_store(settings).await?;
+    let app = open_app(settings).await?;
+    let actor = Actor::Cli;
     let result = match command {
-        IssueCommand::Preview(args) => preview(settings, &store, args, json).await,
-        IssueCommand::Create(args) => create(settings, &store, args, json).await,
-        IssueCommand::List => list(&store, json).await,
-        IssueCommand::Status(args) => status(&store, args, json).await,
-        IssueCommand::Send(args) => send(settings, &store, args, json).await,
-        IssueCommand::TestSend { id, to } => test_send(settings, &store, id, &to, json).await,
-        IssueCommand::Schedule { id, at } => schedule(&store, id, at, json).await,
-        IssueCommand::Pause(args) => {
-            transition(
-                &store,
-                args,
-                &[IssueStatus::Sending],
-                IssueStatus::Paused,
-                json,
-            )
-            .await
+        IssueCommand::Preview(args) => preview(&app, args, json).await,
+        IssueCommand::Create(args) => create(&app, args, json).await,
+        IssueCommand::List => list(&app, json).await,
+        IssueCommand::Status(args) => status(&app, args, json).await,
+        IssueCommand::Send(args) => send(&app, args, json).await,
+        IssueCommand::TestSend { id, to } => {
+            let to =
+                SubscriberEmail::parse(&to).map_err(|e| Failure::Input(format!("--to: {e}")))?;
+            act(&app, &actor, id, IssueAction::TestSend(to), json).await
         }
-        IssueCommand::Resume(args) => {
-            transition(
-                &store,
-                args,
-                &[IssueStatus::Paused],
-                IssueStatus::Sending,
-                json,
-            )
-            .await
+        IssueCommand::Schedule { id, at } => {
+            act(&app, &actor, id, IssueAction::Schedule(at), json).await
         }
-        IssueCommand::Cancel(args) => {
-            transition(
-                &store,
-                args,
-                &[
-                    IssueStatus::Ready,
-                    IssueStatus::Scheduled,
-                    IssueStatus::Sending,
-                    IssueStatus::Paused,
-                ],
-                IssueStatus::Cancelled,
-                json,
-            )
-            .await
+        IssueCommand::Pause(args) => act(&app, &actor, args, IssueAction::Pause, json).await,
+        IssueCommand::Resume(args) => act(&app, &actor, args, IssueAction::Resume, json).await,
+        IssueCommand::Cancel(args) => act(&app, &actor, args, IssueAction::Cancel, json).await,
+        IssueCommand::RetryFailed(args) => {
+            act(&app, &actor, args, IssueAction::RetryFailed, json).await
         }
     };
-    store.close().await;
+    app.store().close().await;
     result
 }
 
-fn week_or_default(settings: &Settings, arg: &WeekArg) -> IsoWeek {
-    arg.week
-        .unwrap_or_else(|| default_week(Utc::now(), settings))
-}
-
-async fn preview(
-    settings: &Settings,
-    store: &Store,
-    args: PreviewArgs,
-    json: bool,
-) -> Result<(), Failure> {
-    let week = week_or_default(settings, &args.week);
-    let renderer = Renderer::new()?;
-    let Some(preview) = preview_issue(store, &renderer, settings, week).await? else {
+async fn preview(app: &App, args: PreviewArgs, json: bool) -> Result<(), Failure> {
+    let settings = app.settings();
+    let week = args
+        .week
+        .week
+        .unwrap_or_else(|| default_week(Utc::now(), settings));
+    let Some(preview) = preview_issue(app.store(), app.renderer(), settings, week).await? else {
         return Err(Failure::Input(format!(
             "week {week} has nothing to send: no comparison published before its end is left \
              for it (see `verdicts comparisons list`)"
@@ -151,20 +124,9 @@ async fn preview(
     Ok(())
 }
 
-async fn create(
-    settings: &Settings,
-    store: &Store,
-    args: WeekArg,
-    json: bool,
-) -> Result<(), Failure> {
-    let week = week_or_default(settings, &args);
-    let renderer = Renderer::new()?;
-    let (issue, created) = create_issue(store, &renderer, settings, week).await?;
-    if created == Created::New {
-        store
-            .log_operator_action("cli", "issue.create", Some(issue.id), &week.to_string())
-            .await?;
-    }
+async fn create(app: &App, args: WeekArg, json: bool) -> Result<(), Failure> {
+    let (issue, created) = app.create_issue(&Actor::Cli, args.week).await?;
+    let week = issue.week;
     if json {
         println!(
             "{}",
@@ -201,8 +163,8 @@ fn row_line(i: &IssueRow) -> String {
     )
 }
 
-async fn list(store: &Store, json: bool) -> Result<(), Failure> {
-    let issues = store.list_issues().await?;
+async fn list(app: &App, json: bool) -> Result<(), Failure> {
+    let issues = app.list_issues().await?;
     if json {
         println!("{}", serde_json::json!(issues));
         return Ok(());
@@ -221,134 +183,50 @@ async fn list(store: &Store, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-fn required(args: &IssueIdArg) -> Result<&str, Failure> {
+fn required(args: IssueIdArg) -> Result<IssueKey, Failure> {
     args.id
-        .as_deref()
         .ok_or_else(|| Failure::Input("ID: give the issue number (12) or week (2026-W47)".into()))
 }
 
-async fn transition(
-    store: &Store,
+/// Every action but `send` (which also follows the send): one call into the application.
+async fn act(
+    app: &App,
+    actor: &Actor,
     args: IssueIdArg,
-    from: &[IssueStatus],
-    to: IssueStatus,
+    action: IssueAction,
     json: bool,
 ) -> Result<(), Failure> {
-    let issue = find(store, required(&args)?).await?;
-    if !store
-        .transition_issue(issue.id, from, to, Some("operator (cli)"))
-        .await?
-    {
-        return Err(Failure::Input(format!(
-            "issue {} is {}: cannot make it {to}",
-            issue.week, issue.status
-        )));
-    }
-    store
-        .log_operator_action(
-            "cli",
-            &format!("issue.{to}"),
-            Some(issue.id),
-            &issue.week.to_string(),
-        )
-        .await?;
+    let done = app.perform(actor, required(args)?, action).await?;
     if json {
         println!(
             "{}",
-            serde_json::json!({ "week": issue.week, "status": to })
+            serde_json::json!({ "week": done.issue.week, "status": done.issue.status, "action": done.action.as_str(), "result": done.done })
         );
-    } else {
-        println!("issue {} is now {to}", issue.week);
+        return Ok(());
     }
-    Ok(())
-}
-
-async fn test_send(
-    settings: &Settings,
-    store: &Store,
-    args: IssueIdArg,
-    to: &str,
-    json: bool,
-) -> Result<(), Failure> {
-    let issue = find(store, required(&args)?).await?;
-    let to = crate::subscribers::SubscriberEmail::parse(to)
-        .map_err(|e| Failure::Input(format!("--to: {e}")))?;
-    let engine = crate::delivery::Engine::new(
-        store.clone(),
-        std::sync::Arc::new(settings.clone()),
-        settings.secret_key()?,
-    )?;
-    engine.test_send(issue.id, &to).await?;
-    store
-        .log_operator_action(
-            "cli",
-            "issue.test-send",
-            Some(issue.id),
-            &issue.week.to_string(),
-        )
-        .await?;
-    if json {
-        println!("{}", serde_json::json!({ "week": issue.week, "to": to }));
-    } else {
-        println!("sent a [TEST] copy of {} to {to}", issue.week);
-    }
-    Ok(())
-}
-
-async fn schedule(
-    store: &Store,
-    args: IssueIdArg,
-    at: chrono::DateTime<chrono::Utc>,
-    json: bool,
-) -> Result<(), Failure> {
-    let issue = find(store, required(&args)?).await?;
-    if !store.schedule_issue(issue.id, at).await? {
-        return Err(Failure::Input(format!(
-            "issue {} is {}: only a ready or scheduled issue can be scheduled",
-            issue.week, issue.status
-        )));
-    }
-    store
-        .log_operator_action("cli", "issue.schedule", Some(issue.id), &at.to_rfc3339())
-        .await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({ "week": issue.week, "scheduled_for": at })
-        );
-    } else {
-        println!(
-            "issue {} will start sending at {}",
-            issue.week,
+    let week = done.issue.week;
+    match &done.done {
+        Done::TestSent { to } => println!("sent a [TEST] copy of {week} to {to}"),
+        Done::Scheduled { at } => println!(
+            "issue {week} will start sending at {}",
             at.format("%Y-%m-%d %H:%M UTC")
-        );
+        ),
+        Done::Retried { deliveries } => println!(
+            "issue {week}: {deliveries} failed recipient(s) back in line; the issue is {}",
+            done.issue.status
+        ),
+        Done::Started { recipients } => {
+            println!("issue {week} is sending to {recipients} recipient(s)")
+        }
+        Done::Moved => println!("issue {week} is now {}", done.issue.status),
     }
     Ok(())
 }
 
-async fn send(
-    settings: &Settings,
-    store: &Store,
-    args: IssueIdArg,
-    json: bool,
-) -> Result<(), Failure> {
-    let issue = find(store, required(&args)?).await?;
-    if issue.status == IssueStatus::Paused {
-        return Err(Failure::Input(format!(
-            "issue {} is paused: `verdicts issue resume {}` continues it",
-            issue.week, issue.week
-        )));
-    }
-    let recipients = store
-        .start_send(issue.id)
-        .await
-        .map_err(|e| Failure::Input(format!("issue {}: {e}", issue.week)))?;
-    store
-        .log_operator_action("cli", "issue.send", Some(issue.id), &issue.week.to_string())
-        .await?;
-    let secret = settings.secret_key()?;
-    let engine =
-        crate::delivery::Engine::new(store.clone(), std::sync::Arc::new(settings.clone()), secret)?;
+async fn send(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> {
+    let (issue, recipients) = app.start_or_join_send(&Actor::Cli, required(args)?).await?;
+    let store = app.store();
+    let engine = app.engine().await?.clone();
     let bar = if json {
         indicatif::ProgressBar::hidden()
     } else {
@@ -406,31 +284,18 @@ async fn send(
     Ok(())
 }
 
-async fn status(store: &Store, args: IssueIdArg, json: bool) -> Result<(), Failure> {
-    let issue = match &args.id {
-        Some(key) => find(store, key).await?,
-        None => store
-            .list_issues()
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Failure::Input("there are no issues yet".into()))?,
-    };
-    let counts = store.delivery_counts(issue.id).await?;
-    let rate = counts.sent_last_minute as f64 / 60.0;
-    let eta_seconds = (rate > 0.0).then(|| (counts.pending as f64 / rate).round() as i64);
+async fn status(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> {
+    let report = app.issue_report(args.id).await?;
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "issue": issue,
-                "deliveries": counts,
-                "rate_per_second": rate,
-                "eta_seconds": eta_seconds,
-            })
-        );
+        println!("{}", serde_json::json!(report));
         return Ok(());
     }
+    let IssueReport {
+        issue,
+        deliveries: counts,
+        rate_per_second: rate,
+        eta_seconds,
+    } = report;
     println!(
         "week:     {} ({})",
         issue.week,
@@ -471,18 +336,4 @@ async fn status(store: &Store, args: IssueIdArg, json: bool) -> Result<(), Failu
         println!("          {slug}");
     }
     Ok(())
-}
-
-/// An issue by number (`12`) or week (`2026-W47`); a usage error if neither matches.
-pub(super) async fn find(store: &Store, key: &str) -> Result<IssueRow, Failure> {
-    let found = if let Ok(number) = key.trim_start_matches('#').parse::<i64>() {
-        store.get_issue_by_number(number).await?
-    } else if let Ok(week) = key.parse::<IsoWeek>() {
-        store.get_issue_by_week(week).await?
-    } else {
-        return Err(Failure::Input(format!(
-            "{key:?} is neither an issue number (12) nor a week (2026-W47)"
-        )));
-    };
-    found.ok_or_else(|| Failure::Input(format!("no issue {key}")))
 }

@@ -10,9 +10,11 @@ use clap::{Args, Parser, Subcommand};
 mod comparisons;
 mod issues;
 mod subscribers;
+mod templates;
 
+use crate::app::{App, OpsError};
 use crate::config::{ConfigError, Settings};
-use crate::issues::IsoWeek;
+use crate::issues::{IsoWeek, IssueKey};
 use crate::startup::Application;
 use crate::store::Store;
 use crate::subscribers::SubscriberStatus;
@@ -56,6 +58,24 @@ pub enum Command {
     /// Add, import, export, list and remove subscribers.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// Export the built-in templates to restyle them; check a folder of templates.
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Write every built-in template under DIR (email/…, web/…), to edit and point
+    /// `templates.dir` at. Existing files are left alone unless --force.
+    Export {
+        dir: PathBuf,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Load the templates of DIR (default: `templates.dir`, else the built-ins) and render each
+    /// with sample data; exit 2 naming the file and line of every error.
+    Check { dir: Option<PathBuf> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +150,9 @@ pub enum IssueCommand {
     Resume(IssueIdArg),
     /// Cancel an issue that is ready, scheduled, sending or paused; nothing more is sent.
     Cancel(IssueIdArg),
+    /// Put an issue's failed recipients back in line (after fixing what failed them); a sent
+    /// issue goes back to sending.
+    RetryFailed(IssueIdArg),
 }
 
 #[derive(Debug, Args)]
@@ -150,9 +173,14 @@ pub struct PreviewArgs {
 
 #[derive(Debug, Args)]
 pub struct IssueIdArg {
-    /// The issue number (12) or its week (2026-W47).
-    #[arg(value_name = "ID")]
-    pub id: Option<String>,
+    /// The issue number (12 or #12) or its week (2026-W47).
+    #[arg(value_name = "ID", value_parser = parse_issue_key)]
+    pub id: Option<IssueKey>,
+}
+
+fn parse_issue_key(s: &str) -> Result<IssueKey, String> {
+    s.parse()
+        .map_err(|e: crate::issues::InvalidIssueKey| e.to_string())
 }
 
 fn parse_week(s: &str) -> Result<IsoWeek, String> {
@@ -211,6 +239,15 @@ pub enum Failure {
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         Failure::Runtime(e)
+    }
+}
+
+impl From<OpsError> for Failure {
+    fn from(e: OpsError) -> Self {
+        match e {
+            OpsError::Internal(e) => Failure::Runtime(e),
+            caller => Failure::Input(caller.to_string()),
+        }
     }
 }
 
@@ -290,6 +327,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Issue(command) => issues::run(&settings, command, cli.json).await,
         Command::Subscribers(command) => subscribers::run(&settings, command, cli.json).await,
+        Command::Templates(command) => templates::run(&settings, command, cli.json),
     }
 }
 
@@ -298,6 +336,19 @@ pub(crate) async fn open_store(settings: &Settings) -> Result<Store, Failure> {
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// Opens the database and builds the application layer for a one-shot command.
+pub(crate) async fn open_app(settings: &Settings) -> Result<App, Failure> {
+    let store = open_store(settings).await?;
+    let secret = settings.secret_key()?;
+    let renderer = std::sync::Arc::new(crate::render::Renderer::from_settings(settings)?);
+    Ok(App::new(
+        store,
+        std::sync::Arc::new(settings.clone()),
+        secret,
+        renderer,
+    ))
 }
 
 async fn worker(settings: Settings) -> Result<(), Failure> {

@@ -2,48 +2,37 @@
 
 use std::path::Path;
 
-use super::{Failure, SubscribersCommand, open_store};
+use super::{Failure, SubscribersCommand, open_app};
+use crate::app::subscribers::{ImportCounts, ImportRow};
+use crate::app::{Actor, App};
 use crate::config::Settings;
 use crate::store::Store;
-use crate::store::subscribers::{AddOutcome, NewSubscriber};
-use crate::subscribers::tokens::suppression_hash;
-use crate::subscribers::{ConsentContext, SubscriberEmail, SubscriberName};
+use crate::store::subscribers::AddOutcome;
+use crate::subscribers::{SubscriberEmail, SubscriberName};
 
 pub(super) async fn run(
     settings: &Settings,
     command: SubscribersCommand,
     json: bool,
 ) -> Result<(), Failure> {
-    let store = open_store(settings).await?;
+    let app = open_app(settings).await?;
     let result = match command {
         SubscribersCommand::Add {
             email,
             name,
             confirmed,
-        } => add(settings, &store, &email, name.as_deref(), confirmed, json).await,
-        SubscribersCommand::Import { file, strict } => {
-            import(settings, &store, &file, strict, json).await
-        }
-        SubscribersCommand::Export => export(&store).await,
-        SubscribersCommand::List { status } => list(&store, status, json).await,
-        SubscribersCommand::Remove { email } => remove(settings, &store, &email, json).await,
+        } => add(&app, &email, name.as_deref(), confirmed, json).await,
+        SubscribersCommand::Import { file, strict } => import(&app, &file, strict, json).await,
+        SubscribersCommand::Export => export(app.store()).await,
+        SubscribersCommand::List { status } => list(&app, status, json).await,
+        SubscribersCommand::Remove { email } => remove(&app, &email, json).await,
     };
-    store.close().await;
+    app.store().close().await;
     result
 }
 
-fn cli_consent(source: String) -> ConsentContext {
-    ConsentContext {
-        ip: None,
-        user_agent: None,
-        source,
-        consent_text_version: None,
-    }
-}
-
 async fn add(
-    settings: &Settings,
-    store: &Store,
+    app: &App,
     email: &str,
     name: Option<&str>,
     confirmed: bool,
@@ -51,47 +40,23 @@ async fn add(
 ) -> Result<(), Failure> {
     let email = SubscriberEmail::parse(email).map_err(|e| Failure::Input(format!("EMAIL: {e}")))?;
     let name = SubscriberName::parse(name).map_err(|e| Failure::Input(format!("--name: {e}")))?;
-    let secret = settings.secret_key()?;
-    let outcome = store
-        .add_subscriber(
-            &NewSubscriber {
-                email: &email,
-                name: name.as_ref(),
-                confirmed,
-            },
-            &cli_consent("cli".into()),
-            &suppression_hash(&secret, email.as_str()),
-        )
-        .await?;
-    store
-        .log_operator_action("cli", "subscribers.add", None, &format!("{outcome:?}"))
+    let outcome = app
+        .add_subscriber(&Actor::Cli, &email, name.as_ref(), confirmed)
         .await?;
     if json {
         println!(
             "{}",
             serde_json::json!({ "email": email, "outcome": outcome })
         );
+    } else if outcome == AddOutcome::Added {
+        println!(
+            "added {email} ({})",
+            if confirmed { "confirmed" } else { "pending" }
+        );
+    } else {
+        println!("{email} is already a subscriber; nothing changed");
     }
-    match outcome {
-        AddOutcome::Added => {
-            if !json {
-                println!(
-                    "added {email} ({})",
-                    if confirmed { "confirmed" } else { "pending" }
-                );
-            }
-            Ok(())
-        }
-        AddOutcome::AlreadyPresent => {
-            if !json {
-                println!("{email} is already a subscriber; nothing changed");
-            }
-            Ok(())
-        }
-        AddOutcome::Suppressed => Err(Failure::Input(format!(
-            "{email} unsubscribed or asked to be erased: only they can sign up again"
-        ))),
-    }
+    Ok(())
 }
 
 /// One CSV row that failed, by its line number in the file.
@@ -100,13 +65,7 @@ struct BadRow {
     message: String,
 }
 
-async fn import(
-    settings: &Settings,
-    store: &Store,
-    file: &Path,
-    strict: bool,
-    json: bool,
-) -> Result<(), Failure> {
+async fn import(app: &App, file: &Path, strict: bool, json: bool) -> Result<(), Failure> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
@@ -121,7 +80,7 @@ async fn import(
         return Err(Failure::Input(format!(
             "{}: line 1: the header row needs an `email` column (found: {})",
             file.display(),
-            headers.iter().collect::<Vec<_>>().join(", ")
+            excerpt(&headers.iter().collect::<Vec<_>>().join(", "))
         )));
     };
     let name_col = column("name");
@@ -173,39 +132,16 @@ async fn import(
             report_bad()
         )));
     }
-    let secret = settings.secret_key()?;
-    let rows: Vec<(NewSubscriber<'_>, String)> = good
-        .iter()
-        .map(|(_, email, name)| {
-            (
-                NewSubscriber {
-                    email,
-                    name: name.as_ref(),
-                    confirmed: true,
-                },
-                suppression_hash(&secret, email.as_str()),
-            )
-        })
-        .collect();
-    let source = format!(
-        "import:{}",
-        file.file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    );
-    let outcomes = store.add_subscribers(&rows, &cli_consent(source)).await?;
-    let count = |o: AddOutcome| outcomes.iter().filter(|x| **x == o).count();
-    let (added, present, suppressed) = (
-        count(AddOutcome::Added),
-        count(AddOutcome::AlreadyPresent),
-        count(AddOutcome::Suppressed),
-    );
-    store
-        .log_operator_action(
-            "cli",
-            "subscribers.import",
-            None,
-            &format!("{}: {added} added, {} bad rows", file.display(), bad.len()),
-        )
+    let source = file
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let rows: Vec<ImportRow> = good.into_iter().map(|(_, e, n)| (e, n)).collect();
+    let ImportCounts {
+        added,
+        already_present: present,
+        suppressed,
+    } = app
+        .import_subscribers(&Actor::Cli, &source, &rows, bad.len())
         .await?;
     if json {
         println!(
@@ -228,6 +164,32 @@ async fn import(
     }
 }
 
+/// Longest piece of a file's own text quoted back in an error message.
+const MAX_EXCERPT: usize = 80;
+
+/// At most [`MAX_EXCERPT`] characters of `text`, marked when cut: a junk header line of 50 MB
+/// is named, not echoed.
+fn excerpt(text: &str) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(MAX_EXCERPT).collect();
+    if chars.next().is_some() {
+        format!("{head}… ({} bytes in all)", text.len())
+    } else {
+        head
+    }
+}
+
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a tab or carriage return
+/// before one) gets a leading `'`, the OWASP advice for CSV injection: names come from the
+/// public signup form, and this file is opened by an operator.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
 async fn export(store: &Store) -> Result<(), Failure> {
     let rows = store.list_subscribers(None).await?;
     let mut w = csv::Writer::from_writer(std::io::stdout());
@@ -245,8 +207,8 @@ async fn export(store: &Store) -> Result<(), Failure> {
                 t.map(|t| t.to_rfc3339()).unwrap_or_default()
             };
             w.write_record([
-                r.email.as_str(),
-                r.name.as_deref().unwrap_or(""),
+                spreadsheet_safe(&r.email).as_ref(),
+                spreadsheet_safe(r.name.as_deref().unwrap_or("")).as_ref(),
                 r.status.as_str(),
                 &r.created_at.to_rfc3339(),
                 &t(r.confirmed_at),
@@ -260,11 +222,11 @@ async fn export(store: &Store) -> Result<(), Failure> {
 }
 
 async fn list(
-    store: &Store,
+    app: &App,
     status: Option<crate::subscribers::SubscriberStatus>,
     json: bool,
 ) -> Result<(), Failure> {
-    let rows = store.list_subscribers(status).await?;
+    let rows = app.list_subscribers(status).await?;
     if json {
         println!("{}", serde_json::json!(rows));
         return Ok(());
@@ -286,29 +248,9 @@ async fn list(
     Ok(())
 }
 
-async fn remove(
-    settings: &Settings,
-    store: &Store,
-    email: &str,
-    json: bool,
-) -> Result<(), Failure> {
+async fn remove(app: &App, email: &str, json: bool) -> Result<(), Failure> {
     let email = SubscriberEmail::parse(email).map_err(|e| Failure::Input(format!("EMAIL: {e}")))?;
-    let secret = settings.secret_key()?;
-    let known = store
-        .remove_subscriber(&email, &suppression_hash(&secret, email.as_str()))
-        .await?;
-    store
-        .log_operator_action(
-            "cli",
-            "subscribers.remove",
-            None,
-            if known {
-                "erased"
-            } else {
-                "unknown address suppressed"
-            },
-        )
-        .await?;
+    let known = app.remove_subscriber(&Actor::Cli, &email).await?;
     if json {
         println!(
             "{}",

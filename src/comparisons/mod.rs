@@ -14,7 +14,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::render::forbidden_char;
+use crate::text::forbidden_char;
 
 /// Longest title, tagline, pricing and similar one-line field we accept.
 pub const MAX_LINE: usize = 500;

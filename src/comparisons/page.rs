@@ -13,12 +13,95 @@ use super::{
     Verdict,
 };
 
-/// Lines that end the scorecard: the site's footer after the last review.
-const TRAILER: [&str; 3] = [
+/// The site's footer after the last review, line by line, in order. A capture may lack some of
+/// these lines (and may end with the page's `… — Ship or Skip` title line), but anything else
+/// after the reviews is an error: nothing on a page is silently dropped.
+const FOOTER: [&str; 7] = [
     "Weekly AI Tool Verdicts",
-    "Bookmarks",
     "Get the next comparison in your inbox",
+    "New AI tools ship daily. We compare them before you waste an afternoon.",
+    "Bookmarks",
+    "Loading bookmarks...",
+    "No bookmarks yet",
+    "Bookmark tools to save them for later",
 ];
+
+/// The document title a capture ends with: `A vs B: Which AI Tool Should You Ship? — Ship or Skip`.
+fn is_title_line(text: &str) -> bool {
+    text.ends_with("— Ship or Skip")
+}
+
+/// Whether `rest` — everything after some point of the page — is nothing but the footer: the
+/// [`FOOTER`] lines in order (any may be missing), then at most the title line. Review text
+/// that happens to read like a footer word (`Bookmarks`) is followed by more review text, so it
+/// is not mistaken for the footer.
+fn is_footer(rest: &[Line<'_>]) -> bool {
+    if rest.is_empty() {
+        return false;
+    }
+    let mut next = 0;
+    for (i, line) in rest.iter().enumerate() {
+        match FOOTER[next..].iter().position(|f| *f == line.text) {
+            Some(offset) => next += offset + 1,
+            None if i + 1 == rest.len() && is_title_line(line.text) => {}
+            None => return false,
+        }
+        if next == FOOTER.len() && i + 1 < rest.len() {
+            return rest.len() == i + 2 && is_title_line(rest[i + 1].text);
+        }
+    }
+    true
+}
+
+/// Where the footer visibly starts even if something follows it: its first two lines.
+fn footer_signature(rest: &[Line<'_>]) -> bool {
+    rest.len() >= 2 && rest[0].text == FOOTER[0] && rest[1].text == FOOTER[1]
+}
+
+/// Checks what follows the last review: nothing, or exactly the footer. An error names the
+/// first line that is neither.
+fn parse_footer(c: &Cursor<'_>) -> Result<(), InvalidComparison> {
+    let rest = &c.lines[c.pos..];
+    if rest.is_empty() || is_footer(rest) {
+        return Ok(());
+    }
+    // Name the first line the footer does not explain.
+    let mut next = 0;
+    for line in rest {
+        match FOOTER[next..].iter().position(|f| *f == line.text) {
+            Some(offset) => next += offset + 1,
+            None if is_title_line(line.text) => {}
+            None => {
+                return Err(InvalidComparison::new(
+                    format!("line {}", line.number),
+                    format!(
+                        "unexpected text after the reviews: {:?} (only the site's footer may follow the last review)",
+                        excerpt(line.text)
+                    ),
+                ));
+            }
+        }
+    }
+    let last = &rest[rest.len() - 1];
+    Err(InvalidComparison::new(
+        format!("line {}", last.number),
+        format!(
+            "unexpected text after the page footer: {:?}",
+            excerpt(last.text)
+        ),
+    ))
+}
+
+/// At most 80 characters of a line, for error messages.
+fn excerpt(text: &str) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(80).collect();
+    if chars.next().is_some() {
+        format!("{head}…")
+    } else {
+        head
+    }
+}
 
 /// Where a page's comparison gets what the page does not carry.
 pub struct PageContext<'a> {
@@ -332,10 +415,11 @@ fn parse_reviews(c: &mut Cursor<'_>) -> Result<Vec<Review>, InvalidComparison> {
             let mut text = Vec::new();
             while let Some(l) = c.peek() {
                 let is_heading = Persona::ALL.iter().any(|p| p.title() == l.text);
+                let rest = &c.lines[c.pos..];
                 if parse_score(l.text).is_some()
                     || is_heading
-                    || TRAILER.contains(&l.text)
-                    || l.text.ends_with("— Ship or Skip")
+                    || footer_signature(rest)
+                    || is_footer(rest)
                 {
                     break;
                 }
@@ -380,6 +464,19 @@ impl Comparison {
                 "not a comparison page: no \"AI tool comparison\" heading",
             )
         })?;
+        // Before the heading only the breadcrumb (`Compare/A vs B`) may stand.
+        if let Some(stray) = c.lines[..c.pos - 1]
+            .iter()
+            .find(|l| !l.text.starts_with("Compare/"))
+        {
+            return Err(InvalidComparison::new(
+                format!("line {}", stray.number),
+                format!(
+                    "unexpected text before the \"AI tool comparison\" heading: {:?}",
+                    excerpt(stray.text)
+                ),
+            ));
+        }
         let title = c.next("the comparison title")?;
         if c.peek()
             .is_some_and(|l| l.text.starts_with("Which one should you ship"))
@@ -390,6 +487,7 @@ impl Comparison {
         let second = parse_card(&mut c, &["Decision"], false)?;
         let decision = parse_decision(&mut c)?;
         let reviews = parse_reviews(&mut c)?;
+        parse_footer(&c)?;
 
         let cards = [first, second];
         let mut tools = Vec::with_capacity(2);

@@ -380,3 +380,169 @@ fn detection_by_first_character() {
     assert_eq!(source, crate::store::comparisons::Source::Page);
     assert!(import::parse_text("   \n", &ctx()).is_err());
 }
+
+/// A review paragraph that reads like a footer word is part of the review, in the middle of
+/// the scorecard and in the last review alike.
+#[test]
+fn footer_words_inside_a_review_do_not_end_it() {
+    let last = "not a charity project.";
+    for paragraph in ["Bookmarks", "Weekly AI Tool Verdicts", "No bookmarks yet"] {
+        let text = SONNET
+            .replacen(
+                last,
+                &format!("{last}\n\n{paragraph}\n\nThe rest of the review."),
+                1,
+            )
+            .replacen(
+                "for single-session tasks.",
+                &format!("for single-session tasks.\n\n{paragraph}\n\nMore builder notes."),
+                1,
+            );
+        let c = Comparison::from_page_text(&text, &ctx()).expect(paragraph);
+        let founder = &c.review(Persona::Founder, 1).text;
+        assert!(
+            founder.ends_with(&format!("{last}\n\n{paragraph}\n\nThe rest of the review.")),
+            "{paragraph}: {founder}"
+        );
+        let builder = &c.review(Persona::Builder, 0).text;
+        assert!(
+            builder.ends_with(&format!("\n\n{paragraph}\n\nMore builder notes.")),
+            "{paragraph}: {builder}"
+        );
+    }
+}
+
+/// Nothing on a page is dropped silently: text after the footer, between the last review and
+/// the footer's end, or before the heading is an error naming its line.
+#[test]
+fn unrecognised_text_is_an_error_naming_the_line() {
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.trim() == needle).unwrap() + 1;
+    let after_footer = format!("{SONNET}\nBuy cheap pills at evil.example\n");
+    let in_footer = SONNET.replacen(
+        "No bookmarks yet",
+        "No bookmarks yet\n\nInjected paragraph",
+        1,
+    );
+    let before_heading = format!("Sponsored: evil.example\n{SONNET}");
+    let haiku_after = format!("{HAIKU}\n\nA trailing paragraph\n");
+    let cases = [
+        (after_footer, "Buy cheap pills at evil.example", "after the"),
+        (in_footer, "Injected paragraph", "after the reviews"),
+        (before_heading, "Sponsored: evil.example", "before the"),
+        (haiku_after, "A trailing paragraph", "after the"),
+    ];
+    for (text, needle, expected) in cases {
+        let err = Comparison::from_page_text(&text, &ctx()).expect_err(needle);
+        assert_eq!(
+            err.field,
+            format!("line {}", line_of(&text, needle)),
+            "{needle}"
+        );
+        assert!(err.message.contains(expected), "{needle}: {err}");
+        assert!(err.message.contains(needle), "{needle}: {err}");
+    }
+}
+
+/// The two real captures import exactly as before, footer and all, also without the footer.
+#[test]
+fn the_real_pages_still_import_with_or_without_their_footer() {
+    for page in [SONNET, HAIKU] {
+        let full = Comparison::from_page_text(page, &ctx()).unwrap();
+        let cut = &page[..page.find("Weekly AI Tool Verdicts").unwrap()];
+        let without = Comparison::from_page_text(cut, &ctx()).unwrap();
+        assert_eq!(full.to_json(), without.to_json());
+    }
+}
+
+mod properties {
+    //! Random pages never panic the parser; whatever it accepts is a whole, valid comparison.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One edit of a real page, line by line.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Delete(usize),
+        Duplicate(usize),
+        Replace(usize, String),
+        Insert(usize, String),
+        Swap(usize, usize),
+    }
+
+    fn line_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[A-Za-z0-9 ·/%.—-]{0,40}",
+            Just("Bookmarks".to_string()),
+            Just("Weekly AI Tool Verdicts".to_string()),
+            Just("Get the next comparison in your inbox".to_string()),
+            Just("85/100 · ship".to_string()),
+            Just("Founder".to_string()),
+            Just("Decision".to_string()),
+            Just("Panel ship".to_string()),
+        ]
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            any::<usize>().prop_map(Edit::Delete),
+            any::<usize>().prop_map(Edit::Duplicate),
+            (any::<usize>(), line_text()).prop_map(|(i, t)| Edit::Replace(i, t)),
+            (any::<usize>(), line_text()).prop_map(|(i, t)| Edit::Insert(i, t)),
+            (any::<usize>(), any::<usize>()).prop_map(|(i, j)| Edit::Swap(i, j)),
+        ]
+    }
+
+    fn apply(page: &str, edits: &[Edit]) -> String {
+        let mut lines: Vec<String> = page.lines().map(str::to_string).collect();
+        for e in edits {
+            let n = lines.len().max(1);
+            match e {
+                Edit::Delete(i) if !lines.is_empty() => {
+                    lines.remove(i % n);
+                }
+                Edit::Duplicate(i) if !lines.is_empty() => {
+                    let l = lines[i % n].clone();
+                    lines.insert(i % n, l);
+                }
+                Edit::Replace(i, t) if !lines.is_empty() => lines[i % n] = t.clone(),
+                Edit::Insert(i, t) => lines.insert(i % (lines.len() + 1), t.clone()),
+                Edit::Swap(i, j) if !lines.is_empty() => lines.swap(i % n, j % n),
+                _ => {}
+            }
+        }
+        lines.join("\n")
+    }
+
+    fn check(text: &str) {
+        if let Ok(c) = Comparison::from_page_text(text, &ctx()) {
+            assert_eq!(c.tools().len(), 2);
+            assert_eq!(c.reviews().len(), 8);
+            assert!(
+                c.reviews()
+                    .iter()
+                    .all(|r| r.score <= 100 && !r.text.is_empty())
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn edited_pages_never_panic(
+            base in prop_oneof![Just(SONNET), Just(HAIKU)],
+            edits in proptest::collection::vec(edit(), 1..6),
+        ) {
+            check(&apply(base, &edits));
+        }
+
+        #[test]
+        fn random_text_never_panics(text in any::<String>()) {
+            check(&text);
+            check(&format!("AI tool comparison\n{text}"));
+        }
+    }
+}

@@ -589,7 +589,7 @@ impl Engine {
         watch: &Watch,
         shutdown: &Shutdown,
     ) -> Outcome {
-        if c.subscriber_status.as_deref() != Some("confirmed") {
+        if c.subscriber_status != Some(crate::subscribers::SubscriberStatus::Confirmed) {
             return Outcome::Skipped;
         }
         let composed = if self.dkim.is_some() {

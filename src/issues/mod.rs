@@ -204,6 +204,193 @@ impl IssueStatus {
     }
 }
 
+impl IssueStatus {
+    /// Every status, for tables and exhaustive tests.
+    pub const ALL: [IssueStatus; 7] = [
+        IssueStatus::Empty,
+        IssueStatus::Ready,
+        IssueStatus::Scheduled,
+        IssueStatus::Sending,
+        IssueStatus::Paused,
+        IssueStatus::Sent,
+        IssueStatus::Cancelled,
+    ];
+
+    /// The issue state machine: whether an operator (or the scheduler) may `action` an issue in
+    /// this status. The one place this rule lives; every front end asks it.
+    ///
+    /// - send: a ready or scheduled issue (a paused one is *resumed*, a sending one is already
+    ///   going);
+    /// - schedule: a ready issue, or a scheduled one (to move its time);
+    /// - pause / resume: sending ↔ paused;
+    /// - cancel: anything not yet finished (ready, scheduled, sending, paused);
+    /// - retry-failed: an issue whose send has started (sending, paused, sent);
+    /// - test-send: any issue with content.
+    pub fn allows(self, action: ActionKind) -> bool {
+        use IssueStatus as S;
+        match action {
+            ActionKind::Send | ActionKind::Schedule => matches!(self, S::Ready | S::Scheduled),
+            ActionKind::Pause => self == S::Sending,
+            ActionKind::Resume => self == S::Paused,
+            ActionKind::Cancel => {
+                matches!(self, S::Ready | S::Scheduled | S::Sending | S::Paused)
+            }
+            ActionKind::RetryFailed => matches!(self, S::Sending | S::Paused | S::Sent),
+            ActionKind::TestSend => self != S::Empty,
+        }
+    }
+
+    /// The statuses from which `action` is allowed (for the guarded update that applies it).
+    pub fn allowing(action: ActionKind) -> Vec<IssueStatus> {
+        IssueStatus::ALL
+            .into_iter()
+            .filter(|s| s.allows(action))
+            .collect()
+    }
+
+    /// Where `action` leaves an issue that allows it.
+    pub fn after(self, action: ActionKind) -> IssueStatus {
+        match action {
+            ActionKind::Send | ActionKind::Resume => IssueStatus::Sending,
+            ActionKind::Schedule => IssueStatus::Scheduled,
+            ActionKind::Pause => IssueStatus::Paused,
+            ActionKind::Cancel => IssueStatus::Cancelled,
+            // Failed rows back in line: the send goes on (or again) from `sending`.
+            ActionKind::RetryFailed => match self {
+                IssueStatus::Paused => IssueStatus::Paused,
+                _ => IssueStatus::Sending,
+            },
+            ActionKind::TestSend => self,
+        }
+    }
+}
+
+/// What an operator can do to an issue, without its arguments: the state machine's alphabet
+/// and the operator log's vocabulary (`issue.<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActionKind {
+    Send,
+    Schedule,
+    Pause,
+    Resume,
+    Cancel,
+    RetryFailed,
+    TestSend,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 7] = [
+        ActionKind::Send,
+        ActionKind::Schedule,
+        ActionKind::Pause,
+        ActionKind::Resume,
+        ActionKind::Cancel,
+        ActionKind::RetryFailed,
+        ActionKind::TestSend,
+    ];
+
+    /// The name in URLs (`/api/issues/12/retry-failed`), commands and the operator log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Send => "send",
+            ActionKind::Schedule => "schedule",
+            ActionKind::Pause => "pause",
+            ActionKind::Resume => "resume",
+            ActionKind::Cancel => "cancel",
+            ActionKind::RetryFailed => "retry-failed",
+            ActionKind::TestSend => "test-send",
+        }
+    }
+}
+
+impl Serialize for ActionKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ActionKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ActionKind::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| format!("no action {s:?}"))
+    }
+}
+
+/// An action with its arguments, as front ends hand it to [`crate::app`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueAction {
+    Send,
+    Schedule(DateTime<Utc>),
+    Pause,
+    Resume,
+    Cancel,
+    RetryFailed,
+    TestSend(crate::subscribers::SubscriberEmail),
+}
+
+impl IssueAction {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            IssueAction::Send => ActionKind::Send,
+            IssueAction::Schedule(_) => ActionKind::Schedule,
+            IssueAction::Pause => ActionKind::Pause,
+            IssueAction::Resume => ActionKind::Resume,
+            IssueAction::Cancel => ActionKind::Cancel,
+            IssueAction::RetryFailed => ActionKind::RetryFailed,
+            IssueAction::TestSend(_) => ActionKind::TestSend,
+        }
+    }
+}
+
+/// How operators name an issue: its public number (`12` or `#12`) or its week (`2026-W47`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueKey {
+    Number(i64),
+    Week(IsoWeek),
+}
+
+/// A string that names no issue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is neither an issue number (12 or #12) nor a week (2026-W47)")]
+pub struct InvalidIssueKey(pub String);
+
+impl FromStr for IssueKey {
+    type Err = InvalidIssueKey;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let digits = t.strip_prefix('#').unwrap_or(t);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return digits
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(IssueKey::Number)
+                .ok_or_else(|| InvalidIssueKey(s.to_string()));
+        }
+        t.parse::<IsoWeek>()
+            .map(IssueKey::Week)
+            .map_err(|_| InvalidIssueKey(s.to_string()))
+    }
+}
+
+impl fmt::Display for IssueKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IssueKey::Number(n) => write!(f, "#{n}"),
+            IssueKey::Week(w) => write!(f, "{w}"),
+        }
+    }
+}
+
 impl fmt::Display for IssueStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -235,6 +422,80 @@ mod tests {
             "2026-W53".parse::<IsoWeek>().is_ok(),
             "2026 has 53 ISO weeks"
         );
+    }
+
+    #[test]
+    fn issue_keys_accept_numbers_hashes_and_weeks() {
+        assert_eq!("12".parse::<IssueKey>().unwrap(), IssueKey::Number(12));
+        assert_eq!(" #12 ".parse::<IssueKey>().unwrap(), IssueKey::Number(12));
+        assert_eq!(
+            "2026-W47".parse::<IssueKey>().unwrap(),
+            IssueKey::Week("2026-W47".parse().unwrap())
+        );
+        for bad in [
+            "",
+            "#",
+            "0",
+            "-3",
+            "#x",
+            "12a",
+            "2026-47",
+            "99999999999999999999",
+        ] {
+            assert!(bad.parse::<IssueKey>().is_err(), "{bad:?}");
+        }
+        assert_eq!(IssueKey::Number(3).to_string(), "#3");
+    }
+
+    /// The whole state machine, every status × every action, spelled out as a table so a
+    /// change to one rule shows here.
+    #[test]
+    fn state_machine_table() {
+        use ActionKind as A;
+        use IssueStatus as S;
+        let table: [(S, [bool; 7]); 7] = [
+            //                 send  sched  pause  resume cancel retry  test
+            (S::Empty, [false, false, false, false, false, false, false]),
+            (S::Ready, [true, true, false, false, true, false, true]),
+            (S::Scheduled, [true, true, false, false, true, false, true]),
+            (S::Sending, [false, false, true, false, true, true, true]),
+            (S::Paused, [false, false, false, true, true, true, true]),
+            (S::Sent, [false, false, false, false, false, true, true]),
+            (
+                S::Cancelled,
+                [false, false, false, false, false, false, true],
+            ),
+        ];
+        assert_eq!(
+            ActionKind::ALL,
+            [
+                A::Send,
+                A::Schedule,
+                A::Pause,
+                A::Resume,
+                A::Cancel,
+                A::RetryFailed,
+                A::TestSend
+            ]
+        );
+        for (status, row) in table {
+            for (action, allowed) in ActionKind::ALL.into_iter().zip(row) {
+                assert_eq!(status.allows(action), allowed, "{status} × {action}");
+            }
+        }
+        assert_eq!(S::Ready.after(A::Send), S::Sending);
+        assert_eq!(S::Paused.after(A::Resume), S::Sending);
+        assert_eq!(S::Sending.after(A::Pause), S::Paused);
+        assert_eq!(S::Ready.after(A::Schedule), S::Scheduled);
+        assert_eq!(S::Paused.after(A::Cancel), S::Cancelled);
+        assert_eq!(S::Sent.after(A::RetryFailed), S::Sending);
+        assert_eq!(S::Paused.after(A::RetryFailed), S::Paused);
+        assert_eq!(S::Sent.after(A::TestSend), S::Sent);
+        assert_eq!(IssueStatus::allowing(A::Pause), [S::Sending]);
+        for a in ActionKind::ALL {
+            assert_eq!(a.as_str().parse::<ActionKind>().unwrap(), a);
+        }
+        assert!("explode".parse::<ActionKind>().is_err());
     }
 
     #[test]

@@ -20,7 +20,48 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart};
 
 use crate::config::Settings;
-use crate::render::one_line;
+use crate::text::one_line;
+
+/// A transactional mail in the outbound queue: what it is, with what it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailKind {
+    /// The double opt-in mail, with the raw confirmation token of its link.
+    Confirm { token: String },
+    /// Sent once the address is confirmed.
+    Welcome,
+}
+
+impl MailKind {
+    /// The `kind` column of a confirm mail (for multi-row inserts that bind the token apart).
+    pub const CONFIRM: &'static str = "confirm";
+    const WELCOME: &'static str = "welcome";
+
+    /// The `kind` column.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MailKind::Confirm { .. } => MailKind::CONFIRM,
+            MailKind::Welcome => MailKind::WELCOME,
+        }
+    }
+
+    /// The `token` column.
+    pub fn token(&self) -> Option<&str> {
+        match self {
+            MailKind::Confirm { token } => Some(token),
+            MailKind::Welcome => None,
+        }
+    }
+
+    /// Decodes the `kind` and `token` columns of a queued mail.
+    pub fn from_row(kind: &str, token: Option<String>) -> anyhow::Result<MailKind> {
+        match (kind, token) {
+            (MailKind::CONFIRM, Some(token)) => Ok(MailKind::Confirm { token }),
+            (MailKind::CONFIRM, None) => anyhow::bail!("a queued confirm mail without its token"),
+            (MailKind::WELCOME, _) => Ok(MailKind::Welcome),
+            (other, _) => anyhow::bail!("unknown queued mail kind {other:?}"),
+        }
+    }
+}
 
 /// One message to one reader.
 pub struct Envelope<'a> {

@@ -7,7 +7,7 @@
 //! line is longer than 76 characters. This is what makes a message cost microseconds rather than
 //! the ~0.3 ms of encoding 28 KB afresh for every reader.
 
-use lettre::message::header::ContentTransferEncoding;
+use lettre::message::header::{ContentTransferEncoding, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox};
 
 use super::{Envelope, compose};
@@ -129,6 +129,17 @@ impl IssueMail {
                 html: self.html.fill(|s| r.values.html_value(s)),
             },
         )?;
+        // RFC 2369: where the web version of this issue lives.
+        message.headers_mut().insert_raw(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Archive"),
+            format!(
+                "<{}>",
+                settings
+                    .http
+                    .public_url
+                    .join(&format!("archive/{}", self.number))
+            ),
+        ));
         if let Some(dkim) = dkim {
             message.sign(dkim);
         }

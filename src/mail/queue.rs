@@ -45,7 +45,7 @@ fn compose(
     let id = mail
         .subscriber_id
         .ok_or_else(|| anyhow::anyhow!("the subscriber was erased"))?;
-    let message = composer.compose(&mail.kind, id, &mail.to_email, name, mail.token.as_deref())?;
+    let message = composer.compose(&mail.kind, id, &mail.to_email, name)?;
     Ok((mail.to_email.parse()?, message))
 }
 
@@ -99,7 +99,7 @@ pub async fn run(
             };
             let recorded = match result {
                 Ok(()) => {
-                    tracing::info!(id = mail.id, kind = %mail.kind, "mail sent");
+                    tracing::info!(id = mail.id, kind = mail.kind.as_str(), "mail sent");
                     sent.push(mail.id);
                     Ok(())
                 }

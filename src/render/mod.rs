@@ -7,6 +7,7 @@
 //! [`Slot`] markers and filled in by [`Personalizer`], a plain concatenation of pre-split pieces,
 //! never by running Tera or mrml again.
 
+pub mod check;
 mod personalize;
 
 pub use personalize::{
@@ -42,11 +43,20 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "web/signup.html",
     "web/confirm.html",
     "web/unsubscribe.html",
+    "web/embed.html",
 ];
+
+/// Every built-in template as `(name, source)`: what `verdicts templates export` writes and
+/// what a file in `templates.dir` of the same name replaces.
+pub fn builtin_templates() -> &'static [(&'static str, &'static str)] {
+    TEMPLATES
+}
 
 /// The template engine, built once per process.
 pub struct Renderer {
     tera: Tera,
+    /// The names taken from `templates.dir` rather than the built-ins.
+    overridden: Vec<String>,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -240,22 +250,39 @@ fn comparison_view(c: &Comparison) -> ComparisonView<'_> {
     }
 }
 
-/// Collapses whitespace and drops control characters: a subject is one header line.
-pub fn one_line(s: &str) -> String {
-    s.split(|c: char| c.is_whitespace() || c.is_control())
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use crate::text::one_line;
 
 impl Renderer {
-    /// Parses every template; fails at start-up, not at send time, if one is broken.
+    /// The built-in templates only.
     pub fn new() -> anyhow::Result<Renderer> {
+        Renderer::with_dir(None)
+    }
+
+    /// What `templates.dir` asks for: the built-ins, each replaced by the file of the same name
+    /// under `dir` where there is one.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Renderer> {
+        Renderer::with_dir(settings.templates.dir.as_deref())
+    }
+
+    /// Parses every template (the built-ins, each replaced by `dir/NAME` where that file
+    /// exists); fails at start-up, not at send time, if one is broken — naming the file and line.
+    pub fn with_dir(dir: Option<&std::path::Path>) -> anyhow::Result<Renderer> {
+        let sources = template_sources(dir)?;
+        let overridden: Vec<String> = sources
+            .iter()
+            .filter(|t| t.from_dir)
+            .map(|t| t.name.to_string())
+            .collect();
         let mut tera = Tera::new();
         tera.autoescape_on([".html", ".mjml"]);
-        tera.add_raw_templates(TEMPLATES.iter().copied())
-            .context("parsing the built-in templates")?;
-        Ok(Renderer { tera })
+        tera.add_raw_templates(sources.iter().map(|t| (t.name, t.source.as_str())))
+            .map_err(|e| anyhow::anyhow!("{}", describe_tera_error(&e, dir, &overridden)))?;
+        Ok(Renderer { tera, overridden })
+    }
+
+    /// The template names this renderer took from `templates.dir`.
+    pub fn overridden(&self) -> &[String] {
+        &self.overridden
     }
 
     /// Renders one issue: subject, HTML (through mrml, once) and text, with slot markers.
@@ -318,7 +345,7 @@ impl Renderer {
             .tera
             .render("email/issue.mjml", &ctx)
             .context("rendering templates/email/issue.mjml")?;
-        let html = mjml_to_html(&mjml)?;
+        let html = inline_css(&mjml_to_html(&mjml)?, &mj_style_css(&mjml))?;
         let text = self
             .tera
             .render("email/issue.txt", &ctx)
@@ -338,9 +365,78 @@ impl Renderer {
     }
 }
 
-/// MJML → HTML with mrml.
+/// One template's source and where it came from.
+pub(crate) struct TemplateSource {
+    pub name: &'static str,
+    pub source: String,
+    pub from_dir: bool,
+}
+
+/// The built-ins, each replaced by `dir/NAME` where that file exists.
+pub(crate) fn template_sources(
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<TemplateSource>> {
+    TEMPLATES
+        .iter()
+        .map(|&(name, builtin)| {
+            let file = dir.map(|d| d.join(name)).filter(|f| f.is_file());
+            Ok(match file {
+                Some(f) => TemplateSource {
+                    name,
+                    source: std::fs::read_to_string(&f)
+                        .with_context(|| format!("templates.dir: reading {}", f.display()))?,
+                    from_dir: true,
+                },
+                None => TemplateSource {
+                    name,
+                    source: builtin.to_string(),
+                    from_dir: false,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Where a template came from, for messages: `DIR/email/issue.mjml` or `built-in email/issue.mjml`.
+fn template_origin(name: &str, dir: Option<&std::path::Path>, overridden: &[String]) -> String {
+    match dir {
+        Some(d) if overridden.iter().any(|o| o == name) => d.join(name).display().to_string(),
+        _ => format!("built-in {name}"),
+    }
+}
+
+/// A Tera error as one message that names the file (and, through Tera's report, the line).
+fn describe_tera_error(
+    e: &tera::Error,
+    dir: Option<&std::path::Path>,
+    overridden: &[String],
+) -> String {
+    match check::tera_location(e) {
+        Some((name, line)) => format!(
+            "{} line {line}: {e}",
+            template_origin(&name, dir, overridden)
+        ),
+        None => e.to_string(),
+    }
+}
+
+/// The values every page and transactional mail uses (see `templates/web/base.html` and
+/// docs/templates.md).
+pub fn page_context(s: &Settings) -> Context {
+    let mut ctx = Context::new();
+    ctx.insert("newsletter_name", &s.newsletter.name.0);
+    ctx.insert("site_name", &s.site.name.0);
+    ctx.insert("postal_address", &s.newsletter.postal_address.0);
+    ctx.insert("home_url", &s.http.public_url.join("/"));
+    ctx
+}
+
+/// MJML → HTML with mrml. A parse error is a [`check::MjmlError`] located in `mjml`.
 pub fn mjml_to_html(mjml: &str) -> anyhow::Result<String> {
-    let parsed = mrml::parse(mjml).map_err(|e| anyhow::anyhow!("parsing the MJML: {e:?}"))?;
+    let parsed = mrml::parse(mjml).map_err(|e| {
+        let (byte, message) = mjml_error_position(mjml, &e);
+        anyhow::Error::new(check::MjmlError::at(mjml, message, byte))
+    })?;
     let options = mrml::prelude::render::RenderOptions {
         disable_comments: true,
         ..Default::default()
@@ -351,9 +447,168 @@ pub fn mjml_to_html(mjml: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("rendering the MJML: {e}"))
 }
 
+/// The CSS of the template's `<mj-style>` blocks: our design, as opposed to the resets mrml
+/// adds to every document.
+pub fn mj_style_css(mjml: &str) -> String {
+    let mut css = String::new();
+    let mut rest = mjml;
+    while let Some(start) = rest.find("<mj-style") {
+        let Some(open_end) = rest[start..].find('>') else {
+            break;
+        };
+        let body = &rest[start + open_end + 1..];
+        let Some(close) = body.find("</mj-style>") else {
+            break;
+        };
+        css.push_str(&body[..close]);
+        css.push('\n');
+        rest = &body[close..];
+    }
+    css
+}
+
+/// Copies the design's CSS (`css`, from the template's `<mj-style>`) into `style` attributes,
+/// once per issue: Gmail with non-Google accounts and several Outlook versions drop `<style>`,
+/// and mrml does not implement MJML's `mj-style inline`. The `<style>` blocks stay in the head
+/// for the clients that read them (the phone-width `@media` query lives only there); mrml's
+/// resets are not inlined, which would add kilobytes to every table cell.
+///
+/// The document is re-serialised by an HTML5 serialiser, which leaves `<` and `>` literal
+/// inside attribute values; they are escaped again ([`escape_attribute_angles`]) so that no
+/// client or filter that scans markup loosely sees a tag where there is text.
+pub fn inline_css(html: &str, css: &str) -> anyhow::Result<String> {
+    let inliner = css_inline::CSSInliner::options()
+        .inline_style_tags(false)
+        .keep_style_tags(true)
+        .keep_link_tags(true)
+        .load_remote_stylesheets(false)
+        .minify_css(true)
+        .extra_css(Some(std::borrow::Cow::Borrowed(css)))
+        .build();
+    let inlined = inliner
+        .inline(html)
+        .map_err(|e| anyhow::anyhow!("inlining the email's CSS: {e}"))?;
+    Ok(escape_attribute_angles(&inlined))
+}
+
+/// `&lt;` and `&gt;` for `<` and `>` inside quoted attribute values of serialised HTML (text,
+/// comments and the raw text of `<style>`/`<script>` are copied as they are).
+pub fn escape_attribute_angles(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() + 64);
+    let mut rest = html;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        rest = &rest[lt..];
+        if rest.starts_with("<!--") {
+            let end = rest.find("-->").map_or(rest.len(), |e| e + 3);
+            out.push_str(&rest[..end]);
+            rest = &rest[end..];
+            continue;
+        }
+        // A tag: copy it, escaping angles inside quoted values, up to its closing `>`.
+        let mut quote: Option<char> = None;
+        let mut end = rest.len();
+        out.push('<');
+        for (i, c) in rest.char_indices().skip(1) {
+            match (quote, c) {
+                (Some(q), c) if c == q => {
+                    quote = None;
+                    out.push(c);
+                }
+                (Some(_), '<') => out.push_str("&lt;"),
+                (Some(_), '>') => out.push_str("&gt;"),
+                (None, '"' | '\'') => {
+                    quote = Some(c);
+                    out.push(c);
+                }
+                (None, '>') => {
+                    end = i + 1;
+                    out.push('>');
+                    break;
+                }
+                (_, c) => out.push(c),
+            }
+        }
+        let tag = &rest[..end];
+        rest = &rest[end..];
+        // The raw text of style and script elements is not markup: copy it to its end tag.
+        let name: String = tag[1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if name == "style" || name == "script" {
+            let close = format!("</{name}");
+            let stop = rest.to_ascii_lowercase().find(&close).unwrap_or(rest.len());
+            out.push_str(&rest[..stop]);
+            rest = &rest[stop..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The byte offset in `mjml` an mrml parse error points at, where it has one, and its message
+/// (with the HTML parser's own reason, when that is the cause).
+fn mjml_error_position(mjml: &str, e: &mrml::prelude::parser::Error) -> (Option<usize>, String) {
+    use mrml::prelude::parser::Error as E;
+    match e {
+        E::UnexpectedElement { position, .. }
+        | E::UnexpectedToken { position, .. }
+        | E::MissingAttribute { position, .. }
+        | E::InvalidAttribute { position, .. }
+        | E::InvalidFormat { position, .. }
+        | E::IncludeLoaderError { position, .. } => (Some(position.start), e.to_string()),
+        E::ParserError { source, .. } => {
+            let pos = source.pos();
+            let row = pos.row.max(1) as usize;
+            let line_start: usize = mjml.split_inclusive('\n').take(row - 1).map(str::len).sum();
+            let byte = mjml[line_start..]
+                .char_indices()
+                .nth(pos.col.saturating_sub(1) as usize)
+                .map_or(line_start, |(i, _)| line_start + i);
+            (Some(byte), format!("{e}: {source}"))
+        }
+        _ => (None, e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn angles_in_attribute_values_are_escaped_and_nothing_else_changes() {
+        let html = "<div title=\"a <b> c\" data-x='1>2'>x &lt; y</div><!--[if mso]><table><![endif]-->\
+                    <style>.a > .b { color: red }</style><p>ok</p>";
+        assert_eq!(
+            escape_attribute_angles(html),
+            "<div title=\"a &lt;b&gt; c\" data-x='1&gt;2'>x &lt; y</div><!--[if mso]><table><![endif]-->\
+             <style>.a > .b { color: red }</style><p>ok</p>"
+        );
+        assert_eq!(escape_attribute_angles("a < b"), "a < b");
+    }
+
+    #[test]
+    fn the_design_css_is_inlined_and_media_queries_stay_in_the_head() {
+        let mjml = "<mjml><mj-head><mj-style>.sm { font-size: 13px; color: #4b5563; } \
+                    @media only screen and (max-width: 480px) { .sm { display: block !important; } }\
+                    </mj-style></mj-head><mj-body><mj-section><mj-column><mj-text>\
+                    <span class=\"sm\">small</span></mj-text></mj-column></mj-section></mj-body></mjml>";
+        let css = mj_style_css(mjml);
+        assert!(css.contains(".sm { font-size: 13px"));
+        let html = inline_css(&mjml_to_html(mjml).unwrap(), &css).unwrap();
+        assert!(
+            html.contains("class=\"sm\" style=\"font-size:13px;color:#4b5563"),
+            "{html}"
+        );
+        assert!(html.contains("@media only screen and (max-width: 480px)"));
+        // mrml's resets are not copied onto every cell.
+        assert!(
+            !html.contains("<td style=\"border-collapse:collapse"),
+            "{html}"
+        );
+    }
 
     #[test]
     fn short_quotes_end_at_a_sentence_or_a_word() {

@@ -9,11 +9,7 @@
 /// First character of every marker; [`forbidden_char`] keeps it out of content.
 pub const MARKER_START: char = '\u{E000}';
 
-/// Characters content may not carry: control characters (except newline and tab where a
-/// caller allows them) and the Private Use Area, where slot markers live.
-pub fn forbidden_char(c: char) -> bool {
-    c.is_control() || ('\u{E000}'..='\u{F8FF}').contains(&c)
-}
+pub use crate::text::forbidden_char;
 
 /// A place in the rendered issue whose content depends on who reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,12 +14,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-use crate::config::Settings;
-use crate::issues::IsoWeek;
-use crate::issues::freeze::{Created, create_issue};
-use crate::render::Renderer;
+use crate::app::issues::{Done, Performed};
+use crate::app::{Actor, App, OpsError};
+use crate::issues::freeze::Created;
+use crate::issues::{IsoWeek, IssueAction};
 use crate::shutdown::Shutdown;
-use crate::store::Store;
 
 /// Where the scheduler gets the time from.
 pub trait Clock: Send + Sync {
@@ -82,18 +81,16 @@ pub enum FireOutcome {
 }
 
 /// Handles one fire at `at`: claims it, creates the week's issue, starts its send.
-pub async fn fire(
-    store: &Store,
-    renderer: &Renderer,
-    settings: &Settings,
-    at: DateTime<Utc>,
-) -> anyhow::Result<FireOutcome> {
-    let tz = settings.schedule.timezone.0;
+pub async fn fire(app: &App, at: DateTime<Utc>) -> anyhow::Result<FireOutcome> {
+    let tz = app.settings().schedule.timezone.0;
     let week = week_for_fire(at, tz);
-    if !store.claim_fire(at, week).await? {
+    if !app.store().claim_fire(at, week).await? {
         return Ok(FireOutcome::AlreadyHandled);
     }
-    let (issue, created) = create_issue(store, renderer, settings, week).await?;
+    let (issue, created) = app
+        .create_issue(&Actor::Scheduler, Some(week))
+        .await
+        .map_err(anyhow::Error::from)?;
     if issue.number.is_none() {
         tracing::info!(%week, "scheduled fire: nothing new this week");
         return Ok(FireOutcome::Empty(week));
@@ -102,22 +99,27 @@ pub async fn fire(
         tracing::info!(%week, status = %issue.status, "scheduled fire: issue exists already");
         return Ok(FireOutcome::Existing(week));
     }
-    let recipients = store.start_send(issue.id).await?;
-    store
-        .log_operator_action("scheduler", "issue.send", Some(issue.id), &week.to_string())
-        .await?;
-    tracing::info!(%week, recipients, "scheduled fire: send started");
-    Ok(FireOutcome::Started { week, recipients })
+    match app
+        .perform_on(&Actor::Scheduler, issue, IssueAction::Send)
+        .await
+    {
+        Ok(Performed {
+            done: Done::Started { recipients },
+            ..
+        }) => {
+            tracing::info!(%week, recipients, "scheduled fire: send started");
+            Ok(FireOutcome::Started { week, recipients })
+        }
+        // Scheduled for later, sent or cancelled by an operator first: nothing sent twice.
+        Ok(_) | Err(OpsError::WrongState { .. }) => Ok(FireOutcome::Existing(week)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// On start: the fire missed while down, if any, and whether it is still within catch-up.
-pub async fn catch_up(
-    store: &Store,
-    renderer: &Renderer,
-    settings: &Settings,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Option<FireOutcome>> {
-    let s = &settings.schedule;
+pub async fn catch_up(app: &App, now: DateTime<Utc>) -> anyhow::Result<Option<FireOutcome>> {
+    let store = app.store();
+    let s = &app.settings().schedule;
     let window = Duration::from_std(s.catch_up.0).unwrap_or(Duration::hours(6));
     let Some(missed) = last_fire(&s.cron.schedule, s.timezone.0, now, Duration::days(8)) else {
         return Ok(None);
@@ -136,7 +138,7 @@ pub async fn catch_up(
     }
     if now - missed <= window {
         tracing::info!(fire = %missed, "catching up a fire missed while down");
-        return Ok(Some(fire(store, renderer, settings, missed).await?));
+        return Ok(Some(fire(app, missed).await?));
     }
     tracing::warn!(
         fire = %missed,
@@ -150,14 +152,10 @@ pub async fn catch_up(
 }
 
 /// The scheduler loop: catch-up, then every fire and every due scheduled issue, until shutdown.
-pub async fn run(
-    store: Store,
-    renderer: Arc<Renderer>,
-    settings: Arc<Settings>,
-    clock: Arc<dyn Clock>,
-    shutdown: Shutdown,
-) {
-    if let Err(e) = catch_up(&store, &renderer, &settings, clock.now()).await {
+pub async fn run(app: App, clock: Arc<dyn Clock>, shutdown: Shutdown) {
+    let store = app.store();
+    let settings = app.settings();
+    if let Err(e) = catch_up(&app, clock.now()).await {
         tracing::warn!(error = %e, "catch-up failed");
     }
     if let Err(e) = store.record_scheduler_start(clock.now()).await {
@@ -181,13 +179,13 @@ pub async fn run(
             if at > now {
                 break;
             }
-            match fire(&store, &renderer, &settings, at).await {
+            match fire(&app, at).await {
                 Ok(outcome) => tracing::info!(fire = %at, ?outcome, "schedule fired"),
                 Err(e) => tracing::error!(fire = %at, error = %e, "scheduled fire failed"),
             }
             after = at;
         }
-        if let Err(e) = store.start_due_scheduled(now).await {
+        if let Err(e) = app.start_due_scheduled(now).await {
             tracing::warn!(error = %e, "starting scheduled issues failed");
         }
         tokio::select! {

@@ -15,6 +15,7 @@ use sqlx::Row;
 
 use super::{Backend, Store, placeholders, to_millis};
 use crate::issues::IssueStatus;
+use crate::subscribers::SubscriberStatus;
 
 /// A claimed delivery with what is needed to send it.
 #[derive(Debug, Clone)]
@@ -26,7 +27,7 @@ pub struct Claimed {
     pub email: Option<String>,
     pub name: Option<String>,
     /// The subscriber's status now: only `confirmed` gets the message.
-    pub subscriber_status: Option<String>,
+    pub subscriber_status: Option<SubscriberStatus>,
 }
 
 /// What happened to one delivery.
@@ -52,6 +53,17 @@ pub enum Outcome {
     },
 }
 
+/// One failed delivery, for operators.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FailedDelivery {
+    pub subscriber_id: Option<i64>,
+    /// `None` once the subscriber was erased.
+    pub email: Option<String>,
+    pub attempts: i64,
+    pub error: String,
+    pub at: chrono::DateTime<Utc>,
+}
+
 /// Counts of one issue's deliveries.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct DeliveryCounts {
@@ -65,21 +77,32 @@ pub struct DeliveryCounts {
 }
 
 impl Store {
-    /// Starts a send: snapshots the audience (confirmed subscribers now) into the ledger and
-    /// moves the issue to `sending`, in one transaction. Returns the number of recipients.
-    /// Only a `ready`, `scheduled` or `paused` issue can start; calling it again is harmless.
-    pub async fn start_send(&self, issue_id: i64) -> anyhow::Result<i64> {
+    /// Starts a send: moves the issue to `sending` if its status is one of `from`, and
+    /// snapshots the audience (confirmed subscribers now) into the ledger, in one transaction.
+    /// Returns the number of recipients, or `None` (nothing changed) when the issue is not in
+    /// one of `from`. Which statuses may start a send is the application's rule
+    /// ([`IssueStatus::allows`]); this only applies it atomically.
+    pub async fn start_send(
+        &self,
+        issue_id: i64,
+        from: &[IssueStatus],
+    ) -> anyhow::Result<Option<i64>> {
         let mut tx = self.begin_write().await?;
         let now = to_millis(Utc::now());
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM issues WHERE id = $1")
-            .bind(issue_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let status = status.context("no such issue")?;
-        anyhow::ensure!(
-            matches!(status.as_str(), "ready" | "scheduled" | "sending"),
-            "issue is {status}: only a ready or scheduled issue can be sent"
+        let sql = format!(
+            "UPDATE issues SET status = 'sending', status_reason = NULL,
+                    started_at = COALESCE(started_at, $1) WHERE id = $2 AND status IN ({})",
+            placeholders(3, from.len())
         );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(issue_id);
+        for f in from {
+            q = q.bind(f.as_str());
+        }
+        if q.execute(&mut *tx).await?.rows_affected() == 0 {
+            return Ok(None);
+        }
         sqlx::query(
             "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at, updated_at)
              SELECT $1, id, 'pending', 0, 0, $2 FROM subscribers WHERE status = 'confirmed'
@@ -90,20 +113,90 @@ impl Store {
         .execute(&mut *tx)
         .await
         .context("snapshotting the audience")?;
-        sqlx::query(
-            "UPDATE issues SET status = 'sending', status_reason = NULL,
-                    started_at = COALESCE(started_at, $1) WHERE id = $2",
-        )
-        .bind(now)
-        .bind(issue_id)
-        .execute(&mut *tx)
-        .await?;
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE issue_id = $1")
             .bind(issue_id)
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(n)
+        Ok(Some(n))
+    }
+
+    /// Puts an issue's failed deliveries back in line (pending, attempts from zero, due now)
+    /// and moves the issue from one of `from` to `to`, in one transaction. Returns how many
+    /// deliveries went back (with none, nothing changes), or `None` (nothing changed) when the
+    /// issue is not in one of `from`.
+    pub async fn retry_failed(
+        &self,
+        issue_id: i64,
+        from: &[IssueStatus],
+        to: IssueStatus,
+    ) -> anyhow::Result<Option<u64>> {
+        let mut tx = self.begin_write().await?;
+        let now = to_millis(Utc::now());
+        let sql = format!(
+            "UPDATE issues SET status = $1, status_reason = NULL, finished_at = NULL
+              WHERE id = $2 AND status IN ({})",
+            placeholders(3, from.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to.as_str())
+            .bind(issue_id);
+        for f in from {
+            q = q.bind(f.as_str());
+        }
+        if q.execute(&mut *tx).await?.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let n = sqlx::query(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = 0,
+                    updated_at = $1, lease_owner = NULL, lease_until = NULL
+              WHERE issue_id = $2 AND status = 'failed'",
+        )
+        .bind(now)
+        .bind(issue_id)
+        .execute(&mut *tx)
+        .await
+        .context("putting failed deliveries back in line")?
+        .rows_affected();
+        if n == 0 {
+            // Nothing failed: leave the issue as it was (a sent issue stays sent).
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(Some(n))
+    }
+
+    /// The failed deliveries of an issue with their reasons, most recent first.
+    pub async fn failed_deliveries(
+        &self,
+        issue_id: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<FailedDelivery>> {
+        let rows = sqlx::query(
+            "SELECT d.subscriber_id, s.email, d.attempts, d.last_error, d.updated_at
+               FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id
+              WHERE d.issue_id = $1 AND d.status = 'failed'
+              ORDER BY d.updated_at DESC, d.id DESC LIMIT $2",
+        )
+        .bind(issue_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing failed deliveries")?;
+        rows.iter()
+            .map(|r| {
+                Ok(FailedDelivery {
+                    subscriber_id: r.try_get("subscriber_id")?,
+                    email: r.try_get("email")?,
+                    attempts: r.try_get("attempts")?,
+                    error: r
+                        .try_get::<Option<String>, _>("last_error")?
+                        .unwrap_or_default(),
+                    at: super::from_millis(r.try_get("updated_at")?),
+                })
+            })
+            .collect()
     }
 
     /// Claims up to `limit` due deliveries of `issue_id` for `owner` until `lease` runs out.
@@ -164,7 +257,10 @@ impl Store {
                     attempts: r.try_get("attempts")?,
                     email: subscriber("email")?,
                     name: subscriber("name")?,
-                    subscriber_status: subscriber("status")?,
+                    subscriber_status: subscriber("status")?
+                        .map(|s: String| s.parse::<SubscriberStatus>())
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("stored subscriber status: {e}"))?,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -178,7 +274,7 @@ impl Store {
             if let Some(s) = c.subscriber_id.and_then(|id| found.remove(&id)) {
                 c.email = Some(s.email);
                 c.name = s.name;
-                c.subscriber_status = Some(s.status.as_str().to_string());
+                c.subscriber_status = Some(s.status);
             }
         }
         Ok(claimed)

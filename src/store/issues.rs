@@ -254,7 +254,8 @@ impl Store {
             .with_context(|| format!("loading issue #{number}"))
     }
 
-    /// All issues, newest week first (without their HTML and text).
+    /// All issues, newest week first (without their HTML and text): two queries, whatever
+    /// the number of issues (the archive runs this on every request).
     pub async fn list_issues(&self) -> anyhow::Result<Vec<IssueRow>> {
         let rows = sqlx::query(
             "SELECT id, week, number, status, status_reason, cutoff_at, subject, NULL AS html,
@@ -265,9 +266,47 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("listing issues")?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            out.push(self.with_items(issue_from_row(&row)?).await?);
+        let mut issues = rows
+            .iter()
+            .map(issue_from_row)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let items = sqlx::query(
+            "SELECT ii.issue_id, c.slug FROM issue_items ii JOIN comparisons c ON c.id = ii.comparison_id
+              ORDER BY ii.issue_id, ii.position",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("listing issue items")?;
+        let mut by_issue: std::collections::HashMap<i64, Vec<String>> =
+            std::collections::HashMap::new();
+        for row in &items {
+            by_issue
+                .entry(row.try_get("issue_id")?)
+                .or_default()
+                .push(row.try_get("slug")?);
+        }
+        for issue in &mut issues {
+            issue.items = by_issue.remove(&issue.id).unwrap_or_default();
+        }
+        Ok(issues)
+    }
+
+    /// The titles of every issue's comparisons, in order, by issue id (one query: for the feed).
+    pub async fn issue_item_titles(
+        &self,
+    ) -> anyhow::Result<std::collections::HashMap<i64, Vec<String>>> {
+        let rows = sqlx::query(
+            "SELECT ii.issue_id, c.title FROM issue_items ii JOIN comparisons c ON c.id = ii.comparison_id
+              ORDER BY ii.issue_id, ii.position",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("listing the matchups of issues")?;
+        let mut out: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+        for row in &rows {
+            out.entry(row.try_get("issue_id")?)
+                .or_default()
+                .push(row.try_get("title")?);
         }
         Ok(out)
     }

@@ -11,37 +11,35 @@ use chrono::Utc;
 use sqlx::{Any, Row, Transaction};
 
 use super::{Backend, Store, placeholders, to_millis};
+use crate::mail::MailKind;
 
 /// One claimed mail; the sender composes it from these.
 #[derive(Debug, Clone)]
 pub struct QueuedMail {
     pub id: i64,
-    /// `confirm` or `welcome`.
-    pub kind: String,
+    /// What to send (a confirm mail carries its raw token).
+    pub kind: MailKind,
     pub subscriber_id: Option<i64>,
     pub to_email: String,
-    /// The raw confirmation token (confirm mails only).
-    pub token: Option<String>,
     pub attempts: i64,
 }
 
 impl Store {
     pub(super) async fn enqueue_mail(
         tx: &mut Transaction<'static, Any>,
-        kind: &str,
+        kind: &MailKind,
         subscriber_id: i64,
         to_email: &str,
-        token: Option<&str>,
         now: i64,
     ) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO outbound_mail (kind, subscriber_id, to_email, token, status, next_attempt_at, created_at)
              VALUES ($1, $2, $3, $4, 'pending', $5, $5)",
         )
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(subscriber_id)
         .bind(to_email)
-        .bind(token)
+        .bind(kind.token())
         .bind(now)
         .execute(&mut **tx)
         .await
@@ -86,10 +84,12 @@ impl Store {
             .map(|r| {
                 Ok(QueuedMail {
                     id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
+                    kind: MailKind::from_row(
+                        &r.try_get::<String, _>("kind")?,
+                        r.try_get("token")?,
+                    )?,
                     subscriber_id: r.try_get("subscriber_id")?,
                     to_email: r.try_get("to_email")?,
-                    token: r.try_get("token")?,
                     attempts: r.try_get("attempts")?,
                 })
             })

@@ -52,39 +52,35 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Schedules a ready (or already scheduled) issue for `at`. `false` if it is in another state.
-    pub async fn schedule_issue(&self, issue_id: i64, at: DateTime<Utc>) -> anyhow::Result<bool> {
-        let done = sqlx::query(
+    /// Schedules an issue in one of `from` for `at`; `false` (nothing changed) when it is in
+    /// another status.
+    pub async fn schedule_issue(
+        &self,
+        issue_id: i64,
+        at: DateTime<Utc>,
+        from: &[crate::issues::IssueStatus],
+    ) -> anyhow::Result<bool> {
+        let sql = format!(
             "UPDATE issues SET status = 'scheduled', scheduled_for = $1, status_reason = NULL
-              WHERE id = $2 AND status IN ('ready', 'scheduled')",
-        )
-        .bind(to_millis(at))
-        .bind(issue_id)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        Ok(done > 0)
+              WHERE id = $2 AND status IN ({})",
+            super::placeholders(3, from.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to_millis(at))
+            .bind(issue_id);
+        for f in from {
+            q = q.bind(f.as_str());
+        }
+        Ok(q.execute(&self.writer).await?.rows_affected() > 0)
     }
 
-    /// Starts the send of every scheduled issue whose time has come.
-    pub async fn start_due_scheduled(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<i64>> {
-        let due: Vec<i64> = sqlx::query_scalar(
+    /// The scheduled issues whose time has come, oldest first.
+    pub async fn due_scheduled_issues(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
             "SELECT id FROM issues WHERE status = 'scheduled' AND scheduled_for <= $1 ORDER BY id",
         )
         .bind(to_millis(now))
         .fetch_all(&self.pool)
-        .await?;
-        for id in &due {
-            let n = self.start_send(*id).await?;
-            self.log_operator_action(
-                "scheduler",
-                "issue.send",
-                Some(*id),
-                "scheduled time reached",
-            )
-            .await?;
-            tracing::info!(issue_id = id, recipients = n, "scheduled issue started");
-        }
-        Ok(due)
+        .await?)
     }
 }

@@ -10,6 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{Store, from_millis, placeholders, rows_of, to_millis};
+use crate::mail::MailKind;
 use crate::subscribers::{ConsentContext, SubscriberEmail, SubscriberName, SubscriberStatus};
 
 /// One subscriber as stored.
@@ -55,7 +56,24 @@ pub struct SignupRequest {
     pub token: String,
     /// Its hash: what the token table keeps.
     pub token_hash: String,
+    /// A MAC of the address's mailbox (plus-tags and case removed): what the per-mailbox
+    /// limit counts, in `signup_attempts`.
+    pub mailbox_key: String,
 }
+
+/// The limits a batch of signups is written under.
+#[derive(Debug, Clone, Copy)]
+pub struct SignupLimits {
+    /// How long a confirmation link works.
+    pub token_ttl: Duration,
+    /// A pending address gets at most one confirmation per this interval.
+    pub resend_interval: Duration,
+    /// Confirmation mails per mailbox per hour, however the address is spelled.
+    pub per_mailbox_per_hour: u32,
+}
+
+/// The window of [`SignupLimits::per_mailbox_per_hour`].
+pub const MAILBOX_WINDOW: Duration = Duration::from_secs(3600);
 
 /// What a signup did. The reader sees the same answer in every case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +84,8 @@ pub enum SignupOutcome {
     Throttled,
     /// Already confirmed: nothing new.
     AlreadyConfirmed,
+    /// The mailbox had its confirmation mails for this hour (`victim+1@`, `victim+2@`, …).
+    MailboxLimit,
 }
 
 /// What a confirmation click did.
@@ -127,17 +147,47 @@ impl Store {
     /// of multi-row statements whatever the batch size: group commit, so the database is not
     /// the bottleneck of a burst of signups. Returns one outcome per request, in order. An
     /// address twice in one batch is handled as a repeat of the first.
+    ///
+    /// A signup for an address we know (pending, unsubscribed, bounced) never changes its
+    /// stored name: that text came from whoever filled in the form, maybe a stranger. Every
+    /// request, whatever the address's state, also writes one `signup_attempts` row.
     pub async fn signup_batch(
         &self,
         requests: &[SignupRequest],
-        token_ttl: Duration,
-        resend_interval: Duration,
+        limits: SignupLimits,
     ) -> anyhow::Result<Vec<SignupOutcome>> {
+        let SignupLimits {
+            token_ttl,
+            resend_interval,
+            per_mailbox_per_hour,
+        } = limits;
         if requests.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
         let now = to_millis(Utc::now());
+        let window_start = now - ms(MAILBOX_WINDOW);
+
+        // 0. Confirmation mails per mailbox within the window.
+        let keys: Vec<&str> = requests.iter().map(|r| r.mailbox_key.as_str()).collect();
+        let sql = format!(
+            "SELECT mailbox_key, COUNT(*) AS n FROM signup_attempts
+              WHERE mailed = 1 AND at > $1 AND mailbox_key IN ({})
+              GROUP BY mailbox_key",
+            placeholders(2, keys.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window_start);
+        for k in &keys {
+            q = q.bind(*k);
+        }
+        let mut mailed: HashMap<String, i64> = HashMap::new();
+        for row in q
+            .fetch_all(&mut *tx)
+            .await
+            .context("counting confirmations per mailbox")?
+        {
+            mailed.insert(row.try_get("mailbox_key")?, row.try_get("n")?);
+        }
 
         // 1. What we know of these addresses.
         let emails: Vec<&str> = requests.iter().map(|r| r.email.as_str()).collect();
@@ -149,48 +199,72 @@ impl Store {
         for e in &emails {
             q = q.bind(*e);
         }
-        let mut known: HashMap<String, (i64, String, Option<i64>)> = HashMap::new();
+        let mut known: HashMap<String, (i64, SubscriberStatus, Option<i64>)> = HashMap::new();
         for row in q.fetch_all(&mut *tx).await.context("looking up signups")? {
+            let status: String = row.try_get("status")?;
             known.insert(
                 row.try_get("email")?,
                 (
                     row.try_get("id")?,
-                    row.try_get("status")?,
+                    status.parse().map_err(anyhow::Error::msg)?,
                     row.try_get("last_confirmation_sent_at")?,
                 ),
             );
         }
 
         // 2. Decide per request; an address seen earlier in the batch counts as known.
+        enum Plan {
+            Insert,
+            Restart(i64),
+            Nothing(SignupOutcome),
+        }
         let mut outcomes = Vec::with_capacity(requests.len());
         let mut to_insert: Vec<usize> = Vec::new();
         let mut to_restart: Vec<(usize, i64)> = Vec::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, r) in requests.iter().enumerate() {
-            if seen.insert(r.email.as_str(), i).is_some() {
-                outcomes.push(SignupOutcome::Throttled);
-                continue;
-            }
-            match known.get(r.email.as_str()) {
-                None => {
-                    to_insert.push(i);
-                    outcomes.push(SignupOutcome::ConfirmationQueued);
-                }
-                Some((_, status, _)) if status == "confirmed" => {
-                    outcomes.push(SignupOutcome::AlreadyConfirmed);
-                }
-                Some((_, status, last))
-                    if status == "pending"
-                        && last.is_some_and(|t| now - t < ms(resend_interval)) =>
-                {
+            let plan = if seen.insert(r.email.as_str(), i).is_some() {
+                Plan::Nothing(SignupOutcome::Throttled)
+            } else {
+                match known.get(r.email.as_str()) {
+                    None => Plan::Insert,
+                    Some((_, SubscriberStatus::Confirmed, _)) => {
+                        Plan::Nothing(SignupOutcome::AlreadyConfirmed)
+                    }
                     // A repeat within the interval writes nothing (like a repeat in this batch).
-                    outcomes.push(SignupOutcome::Throttled);
+                    Some((_, SubscriberStatus::Pending, Some(last)))
+                        if now - last < ms(resend_interval) =>
+                    {
+                        Plan::Nothing(SignupOutcome::Throttled)
+                    }
+                    // Pending (interval passed), unsubscribed or bounced: start over.
+                    Some((id, _, _)) => Plan::Restart(*id),
                 }
-                Some((id, _, _)) => {
-                    to_restart.push((i, *id));
-                    outcomes.push(SignupOutcome::ConfirmationQueued);
+            };
+            // Whoever would get a confirmation: within the mailbox's budget?
+            let plan = match plan {
+                Plan::Insert | Plan::Restart(_) => {
+                    let sent = mailed.entry(r.mailbox_key.clone()).or_insert(0);
+                    if *sent >= i64::from(per_mailbox_per_hour) {
+                        Plan::Nothing(SignupOutcome::MailboxLimit)
+                    } else {
+                        *sent += 1;
+                        plan
+                    }
                 }
-            }
+                nothing => nothing,
+            };
+            outcomes.push(match plan {
+                Plan::Insert => {
+                    to_insert.push(i);
+                    SignupOutcome::ConfirmationQueued
+                }
+                Plan::Restart(id) => {
+                    to_restart.push((i, id));
+                    SignupOutcome::ConfirmationQueued
+                }
+                Plan::Nothing(outcome) => outcome,
+            });
         }
 
         // 3. New subscribers, in one statement.
@@ -236,19 +310,41 @@ impl Store {
                 ids.insert(i, by_email[requests[i].email.as_str()]);
             }
         }
-        // Pending (throttle passed), unsubscribed or bounced: start over (rare; one each).
+        // Pending (throttle passed), unsubscribed or bounced: start over (rare; one each). The
+        // stored name stays: whoever typed this one has not proved they own the mailbox.
         for &(i, id) in &to_restart {
             sqlx::query(
-                "UPDATE subscribers SET status = 'pending', name = COALESCE($1, name),
-                        updated_at = $2, last_confirmation_sent_at = $2 WHERE id = $3",
+                "UPDATE subscribers SET status = 'pending',
+                        updated_at = $1, last_confirmation_sent_at = $1 WHERE id = $2",
             )
-            .bind(requests[i].name.as_ref().map(|n| n.as_str().to_string()))
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
             .await?;
             ids.insert(i, id);
         }
+
+        // 3b. One attempt row per request, whatever it did (the same write for every state),
+        // and the rows that fell out of the window go.
+        let sql = format!(
+            "INSERT INTO signup_attempts (mailbox_key, at, mailed) VALUES {}",
+            rows_of(requests.len(), 3)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (i, r) in requests.iter().enumerate() {
+            q = q
+                .bind(r.mailbox_key.clone())
+                .bind(now)
+                .bind(i64::from(ids.contains_key(&i)));
+        }
+        q.execute(&mut *tx)
+            .await
+            .context("recording signup attempts")?;
+        sqlx::query("DELETE FROM signup_attempts WHERE at <= $1")
+            .bind(window_start)
+            .execute(&mut *tx)
+            .await
+            .context("forgetting old signup attempts")?;
 
         // 4. Consent records for every signup that starts (or restarts) double opt-in.
         let mut consents: Vec<(usize, i64)> = ids.iter().map(|(&i, &id)| (i, id)).collect();
@@ -304,7 +400,7 @@ impl Store {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for &(i, id) in &confirm {
                 q = q
-                    .bind("confirm")
+                    .bind(MailKind::CONFIRM)
                     .bind(id)
                     .bind(requests[i].email.as_str())
                     .bind(requests[i].token.clone())
@@ -385,7 +481,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         insert_consent(&mut tx, id, "confirm", now, consent).await?;
-        Self::enqueue_mail(&mut tx, "welcome", id, &email, None, now).await?;
+        Self::enqueue_mail(&mut tx, &MailKind::Welcome, id, &email, now).await?;
         tx.commit().await.context("committing the confirmation")?;
         Ok(ConfirmOutcome::Confirmed {
             subscriber_id: id,

@@ -7,12 +7,12 @@ use lettre::message::Mailbox;
 use tera::Context;
 
 use super::tokens::{
-    hash_confirm_token, is_confirm_token_shape, new_confirm_token, suppression_hash,
+    hash_confirm_token, is_confirm_token_shape, mailbox_hash, new_confirm_token, suppression_hash,
     unsubscribe_token, verify_unsubscribe_token,
 };
 use super::{ConsentContext, SubscriberEmail, SubscriberName};
 use crate::config::{SecretKey, Settings};
-use crate::mail::{Envelope, compose};
+use crate::mail::{Envelope, MailKind, compose};
 use crate::render::Renderer;
 use crate::store::Store;
 use crate::store::subscribers::ConfirmOutcome;
@@ -52,33 +52,35 @@ pub struct Composer {
 impl Composer {
     fn base_context(&self, name: Option<&str>, unsubscribe: &str) -> Context {
         let s = &self.settings;
-        let mut ctx = Context::new();
+        let mut ctx = crate::render::page_context(s);
         ctx.insert("name", &name);
-        ctx.insert("newsletter_name", &s.newsletter.name.0);
-        ctx.insert("site_name", &s.site.name.0);
-        ctx.insert("postal_address", &s.newsletter.postal_address.0);
-        ctx.insert("home_url", &s.http.public_url.join("/"));
         ctx.insert("archive_url", &s.http.public_url.join("archive"));
         ctx.insert("unsubscribe_url", unsubscribe);
         ctx
     }
 
-    /// The formatted message for a queued mail of `kind` (`confirm` needs `token`).
+    /// The formatted message for a queued mail of `kind`.
+    ///
+    /// A confirmation goes to a mailbox that has not said yes to anything yet, so it carries
+    /// nothing a visitor typed: no name in `To:` and a neutral greeting, whatever name the
+    /// signup form was given. (Otherwise anyone could put their text into a genuine mail from
+    /// us to any address.) The welcome mail, after the confirmation, may use the name.
     pub fn compose(
         &self,
-        kind: &str,
+        kind: &MailKind,
         subscriber_id: i64,
         email: &str,
         name: Option<&str>,
-        token: Option<&str>,
     ) -> anyhow::Result<Vec<u8>> {
         let s = &self.settings;
+        let name = match kind {
+            MailKind::Confirm { .. } => None,
+            MailKind::Welcome => name,
+        };
         let unsubscribe = unsubscribe_url(s, &self.secret, subscriber_id);
         let mut ctx = self.base_context(name, &unsubscribe);
         let (subject, template, message_id) = match kind {
-            "confirm" => {
-                let token =
-                    token.ok_or_else(|| anyhow::anyhow!("a confirm mail without a token"))?;
+            MailKind::Confirm { token } => {
                 ctx.insert(
                     "confirm_url",
                     &s.http.public_url.join(&format!("confirm/{token}")),
@@ -96,12 +98,11 @@ impl Composer {
                     ),
                 )
             }
-            "welcome" => (
+            MailKind::Welcome => (
                 format!("Welcome to {}", s.newsletter.name.0),
                 "welcome",
                 format!("welcome-{subscriber_id}"),
             ),
-            other => anyhow::bail!("unknown mail kind {other:?}"),
         };
         let address = lettre::Address::from_str(email)?;
         let message = compose(
@@ -125,14 +126,16 @@ impl Composer {
     }
 }
 
-/// A signup request for `email`, with a fresh confirmation token.
+/// A signup request for `email`, with a fresh confirmation token and its mailbox key.
 pub fn signup_request(
+    secret: &SecretKey,
     email: SubscriberEmail,
     name: Option<SubscriberName>,
     consent: ConsentContext,
 ) -> crate::store::subscribers::SignupRequest {
     let (token, token_hash) = new_confirm_token();
     crate::store::subscribers::SignupRequest {
+        mailbox_key: mailbox_hash(secret, &email.mailbox_key()),
         email,
         name,
         consent,

@@ -6,6 +6,7 @@ pub mod signup_writer;
 pub mod tokens;
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,18 @@ impl SubscriberEmail {
         let address = lettre::Address::from_str(s).map_err(|_| {
             InvalidSubscriber(format!("{s:?} does not look like an email address."))
         })?;
+        // RFC 5321 allows these, but no mainstream provider hands them out, and our relay and
+        // the big receivers refuse them: better a clear answer now than a failure at send.
+        if address.user().starts_with('"') {
+            return Err(InvalidSubscriber(format!(
+                "{s:?} uses a quoted name before the @; we cannot send to such addresses. Please use an ordinary address."
+            )));
+        }
+        if address.domain().starts_with('[') || address.domain().parse::<IpAddr>().is_ok() {
+            return Err(InvalidSubscriber(format!(
+                "{s:?} names a server by its IP address; we can only send to addresses with a domain name."
+            )));
+        }
         // One canonical form however the domain is written (IDNA, UTS #46): `bücher.example`
         // and `xn--bcher-kva.example` are one mailbox, stored and sent as the second.
         let domain = idna::domain_to_ascii(address.domain())
@@ -63,6 +76,19 @@ impl SubscriberEmail {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The mailbox this address reaches however it is spelled: lower case, without a
+    /// `+tag`, and for Gmail without dots. For counting per mailbox only — mail still goes to
+    /// the address as given.
+    pub fn mailbox_key(&self) -> String {
+        let (local, domain) = self.0.rsplit_once('@').unwrap_or((&self.0, ""));
+        let local = local.split('+').next().unwrap_or(local).to_lowercase();
+        let domain = domain.to_ascii_lowercase();
+        match domain.as_str() {
+            "gmail.com" | "googlemail.com" => format!("{}@gmail.com", local.replace('.', "")),
+            _ => format!("{local}@{domain}"),
+        }
     }
 }
 
@@ -83,9 +109,9 @@ impl SubscriberName {
         let Some(s) = input.map(str::trim).filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
-        if s.chars().any(crate::render::forbidden_char) {
+        if s.chars().any(|c| !allowed_in_name(c)) {
             return Err(InvalidSubscriber(
-                "A name cannot contain line breaks or control characters.".into(),
+                "A name cannot contain line breaks, control characters or invisible formatting characters.".into(),
             ));
         }
         if s.chars().count() > MAX_NAME_LEN {
@@ -99,6 +125,24 @@ impl SubscriberName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `c` may appear in a display name. Refused: control characters, line and paragraph
+/// separators (U+2028/2029), and format characters — bidi overrides and isolates that reorder
+/// text around them, zero-width spaces and joiners that hide text — plus private-use,
+/// surrogate and unassigned code points.
+pub fn allowed_in_name(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    !matches!(
+        c.general_category(),
+        G::Control
+            | G::Format
+            | G::LineSeparator
+            | G::ParagraphSeparator
+            | G::Surrogate
+            | G::PrivateUse
+            | G::Unassigned
+    )
 }
 
 /// Where a subscriber is in the lifecycle.
@@ -177,6 +221,11 @@ mod tests {
             ("ada@example.org\r\nBcc: x@y.z", "spaces or line breaks"),
             ("a b@example.org", "spaces or line breaks"),
             ("<ada@example.org>", "does not look like"),
+            ("\"ada..lovelace\"@example.org", "quoted name"),
+            ("\"ada\"@example.org", "quoted name"),
+            ("ada@[127.0.0.1]", "IP address"),
+            ("ada@[IPv6:::1]", "IP address"),
+            ("ada@127.0.0.1", "IP address"),
         ];
         for (input, expected) in bad {
             let err = SubscriberEmail::parse(input).unwrap_err().to_string();
@@ -227,5 +276,33 @@ mod tests {
         );
         assert!(SubscriberName::parse(Some("A\nB")).is_err());
         assert!(SubscriberName::parse(Some(&"x".repeat(101))).is_err());
+        for (bad, what) in [
+            ("Ada\u{202E}evil", "right-to-left override"),
+            ("Ada\u{2066}x\u{2069}", "bidi isolate"),
+            ("A\u{200B}da", "zero-width space"),
+            ("A\u{200D}da", "zero-width joiner"),
+            ("A\u{FEFF}da", "byte order mark"),
+            ("Ada\u{2028}Bcc", "line separator"),
+            ("Ada\u{2029}x", "paragraph separator"),
+            ("Ada\u{00AD}", "soft hyphen"),
+            ("Ada\u{E000}", "private use"),
+            ("Ada\u{0085}x", "next line"),
+        ] {
+            let err = SubscriberName::parse(Some(bad)).expect_err(what);
+            assert!(err.0.contains("invisible formatting"), "{what}: {err}");
+        }
+        for good in ["Zoë O'Brien-Łukasz", "山田 太郎", "محمد", "Ada 🚀"] {
+            assert!(SubscriberName::parse(Some(good)).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn one_mailbox_however_it_is_spelled() {
+        let key = |s: &str| SubscriberEmail::parse(s).unwrap().mailbox_key();
+        assert_eq!(key("victim+0@example.org"), "victim@example.org");
+        assert_eq!(key("Victim+news+x@Example.ORG"), "victim@example.org");
+        assert_eq!(key("victim@example.org"), "victim@example.org");
+        assert_eq!(key("v.i.c.t.i.m+1@googlemail.com"), "victim@gmail.com");
+        assert_ne!(key("v.ictim@example.org"), "victim@example.org");
     }
 }

@@ -92,6 +92,12 @@ pub fn suppression_hash(secret: &SecretKey, email: &str) -> String {
     ))
 }
 
+/// The key the per-mailbox signup limit counts by: a MAC of
+/// [`super::SubscriberEmail::mailbox_key`], so the table holds no address.
+pub fn mailbox_hash(secret: &SecretKey, mailbox_key: &str) -> String {
+    hex::encode(mac(secret, "verdicts/mailbox/v1:", mailbox_key.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

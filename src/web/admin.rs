@@ -12,13 +12,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use super::AppState;
 use super::error::ApiError;
+use crate::app::{Activity, Actor};
 use crate::comparisons::import::parse_json;
-use crate::issues::IsoWeek;
-use crate::issues::freeze::{Created, create_issue, default_week};
-use crate::startup::AppState;
+use crate::issues::freeze::Created;
+use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey};
 use crate::store::comparisons::Source;
-use crate::store::issues::IssueRow;
+use crate::subscribers::SubscriberEmail;
 
 /// Largest JSON body the admin API accepts.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
@@ -71,6 +72,10 @@ async fn post_comparisons(
         field: None,
         message: "the body is not UTF-8".into(),
     })?;
+    super::json::value(&body).map_err(|e| ApiError::Invalid {
+        field: None,
+        message: format!("malformed JSON: {e}"),
+    })?;
     let comparisons = parse_json(text).map_err(|e| ApiError::Invalid {
         field: Some(e.field.clone()),
         message: e.to_string(),
@@ -81,8 +86,13 @@ async fn post_comparisons(
         .await?;
     let slugs: Vec<&str> = done.iter().map(|d| d.slug.as_str()).collect();
     state
-        .store
-        .log_operator_action("api", "comparisons.import", None, &slugs.join(","))
+        .app
+        .log(
+            &Actor::Api,
+            Activity::ComparisonsImport,
+            None,
+            &slugs.join(","),
+        )
         .await?;
     let status = if done.iter().any(|d| d.action == "created") {
         StatusCode::CREATED
@@ -93,23 +103,16 @@ async fn post_comparisons(
 }
 
 async fn list_issues(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let issues = state.store.list_issues().await?;
+    let issues = state.app.list_issues().await?;
     Ok(Json(json!({ "issues": issues })))
 }
 
-/// Finds an issue by its public number (`12`) or its week (`2026-W47`).
-pub async fn find_issue(state: &AppState, key: &str) -> Result<IssueRow, ApiError> {
-    let found = if let Ok(number) = key.parse::<i64>() {
-        state.store.get_issue_by_number(number).await?
-    } else if let Ok(week) = key.parse::<IsoWeek>() {
-        state.store.get_issue_by_week(week).await?
-    } else {
-        return Err(ApiError::Invalid {
-            field: Some("id".into()),
-            message: format!("{key:?} is neither an issue number nor a week like 2026-W47"),
-        });
-    };
-    found.ok_or_else(|| ApiError::NotFound(format!("no issue {key}")))
+/// The `{id}` of a route: an issue number (`12`, `#12`) or a week (`2026-W47`).
+fn issue_key(key: &str) -> Result<IssueKey, ApiError> {
+    key.parse::<IssueKey>().map_err(|e| ApiError::Invalid {
+        field: Some("id".into()),
+        message: e.to_string(),
+    })
 }
 
 async fn get_issue(
@@ -117,7 +120,9 @@ async fn get_issue(
     State(state): State<AppState>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "issue": find_issue(&state, &key).await? })))
+    Ok(Json(
+        json!({ "issue": state.app.find_issue(issue_key(&key)?).await? }),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,34 +131,29 @@ struct CreateIssue {
     week: Option<String>,
 }
 
+/// A JSON body that may be empty (then the type's default).
+fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    super::json::object(body).map_err(|e| ApiError::Invalid {
+        field: None,
+        message: format!("malformed JSON: {e}"),
+    })
+}
+
 async fn post_issue(
     _: Admin,
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let req: CreateIssue = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateIssue::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::Invalid {
-            field: None,
-            message: format!("malformed JSON: {e}"),
-        })?
-    };
-    let week = match req.week {
-        Some(w) => w.parse::<IsoWeek>().map_err(|e| ApiError::Invalid {
+    let req: CreateIssue = optional_body(&body)?;
+    let week = req
+        .week
+        .map(|w| w.parse::<IsoWeek>())
+        .transpose()
+        .map_err(|e| ApiError::Invalid {
             field: Some("week".into()),
             message: e.to_string(),
-        })?,
-        None => default_week(chrono::Utc::now(), &state.settings),
-    };
-    let (issue, created) =
-        create_issue(&state.store, &state.renderer, &state.settings, week).await?;
-    if created == Created::New {
-        state
-            .store
-            .log_operator_action("api", "issue.create", Some(issue.id), &week.to_string())
-            .await?;
-    }
+        })?;
+    let (issue, created) = state.app.create_issue(&Actor::Api, week).await?;
     let status = match created {
         Created::New => StatusCode::CREATED,
         Created::Existing => StatusCode::OK,
@@ -173,105 +173,55 @@ struct ActionBody {
     at: Option<String>,
 }
 
-/// `POST /api/issues/{id}/{test-send|send|schedule|pause|resume|cancel}`.
+impl ActionBody {
+    /// The typed action named in the URL, with its arguments from the body.
+    fn into_action(self, kind: ActionKind) -> Result<IssueAction, ApiError> {
+        let invalid = |field: &str, message: String| ApiError::Invalid {
+            field: Some(field.into()),
+            message,
+        };
+        Ok(match kind {
+            ActionKind::Send => IssueAction::Send,
+            ActionKind::Pause => IssueAction::Pause,
+            ActionKind::Resume => IssueAction::Resume,
+            ActionKind::Cancel => IssueAction::Cancel,
+            ActionKind::RetryFailed => IssueAction::RetryFailed,
+            ActionKind::TestSend => {
+                let to = self
+                    .to
+                    .as_deref()
+                    .ok_or_else(|| invalid("to", "give the address to send the test to".into()))?;
+                IssueAction::TestSend(SubscriberEmail::parse(to).map_err(|e| invalid("to", e.0))?)
+            }
+            ActionKind::Schedule => {
+                let at = self
+                    .at
+                    .as_deref()
+                    .ok_or_else(|| invalid("at", "give the time as RFC 3339".into()))?;
+                let at = chrono::DateTime::parse_from_rfc3339(at)
+                    .map_err(|e| invalid("at", format!("{at:?}: {e}")))?
+                    .with_timezone(&chrono::Utc);
+                IssueAction::Schedule(at)
+            }
+        })
+    }
+}
+
+/// `POST /api/issues/{id}/{test-send|send|schedule|pause|resume|cancel|retry-failed}`.
 async fn issue_action(
     _: Admin,
     State(state): State<AppState>,
     Path((key, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    use crate::issues::IssueStatus as S;
-    let issue = find_issue(&state, &key).await?;
-    let req: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
-        ActionBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::Invalid {
-            field: None,
-            message: format!("malformed JSON: {e}"),
-        })?
-    };
-    let invalid = |field: &str, message: String| ApiError::Invalid {
-        field: Some(field.into()),
-        message,
-    };
-    let conflict = |to: &str| {
-        ApiError::Conflict(format!(
-            "issue {} is {}: cannot {to}",
-            issue.week, issue.status
-        ))
-    };
-    let moved = |ok: bool, to: &str| if ok { Ok(()) } else { Err(conflict(to)) };
-    match action.as_str() {
-        "test-send" => {
-            let to = req
-                .to
-                .as_deref()
-                .ok_or_else(|| invalid("to", "give the address to send the test to".into()))?;
-            let to =
-                crate::subscribers::SubscriberEmail::parse(to).map_err(|e| invalid("to", e.0))?;
-            let engine = crate::delivery::Engine::new(
-                state.store.clone(),
-                state.settings.clone(),
-                state.secret.clone(),
-            )?;
-            engine.test_send(issue.id, &to).await?;
-        }
-        "send" => {
-            if !matches!(issue.status, S::Ready | S::Scheduled) {
-                return Err(conflict("send"));
-            }
-            state.store.start_send(issue.id).await?;
-        }
-        "schedule" => {
-            let at = req
-                .at
-                .as_deref()
-                .ok_or_else(|| invalid("at", "give the time as RFC 3339".into()))?;
-            let at = chrono::DateTime::parse_from_rfc3339(at)
-                .map_err(|e| invalid("at", format!("{at:?}: {e}")))?
-                .with_timezone(&chrono::Utc);
-            moved(state.store.schedule_issue(issue.id, at).await?, "schedule")?;
-        }
-        "pause" => moved(
-            state
-                .store
-                .transition_issue(issue.id, &[S::Sending], S::Paused, Some("operator (api)"))
-                .await?,
-            "pause",
-        )?,
-        "resume" => moved(
-            state
-                .store
-                .transition_issue(issue.id, &[S::Paused], S::Sending, Some("operator (api)"))
-                .await?,
-            "resume",
-        )?,
-        "cancel" => moved(
-            state
-                .store
-                .transition_issue(
-                    issue.id,
-                    &[S::Ready, S::Scheduled, S::Sending, S::Paused],
-                    S::Cancelled,
-                    Some("operator (api)"),
-                )
-                .await?,
-            "cancel",
-        )?,
-        other => return Err(ApiError::NotFound(format!("no action {other:?}"))),
-    }
-    state
-        .store
-        .log_operator_action(
-            "api",
-            &format!("issue.{action}"),
-            Some(issue.id),
-            &issue.week.to_string(),
-        )
-        .await?;
-    let issue = find_issue(&state, &key).await?;
-    let deliveries = state.store.delivery_counts(issue.id).await?;
-    Ok(Json(json!({ "issue": issue, "deliveries": deliveries })))
+    let kind = action.parse::<ActionKind>().map_err(ApiError::NotFound)?;
+    let key = issue_key(&key)?;
+    let action = optional_body::<ActionBody>(&body)?.into_action(kind)?;
+    let done = state.app.perform(&Actor::Api, key, action).await?;
+    let deliveries = state.store.delivery_counts(done.issue.id).await?;
+    Ok(Json(
+        json!({ "issue": done.issue, "result": done.done, "deliveries": deliveries }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,6 +244,6 @@ async fn list_subscribers(
             field: Some("status".into()),
             message: e,
         })?;
-    let rows = state.store.list_subscribers(status).await?;
+    let rows = state.app.list_subscribers(status).await?;
     Ok(Json(json!({ "subscribers": rows })))
 }

@@ -26,6 +26,18 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<crate::app::OpsError> for ApiError {
+    fn from(e: crate::app::OpsError) -> Self {
+        use crate::app::OpsError;
+        match e {
+            e @ OpsError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            e @ OpsError::WrongState { .. } => ApiError::Conflict(e.to_string()),
+            OpsError::Invalid { field, message } => ApiError::Invalid { field, message },
+            OpsError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, field) = match &self {

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::startup::AppState;
+use super::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -5,32 +5,40 @@
 //! form-urlencoded or multipart (the body is not required), needs no cookie, answers 200 without
 //! a redirect, is idempotent and takes effect at once.
 
-use std::net::SocketAddr;
-
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
+use super::AppState;
+use super::client::ClientAddr;
 use super::error::PageError;
+use super::limits::Bucket;
 use super::pages::{base_context, message_page};
-use super::signup::{client_ip, consent_of};
-use crate::startup::AppState;
+use super::signup::consent_of;
 use crate::store::subscribers::ConfirmOutcome;
 use crate::subscribers::lifecycle::UnsubscribeOutcome;
 use crate::subscribers::tokens::{
     CONFIRM_TOKEN_LEN, UNSUBSCRIBE_TOKEN_LEN, is_confirm_token_shape,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The token pages: rate-limited per client, never cached, never referred
+/// ([`super::headers::token_pages`]).
+pub fn router(state: &AppState) -> Router<AppState> {
+    let routes = Router::new()
         .route("/confirm/{token}", get(confirm_page).post(confirm))
         .route(
             "/unsubscribe/{token}",
             get(unsubscribe_page).post(unsubscribe),
         )
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .route_layer(from_fn_with_state(
+            (state.clone(), Bucket::Links),
+            super::limits::enforce,
+        ));
+    super::headers::token_pages(routes)
 }
 
 /// A page whose one button POSTs back to `path` (GET never changes anything).
@@ -69,14 +77,13 @@ async fn confirm_page(
 
 async fn confirm(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
     if !is_confirm_token_shape(&token) {
         return wrong_shape(&state);
     }
-    let ip = client_ip(&state, &headers, peer);
     let consent = consent_of(&state, &headers, ip);
     match state.lifecycle().confirm(&token, &consent).await? {
         ConfirmOutcome::Confirmed { .. } => {
@@ -117,11 +124,10 @@ async fn unsubscribe_page(
 
 async fn unsubscribe(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
-    let ip = client_ip(&state, &headers, peer);
     let mut consent = consent_of(&state, &headers, ip);
     consent.source = "unsubscribe-link".into();
     match state.lifecycle().unsubscribe(&token, &consent).await? {

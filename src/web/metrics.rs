@@ -1,9 +1,13 @@
 //! `GET /metrics`: Prometheus text format. Counts come from the database at scrape time, so
 //! several processes (serve and workers) expose the same totals.
+//!
+//! The subscriber gauges move when an address is signed up, so read before and after a signup
+//! they would tell a stranger the state of any address: `/metrics` answers only to
+//! `Authorization: Bearer <metrics.token>` (default `admin.token`) and is 404 with neither set.
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::encoding::text::encode;
@@ -12,7 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::startup::AppState;
+use super::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
@@ -39,7 +43,25 @@ fn with_zeros<'a>(known: &[&'a str], found: &'a [(String, i64)]) -> Vec<(&'a str
     out
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(token) = state.settings.metrics_token() else {
+        return match super::pages::not_found(&state) {
+            Ok(page) => page,
+            Err(e) => e.into_response(),
+        };
+    };
+    if !super::bearer::bearer_matches(&headers, token) {
+        let mut response = (
+            StatusCode::UNAUTHORIZED,
+            "send Authorization: Bearer <metrics.token>\n",
+        )
+            .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"metrics\""),
+        );
+        return response;
+    }
     let totals = match state.store.metric_totals().await {
         Ok(t) => t,
         Err(e) => {

@@ -1,31 +1,89 @@
-//! HTTP: each module owns its router; [`router`] merges them.
+//! HTTP: each module owns its router; [`router`] merges them and adds the edge layers
+//! (security headers, request timeout, rate limits). [`serve`] runs the connections.
 
 pub mod admin;
 pub mod archive;
+pub mod bearer;
+pub mod client;
+pub mod embed;
 pub mod error;
+pub mod headers;
 pub mod health;
+pub mod json;
+pub mod limits;
 pub mod links;
 pub mod metrics;
 pub mod pages;
+pub mod serve;
 pub mod signup;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
+use tower_http::timeout::TimeoutLayer;
 
-use crate::startup::AppState;
+use crate::app::App;
+use crate::config::{SecretKey, Settings};
+use crate::mail::queue::QueueSignal;
+use crate::mail::transport::Transport;
+use crate::render::Renderer;
+use crate::store::Store;
+use crate::subscribers::lifecycle::Lifecycle;
+use crate::subscribers::signup_writer::SignupWriter;
+use limits::RateLimits;
+
+/// What every request handler may use; built once per process.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The application layer every handler calls for decisions.
+    pub app: App,
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub secret: SecretKey,
+    pub renderer: Arc<Renderer>,
+    pub transport: Transport,
+    /// Wakes the transactional mail sender when something is queued.
+    pub mail_signal: QueueSignal,
+    /// Per-client rate limits of the public routes and the API.
+    pub rate_limits: RateLimits,
+    /// Group-commit writer for signups.
+    pub signup_writer: SignupWriter,
+}
+
+impl AppState {
+    /// The reader lifecycle over this state.
+    pub fn lifecycle(&self) -> Lifecycle<'_> {
+        Lifecycle {
+            store: &self.store,
+            secret: &self.secret,
+        }
+    }
+}
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(signup::router())
-        .merge(links::router())
+    let http = &state.settings.http;
+    let app = Router::new()
+        .merge(signup::router(&state))
+        .merge(embed::router())
+        .merge(links::router(&state))
         .merge(health::router())
         .merge(metrics::router())
         .merge(archive::router())
-        .merge(admin::router())
+        .merge(admin::router().route_layer(from_fn_with_state(
+            (state.clone(), limits::Bucket::Api),
+            limits::enforce,
+        )))
         .fallback(fallback)
-        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            http.request_timeout.0,
+        ));
+    headers::every_response(app, &http.public_url).with_state(state)
 }
 
 async fn fallback(State(state): State<AppState>) -> impl IntoResponse {

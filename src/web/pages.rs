@@ -4,18 +4,12 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use tera::Context;
 
+use super::AppState;
 use super::error::PageError;
-use crate::startup::AppState;
 
 /// The values every page template uses (see `templates/web/base.html`).
 pub fn base_context(state: &AppState) -> Context {
-    let s = &state.settings;
-    let mut ctx = Context::new();
-    ctx.insert("newsletter_name", &s.newsletter.name.0);
-    ctx.insert("site_name", &s.site.name.0);
-    ctx.insert("postal_address", &s.newsletter.postal_address.0);
-    ctx.insert("home_url", &s.http.public_url.join("/"));
-    ctx
+    crate::render::page_context(&state.settings)
 }
 
 /// Renders `templates/web/message.html`: a heading, a sentence and an optional button.

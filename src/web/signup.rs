@@ -2,41 +2,40 @@
 //! JSON). The answer is the same "check your inbox" whether the address is new, pending, already
 //! confirmed or unsubscribed, so nobody can probe who is subscribed.
 
-use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::net::IpAddr;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::AppState;
+use super::client::ClientAddr;
 use super::error::PageError;
+use super::limits::Bucket;
 use super::pages::{base_context, message_page};
-use crate::startup::AppState;
 use crate::subscribers::lifecycle::signup_request;
 use crate::subscribers::{ConsentContext, InvalidSubscriber, SubscriberEmail, SubscriberName};
 
 /// Largest signup body we read.
 pub const MAX_SIGNUP_BODY: usize = 16 * 1024;
 
-/// Per-IP limit on `POST /subscribe`.
-pub type SignupLimiter = Arc<DefaultKeyedRateLimiter<IpAddr>>;
-
-/// Builds the limiter from `signup.rate_limit_per_minute` (0 = no limit).
-pub fn limiter(per_minute: u32) -> Option<SignupLimiter> {
-    NonZeroU32::new(per_minute).map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))))
-}
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(page))
-        .route("/subscribe", post(subscribe))
+/// `GET /` and `POST /subscribe` (rate-limited per client, [`super::limits`]).
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new().route("/", get(page)).route(
+        "/subscribe",
+        post(subscribe)
+            .route_layer(from_fn_with_state(
+                (state.clone(), Bucket::Signup),
+                super::limits::enforce,
+            ))
+            .layer(super::embed::cors(state)),
+    )
 }
 
 /// The signup form's fields. `website` is a honeypot: people never see it, bots fill it.
@@ -48,6 +47,10 @@ struct SignupForm {
     name: Option<String>,
     #[serde(default)]
     website: Option<String>,
+    /// Where to send the reader back to (a page of an allowed origin), for forms embedded on
+    /// the site; the outcome is added to its query.
+    #[serde(default)]
+    redirect: Option<String>,
 }
 
 /// A signup that passed the edge checks.
@@ -97,20 +100,6 @@ fn render_form(
 
 async fn page(State(state): State<AppState>) -> Result<Response, PageError> {
     render_form(&state, StatusCode::OK, None, &SignupForm::default())
-}
-
-/// The client address: the socket peer, or the first `X-Forwarded-For` hop when configured.
-pub fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
-    if state.settings.signup.trust_forwarded_for
-        && let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-    {
-        return ip;
-    }
-    peer.ip()
 }
 
 /// The consent record of a web request.
@@ -172,9 +161,10 @@ const CHECK_INBOX: &str = "If that address can receive our newsletter, a confirm
 
 async fn subscribe(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(ip): ClientAddr,
     request: Request<Body>,
 ) -> Result<Response, PageError> {
+    let arrived = tokio::time::Instant::now();
     let headers = request.headers().clone();
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -186,18 +176,6 @@ async fn subscribe(
     } else {
         Format::Html
     };
-    let ip = client_ip(&state, &headers, peer);
-    if let Some(limiter) = &state.signup_limiter
-        && limiter.check_key(&ip).is_err()
-    {
-        return reply(
-            &state,
-            &format,
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many signups from your network just now. Please wait a minute and try again.",
-            None,
-        );
-    }
     let body = match axum::body::to_bytes(request.into_body(), MAX_SIGNUP_BODY).await {
         Ok(body) => body,
         Err(_) => {
@@ -211,7 +189,7 @@ async fn subscribe(
         }
     };
     let parsed: Result<SignupForm, String> = match format {
-        Format::Json => serde_json::from_slice(&body).map_err(|e| format!("Malformed JSON: {e}")),
+        Format::Json => super::json::object(&body).map_err(|e| format!("Malformed JSON: {e}")),
         Format::Html
             if content_type.starts_with("application/x-www-form-urlencoded")
                 || content_type.is_empty() =>
@@ -234,17 +212,47 @@ async fn subscribe(
             );
         }
     };
+    // A form embedded on the site names the page to return to; only an allowed origin's.
+    let back = match (
+        &format,
+        form.redirect.as_deref().filter(|r| !r.trim().is_empty()),
+    ) {
+        (Format::Html, Some(r)) => match super::embed::redirect_target(&state, r, Ok(())) {
+            Some(_) => Some(r.to_string()),
+            None => {
+                return reply(
+                    &state,
+                    &format,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "redirect: not a page of a site allowed to embed this form.",
+                    Some(&SignupForm::default()),
+                );
+            }
+        },
+        _ => None,
+    };
+    let back_to = |outcome: Result<(), &str>| {
+        back.as_deref()
+            .and_then(|r| super::embed::redirect_target(&state, r, outcome))
+            .map(|to| axum::response::Redirect::to(&to).into_response())
+    };
     if form
         .website
         .as_deref()
         .is_some_and(|w| !w.trim().is_empty())
     {
         tracing::info!(%ip, "honeypot filled; signup ignored");
+        if let Some(r) = back_to(Ok(())) {
+            return Ok(r);
+        }
         return reply(&state, &format, StatusCode::OK, CHECK_INBOX, None);
     }
     let signup = match NewSignup::try_from(&form) {
         Ok(s) => s,
         Err(e) => {
+            if let Some(r) = back_to(Err(&e.0)) {
+                return Ok(r);
+            }
             return reply(
                 &state,
                 &format,
@@ -257,9 +265,22 @@ async fn subscribe(
     let consent = consent_of(&state, &headers, ip);
     let outcome = state
         .signup_writer
-        .submit(signup_request(signup.email, signup.name, consent))
+        .submit(signup_request(
+            &state.secret,
+            signup.email,
+            signup.name,
+            consent,
+        ))
         .await?;
     tracing::debug!(?outcome, "signup");
+    state
+        .signup_writer
+        .note_answer_time(outcome, arrived.elapsed());
     state.mail_signal.notify();
+    // The same answer for every state, at the same time too (see `answer_floor`).
+    tokio::time::sleep_until(arrived + state.signup_writer.answer_floor()).await;
+    if let Some(r) = back_to(Ok(())) {
+        return Ok(r);
+    }
     reply(&state, &format, StatusCode::OK, CHECK_INBOX, None)
 }

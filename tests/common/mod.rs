@@ -2,6 +2,7 @@
 //! `VERDICTS_TEST_DATABASE_URL` is set), a working folder, and a runner for the real binary.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod smtp;
 pub mod submission;
 
@@ -295,6 +296,8 @@ pub struct TestApp {
     pub address: String,
     pub store: Store,
     pub client: reqwest::Client,
+    /// The key the app signs tokens with (to build links a reader would have).
+    pub secret: verdicts::config::SecretKey,
     trigger: verdicts::shutdown::ShutdownTrigger,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -302,16 +305,23 @@ pub struct TestApp {
 impl TestApp {
     /// Starts the app with the test settings plus `extra` TOML (admin token preset).
     pub async fn spawn(extra: &str) -> TestApp {
-        let env = TestEnv::new().await;
-        let settings = env.settings(&merge_toml(
+        Self::spawn_with(&merge_toml(
             &format!("[admin]\ntoken = {ADMIN_TOKEN:?}\n"),
             extra,
-        ));
+        ))
+        .await
+    }
+
+    /// Starts the app with the test settings plus exactly `extra` (no admin token preset).
+    pub async fn spawn_with(extra: &str) -> TestApp {
+        let env = TestEnv::new().await;
+        let settings = env.settings(extra);
         let app = verdicts::startup::Application::build(settings)
             .await
             .expect("the app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let store = app.state().store.clone();
+        let secret = app.state().secret.clone();
         let (trigger, stop) = verdicts::shutdown::channel();
         let server = tokio::spawn(app.run_until_stopped(stop));
         TestApp {
@@ -322,6 +332,7 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
+            secret,
             trigger,
             server: Some(server),
         }
@@ -499,4 +510,25 @@ pub fn spawn_worker(env: &TestEnv, vars: &[(String, String)]) -> Worker {
         cmd.env(k, v);
     }
     Worker(Some(cmd.spawn().expect("spawning verdicts worker")))
+}
+
+/// The application layer over a test database, as the CLI and `serve` build it.
+pub fn app(store: &Store, settings: &Settings) -> verdicts::app::App {
+    verdicts::app::App::new(
+        store.clone(),
+        std::sync::Arc::new(settings.clone()),
+        settings.secret_key().expect("a secret key"),
+        std::sync::Arc::new(verdicts::render::Renderer::new().expect("templates")),
+    )
+}
+
+/// Starts the send of a ready or scheduled issue, as an operator's `send` does; returns the
+/// number of recipients in its ledger.
+pub async fn start_send(store: &Store, issue_id: i64) -> i64 {
+    use verdicts::issues::{ActionKind, IssueStatus};
+    store
+        .start_send(issue_id, &IssueStatus::allowing(ActionKind::Send))
+        .await
+        .expect("starting the send")
+        .expect("a ready or scheduled issue")
 }

@@ -1,0 +1,254 @@
+//! Issue operations: find, create, and every action of the state machine, for every front end.
+
+use chrono::{DateTime, Utc};
+
+use super::{Activity, Actor, App, OpsError};
+use crate::issues::freeze::{Created, create_issue, default_week};
+use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey, IssueStatus};
+use crate::store::deliveries::{DeliveryCounts, FailedDelivery};
+use crate::store::issues::IssueRow;
+use crate::subscribers::SubscriberEmail;
+
+/// What an action did, beside the issue's new status.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "done", rename_all = "kebab-case")]
+pub enum Done {
+    /// The send started with this many recipients in its ledger.
+    Started { recipients: i64 },
+    /// The send will start at this time.
+    Scheduled { at: DateTime<Utc> },
+    /// The status moved (pause, resume, cancel).
+    Moved,
+    /// This many failed deliveries are back in line.
+    Retried { deliveries: u64 },
+    /// A `[TEST]` copy went to this address (not a delivery).
+    TestSent { to: SubscriberEmail },
+}
+
+/// An action that happened: the issue as it is now, and what was done.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Performed {
+    pub issue: IssueRow,
+    pub action: ActionKind,
+    pub done: Done,
+}
+
+/// An issue with the figures an operator looks at.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IssueReport {
+    pub issue: IssueRow,
+    pub deliveries: DeliveryCounts,
+    /// Messages per second over the last minute.
+    pub rate_per_second: f64,
+    /// Seconds until nothing is pending at that rate, when it is sending.
+    pub eta_seconds: Option<i64>,
+}
+
+/// How many times an action re-reads the issue when a concurrent change won the race.
+const RACE_RETRIES: usize = 3;
+
+impl App {
+    /// The issue an operator named.
+    pub async fn find_issue(&self, key: IssueKey) -> Result<IssueRow, OpsError> {
+        let store = self.store();
+        let found = match key {
+            IssueKey::Number(n) => store.get_issue_by_number(n).await?,
+            IssueKey::Week(w) => store.get_issue_by_week(w).await?,
+        };
+        found.ok_or(OpsError::NotFound(key))
+    }
+
+    /// Every issue, newest week first.
+    pub async fn list_issues(&self) -> Result<Vec<IssueRow>, OpsError> {
+        Ok(self.store().list_issues().await?)
+    }
+
+    /// An issue with its delivery counts, rate and ETA; `None` for the newest issue.
+    pub async fn issue_report(&self, key: Option<IssueKey>) -> Result<IssueReport, OpsError> {
+        let issue = match key {
+            Some(key) => self.find_issue(key).await?,
+            None => self
+                .store()
+                .list_issues()
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| OpsError::invalid("id", "there are no issues yet"))?,
+        };
+        let deliveries = self.store().delivery_counts(issue.id).await?;
+        let rate_per_second = deliveries.sent_last_minute as f64 / 60.0;
+        let eta_seconds = (rate_per_second > 0.0 && issue.status == IssueStatus::Sending)
+            .then(|| (deliveries.pending as f64 / rate_per_second).round() as i64);
+        Ok(IssueReport {
+            issue,
+            deliveries,
+            rate_per_second,
+            eta_seconds,
+        })
+    }
+
+    /// The failed deliveries of an issue with their reasons (newest first, at most `limit`).
+    pub async fn failed_deliveries(
+        &self,
+        key: IssueKey,
+        limit: i64,
+    ) -> Result<Vec<FailedDelivery>, OpsError> {
+        let issue = self.find_issue(key).await?;
+        Ok(self.store().failed_deliveries(issue.id, limit).await?)
+    }
+
+    /// Freezes the issue of `week` (default: the last complete week), or finds the existing one.
+    pub async fn create_issue(
+        &self,
+        actor: &Actor,
+        week: Option<IsoWeek>,
+    ) -> Result<(IssueRow, Created), OpsError> {
+        let settings = self.settings();
+        let week = week.unwrap_or_else(|| default_week(Utc::now(), settings));
+        let (issue, created) = create_issue(self.store(), self.renderer(), settings, week).await?;
+        if created == Created::New {
+            self.log(
+                actor,
+                Activity::IssueCreate,
+                Some(issue.id),
+                &week.to_string(),
+            )
+            .await?;
+        }
+        Ok((issue, created))
+    }
+
+    /// Performs `action` on the issue named `key`, if the state machine allows it from the
+    /// issue's status; logs it as `actor`.
+    pub async fn perform(
+        &self,
+        actor: &Actor,
+        key: IssueKey,
+        action: IssueAction,
+    ) -> Result<Performed, OpsError> {
+        let issue = self.find_issue(key).await?;
+        self.perform_on(actor, issue, action).await
+    }
+
+    /// [`App::perform`] on an issue already loaded. Every change is applied as "from the status
+    /// just read": when another process moved the issue in between, the issue is read again and
+    /// the state machine asked again.
+    pub async fn perform_on(
+        &self,
+        actor: &Actor,
+        mut issue: IssueRow,
+        action: IssueAction,
+    ) -> Result<Performed, OpsError> {
+        let kind = action.kind();
+        let store = self.store();
+        for _ in 0..RACE_RETRIES {
+            let from = issue.status;
+            if !from.allows(kind) {
+                break;
+            }
+            let to = from.after(kind);
+            let done = match &action {
+                IssueAction::Send => store
+                    .start_send(issue.id, &[from])
+                    .await?
+                    .map(|recipients| Done::Started { recipients }),
+                IssueAction::Schedule(at) => store
+                    .schedule_issue(issue.id, *at, &[from])
+                    .await?
+                    .then_some(Done::Scheduled { at: *at }),
+                IssueAction::Pause | IssueAction::Resume | IssueAction::Cancel => store
+                    .transition_issue(issue.id, &[from], to, Some(&format!("{kind} by {actor}")))
+                    .await?
+                    .then_some(Done::Moved),
+                IssueAction::RetryFailed => store
+                    .retry_failed(issue.id, &[from], to)
+                    .await?
+                    .map(|deliveries| Done::Retried { deliveries }),
+                IssueAction::TestSend(to) => {
+                    let engine = self.engine().await?;
+                    engine.test_send(issue.id, to).await?;
+                    Some(Done::TestSent { to: to.clone() })
+                }
+            };
+            let Some(done) = done else {
+                // Someone else changed the issue first: look again.
+                issue = store
+                    .get_issue(issue.id)
+                    .await?
+                    .ok_or(OpsError::NotFound(IssueKey::Week(issue.week)))?;
+                continue;
+            };
+            let detail = match &done {
+                Done::Scheduled { at } => format!("{} at {}", issue.week, at.to_rfc3339()),
+                Done::TestSent { to } => format!("{} to {to}", issue.week),
+                Done::Retried { deliveries } => format!("{} ({deliveries} back)", issue.week),
+                Done::Started { recipients } => format!("{} ({recipients} recipients)", issue.week),
+                Done::Moved => issue.week.to_string(),
+            };
+            self.log(actor, Activity::Issue(kind), Some(issue.id), &detail)
+                .await?;
+            let issue = store
+                .get_issue(issue.id)
+                .await?
+                .ok_or(OpsError::NotFound(IssueKey::Week(issue.week)))?;
+            return Ok(Performed {
+                issue,
+                action: kind,
+                done,
+            });
+        }
+        Err(OpsError::WrongState {
+            week: issue.week,
+            from: issue.status,
+            action: kind,
+        })
+    }
+
+    /// What `issue send` on the command line does before it follows the send as a worker:
+    /// starts the send, or joins it when the issue is already sending (after a Ctrl-C, or once
+    /// `retry-failed` put recipients back in line). Joining changes nothing and is not logged.
+    /// Returns the issue and the number of recipients in its ledger.
+    pub async fn start_or_join_send(
+        &self,
+        actor: &Actor,
+        key: IssueKey,
+    ) -> Result<(IssueRow, i64), OpsError> {
+        let issue = self.find_issue(key).await?;
+        if issue.status == IssueStatus::Sending {
+            let total = self.store().delivery_counts(issue.id).await?.total;
+            return Ok((issue, total));
+        }
+        match self.perform_on(actor, issue, IssueAction::Send).await? {
+            Performed {
+                issue,
+                done: Done::Started { recipients },
+                ..
+            } => Ok((issue, recipients)),
+            other => Err(anyhow::anyhow!("send did not start a send: {:?}", other.done).into()),
+        }
+    }
+
+    /// The scheduler's half-minute look: starts every scheduled issue whose time has come.
+    /// Returns the ids started.
+    pub async fn start_due_scheduled(&self, now: DateTime<Utc>) -> Result<Vec<i64>, OpsError> {
+        let mut started = Vec::new();
+        for id in self.store().due_scheduled_issues(now).await? {
+            let Some(issue) = self.store().get_issue(id).await? else {
+                continue;
+            };
+            match self
+                .perform_on(&Actor::Scheduler, issue, IssueAction::Send)
+                .await
+            {
+                Ok(p) => {
+                    tracing::info!(issue_id = id, done = ?p.done, "scheduled issue started");
+                    started.push(id);
+                }
+                // Cancelled or started by someone else in between: nothing to do.
+                Err(OpsError::WrongState { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(started)
+    }
+}

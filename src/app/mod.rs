@@ -1,0 +1,211 @@
+//! The application layer: what every front end (CLI, admin API, console, scheduler) calls.
+//!
+//! Front ends parse input into checked types ([`IssueKey`], [`IssueAction`],
+//! [`crate::subscribers::SubscriberEmail`]) and present results; this layer decides — it asks
+//! the state machine ([`crate::issues::IssueStatus::allows`]), applies the change through
+//! [`Store`] (which stores and holds no business rule) and writes the one operator-log entry,
+//! in one vocabulary, naming who acted ([`Actor`]).
+//!
+//! Errors are typed so that every front end maps them the same way: [`OpsError::WrongState`],
+//! [`OpsError::NotFound`] and [`OpsError::Invalid`] are the caller's (409 / 404 / 422 over
+//! HTTP, exit code 2 in the CLI); [`OpsError::Internal`] is ours (a database outage: 500, exit 1).
+//!
+//! [`IssueKey`]: crate::issues::IssueKey
+//! [`IssueAction`]: crate::issues::IssueAction
+
+pub mod issues;
+pub mod subscribers;
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+
+use crate::config::{SecretKey, Settings};
+use crate::delivery::Engine;
+use crate::issues::{ActionKind, IsoWeek, IssueKey, IssueStatus};
+use crate::render::Renderer;
+use crate::store::Store;
+
+/// Who did something: the operator log's `actor` column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// The `verdicts` command line on the server.
+    Cli,
+    /// The JSON admin API (bearer token).
+    Api,
+    /// The scheduler in `serve` (weekly fires, scheduled issues).
+    Scheduler,
+    /// A signed-in operator of the console, by address.
+    Operator(String),
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::Cli => f.write_str("cli"),
+            Actor::Api => f.write_str("api"),
+            Actor::Scheduler => f.write_str("scheduler"),
+            Actor::Operator(email) => write!(f, "operator:{email}"),
+        }
+    }
+}
+
+/// What the operator log records: `issue.<action>`, `subscribers.<verb>`, `comparisons.import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    IssueCreate,
+    Issue(ActionKind),
+    SubscribersAdd,
+    SubscribersImport,
+    SubscribersRemove,
+    SubscribersExport,
+    ComparisonsImport,
+}
+
+impl fmt::Display for Activity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Activity::IssueCreate => f.write_str("issue.create"),
+            Activity::Issue(action) => write!(f, "issue.{action}"),
+            Activity::SubscribersAdd => f.write_str("subscribers.add"),
+            Activity::SubscribersImport => f.write_str("subscribers.import"),
+            Activity::SubscribersRemove => f.write_str("subscribers.remove"),
+            Activity::SubscribersExport => f.write_str("subscribers.export"),
+            Activity::ComparisonsImport => f.write_str("comparisons.import"),
+        }
+    }
+}
+
+/// Why an operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// No issue (or subscriber) by that key.
+    #[error("no issue {0}")]
+    NotFound(IssueKey),
+    /// The state machine does not allow the action from the issue's status.
+    #[error("cannot {action} issue {week}: the issue is {from}{}", hint(*from, *action))]
+    WrongState {
+        week: IsoWeek,
+        from: IssueStatus,
+        action: ActionKind,
+    },
+    /// Input that parsed but cannot be used (a field named when there is one).
+    #[error("{}{message}", field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
+    Invalid {
+        field: Option<String>,
+        message: String,
+    },
+    /// Our failure (database, mail transport, rendering): not the caller's.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl OpsError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> OpsError {
+        OpsError::Invalid {
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+}
+
+/// What to do instead, where there is an obvious next step.
+fn hint(from: IssueStatus, action: ActionKind) -> String {
+    let allowed: Vec<&str> = IssueStatus::allowing(action)
+        .into_iter()
+        .map(IssueStatus::as_str)
+        .collect();
+    let also = match (from, action) {
+        (IssueStatus::Paused, ActionKind::Send) => "; `resume` continues it",
+        (IssueStatus::Sending, ActionKind::Send) => "; it is already sending",
+        _ => "",
+    };
+    format!(" (allowed when {}){also}", allowed.join(" or "))
+}
+
+/// The application: the store plus what operations need, built once per process and shared by
+/// every front end of that process.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    settings: Arc<Settings>,
+    secret: SecretKey,
+    renderer: Arc<Renderer>,
+    /// The delivery engine (SMTP pool, DKIM key) for test sends, built on first use.
+    engine: OnceCell<Engine>,
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+impl App {
+    pub fn new(
+        store: Store,
+        settings: Arc<Settings>,
+        secret: SecretKey,
+        renderer: Arc<Renderer>,
+    ) -> App {
+        App {
+            inner: Arc::new(Inner {
+                store,
+                settings,
+                secret,
+                renderer,
+                engine: OnceCell::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.inner.settings
+    }
+
+    pub fn secret(&self) -> &SecretKey {
+        &self.inner.secret
+    }
+
+    pub fn renderer(&self) -> &Arc<Renderer> {
+        &self.inner.renderer
+    }
+
+    /// The delivery engine of this process, built once (its SMTP pool and DKIM key are reused
+    /// by every later test send).
+    pub async fn engine(&self) -> anyhow::Result<&Engine> {
+        self.inner
+            .engine
+            .get_or_try_init(|| async {
+                Engine::new(
+                    self.inner.store.clone(),
+                    self.inner.settings.clone(),
+                    self.inner.secret.clone(),
+                )
+            })
+            .await
+    }
+
+    /// Writes one operator-log entry.
+    pub async fn log(
+        &self,
+        actor: &Actor,
+        activity: Activity,
+        issue_id: Option<i64>,
+        detail: &str,
+    ) -> anyhow::Result<()> {
+        self.inner
+            .store
+            .log_operator_action(&actor.to_string(), &activity.to_string(), issue_id, detail)
+            .await
+    }
+}
