@@ -2,9 +2,12 @@
 # Sends one issue to N subscribers into Postfix's smtp-sink on loopback, and in the same run
 # measures the raw SMTP limit with `smtp-source -d` (before and after, mean): the same number of messages of the same
 # size over the same number of connections to the same sink. Reports both, their ratio and
-# verdicts' peak RSS, for DKIM off, ed25519 and rsa-2048.
+# verdicts' peak RSS, for DKIM off, ed25519 and rsa-2048, and `tls`: DKIM off over `smtps://`
+# through stunnel (Debian stunnel4, a certificate from a CA made here, trusted with
+# smtp.ca_file) in front of the same sink, against the same plain smtp-source limit — the cost
+# of TLS.
 #
-# Usage: bench/delivery.sh [N=100000] [CONCURRENCY=16] [DB=sqlite|postgres] [DKIM=off,ed25519,rsa]
+# Usage: bench/delivery.sh [N=100000] [CONCURRENCY=16] [DB=sqlite|postgres] [MODES=off,ed25519,rsa,tls]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100000}
@@ -17,11 +20,29 @@ PG_ADMIN=${VERDICTS_BENCH_PG:-postgres://postgres@127.0.0.1:5432/test}
 if [ -z "${VERDICTS_BENCH_BIN:-}" ]; then cargo build --release --quiet; fi
 BIN=${VERDICTS_BENCH_BIN:-$PWD/target/release/verdicts}
 WORK=$(mktemp -d)
-trap 'kill $SINK_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+TUNNEL_PID=
+trap 'kill $SINK_PID $TUNNEL_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 smtp-sink -u nobody -m 1024 127.0.0.1:$PORT 1024 &
 SINK_PID=$!
 sleep 0.3
+
+# TLS in front of the sink for the `tls` run: stunnel with a certificate from a private CA.
+if [[ ",$MODES," == *,tls,* ]]; then
+  command -v stunnel4 >/dev/null || { echo "the tls run needs stunnel4 (apt-get install stunnel4)"; exit 1; }
+  ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${ec[@]}" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" -days 2 -subj "/CN=bench CA" 2>/dev/null
+  openssl req "${ec[@]}" -keyout "$WORK/tls.key" -out "$WORK/tls.csr" -subj "/CN=127.0.0.1" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$WORK/ext.cnf"
+  openssl x509 -req -in "$WORK/tls.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+    -out "$WORK/tls.pem" -days 2 -extfile "$WORK/ext.cnf" 2>/dev/null
+  TLS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  printf 'foreground = yes\npid =\ndebug = 0\n[smtps]\naccept = 127.0.0.1:%s\nconnect = 127.0.0.1:%s\ncert = %s\nkey = %s\n' \
+    "$TLS_PORT" "$PORT" "$WORK/tls.pem" "$WORK/tls.key" > "$WORK/stunnel.conf"
+  stunnel4 "$WORK/stunnel.conf" >/dev/null 2>&1 &
+  TUNNEL_PID=$!
+  sleep 0.3
+fi
 
 # Keys for the DKIM runs.
 python3 -c "import base64,os; print(base64.b64encode(os.urandom(32)).decode())" > "$WORK/ed25519.key"
@@ -55,7 +76,11 @@ prepare_db() {  # fresh database with N confirmed subscribers and a frozen issue
 run_mode() {
   local mode=$1
   unset VERDICTS__DKIM__DOMAIN VERDICTS__DKIM__SELECTOR VERDICTS__DKIM__PRIVATE_KEY_FILE
-  if [ "$mode" != off ]; then
+  unset VERDICTS__SMTP__CA_FILE
+  export VERDICTS__SMTP__URL=smtp://127.0.0.1:$PORT
+  if [ "$mode" = tls ]; then
+    export VERDICTS__SMTP__URL=smtps://127.0.0.1:$TLS_PORT VERDICTS__SMTP__CA_FILE=$WORK/ca.pem
+  elif [ "$mode" != off ]; then
     export VERDICTS__DKIM__DOMAIN=shiporskip.example VERDICTS__DKIM__SELECTOR=bench
     if [ "$mode" = rsa ]; then export VERDICTS__DKIM__PRIVATE_KEY_FILE=$WORK/rsa.pem
     else export VERDICTS__DKIM__PRIVATE_KEY_FILE=$WORK/ed25519.key; fi
@@ -93,7 +118,7 @@ PY
   if [ "$DB" = postgres ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS verdicts_bench_$$ WITH (FORCE)" >/dev/null; fi
 }
 
-echo "| database | DKIM | messages | connections | size | verdicts | smtp-source -d: mean (before · after) | ratio | peak RSS | verdicts CPU per message | sent |"
+echo "| database | DKIM (tls: off, over smtps:// through stunnel) | messages | connections | size | verdicts | smtp-source -d: mean (before · after) | ratio | peak RSS | verdicts CPU per message | sent |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 IFS=, read -ra modes <<<"$MODES"
 for m in "${modes[@]}"; do run_mode "$m"; done

@@ -137,6 +137,10 @@ fn default_max_connections() -> u32 {
     10
 }
 
+/// The `sslmode` values of `database.url` for PostgreSQL, as libpq has them (`allow` is left
+/// out: it falls back to clear text after a refused TLS handshake).
+pub const SSL_MODES: [&str; 5] = ["disable", "prefer", "require", "verify-ca", "verify-full"];
+
 /// A database address we know how to open.
 #[derive(Clone, Deserialize)]
 #[serde(try_from = "String")]
@@ -209,7 +213,23 @@ impl TryFrom<String> for DatabaseUrl {
                 })
             }
             "postgres" | "postgresql" => {
-                url::Url::parse(&value).map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
+                let parsed = url::Url::parse(&value)
+                    .map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
+                // TLS as libpq spells it; sqlx reads the same parameters.
+                for (key, v) in parsed.query_pairs() {
+                    match key.as_ref() {
+                        "sslmode" if !SSL_MODES.contains(&v.as_ref()) => {
+                            return Err(format!(
+                                "sslmode={v:?} (use one of {})",
+                                SSL_MODES.join(", ")
+                            ));
+                        }
+                        "sslrootcert" if !Path::new(v.as_ref()).is_file() => {
+                            return Err(format!("sslrootcert={v:?}: no such file"));
+                        }
+                        _ => {}
+                    }
+                }
                 Ok(DatabaseUrl::Postgres(SecretString::from(value)))
             }
             other => Err(format!(
@@ -365,37 +385,70 @@ impl TryFrom<String> for MailboxSetting {
 #[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
     pub url: SmtpUrl,
+    /// Bounds every SMTP step: connecting, the greeting, STARTTLS and the TLS handshake, EHLO,
+    /// AUTH, NOOP and each command of a message.
     #[serde(default = "default_smtp_timeout")]
     pub timeout_seconds: u64,
+    /// A PEM bundle of extra trusted roots (a private relay's CA), trusted beside the public
+    /// roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_smtp_timeout() -> u64 {
     30
 }
 
-/// `smtp://` or `smtps://` URL; may carry credentials, so its `Debug` masks the password.
+/// How the connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `smtps://`: TLS from the first byte (RFC 8314), default port 465.
+    Implicit,
+    /// `smtp://…?tls=required`: STARTTLS or nothing is sent, default port 587.
+    Required,
+    /// `smtp://…?tls=opportunistic`: STARTTLS when the server offers it.
+    Opportunistic,
+    /// `smtp://` (or `?tls=none`): plain text, for a relay on the same host or network.
+    None,
+}
+
+impl SmtpTls {
+    /// Whether every byte after the handshake is encrypted, whatever the server offers.
+    pub fn guaranteed(self) -> bool {
+        matches!(self, SmtpTls::Implicit | SmtpTls::Required)
+    }
+}
+
+/// A login for the SMTP server, percent-decoded from the URL's userinfo.
+#[derive(Clone)]
+pub struct SmtpCredentials {
+    pub user: String,
+    pub password: SecretString,
+}
+
+/// A checked `smtp.url`: `smtp://[user:pass@]host[:port][?tls=required|opportunistic|none]` or
+/// `smtps://[user:pass@]host[:port]`. Credentials are only accepted with TLS that cannot be
+/// skipped (implicit, or `tls=required`), so they never cross the network in clear text. Its
+/// `Debug` masks the password.
 #[derive(Clone, Deserialize)]
 #[serde(try_from = "String")]
-pub struct SmtpUrl(SecretString);
-
-impl SmtpUrl {
-    /// The full URL including credentials: for the transport builder only.
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
+pub struct SmtpUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub credentials: Option<SmtpCredentials>,
+    redacted: String,
 }
 
 impl fmt::Debug for SmtpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match url::Url::parse(self.0.expose_secret()) {
-            Ok(mut u) => {
-                if u.password().is_some() {
-                    let _ = u.set_password(Some("***"));
-                }
-                write!(f, "{u}")
-            }
-            Err(_) => f.write_str("smtp://***"),
-        }
+        f.write_str(&self.redacted)
+    }
+}
+
+impl fmt::Display for SmtpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
     }
 }
 
@@ -403,16 +456,88 @@ impl TryFrom<String> for SmtpUrl {
     type Error = String;
     fn try_from(value: String) -> Result<Self, String> {
         let parsed = url::Url::parse(&value).map_err(|e| format!("not a URL: {e}"))?;
-        if !matches!(parsed.scheme(), "smtp" | "smtps") {
-            return Err(format!(
-                "unsupported scheme {:?} (expected smtp or smtps)",
-                parsed.scheme()
-            ));
+        let implicit = match parsed.scheme() {
+            "smtp" => false,
+            "smtps" => true,
+            other => {
+                return Err(format!(
+                    "unsupported scheme {other:?} (expected smtp or smtps)"
+                ));
+            }
+        };
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or("has no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let mut tls = if implicit {
+            SmtpTls::Implicit
+        } else {
+            SmtpTls::None
+        };
+        for (key, v) in parsed.query_pairs() {
+            match (key.as_ref(), implicit) {
+                ("tls", true) => {
+                    return Err("smtps:// is TLS from the start: drop ?tls=".into());
+                }
+                ("tls", false) => {
+                    tls = match v.as_ref() {
+                        "required" => SmtpTls::Required,
+                        "opportunistic" => SmtpTls::Opportunistic,
+                        "none" => SmtpTls::None,
+                        other => {
+                            return Err(format!(
+                                "tls={other:?} (use required, opportunistic or none)"
+                            ));
+                        }
+                    }
+                }
+                (other, _) => return Err(format!("unknown parameter {other:?} (only tls=)")),
+            }
         }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err("has no host".into());
+        let port = parsed.port().unwrap_or(match tls {
+            SmtpTls::Implicit => 465,
+            SmtpTls::Required => 587,
+            SmtpTls::Opportunistic | SmtpTls::None => 25,
+        });
+        // Userinfo is percent-decoded as RFC 3986 says (a `+` is a plus, not a space).
+        let decode = |part: &str, what: &str| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| format!("the {what} is not UTF-8 once percent-decoded"))
+        };
+        let credentials = if parsed.username().is_empty() && parsed.password().is_none() {
+            None
+        } else {
+            Some(SmtpCredentials {
+                user: decode(parsed.username(), "user name")?,
+                password: SecretString::from(decode(
+                    parsed.password().unwrap_or_default(),
+                    "password",
+                )?),
+            })
+        };
+        if credentials.is_some() && !tls.guaranteed() {
+            return Err(
+                "carries credentials without TLS: they would cross the network in clear text; \
+                 use smtps:// or add ?tls=required"
+                    .into(),
+            );
         }
-        Ok(SmtpUrl(SecretString::from(value)))
+        let mut shown = parsed.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        Ok(SmtpUrl {
+            host,
+            port,
+            tls,
+            credentials,
+            redacted: shown.to_string(),
+        })
     }
 }
 
@@ -428,6 +553,42 @@ pub struct SignupSettings {
     /// case): a stranger cannot bomb one inbox through `victim+1@`, `victim+2@`, …
     #[serde(default = "default_confirmations_per_mailbox")]
     pub confirmations_per_mailbox_per_hour: u32,
+    /// Origins whose pages may post a signup from the browser (CORS) and that a form's
+    /// `redirect` may return to; empty: the origin of `site.base_url`.
+    #[serde(default)]
+    pub allowed_origins: Vec<WebOrigin>,
+}
+
+/// `scheme://host[:port]` of a web page, as browsers send it in `Origin`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct WebOrigin(pub String);
+
+impl TryFrom<String> for WebOrigin {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let url = HttpUrl::try_from(value.clone())?;
+        let parsed = url::Url::parse(url.as_str()).map_err(|e| e.to_string())?;
+        if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(format!(
+                "{value:?} is not an origin: give scheme://host[:port] without a path"
+            ));
+        }
+        Ok(WebOrigin(parsed.origin().ascii_serialization()))
+    }
+}
+
+impl SignupSettings {
+    /// The origins allowed to post signups from the browser (see `allowed_origins`).
+    pub fn origins(&self, site: &SiteSettings) -> Vec<String> {
+        if self.allowed_origins.is_empty() {
+            url::Url::parse(site.base_url.as_str())
+                .map(|u| vec![u.origin().ascii_serialization()])
+                .unwrap_or_default()
+        } else {
+            self.allowed_origins.iter().map(|o| o.0.clone()).collect()
+        }
+    }
 }
 
 fn default_confirmations_per_mailbox() -> u32 {
@@ -518,6 +679,9 @@ pub struct DeliverySettings {
     /// The rates count only once at least this many messages of the issue went out.
     #[serde(default = "default_rate_min_sample")]
     pub rate_min_sample: u32,
+    /// Transport failures with no message accepted for this long pause the issue.
+    #[serde(default = "default_stall_after")]
+    pub stall_after: DurationSetting,
 }
 
 fn default_max_complaint_rate() -> f64 {
@@ -596,6 +760,10 @@ fn default_soft_limit() -> u32 {
 
 fn default_soft_window() -> DurationSetting {
     DurationSetting(Duration::from_secs(30 * 24 * 3600))
+}
+
+fn default_stall_after() -> DurationSetting {
+    DurationSetting(Duration::from_secs(300))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -773,6 +941,9 @@ impl Settings {
         }
         if self.newsletter.max_items == 0 || self.newsletter.max_items > 100 {
             problems.push("newsletter.max_items: must be between 1 and 100".to_string());
+        }
+        if self.delivery.stall_after.0.is_zero() {
+            problems.push("delivery.stall_after: must be more than 0".to_string());
         }
         for (key, rate) in [
             (
@@ -1021,6 +1192,38 @@ mod tests {
             ("[mail]\nfrom = \"not an address\"", "mail.from:"),
             ("[smtp]\nurl = \"http://x\"", "smtp.url:"),
             (
+                "[smtp]\nurl = \"smtp://u:p@relay.example\"",
+                "smtp.url: carries credentials without TLS",
+            ),
+            (
+                "[smtp]\nurl = \"smtp://u:p@relay.example?tls=none\"",
+                "smtp.url: carries credentials without TLS",
+            ),
+            (
+                "[smtp]\nurl = \"smtp://u:p@relay.example?tls=opportunistic\"",
+                "smtp.url: carries credentials without TLS",
+            ),
+            (
+                "[smtp]\nurl = \"smtp://relay.example?tls=yes\"",
+                "smtp.url: tls=\"yes\"",
+            ),
+            (
+                "[smtp]\nurl = \"smtp://relay.example?tsl=required\"",
+                "smtp.url: unknown parameter",
+            ),
+            (
+                "[smtp]\nurl = \"smtps://relay.example?tls=none\"",
+                "smtp.url: smtps://",
+            ),
+            (
+                "[database]\nurl = \"postgres://db/x?sslmode=always\"",
+                "database.url: sslmode=\"always\"",
+            ),
+            (
+                "[database]\nurl = \"postgres://db/x?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem\"",
+                "database.url: sslrootcert=",
+            ),
+            (
                 "[newsletter]\nlist_id = \"no spaces allowed\"",
                 "newsletter.list_id:",
             ),
@@ -1066,6 +1269,53 @@ mod tests {
     }
 
     #[test]
+    fn smtp_urls_get_their_default_ports_tls_and_decoded_credentials() {
+        let url = |u: &str| SmtpUrl::try_from(u.to_string()).expect(u);
+        let cases = [
+            ("smtp://relay.example", 25, SmtpTls::None),
+            (
+                "smtp://relay.example?tls=opportunistic",
+                25,
+                SmtpTls::Opportunistic,
+            ),
+            ("smtp://relay.example?tls=required", 587, SmtpTls::Required),
+            (
+                "smtp://relay.example:2525?tls=required",
+                2525,
+                SmtpTls::Required,
+            ),
+            ("smtps://relay.example", 465, SmtpTls::Implicit),
+            ("smtps://relay.example:4650", 4650, SmtpTls::Implicit),
+        ];
+        for (u, port, tls) in cases {
+            let parsed = url(u);
+            assert_eq!((parsed.port, parsed.tls), (port, tls), "{u}");
+            assert_eq!(parsed.host, "relay.example");
+            assert!(parsed.credentials.is_none());
+        }
+        let parsed = url("smtp://news%40shiporskip.example:a+b%20c%25d@relay.example?tls=required");
+        let creds = parsed.credentials.as_ref().expect("credentials");
+        assert_eq!(creds.user, "news@shiporskip.example");
+        assert_eq!(
+            creds.password.expose_secret(),
+            "a+b c%d",
+            "a literal + stays +"
+        );
+        assert!(!format!("{parsed:?}").contains("a+b"), "{parsed:?}");
+        assert_eq!(url("smtp://[::1]:25").host, "::1");
+    }
+
+    #[test]
+    fn postgres_urls_take_libpq_tls_parameters() {
+        for mode in SSL_MODES {
+            let s = Settings::from_toml(&format!(
+                "[database]\nurl = \"postgres://u@db/x?sslmode={mode}\""
+            ));
+            assert!(s.is_ok(), "sslmode={mode}: {:?}", s.err());
+        }
+    }
+
+    #[test]
     fn five_field_cron_gets_seconds() {
         let s = Settings::from_toml("[schedule]\ncron = \"30 8 * * Tue\"").unwrap();
         let next = s
@@ -1083,7 +1333,7 @@ mod tests {
         let s = Settings::from_toml(
             "[security]\nsecret_key = \"0123456789abcdef0123456789abcdefSECRET\"\n\
              [admin]\ntoken = \"admintoken-SECRET-123\"\n\
-             [smtp]\nurl = \"smtp://user:hunter2SECRET@mail.example.org:587\"\n\
+             [smtp]\nurl = \"smtp://user:hunter2SECRET@mail.example.org:587?tls=required\"\n\
              [database]\nurl = \"postgres://u:pgSECRET@db/x\"\n\
              [bounces]\nimap_url = \"imaps://bounces:imapSECRET@imap.example.org/INBOX\"\n\
              [webhooks]\npostmark_username = \"pm\"\npostmark_password = \"pmSECRET\"\n\

@@ -20,13 +20,15 @@
 //! - [`mail`] — message composition: every header built in Rust.
 //! - [`bounces`] — VERP return paths, DSN/ARF parsing, attributing reports to subscribers, the
 //!   bounce/complaint policy and the circuit breaker that pauses a send.
+//! - [`operators`] — console accounts: roles, the password policy, Argon2id hashing.
 //! - [`subscribers`] — checked addresses, the signup/confirm/unsubscribe lifecycle and the
 //!   tokens in links.
 //! - [`store`] — one storage interface over SQLite and PostgreSQL, with embedded migrations.
 //! - [`schedule`] — the weekly cron, catch-up and scheduled issues, idempotent across
 //!   processes.
 //! - [`startup`] — builds the application from settings and runs it until shutdown.
-//! - [`web`] — HTTP routes, one module per concern, each owning its router; [`web::AppState`].
+//! - [`web`] — HTTP routes, one module per concern, each owning its router; [`web::AppState`];
+//!   [`web::console`] is the operator console at `/admin`.
 //! - [`cli`] — the `verdicts` command line; `main.rs` only calls [`cli::main`].
 //! - [`telemetry`] — tracing set-up (human or JSON logs).
 //! - [`text`] — text hygiene every layer shares (forbidden characters, one-line text).
@@ -42,6 +44,7 @@ pub mod config;
 pub mod delivery;
 pub mod issues;
 pub mod mail;
+pub mod operators;
 pub mod render;
 pub mod schedule;
 pub mod shutdown;

@@ -4,54 +4,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::browser::{browser, shot, start_chromedriver};
 use common::{TestApp, link_in, screenshot_dir};
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use verdicts::subscribers::{SubscriberEmail, SubscriberStatus};
-
-struct Driver(Child, u16);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_chromedriver() -> Driver {
-    let port = common::free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("browser tests need chromedriver (apt-get install chromium-driver)");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Driver(child, port)
-}
-
-async fn browser(driver: &Driver, width: u32, profile: &std::path::Path) -> fantoccini::Client {
-    let mut args = common::chromium_args(profile);
-    args.push(format!("--window-size={width},1400"));
-    let caps = serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": common::chromium().display().to_string(),
-            "args": args,
-        }
-    });
-    // ChromeDriver speaks plain HTTP on loopback: no TLS stack needed.
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps.as_object().unwrap().clone())
-        .connect(&format!("http://127.0.0.1:{}", driver.1))
-        .await
-        .expect("connecting to chromedriver")
-}
 
 /// Clicks the page's submit button, as a reader would.
 async fn submit(client: &fantoccini::Client) {
@@ -62,12 +20,6 @@ async fn submit(client: &fantoccini::Client) {
         .click()
         .await
         .unwrap();
-}
-
-async fn shot(client: &fantoccini::Client, dir: &std::path::Path, name: &str) {
-    let png = client.screenshot().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"));
-    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
 /// Waits (up to 10 s) until the page's `<h1>` reads `expected`: a click navigates

@@ -6,11 +6,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::smtp::{Received, SmtpSink};
-use common::{TestEnv, comparison_json};
+use common::{TestEnv, Worker, comparison_json, spawn_worker};
 use verdicts::comparisons::import::parse_json;
 use verdicts::issues::IssueStatus;
 use verdicts::issues::freeze::create_issue;
@@ -22,27 +22,7 @@ use verdicts::subscribers::SubscriberEmail;
 
 /// A test database with `n` confirmed subscribers and a frozen issue #1 (id returned).
 async fn setup(env: &TestEnv, n: usize) -> (Store, i64) {
-    let store = env.store().await;
-    let text = serde_json::Value::Array(vec![
-        comparison_json("alpha-vs-beta", "Alpha vs Beta", "2026-11-17T10:00:00Z"),
-        comparison_json("gamma-vs-delta", "Gamma vs Delta", "2026-11-18T10:00:00Z"),
-    ])
-    .to_string();
-    store
-        .upsert_comparisons(&parse_json(&text).unwrap(), Source::Json, false)
-        .await
-        .unwrap();
-    common::add_confirmed(&store, n, "r", 4).await;
-    let settings = env.settings("");
-    let (issue, _) = create_issue(
-        &store,
-        &Renderer::new().unwrap(),
-        &settings,
-        "2026-W47".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    (store, issue.id)
+    common::frozen_issue(env, n).await
 }
 
 /// Environment variables that point the binary at the sink with the given delivery settings.
@@ -63,30 +43,6 @@ fn smtp_env(sink: &SmtpSink, extra: &[(&str, String)]) -> Vec<(String, String)> 
         v.push((k.to_string(), val.clone()));
     }
     v
-}
-
-/// A worker process that is killed if the test ends without stopping it (a failed assertion
-/// must not leave it sending).
-struct Worker(Option<Child>);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn spawn_worker(env: &TestEnv, vars: &[(String, String)]) -> Worker {
-    let mut cmd = env.command();
-    cmd.arg("worker")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    Worker(Some(cmd.spawn().expect("spawning verdicts worker")))
 }
 
 fn per_recipient(mails: &[Received]) -> HashMap<String, usize> {

@@ -34,7 +34,11 @@ async fn an_operator_restyles_the_email_from_files_and_check_names_broken_ones()
     import_pages(&env);
     // Export the built-ins; a second export refuses to overwrite.
     let out = env.cli(&["templates", "export", "custom"]);
-    assert!(out.ok().contains("13 templates written"), "{}", out.stdout);
+    let written = format!(
+        "{} templates written",
+        verdicts::render::builtin_templates().len()
+    );
+    assert!(out.ok().contains(&written), "{}", out.stdout);
     assert!(env.path().join("custom/email/issue.mjml").is_file());
     let again = env.cli(&["templates", "export", "custom"]);
     assert_eq!(again.code, 2);
@@ -303,4 +307,210 @@ async fn spamassassin_scores_the_issue_confirmation_and_welcome_mails_clean() {
         assert!(score <= 0.5, "{name} scores {score}:{details}");
     }
     app.stop().await;
+}
+
+/// A page on another origin, served by a second server on loopback.
+async fn serve_page(port: u16, html: String) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let app = axum::Router::new().fallback(axum::routing::get(move || {
+        let html = html.clone();
+        async move { axum::response::Html(html) }
+    }));
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    })
+}
+
+/// The site embeds the signup: the fetch snippet and the plain form, run from a page on
+/// another loopback origin in real Chromium; a page of an origin not allowed gets nothing in.
+#[tokio::test]
+async fn the_site_embeds_the_signup_from_another_origin() {
+    use common::browser::{browser, shot, start_chromedriver};
+    use fantoccini::Locator;
+    let (site, stranger) = (common::free_port(), common::free_port());
+    let app = TestApp::spawn_public(&format!(
+        "[site]\nbase_url = \"http://127.0.0.1:{site}\"\n[schedule]\ncron = \"0 0 9 1 1 *\""
+    ))
+    .await;
+    let snippet = app.get("/embed/snippet.html").await.text().await.unwrap();
+    assert!(snippet.contains(&format!("action=\"{}\"", app.url("/subscribe"))));
+    assert!(snippet.contains(&format!(
+        "name=\"redirect\" value=\"http://127.0.0.1:{site}\""
+    )));
+    let page = app.get("/embed").await.text().await.unwrap();
+    assert!(
+        page.contains("&lt;form method=&quot;post&quot;")
+            || page.contains("&lt;form method=\"post\"")
+    );
+    let html = |title: &str| {
+        format!(
+            "<!doctype html><html><head><title>{title}</title></head><body><h1>{title}</h1>{snippet}</body></html>"
+        )
+    };
+    let _a = serve_page(site, html("Claude vs Smol — Ship or Skip")).await;
+    let _b = serve_page(stranger, html("Somewhere else")).await;
+
+    // CORS at the HTTP level: the site's origin is allowed, another is not.
+    for (origin, allowed) in [(site, true), (stranger, false)] {
+        let origin = format!("http://127.0.0.1:{origin}");
+        let r = app
+            .client
+            .request(reqwest::Method::OPTIONS, app.url("/subscribe"))
+            .header("Origin", &origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type")
+            .send()
+            .await
+            .unwrap();
+        let acao = r
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(acao, allowed.then_some(origin), "preflight");
+    }
+
+    let driver = start_chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&driver, 1024, profile.path()).await;
+    let dir = screenshot_dir("embed");
+    // The fetch variant, from the site's page.
+    client
+        .goto(&format!("http://127.0.0.1:{site}/compare/claude-vs-smol"))
+        .await
+        .unwrap();
+    let form = client.find(Locator::Css("#verdicts-signup")).await.unwrap();
+    form.find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys("fetch-reader@example.org")
+        .await
+        .unwrap();
+    form.find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = wait_for_text(
+        &client,
+        "#verdicts-signup [role=status]",
+        "confirmation link",
+    )
+    .await;
+    assert!(
+        status.contains("a confirmation link is on its way"),
+        "{status}"
+    );
+    shot(&client, &dir, "fetch-variant-done").await;
+    let mail = app.outbox(1).await.remove(0);
+    assert!(mail.contains("To: fetch-reader@example.org"), "{mail}");
+
+    // The plain form returns the reader to the site with the outcome.
+    client
+        .goto(&format!("http://127.0.0.1:{site}/compare/claude-vs-smol"))
+        .await
+        .unwrap();
+    let plain = client
+        .find(Locator::Css("form[method=post]"))
+        .await
+        .unwrap();
+    plain
+        .find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys("form-reader@example.org")
+        .await
+        .unwrap();
+    plain
+        .find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let back = loop {
+        let url = client.current_url().await.unwrap();
+        if url.port() == Some(site) && url.query().is_some() {
+            break url;
+        }
+        assert!(std::time::Instant::now() < deadline, "not sent back: {url}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(back.query(), Some("signup=ok"));
+    shot(&client, &dir, "plain-form-back-on-the-site").await;
+    app.outbox(2).await;
+
+    // A page of an origin that is not allowed: the browser refuses the answer, nothing written.
+    client
+        .goto(&format!("http://127.0.0.1:{stranger}/"))
+        .await
+        .unwrap();
+    let form = client.find(Locator::Css("#verdicts-signup")).await.unwrap();
+    form.find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys("stranger-reader@example.org")
+        .await
+        .unwrap();
+    form.find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = wait_for_text(&client, "#verdicts-signup [role=status]", "could not reach").await;
+    assert!(status.contains("could not reach"), "{status}");
+    let found = app
+        .store
+        .get_subscriber_by_email(
+            &verdicts::subscribers::SubscriberEmail::parse("stranger-reader@example.org").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(found.is_none(), "a refused origin wrote nothing");
+    client.close().await.unwrap();
+
+    // A form's redirect to an origin that is not allowed: refused, nothing written.
+    let r = app
+        .client
+        .post(app.url("/subscribe"))
+        .form(&[
+            ("email", "redirected@example.org"),
+            ("redirect", "https://evil.example/phish"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.headers().get("location").is_none());
+    let found = app
+        .store
+        .get_subscriber_by_email(
+            &verdicts::subscribers::SubscriberEmail::parse("redirected@example.org").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(found.is_none());
+    app.stop().await;
+}
+
+/// Waits (up to 10 s) until the element's text contains `part`; returns the text.
+async fn wait_for_text(client: &fantoccini::Client, css: &str, part: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(e) = client.find(fantoccini::Locator::Css(css)).await
+            && let Ok(t) = e.text().await
+        {
+            if t.contains(part) {
+                return t;
+            }
+            last = t;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    last
 }

@@ -8,12 +8,15 @@
 //!
 //! Errors are typed so that every front end maps them the same way: [`OpsError::WrongState`],
 //! [`OpsError::NotFound`] and [`OpsError::Invalid`] are the caller's (409 / 404 / 422 over
-//! HTTP, exit code 2 in the CLI); [`OpsError::Internal`] is ours (a database outage: 500, exit 1).
+//! HTTP, exit code 2 in the CLI); [`OpsError::Forbidden`] too (403 / exit 2);
+//! [`OpsError::Internal`] is ours (a database outage: 500, exit 1).
 //!
 //! [`IssueKey`]: crate::issues::IssueKey
 //! [`IssueAction`]: crate::issues::IssueAction
 
+pub mod console;
 pub mod issues;
+pub mod operators;
 pub mod subscribers;
 
 use std::fmt;
@@ -61,6 +64,11 @@ pub enum Activity {
     SubscribersRemove,
     SubscribersExport,
     ComparisonsImport,
+    OperatorAdd,
+    OperatorRemove,
+    OperatorPasswd,
+    OperatorLogin,
+    OperatorLogout,
 }
 
 impl fmt::Display for Activity {
@@ -73,6 +81,11 @@ impl fmt::Display for Activity {
             Activity::SubscribersRemove => f.write_str("subscribers.remove"),
             Activity::SubscribersExport => f.write_str("subscribers.export"),
             Activity::ComparisonsImport => f.write_str("comparisons.import"),
+            Activity::OperatorAdd => f.write_str("operators.add"),
+            Activity::OperatorRemove => f.write_str("operators.remove"),
+            Activity::OperatorPasswd => f.write_str("operators.passwd"),
+            Activity::OperatorLogin => f.write_str("operators.login"),
+            Activity::OperatorLogout => f.write_str("operators.logout"),
         }
     }
 }
@@ -96,6 +109,9 @@ pub enum OpsError {
         field: Option<String>,
         message: String,
     },
+    /// The actor may not do this (an editor managing operators).
+    #[error("{0}")]
+    Forbidden(String),
     /// Our failure (database, mail transport, rendering): not the caller's.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),

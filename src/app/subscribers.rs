@@ -5,7 +5,9 @@
 //! [`crate::subscribers::lifecycle`]; these are the operator's side of the same list.
 
 use super::{Activity, Actor, App, OpsError};
-use crate::store::subscribers::{AddOutcome, NewSubscriber, SubscriberRow};
+use crate::store::subscribers::{
+    AddOutcome, IMPORT_BATCH, NewSubscriber, SubscriberImport, SubscriberRow,
+};
 use crate::subscribers::tokens::suppression_hash;
 use crate::subscribers::{ConsentContext, SubscriberEmail, SubscriberName, SubscriberStatus};
 
@@ -70,47 +72,25 @@ impl App {
         Ok(outcome)
     }
 
-    /// Imports checked rows as confirmed subscribers in one transaction; `source` names the
-    /// file in the consent records.
-    pub async fn import_subscribers(
+    /// Starts importing confirmed subscribers from `source` (a file name, for the consent
+    /// records): rows go in a batch at a time ([`SubscriberImportRun::add`]), all visible at
+    /// once when [`SubscriberImportRun::finish`] commits and logs.
+    pub async fn begin_subscriber_import(
         &self,
         actor: &Actor,
         source: &str,
-        rows: &[ImportRow],
-        bad_rows: usize,
-    ) -> Result<ImportCounts, OpsError> {
-        let secret = self.secret();
-        let rows: Vec<(NewSubscriber<'_>, String)> = rows
-            .iter()
-            .map(|(email, name)| {
-                (
-                    NewSubscriber {
-                        email,
-                        name: name.as_ref(),
-                        confirmed: true,
-                    },
-                    suppression_hash(secret, email.as_str()),
-                )
-            })
-            .collect();
-        let outcomes = self
+    ) -> Result<SubscriberImportRun, OpsError> {
+        let import = self
             .store()
-            .add_subscribers(&rows, &consent(format!("import:{source}")))
+            .begin_import(&consent(format!("import:{source}")))
             .await?;
-        let count = |o: AddOutcome| outcomes.iter().filter(|x| **x == o).count();
-        let counts = ImportCounts {
-            added: count(AddOutcome::Added),
-            already_present: count(AddOutcome::AlreadyPresent),
-            suppressed: count(AddOutcome::Suppressed),
-        };
-        self.log(
-            actor,
-            Activity::SubscribersImport,
-            None,
-            &format!("{source}: {} added, {bad_rows} bad rows", counts.added),
-        )
-        .await?;
-        Ok(counts)
+        Ok(SubscriberImportRun {
+            app: self.clone(),
+            actor: actor.clone(),
+            source: source.to_string(),
+            import,
+            counts: ImportCounts::default(),
+        })
     }
 
     /// Erases an address's personal data and suppresses it; `true` when it was a subscriber.
@@ -137,11 +117,135 @@ impl App {
         Ok(known)
     }
 
+    /// Writes every subscriber as CSV to `out` as the rows arrive from the database (constant
+    /// memory for any list size), formula cells neutralised ([`spreadsheet_safe`]); logged.
+    /// Returns the number of rows.
+    pub async fn export_subscribers<W: std::io::Write>(
+        &self,
+        actor: &Actor,
+        out: W,
+    ) -> Result<u64, OpsError> {
+        use futures_util::StreamExt;
+        let csv_error = |e: csv::Error| OpsError::Internal(anyhow::anyhow!("writing CSV: {e}"));
+        let mut w = csv::Writer::from_writer(out);
+        w.write_record([
+            "email",
+            "name",
+            "status",
+            "created_at",
+            "confirmed_at",
+            "unsubscribed_at",
+        ])
+        .map_err(csv_error)?;
+        let t = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map(|t| t.to_rfc3339()).unwrap_or_default()
+        };
+        let mut count = 0u64;
+        {
+            let mut rows = self.store().stream_subscribers();
+            while let Some(r) = rows.next().await {
+                let r = r?;
+                w.write_record([
+                    spreadsheet_safe(&r.email).as_ref(),
+                    spreadsheet_safe(r.name.as_deref().unwrap_or("")).as_ref(),
+                    r.status.as_str(),
+                    &r.created_at.to_rfc3339(),
+                    &t(r.confirmed_at),
+                    &t(r.unsubscribed_at),
+                ])
+                .map_err(csv_error)?;
+                count += 1;
+            }
+        }
+        w.flush()
+            .map_err(|e| OpsError::Internal(anyhow::anyhow!("writing CSV: {e}")))?;
+        self.log(
+            actor,
+            Activity::SubscribersExport,
+            None,
+            &format!("{count} rows"),
+        )
+        .await?;
+        Ok(count)
+    }
+
     /// Subscribers, optionally of one status.
     pub async fn list_subscribers(
         &self,
         status: Option<SubscriberStatus>,
     ) -> Result<Vec<SubscriberRow>, OpsError> {
         Ok(self.store().list_subscribers(status).await?)
+    }
+}
+
+/// A subscriber import under way (see [`App::begin_subscriber_import`]).
+pub struct SubscriberImportRun {
+    app: App,
+    actor: Actor,
+    source: String,
+    import: SubscriberImport,
+    counts: ImportCounts,
+}
+
+impl SubscriberImportRun {
+    /// Adds checked rows of distinct addresses (any number; written [`IMPORT_BATCH`] at a time).
+    pub async fn add(&mut self, rows: &[ImportRow]) -> Result<(), OpsError> {
+        let secret = self.app.secret();
+        for chunk in rows.chunks(IMPORT_BATCH) {
+            let batch: Vec<(NewSubscriber<'_>, String)> = chunk
+                .iter()
+                .map(|(email, name)| {
+                    (
+                        NewSubscriber {
+                            email,
+                            name: name.as_ref(),
+                            confirmed: true,
+                        },
+                        suppression_hash(secret, email.as_str()),
+                    )
+                })
+                .collect();
+            for outcome in self.import.add_batch(&batch).await? {
+                match outcome {
+                    AddOutcome::Added => self.counts.added += 1,
+                    AddOutcome::AlreadyPresent => self.counts.already_present += 1,
+                    AddOutcome::Suppressed => self.counts.suppressed += 1,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> ImportCounts {
+        self.counts
+    }
+
+    /// Commits the whole import and logs it (with how many rows of the file were bad).
+    pub async fn finish(self, bad_rows: u64) -> Result<ImportCounts, OpsError> {
+        self.import.commit().await?;
+        self.app
+            .log(
+                &self.actor,
+                Activity::SubscribersImport,
+                None,
+                &format!(
+                    "{}: {} added, {bad_rows} bad rows",
+                    self.source, self.counts.added
+                ),
+            )
+            .await?;
+        Ok(self.counts)
+    }
+}
+
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a tab or carriage return
+/// before one) gets a leading `'`, the OWASP advice for CSV injection: names come from the
+/// public signup form, and the export is opened by an operator.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
     }
 }

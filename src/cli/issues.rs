@@ -256,7 +256,14 @@ async fn send(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> {
     });
     let bar_p = bar.clone();
     let progress = move |settled: u64| bar_p.inc(settled);
-    let end = engine.send_issue(issue.id, stop, Some(&progress)).await?;
+    // Each new transport error (login refused, TLS, unreachable) as it happens, above the bar.
+    let bar_e = bar.clone();
+    let on_transport_error = move |error: &str| {
+        bar_e.suspend(|| eprintln!("transport error (no attempt counted): {error}"));
+    };
+    let end = engine
+        .send_issue_reporting(issue.id, stop, Some(&progress), Some(&on_transport_error))
+        .await?;
     if let Some(t) = ticker {
         t.abort();
     }
@@ -304,6 +311,12 @@ async fn status(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> 
     println!("status:   {}", issue.status);
     if let Some(reason) = &issue.status_reason {
         println!("reason:   {reason}");
+    }
+    if let (Some(error), Some(since)) = (&issue.transport_error, issue.transport_error_since) {
+        println!(
+            "transport: failing since {}: {error}",
+            since.format("%Y-%m-%d %H:%M:%S UTC")
+        );
     }
     println!("subject:  {}", issue.subject.as_deref().unwrap_or("-"));
     println!("cutoff:   {}", issue.cutoff_at.format("%Y-%m-%d %H:%M UTC"));

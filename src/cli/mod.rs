@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 mod bounces;
 mod comparisons;
 mod issues;
+mod operators;
 mod subscribers;
 mod templates;
 
@@ -62,6 +63,9 @@ pub enum Command {
     /// Read bounces (DSNs) and complaints (ARF) and apply them to subscribers.
     #[command(subcommand)]
     Bounces(BouncesCommand),
+    /// Manage the operators who may sign in to the console at /admin.
+    #[command(subcommand)]
+    Operators(OperatorsCommand),
     /// Export the built-in templates to restyle them; check a folder of templates.
     #[command(subcommand)]
     Templates(TemplatesCommand),
@@ -90,6 +94,36 @@ pub enum TemplatesCommand {
     /// Load the templates of DIR (default: `templates.dir`, else the built-ins) and render each
     /// with sample data; exit 2 naming the file and line of every error.
     Check { dir: Option<PathBuf> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorsCommand {
+    /// Add an operator; the password (at least 12 characters) is read from standard input.
+    Add {
+        email: String,
+        /// owner (also manages operators) or editor; default: owner for the first operator,
+        /// editor after.
+        #[arg(long, value_parser = parse_role)]
+        role: Option<crate::operators::Role>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List operators.
+    List,
+    /// Remove an operator and end their sessions (the last owner stays).
+    Remove { email: String },
+    /// Set an operator's password (from standard input) and end their sessions.
+    Passwd {
+        email: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn parse_role(s: &str) -> Result<crate::operators::Role, String> {
+    s.parse()
 }
 
 #[derive(Debug, Subcommand)]
@@ -343,6 +377,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Subscribers(command) => subscribers::run(&settings, command, cli.json).await,
         Command::Bounces(command) => bounces::run(&settings, command, cli.json).await,
         Command::Templates(command) => templates::run(&settings, command, cli.json),
+        Command::Operators(command) => operators::run(&settings, command, cli.json).await,
     }
 }
 

@@ -6,7 +6,6 @@ use super::{Failure, SubscribersCommand, open_app};
 use crate::app::subscribers::{ImportCounts, ImportRow};
 use crate::app::{Actor, App};
 use crate::config::Settings;
-use crate::store::Store;
 use crate::store::subscribers::AddOutcome;
 use crate::subscribers::{SubscriberEmail, SubscriberName};
 
@@ -23,7 +22,7 @@ pub(super) async fn run(
             confirmed,
         } => add(&app, &email, name.as_deref(), confirmed, json).await,
         SubscribersCommand::Import { file, strict } => import(&app, &file, strict, json).await,
-        SubscribersCommand::Export => export(app.store()).await,
+        SubscribersCommand::Export => export(&app).await,
         SubscribersCommand::List { status } => list(&app, status, json).await,
         SubscribersCommand::Remove { email } => remove(&app, &email, json).await,
     };
@@ -59,108 +58,204 @@ async fn add(
     Ok(())
 }
 
-/// One CSV row that failed, by its line number in the file.
-struct BadRow {
-    line: u64,
-    message: String,
+/// Bad rows named one by one in the report; past this many, only counted (a malformed
+/// million-row file is reported, not echoed).
+const MAX_BAD_ROWS_SHOWN: usize = 100;
+
+/// What a pass over the file found wrong, by line number.
+#[derive(Default)]
+struct BadRows {
+    count: u64,
+    shown: Vec<(u64, String)>,
+}
+
+impl BadRows {
+    fn push(&mut self, line: u64, message: String) {
+        self.count += 1;
+        if self.shown.len() < MAX_BAD_ROWS_SHOWN {
+            self.shown.push((line, message));
+        }
+    }
+
+    fn report(&self, file: &Path) -> String {
+        let mut lines: Vec<String> = self
+            .shown
+            .iter()
+            .map(|(line, message)| format!("{}: line {line}: {}", file.display(), excerpt(message)))
+            .collect();
+        if self.count > self.shown.len() as u64 {
+            lines.push(format!(
+                "{}: … and {} more bad rows",
+                file.display(),
+                self.count - self.shown.len() as u64
+            ));
+        }
+        lines.join("\n")
+    }
+}
+
+/// Rows handed to the database at a time.
+const IMPORT_CHUNK: usize = 2_000;
+
+/// The CSV read a row at a time and handed out in batches of good rows; bad rows are recorded
+/// by line. Memory stays flat in the file's size: a batch, and one 64-bit hash per address seen
+/// (to refuse duplicates within the file).
+struct CsvBatches {
+    reader: csv::Reader<std::fs::File>,
+    email_col: usize,
+    name_col: Option<usize>,
+    hasher: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
+    seen: std::collections::HashSet<u64>,
+    record: csv::StringRecord,
+    bad: BadRows,
+    done: bool,
+}
+
+impl CsvBatches {
+    fn open(file: &Path) -> Result<CsvBatches, Failure> {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .flexible(false)
+            .from_path(file)
+            .map_err(|e| Failure::Input(format!("{}: {e}", file.display())))?;
+        let headers = reader
+            .headers()
+            .map_err(|e| {
+                Failure::Input(format!(
+                    "{}: reading the header row: {}",
+                    file.display(),
+                    excerpt(&e.to_string())
+                ))
+            })?
+            .clone();
+        let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+        let Some(email_col) = column("email") else {
+            return Err(Failure::Input(format!(
+                "{}: line 1: the header row needs an `email` column (found: {})",
+                file.display(),
+                excerpt(&headers.iter().collect::<Vec<_>>().join(", "))
+            )));
+        };
+        Ok(CsvBatches {
+            name_col: column("name"),
+            email_col,
+            reader,
+            hasher: Default::default(),
+            seen: Default::default(),
+            record: csv::StringRecord::new(),
+            bad: BadRows::default(),
+            done: false,
+        })
+    }
+
+    /// The next batch of good rows; `None` at the end of the file.
+    fn next_batch(&mut self) -> Option<Vec<ImportRow>> {
+        use std::hash::BuildHasher;
+        let mut batch = Vec::with_capacity(IMPORT_CHUNK);
+        while !self.done && batch.len() < IMPORT_CHUNK {
+            match self.reader.read_record(&mut self.record) {
+                Ok(false) => self.done = true,
+                Ok(true) => {
+                    let r = &self.record;
+                    let line = r.position().map_or(0, |p| p.line());
+                    let parsed = SubscriberEmail::parse(r.get(self.email_col).unwrap_or(""))
+                        .and_then(|e| {
+                            Ok((
+                                e,
+                                SubscriberName::parse(self.name_col.and_then(|c| r.get(c)))?,
+                            ))
+                        });
+                    match parsed {
+                        Ok((email, name)) => {
+                            if self.seen.insert(self.hasher.hash_one(email.as_str())) {
+                                batch.push((email, name));
+                            } else {
+                                self.bad
+                                    .push(line, format!("{email} appears earlier in the file"));
+                            }
+                        }
+                        Err(e) => self.bad.push(line, e.0),
+                    }
+                }
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                        self.done = true;
+                    }
+                    self.bad.push(line, e.to_string());
+                }
+            }
+        }
+        (!batch.is_empty()).then_some(batch)
+    }
+
+    /// Bytes read so far.
+    fn position(&self) -> u64 {
+        self.reader.position().byte()
+    }
 }
 
 async fn import(app: &App, file: &Path, strict: bool, json: bool) -> Result<(), Failure> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(false)
-        .from_path(file)
-        .map_err(|e| Failure::Input(format!("{}: {e}", file.display())))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| Failure::Input(format!("{}: reading the header row: {e}", file.display())))?
-        .clone();
-    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let Some(email_col) = column("email") else {
-        return Err(Failure::Input(format!(
-            "{}: line 1: the header row needs an `email` column (found: {})",
-            file.display(),
-            excerpt(&headers.iter().collect::<Vec<_>>().join(", "))
-        )));
-    };
-    let name_col = column("name");
-    let mut good: Vec<(u64, SubscriberEmail, Option<SubscriberName>)> = Vec::new();
-    let mut bad: Vec<BadRow> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                bad.push(BadRow {
-                    line,
-                    message: e.to_string(),
-                });
-                continue;
-            }
-        };
-        let line = record.position().map_or(0, |p| p.line());
-        let parsed = SubscriberEmail::parse(record.get(email_col).unwrap_or("")).and_then(|e| {
-            Ok((
-                e,
-                SubscriberName::parse(name_col.and_then(|c| record.get(c)))?,
-            ))
-        });
-        match parsed {
-            Ok((email, name)) => {
-                if seen.insert(email.clone()) {
-                    good.push((line, email, name));
-                } else {
-                    bad.push(BadRow {
-                        line,
-                        message: format!("{email} appears earlier in the file"),
-                    });
-                }
-            }
-            Err(e) => bad.push(BadRow { line, message: e.0 }),
+    let size = std::fs::metadata(file)
+        .map_err(|e| Failure::Input(format!("{}: {e}", file.display())))?
+        .len();
+    if strict {
+        // A first pass that writes nothing: with --strict one bad row imports nothing.
+        let mut rows = CsvBatches::open(file)?;
+        while rows.next_batch().is_some() {}
+        if rows.bad.count > 0 {
+            return Err(Failure::Input(format!(
+                "{}\nnothing imported (--strict)",
+                rows.bad.report(file)
+            )));
         }
     }
-    let report_bad = || {
-        bad.iter()
-            .map(|b| format!("{}: line {}: {}", file.display(), b.line, b.message))
-            .collect::<Vec<_>>()
-            .join("\n")
+    let mut rows = CsvBatches::open(file)?;
+    let bar = if json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(size)
     };
-    if strict && !bad.is_empty() {
-        return Err(Failure::Input(format!(
-            "{}\nnothing imported (--strict)",
-            report_bad()
-        )));
-    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} · {bytes_per_sec} · ETA {eta}",
+        )
+        .expect("a valid template"),
+    );
     let source = file
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let rows: Vec<ImportRow> = good.into_iter().map(|(_, e, n)| (e, n)).collect();
+    let mut run = app.begin_subscriber_import(&Actor::Cli, &source).await?;
+    while let Some(batch) = rows.next_batch() {
+        run.add(&batch).await?;
+        bar.set_position(rows.position());
+    }
+    bar.finish_and_clear();
+    let bad = rows.bad;
     let ImportCounts {
         added,
         already_present: present,
         suppressed,
-    } = app
-        .import_subscribers(&Actor::Cli, &source, &rows, bad.len())
-        .await?;
+    } = run.finish(bad.count).await?;
     if json {
         println!(
             "{}",
             serde_json::json!({
                 "added": added, "already_present": present, "suppressed": suppressed,
-                "bad_rows": bad.iter().map(|b| serde_json::json!({"line": b.line, "error": b.message})).collect::<Vec<_>>(),
+                "bad_row_count": bad.count,
+                "bad_rows": bad.shown.iter().map(|(line, message)| serde_json::json!({"line": line, "error": message})).collect::<Vec<_>>(),
             })
         );
     } else {
         println!(
             "{added} added, {present} already present, {suppressed} skipped (unsubscribed or erased), {} bad row(s)",
-            bad.len()
+            bad.count
         );
     }
-    if bad.is_empty() {
+    if bad.count == 0 {
         Ok(())
     } else {
-        Err(Failure::Input(report_bad()))
+        Err(Failure::Input(bad.report(file)))
     }
 }
 
@@ -179,46 +274,13 @@ fn excerpt(text: &str) -> String {
     }
 }
 
-/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a tab or carriage return
-/// before one) gets a leading `'`, the OWASP advice for CSV injection: names come from the
-/// public signup form, and this file is opened by an operator.
-pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}").into()
-    } else {
-        cell.into()
-    }
-}
-
-async fn export(store: &Store) -> Result<(), Failure> {
-    let rows = store.list_subscribers(None).await?;
-    let mut w = csv::Writer::from_writer(std::io::stdout());
-    let write = |w: &mut csv::Writer<std::io::Stdout>| -> Result<(), csv::Error> {
-        w.write_record([
-            "email",
-            "name",
-            "status",
-            "created_at",
-            "confirmed_at",
-            "unsubscribed_at",
-        ])?;
-        for r in &rows {
-            let t = |t: Option<chrono::DateTime<chrono::Utc>>| {
-                t.map(|t| t.to_rfc3339()).unwrap_or_default()
-            };
-            w.write_record([
-                spreadsheet_safe(&r.email).as_ref(),
-                spreadsheet_safe(r.name.as_deref().unwrap_or("")).as_ref(),
-                r.status.as_str(),
-                &r.created_at.to_rfc3339(),
-                &t(r.confirmed_at),
-                &t(r.unsubscribed_at),
-            ])?;
-        }
-        w.flush()?;
-        Ok(())
-    };
-    write(&mut w).map_err(|e| Failure::Runtime(anyhow::anyhow!("writing CSV: {e}")))
+/// Writes every subscriber as CSV to standard output as the rows arrive (constant memory);
+/// the console's export link uses the same writer.
+async fn export(app: &App) -> Result<(), Failure> {
+    let stdout = std::io::stdout();
+    let out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    app.export_subscribers(&Actor::Cli, out).await?;
+    Ok(())
 }
 
 async fn list(

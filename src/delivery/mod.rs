@@ -10,10 +10,16 @@
 //! - **Outcomes are group-committed**: a recorder settles whatever has finished in one
 //!   transaction, so the database is not the bottleneck.
 //! - **Failures** are classified: 4xx replies retry with exponential backoff and jitter up to
-//!   `delivery.max_attempts`; 5xx fail at once, and 550/551/553 mark the subscriber bounced; an
-//!   unreachable server puts the message back *without* counting an attempt and pauses claiming
-//!   with growing waits until it answers again. `delivery.pause_after_failures` consecutive
-//!   failures pause the issue with a clear reason.
+//!   `delivery.max_attempts`; 5xx fail at once, and 550/551/553 mark the subscriber bounced.
+//! - **Transport failures are the transport's**: an unreachable server, a TLS failure, a refused
+//!   login, AUTH not offered, a timeout (see [`SendError::Transport`]) put the message back
+//!   *without* counting an attempt and pause claiming with growing waits until the server
+//!   answers again. Each new such error is stored on the issue (with since when) and reported as
+//!   it happens; once no message has been accepted for `delivery.stall_after`, the issue pauses
+//!   with the error as its reason. `delivery.pause_after_failures` consecutive failed messages
+//!   pause the issue too.
+//! - **Shutdown never waits for a handshake**: a message still looking for a connection (connect,
+//!   TLS, AUTH) is put back at once; one already on the wire is bounded by `smtp.timeout_seconds`.
 //! - **Pause, resume, cancel** are issue statuses, checked before every claim (well under a
 //!   second apart), so they take effect across workers within a second.
 
@@ -172,6 +178,94 @@ async fn count_failures(
     }
 }
 
+/// What a send knows about its transport: when a message was last accepted, and the failure
+/// that has been going on since (if any). The messages in flight report to it; the recorder
+/// stores and prints its changes; the claimer pauses the issue when it has stalled.
+struct TransportWatch {
+    last_accept: std::time::Instant,
+    failing: Option<(String, chrono::DateTime<Utc>)>,
+    changed: bool,
+    /// The issue still shows an error from an earlier run (cleared by the first accept).
+    shown: bool,
+}
+
+/// A transport failure as the issue records it: `None` once a message is accepted again.
+type TransportState = Option<(String, chrono::DateTime<Utc>)>;
+
+impl TransportWatch {
+    fn new(shown: bool) -> TransportWatch {
+        TransportWatch {
+            last_accept: std::time::Instant::now(),
+            failing: None,
+            changed: false,
+            shown,
+        }
+    }
+
+    fn accepted(&mut self) {
+        self.last_accept = std::time::Instant::now();
+        if self.failing.take().is_some() || std::mem::take(&mut self.shown) {
+            self.changed = true;
+        }
+    }
+
+    fn failed(&mut self, error: &str) {
+        match &mut self.failing {
+            Some((last, _)) if last == error => {}
+            Some((last, _)) => {
+                *last = error.to_string();
+                self.changed = true;
+            }
+            None => {
+                self.failing = Some((error.to_string(), Utc::now()));
+                self.changed = true;
+                self.shown = false;
+            }
+        }
+    }
+
+    /// The state to record and report, if it changed since the last call.
+    fn take_change(&mut self) -> Option<TransportState> {
+        std::mem::take(&mut self.changed).then(|| self.failing.clone())
+    }
+
+    /// The reason to pause with, when the transport has been failing and nothing was accepted
+    /// for `after`.
+    fn stalled(&self, after: Duration) -> Option<String> {
+        let (error, _) = self.failing.as_ref()?;
+        (self.last_accept.elapsed() >= after).then(|| {
+            format!(
+                "no message accepted for {} (delivery.stall_after); the transport fails: {error}",
+                humantime::format_duration(after)
+            )
+        })
+    }
+}
+
+type Watch = std::sync::Mutex<TransportWatch>;
+
+/// Stores a change of the transport's state on the issue and reports a new error.
+async fn record_transport_change(
+    store: &Store,
+    issue_id: i64,
+    watch: &Watch,
+    on_error: Option<&(dyn Fn(&str) + Sync)>,
+) {
+    let Some(change) = watch.lock().expect("watch lock").take_change() else {
+        return;
+    };
+    if let Some((error, _)) = &change {
+        tracing::warn!(issue_id, %error, "the SMTP transport fails; no attempt is counted");
+        if let Some(report) = on_error {
+            report(error);
+        }
+    }
+    let stored = change.as_ref().map(|(e, since)| (e.as_str(), *since));
+    if let Err(e) = store.set_transport_error(issue_id, stored).await {
+        tracing::warn!(issue_id, error = %e, "recording the transport error failed");
+    }
+}
+
 /// Awaits `fut` while driving the messages in flight: the claimer's task is also the one that
 /// sends, so a wait for a claim, a permit or the database never stalls them.
 async fn while_sending<T, M>(
@@ -293,6 +387,19 @@ impl Engine {
         shutdown: Shutdown,
         progress: Option<&(dyn Fn(u64) + Sync)>,
     ) -> anyhow::Result<SendEnd> {
+        self.send_issue_reporting(issue_id, shutdown, progress, None)
+            .await
+    }
+
+    /// [`Engine::send_issue`], and `on_transport_error` is called with each new transport error
+    /// as it happens (`issue send` prints them).
+    pub async fn send_issue_reporting(
+        &self,
+        issue_id: i64,
+        shutdown: Shutdown,
+        progress: Option<&(dyn Fn(u64) + Sync)>,
+        on_transport_error: Option<&(dyn Fn(&str) + Sync)>,
+    ) -> anyhow::Result<SendEnd> {
         let prepared = Arc::new(self.prepare(issue_id).await?);
         let d = &self.settings.delivery;
         let concurrency = d.concurrency as usize;
@@ -304,6 +411,10 @@ impl Engine {
         let down_until = Arc::new(AtomicI64::new(0));
         let down_streak = Arc::new(AtomicU32::new(0));
         let (tx, mut rx) = mpsc::unbounded_channel::<Finished>();
+        let shown = (self.store.get_issue(issue_id).await?)
+            .is_some_and(|issue| issue.transport_error.is_some());
+        let watch: Arc<Watch> = Arc::new(std::sync::Mutex::new(TransportWatch::new(shown)));
+        let stall_after = d.stall_after.0;
 
         // The recorder: settles whatever has finished in one batch, then frees those permits.
         // One commit at a time: while it runs, the next batch gathers, so batches grow with the
@@ -312,6 +423,7 @@ impl Engine {
         let store = self.store.clone();
         let pause_after = d.pause_after_failures;
         let shutdown_r = shutdown.clone();
+        let watch_r = watch.clone();
         let recorder = async move {
             let mut failures = 0;
             while let Some(first) = rx.recv().await {
@@ -324,6 +436,7 @@ impl Engine {
                 }
                 count_failures(&store, issue_id, &mut failures, pause_after, &outcomes).await;
                 let settled = commit_batch(&store, &outcomes, permits, &shutdown_r).await;
+                record_transport_change(&store, issue_id, &watch_r, on_transport_error).await;
                 if let Some(p) = progress {
                     p(settled);
                 }
@@ -365,6 +478,19 @@ impl Engine {
                         None => anyhow::bail!("issue {issue_id} disappeared"),
                     }
                     status_read_at = Some(tokio::time::Instant::now());
+                    let stalled = watch.lock().expect("watch lock").stalled(stall_after);
+                    if let Some(reason) = stalled {
+                        let paused = self.store.transition_issue(
+                            issue_id,
+                            &[IssueStatus::Sending],
+                            IssueStatus::Paused,
+                            Some(&reason),
+                        );
+                        if while_sending(&mut inflight, paused).await? {
+                            tracing::warn!(issue_id, %reason, "issue paused");
+                        }
+                        break SendEnd::Stopped(IssueStatus::Paused);
+                    }
                 }
                 if breaker_read_at.elapsed() >= BREAKER_EVERY {
                     breaker_read_at = tokio::time::Instant::now();
@@ -432,9 +558,18 @@ impl Engine {
                     let permit = permit?;
                     let (tx, prepared, limiter) = (&tx, &prepared, limiter.as_deref());
                     let (down_until, down_streak) = (&*down_until, &*down_streak);
+                    let (watch, shutdown) = (&*watch, &shutdown);
                     inflight.push(async move {
                         let outcome = self
-                            .deliver(issue_id, prepared, &c, limiter, down_until, down_streak)
+                            .deliver(
+                                issue_id,
+                                prepared,
+                                &c,
+                                limiter,
+                                (down_until, down_streak),
+                                watch,
+                                shutdown,
+                            )
                             .await;
                         let _ = tx.send((c.id, c.subscriber_id, outcome, permit));
                     });
@@ -465,14 +600,18 @@ impl Engine {
     }
 
     /// Sends one message and classifies the result.
+    // issue_id (for the VERP envelope sender) made it eight; a per-send context struct is the
+    // engine owner's call.
+    #[allow(clippy::too_many_arguments)]
     async fn deliver(
         &self,
         issue_id: i64,
         prepared: &Arc<IssueMail>,
         c: &Claimed,
         limiter: Option<&DefaultDirectRateLimiter>,
-        down_until: &AtomicI64,
-        down_streak: &AtomicU32,
+        (down_until, down_streak): (&AtomicI64, &AtomicU32),
+        watch: &Watch,
+        shutdown: &Shutdown,
     ) -> Outcome {
         if c.subscriber_status != Some(crate::subscribers::SubscriberStatus::Confirmed) {
             return Outcome::Skipped;
@@ -510,21 +649,31 @@ impl Engine {
         );
         let d = &self.settings.delivery;
         let now = Utc::now().timestamp_millis();
-        match self.transport.send_raw(from, &to, &bytes).await {
+        let result = self
+            .transport
+            .send_raw_unless(from, &to, &bytes, shutdown.clone().wait())
+            .await;
+        match result {
             Ok(()) => {
                 down_streak.store(0, Ordering::Relaxed);
+                watch.lock().expect("watch lock").accepted();
                 Outcome::Sent
             }
-            Err(SendError::Transient {
-                code: None,
-                message,
-            }) => {
-                // The server is unreachable: no attempt is burned; everyone waits a little longer.
+            Err(SendError::Cancelled) => Outcome::Release {
+                retry_at_ms: now,
+                error: "put back at shutdown".into(),
+            },
+            Err(SendError::Transport { message }) => {
+                // Not the recipient's fault: no attempt is counted; everyone waits a little
+                // longer before the next try.
+                watch.lock().expect("watch lock").failed(&message);
                 let streak = down_streak.fetch_add(1, Ordering::Relaxed).min(5);
                 let wait = 1000i64 << streak;
                 down_until.fetch_max(now + wait, Ordering::Relaxed);
+                // The row itself is due at once: the wait is this worker's (a resumed send, or
+                // another worker with a working transport, takes it without delay).
                 Outcome::Release {
-                    retry_at_ms: now + wait,
+                    retry_at_ms: now,
                     error: message,
                 }
             }

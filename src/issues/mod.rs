@@ -338,6 +338,24 @@ pub enum IssueAction {
 }
 
 impl IssueAction {
+    /// The action of `kind`, asking for the arguments only the kinds that take one need (a
+    /// test-send's address, a schedule's time): every front end builds its actions here.
+    pub fn build<E>(
+        kind: ActionKind,
+        to: impl FnOnce() -> Result<crate::subscribers::SubscriberEmail, E>,
+        at: impl FnOnce() -> Result<DateTime<Utc>, E>,
+    ) -> Result<IssueAction, E> {
+        Ok(match kind {
+            ActionKind::Send => IssueAction::Send,
+            ActionKind::Pause => IssueAction::Pause,
+            ActionKind::Resume => IssueAction::Resume,
+            ActionKind::Cancel => IssueAction::Cancel,
+            ActionKind::RetryFailed => IssueAction::RetryFailed,
+            ActionKind::TestSend => IssueAction::TestSend(to()?),
+            ActionKind::Schedule => IssueAction::Schedule(at()?),
+        })
+    }
+
     pub fn kind(&self) -> ActionKind {
         match self {
             IssueAction::Send => ActionKind::Send,

@@ -9,6 +9,7 @@
 pub mod newsletter;
 pub mod queue;
 pub mod smtp_pool;
+pub mod tls;
 pub mod transport;
 
 use std::time::SystemTime;

@@ -104,9 +104,9 @@ pub async fn run(
                     sent.push(mail.id);
                     Ok(())
                 }
-                Err(SendError::Transient { message: e, .. })
-                    if mail.attempts + 1 < MAX_ATTEMPTS =>
-                {
+                Err(
+                    SendError::Transient { message: e, .. } | SendError::Transport { message: e },
+                ) if mail.attempts + 1 < MAX_ATTEMPTS => {
                     let delay = backoff(mail.attempts);
                     tracing::warn!(id = mail.id, error = %e, retry_in = ?delay, "mail not sent; will retry");
                     store.outbound_failed(mail.id, &e, Some(delay)).await

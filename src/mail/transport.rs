@@ -1,28 +1,34 @@
 //! Transports: the `outbox` (one `.eml` file per message, the embedded default) or SMTP through
-//! lettre's pooled async transport, built once per process.
+//! our pool of lettre connections ([`super::smtp_pool`]), built once per process.
 //!
-//! SMTP failures are classified, not string-matched: lettre tells transient (4xx, connection,
-//! timeout) from permanent (5xx) errors; callers retry the first and record the second.
+//! SMTP failures are classified, not string-matched: lettre tells reply codes from connection
+//! errors; [`classify`] sorts them into the transport's failures (no attempt counted), transient
+//! replies to a message (retried) and permanent ones (recorded).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use lettre::Address;
 use lettre::address::Envelope;
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
-
-use super::smtp_pool::{SmtpPool, SmtpTarget, StartTls};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use rand::RngCore;
+use secrecy::ExposeSecret;
 
-use crate::config::{Settings, Transport as TransportKind};
+use super::smtp_pool::{SmtpPool, SmtpTarget};
+use super::tls::TlsTrust;
+use crate::config::{Settings, SmtpTls, Transport as TransportKind};
 
 /// A failed send, classified.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// Worth retrying: 4xx replies (`code`), or no reply at all — refused or dropped
-    /// connections, timeouts, local I/O (`code: None`: the server is unreachable).
+    /// The transport cannot carry mail now, whoever the recipient: the server cannot be reached,
+    /// TLS fails, the login is refused (535) or AUTH is not offered, a step timed out, the
+    /// server is closing (421) or wants a login (530). Never the recipient's fault: no attempt
+    /// is counted.
+    #[error("{message}")]
+    Transport { message: String },
+    /// Worth retrying, counted as an attempt: a 4xx reply to this message (`code`).
     #[error("transient ({code:?}): {message}")]
     Transient { code: Option<u16>, message: String },
     /// Not worth retrying: a 5xx reply. `recipient` is true for 550/551/553, which reject the
@@ -33,6 +39,9 @@ pub enum SendError {
         message: String,
         recipient: bool,
     },
+    /// Given up before anything was sent because the process is shutting down.
+    #[error("cancelled by shutdown")]
+    Cancelled,
 }
 
 /// Where messages go.
@@ -41,10 +50,9 @@ pub enum Transport {
     Outbox {
         dir: PathBuf,
     },
-    /// `smtp://` (plain or STARTTLS): our pool of `TCP_NODELAY` connections.
+    /// `smtp://` (plain or STARTTLS) and `smtps://` (implicit TLS): our pool of `TCP_NODELAY`
+    /// connections.
     Smtp(SmtpPool),
-    /// `smtps://` (implicit TLS): lettre's pooled transport.
-    Smtps(AsyncSmtpTransport<Tokio1Executor>),
 }
 
 impl std::fmt::Debug for Transport {
@@ -52,7 +60,6 @@ impl std::fmt::Debug for Transport {
         match self {
             Transport::Outbox { dir } => write!(f, "Outbox({})", dir.display()),
             Transport::Smtp(_) => f.write_str("Smtp"),
-            Transport::Smtps(_) => f.write_str("Smtps"),
         }
     }
 }
@@ -67,52 +74,26 @@ impl Transport {
                     .with_context(|| format!("mail.outbox_dir: creating {}", dir.display()))?;
                 Ok(Transport::Outbox { dir })
             }
-            TransportKind::Smtp if settings.smtp.url.expose().starts_with("smtp://") => {
-                let url =
-                    url::Url::parse(settings.smtp.url.expose()).context("smtp.url: not a URL")?;
-                let starttls = match url
-                    .query_pairs()
-                    .find(|(k, _)| k == "tls")
-                    .map(|(_, v)| v.into_owned())
-                    .as_deref()
-                {
-                    None | Some("none") => StartTls::None,
-                    Some("opportunistic") => StartTls::Opportunistic,
-                    Some("required") => StartTls::Required,
-                    Some(other) => anyhow::bail!(
-                        "smtp.url: tls={other:?} (use required, opportunistic or none)"
-                    ),
+            TransportKind::Smtp => {
+                let url = &settings.smtp.url;
+                let trust = match url.tls {
+                    SmtpTls::None => None,
+                    _ => Some(TlsTrust::new(&url.host, settings.smtp.ca_file.as_deref())?),
                 };
-                let credentials = (!url.username().is_empty()).then(|| {
-                    let decode = |s: &str| percent_decode(s);
-                    Credentials::new(
-                        decode(url.username()),
-                        decode(url.password().unwrap_or_default()),
-                    )
-                });
                 let target = SmtpTarget {
-                    host: url.host_str().unwrap_or_default().to_string(),
-                    port: url.port().unwrap_or(25),
-                    starttls,
-                    credentials,
+                    host: url.host.clone(),
+                    port: url.port,
+                    tls: url.tls,
+                    credentials: url.credentials.as_ref().map(|c| {
+                        Credentials::new(c.user.clone(), c.password.expose_secret().to_string())
+                    }),
                     timeout: Duration::from_secs(settings.smtp.timeout_seconds),
+                    trust,
                 };
                 Ok(Transport::Smtp(SmtpPool::new(
                     target,
                     settings.delivery.concurrency as usize + 2,
                 )))
-            }
-            TransportKind::Smtp => {
-                let pool = PoolConfig::new()
-                    .max_size(settings.delivery.concurrency.max(1) + 2)
-                    .idle_timeout(Duration::from_secs(60));
-                let transport =
-                    AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.smtp.url.expose())
-                        .context("smtp.url: not a usable SMTP URL")?
-                        .timeout(Some(Duration::from_secs(settings.smtp.timeout_seconds)))
-                        .pool_config(pool)
-                        .build();
-                Ok(Transport::Smtps(transport))
             }
         }
     }
@@ -124,16 +105,28 @@ impl Transport {
         to: &Address,
         message: &[u8],
     ) -> Result<(), SendError> {
+        self.send_raw_unless(from, to, message, std::future::pending())
+            .await
+    }
+
+    /// Like [`Transport::send_raw`], but gives up with [`SendError::Cancelled`] when `cancel`
+    /// finishes before any of the message went out (see [`SmtpPool::send_unless`]).
+    pub async fn send_raw_unless(
+        &self,
+        from: &Address,
+        to: &Address,
+        message: &[u8],
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<(), SendError> {
         match self {
             Transport::Outbox { dir } => {
                 write_outbox(dir, to, message)
                     .await
-                    .map_err(|e| SendError::Transient {
-                        code: None,
+                    .map_err(|e| SendError::Transport {
                         message: format!("writing to the outbox: {e}"),
                     })
             }
-            Transport::Smtp(_) | Transport::Smtps(_) => {
+            Transport::Smtp(pool) => {
                 let envelope =
                     Envelope::new(Some(from.clone()), vec![to.clone()]).map_err(|e| {
                         SendError::Permanent {
@@ -142,15 +135,7 @@ impl Transport {
                             recipient: true,
                         }
                     })?;
-                match self {
-                    Transport::Smtp(pool) => pool.send(&envelope, message).await,
-                    Transport::Smtps(smtp) => smtp
-                        .send_raw(&envelope, message)
-                        .await
-                        .map(|_| ())
-                        .map_err(classify),
-                    Transport::Outbox { .. } => unreachable!("handled above"),
-                }
+                pool.send_unless(&envelope, message, cancel).await
             }
         }
     }
@@ -166,31 +151,29 @@ impl Transport {
                 .check()
                 .await
                 .map_err(|e| anyhow::anyhow!("connecting to the SMTP server: {e}")),
-            Transport::Smtps(smtp) => {
-                let ok = smtp
-                    .test_connection()
-                    .await
-                    .context("connecting to the SMTP server")?;
-                anyhow::ensure!(ok, "the SMTP server did not answer NOOP");
-                Ok(())
-            }
         }
     }
 }
 
-/// lettre's error → our classification.
+/// lettre's error → our classification. No reply at all (network, TLS, a reply that does not
+/// parse) and the replies that speak of the session rather than the message — 421 (closing),
+/// 454 (TLS or a login temporarily unavailable), 530 (login required), 534/535/538 (login
+/// refused) — are the transport's.
 pub fn classify(e: lettre::transport::smtp::Error) -> SendError {
     let code = e.status().map(u16::from);
-    if e.is_permanent() {
-        return SendError::Permanent {
+    match code {
+        None | Some(421 | 454 | 530 | 534 | 535 | 538) => SendError::Transport {
+            message: e.to_string(),
+        },
+        Some(_) if e.is_permanent() => SendError::Permanent {
             code,
             message: e.to_string(),
             recipient: matches!(code, Some(550 | 551 | 553)),
-        };
-    }
-    SendError::Transient {
-        code,
-        message: e.to_string(),
+        },
+        Some(_) => SendError::Transient {
+            code,
+            message: e.to_string(),
+        },
     }
 }
 
@@ -218,11 +201,4 @@ async fn write_outbox(dir: &std::path::Path, to: &Address, message: &[u8]) -> st
     tokio::fs::write(&tmp, message).await?;
     // Rename is atomic: a reader never sees half a message.
     tokio::fs::rename(&tmp, dir.join(name)).await
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
 }

@@ -113,6 +113,8 @@ fn sample_context(settings: &Settings) -> Context {
             "consent_text",
             "We keep your address as a record of your consent.",
         ),
+        ("form_snippet", "<form method=\"post\">…</form>"),
+        ("fetch_snippet", "<form id=\"verdicts-signup\">…</form>"),
     ] {
         ctx.insert(key, value);
     }
@@ -125,6 +127,8 @@ fn sample_context(settings: &Settings) -> Context {
     ctx.insert("archive_url", &public.join("archive"));
     ctx.insert("feed_url", &public.join("archive/feed.xml"));
     ctx.insert("ttl_hours", &48);
+    ctx.insert("raw_url", &public.join("embed/snippet.html"));
+    ctx.insert("origins", &[settings.site.base_url.as_str()]);
     ctx.insert(
         "issues",
         &[serde_json::json!({

@@ -43,6 +43,16 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "web/signup.html",
     "web/confirm.html",
     "web/unsubscribe.html",
+    "web/embed.html",
+    "console/base.html",
+    "console/login.html",
+    "console/message.html",
+    "console/dashboard.html",
+    "console/issue.html",
+    "console/subscribers.html",
+    "console/comparisons.html",
+    "console/bounces.html",
+    "console/operators.html",
 ];
 
 /// Every built-in template as `(name, source)`: what `verdicts templates export` writes and

@@ -29,6 +29,11 @@ pub struct IssueRow {
     pub scheduled_for: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The transport's last failure while sending (login refused, TLS, unreachable), cleared
+    /// by the next accepted message.
+    pub transport_error: Option<String>,
+    /// Since when the transport has been failing.
+    pub transport_error_since: Option<DateTime<Utc>>,
     /// Slugs of the comparisons it carries, in order.
     pub items: Vec<String>,
 }
@@ -56,7 +61,8 @@ macro_rules! issue_by {
     ($col:literal) => {
         concat!(
             "SELECT id, week, number, status, status_reason, cutoff_at, subject, html, text, \
-             created_at, scheduled_for, started_at, finished_at FROM issues WHERE ",
+             created_at, scheduled_for, started_at, finished_at, transport_error, \
+             transport_error_since FROM issues WHERE ",
             $col,
             " = $1"
         )
@@ -86,6 +92,8 @@ fn issue_from_row(row: &AnyRow) -> anyhow::Result<IssueRow> {
         scheduled_for: opt_time("scheduled_for")?,
         started_at: opt_time("started_at")?,
         finished_at: opt_time("finished_at")?,
+        transport_error: row.try_get("transport_error")?,
+        transport_error_since: opt_time("transport_error_since")?,
         items: Vec::new(),
     })
 }
@@ -251,7 +259,8 @@ impl Store {
     pub async fn list_issues(&self) -> anyhow::Result<Vec<IssueRow>> {
         let rows = sqlx::query(
             "SELECT id, week, number, status, status_reason, cutoff_at, subject, NULL AS html,
-                    NULL AS text, created_at, scheduled_for, started_at, finished_at
+                    NULL AS text, created_at, scheduled_for, started_at, finished_at,
+                    transport_error, transport_error_since
                FROM issues ORDER BY week DESC",
         )
         .fetch_all(&self.pool)
@@ -316,6 +325,27 @@ impl Store {
             .execute(&self.writer)
             .await
             .with_context(|| format!("setting issue {id} to {status}"))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Records the transport's current failure on a sending issue (`Some((error, since))`), or
+    /// clears it once a message is accepted again (`None`).
+    pub async fn set_transport_error(
+        &self,
+        issue_id: i64,
+        error: Option<(&str, DateTime<Utc>)>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE issues SET transport_error = $1, transport_error_since = $2 WHERE id = $3",
+        )
+        .bind(error.map(|(e, _)| e))
+        .bind(error.map(|(_, since)| to_millis(since)))
+        .bind(issue_id)
+        .execute(&self.writer)
+        .await
+        .with_context(|| format!("recording the transport error of issue {issue_id}"))?;
         Ok(())
     }
 }

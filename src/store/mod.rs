@@ -13,6 +13,7 @@ pub mod issues;
 pub mod metrics;
 pub mod operators;
 pub mod outbound;
+pub mod overview;
 pub mod schedule;
 pub mod subscribers;
 

@@ -1,9 +1,54 @@
-//! The operator log: who (CLI or API) did what, and when.
+//! The operator log (who did what, and when), operator accounts and their console sessions.
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
-use super::{Store, to_millis};
+use super::{Store, from_millis, to_millis};
+use crate::operators::{OperatorEmail, Role};
+
+/// One operator account as stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OperatorRow {
+    pub id: i64,
+    pub email: String,
+    pub role: Role,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A live session with its operator.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub operator: OperatorRow,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One entry of the operator log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogEntry {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub issue_id: Option<i64>,
+    pub detail: Option<String>,
+}
+
+const OPERATOR_COLUMNS: &str = "o.id, o.email, o.role, o.password_hash, o.created_at";
+
+fn operator_from_row(row: &AnyRow) -> anyhow::Result<OperatorRow> {
+    let role: String = row.try_get("role")?;
+    Ok(OperatorRow {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        role: role.parse().map_err(anyhow::Error::msg)?,
+        password_hash: row.try_get("password_hash")?,
+        created_at: from_millis(row.try_get("created_at")?),
+    })
+}
 
 impl Store {
     /// Records one operator action.
@@ -27,5 +72,210 @@ impl Store {
         .context("writing the operator log")?;
         tracing::info!(actor, action, issue_id, detail, "operator action");
         Ok(())
+    }
+
+    /// The newest `limit` entries of the operator log, newest first.
+    pub async fn recent_operator_log(&self, limit: i64) -> anyhow::Result<Vec<LogEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, issue_id, detail FROM operator_log
+              ORDER BY at DESC, id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading the operator log")?;
+        rows.iter()
+            .map(|r| {
+                Ok(LogEntry {
+                    at: from_millis(r.try_get("at")?),
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    issue_id: r.try_get("issue_id")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Inserts an operator; `None` when the address is an operator already.
+    pub async fn insert_operator(
+        &self,
+        email: &OperatorEmail,
+        role: Role,
+        password_hash: &str,
+    ) -> anyhow::Result<Option<OperatorRow>> {
+        let now = to_millis(Utc::now());
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO operators (email, role, password_hash, created_at, password_changed_at)
+             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (email) DO NOTHING RETURNING id",
+        )
+        .bind(email.as_str())
+        .bind(role.as_str())
+        .bind(password_hash)
+        .bind(now)
+        .fetch_optional(&self.writer)
+        .await
+        .context("adding an operator")?;
+        Ok(id.map(|id| OperatorRow {
+            id,
+            email: email.to_string(),
+            role,
+            password_hash: password_hash.to_string(),
+            created_at: from_millis(now),
+        }))
+    }
+
+    pub async fn get_operator_by_email(&self, email: &str) -> anyhow::Result<Option<OperatorRow>> {
+        let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators o WHERE o.email = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .context("looking up an operator")?;
+        row.as_ref().map(operator_from_row).transpose()
+    }
+
+    /// Every operator, in the order they were added.
+    pub async fn list_operators(&self) -> anyhow::Result<Vec<OperatorRow>> {
+        let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators o ORDER BY o.id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .context("listing operators")?;
+        rows.iter().map(operator_from_row).collect()
+    }
+
+    /// Removes an operator and every session of theirs, in one transaction, unless that would
+    /// leave no owner. `Ok(None)`: no such operator; `Ok(Some(false))`: refused (last owner).
+    pub async fn delete_operator(&self, email: &str) -> anyhow::Result<Option<bool>> {
+        let mut tx = self.begin_write().await?;
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM operators WHERE email = $1")
+                .bind(email)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(role) = role else {
+            return Ok(None);
+        };
+        if role == Role::Owner.as_str() {
+            let owners: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM operators WHERE role = $1")
+                .bind(Role::Owner.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            if owners <= 1 {
+                tx.rollback().await?;
+                return Ok(Some(false));
+            }
+        }
+        sqlx::query(
+            "DELETE FROM operator_sessions
+              WHERE operator_id IN (SELECT id FROM operators WHERE email = $1)",
+        )
+        .bind(email)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM operators WHERE email = $1")
+            .bind(email)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await.context("removing an operator")?;
+        Ok(Some(true))
+    }
+
+    /// Sets an operator's password hash and ends every session of theirs; `false` when there
+    /// is no such operator.
+    pub async fn set_operator_password(
+        &self,
+        email: &str,
+        password_hash: &str,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE operators SET password_hash = $1, password_changed_at = $2 WHERE email = $3",
+        )
+        .bind(password_hash)
+        .bind(to_millis(Utc::now()))
+        .bind(email)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "DELETE FROM operator_sessions
+              WHERE operator_id IN (SELECT id FROM operators WHERE email = $1)",
+        )
+        .bind(email)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.context("changing a password")?;
+        Ok(n > 0)
+    }
+
+    /// Stores a new session (by the hash of its token); removes expired ones on the way.
+    pub async fn insert_session(
+        &self,
+        token_hash: &str,
+        operator_id: i64,
+        csrf_token: &str,
+        expires_at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let now = to_millis(Utc::now());
+        sqlx::query("DELETE FROM operator_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .context("removing expired sessions")?;
+        sqlx::query(
+            "INSERT INTO operator_sessions (token_hash, operator_id, csrf_token, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(operator_id)
+        .bind(csrf_token)
+        .bind(now)
+        .bind(to_millis(expires_at))
+        .execute(&self.writer)
+        .await
+        .context("storing a session")?;
+        Ok(())
+    }
+
+    /// The live (unexpired) session whose token hashes to `token_hash`, with its operator.
+    pub async fn live_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<SessionRow>> {
+        let sql = format!(
+            "SELECT {OPERATOR_COLUMNS}, s.csrf_token, s.expires_at
+               FROM operator_sessions s JOIN operators o ON o.id = s.operator_id
+              WHERE s.token_hash = $1 AND s.expires_at > $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .bind(to_millis(now))
+            .fetch_optional(&self.pool)
+            .await
+            .context("looking up a session")?;
+        row.map(|r| {
+            Ok(SessionRow {
+                operator: operator_from_row(&r)?,
+                csrf_token: r.try_get("csrf_token")?,
+                expires_at: from_millis(r.try_get("expires_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    /// Ends one session; `true` when it existed.
+    pub async fn delete_session(&self, token_hash: &str) -> anyhow::Result<bool> {
+        Ok(
+            sqlx::query("DELETE FROM operator_sessions WHERE token_hash = $1")
+                .bind(token_hash)
+                .execute(&self.writer)
+                .await
+                .context("ending a session")?
+                .rows_affected()
+                > 0,
+        )
     }
 }

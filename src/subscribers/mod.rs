@@ -59,7 +59,10 @@ impl SubscriberEmail {
                 "{s:?} names a server by its IP address; we can only send to addresses with a domain name."
             )));
         }
-        let domain = address.domain().to_ascii_lowercase();
+        // One canonical form however the domain is written (IDNA, UTS #46): `bücher.example`
+        // and `xn--bcher-kva.example` are one mailbox, stored and sent as the second.
+        let domain = idna::domain_to_ascii(address.domain())
+            .map_err(|_| InvalidSubscriber(format!("{s:?} does not have a valid domain name.")))?;
         if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
             return Err(InvalidSubscriber(format!(
                 "{s:?} does not look like an email address."
@@ -234,6 +237,30 @@ mod tests {
                 .unwrap_err()
                 .0
                 .contains("longer than")
+        );
+    }
+
+    #[test]
+    fn a_non_ascii_domain_has_one_canonical_form() {
+        let forms = [
+            "user@bücher.example",
+            "user@BÜCHER.example",
+            "user@xn--bcher-kva.example",
+            "User@XN--BCHER-KVA.EXAMPLE",
+        ];
+        for input in forms {
+            assert_eq!(
+                SubscriberEmail::parse(input).unwrap().as_str(),
+                "user@xn--bcher-kva.example",
+                "{input}"
+            );
+        }
+        // The local part is the mailbox's own: it is kept (sent only where SMTPUTF8 is offered).
+        assert_eq!(
+            SubscriberEmail::parse("jürgen@example.org")
+                .unwrap()
+                .as_str(),
+            "jürgen@example.org"
         );
     }
 

@@ -180,30 +180,25 @@ impl ActionBody {
             field: Some(field.into()),
             message,
         };
-        Ok(match kind {
-            ActionKind::Send => IssueAction::Send,
-            ActionKind::Pause => IssueAction::Pause,
-            ActionKind::Resume => IssueAction::Resume,
-            ActionKind::Cancel => IssueAction::Cancel,
-            ActionKind::RetryFailed => IssueAction::RetryFailed,
-            ActionKind::TestSend => {
+        IssueAction::build(
+            kind,
+            || {
                 let to = self
                     .to
                     .as_deref()
                     .ok_or_else(|| invalid("to", "give the address to send the test to".into()))?;
-                IssueAction::TestSend(SubscriberEmail::parse(to).map_err(|e| invalid("to", e.0))?)
-            }
-            ActionKind::Schedule => {
+                SubscriberEmail::parse(to).map_err(|e| invalid("to", e.0))
+            },
+            || {
                 let at = self
                     .at
                     .as_deref()
                     .ok_or_else(|| invalid("at", "give the time as RFC 3339".into()))?;
-                let at = chrono::DateTime::parse_from_rfc3339(at)
+                Ok(chrono::DateTime::parse_from_rfc3339(at)
                     .map_err(|e| invalid("at", format!("{at:?}: {e}")))?
-                    .with_timezone(&chrono::Utc);
-                IssueAction::Schedule(at)
-            }
-        })
+                    .with_timezone(&chrono::Utc))
+            },
+        )
     }
 }
 

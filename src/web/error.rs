@@ -22,6 +22,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -33,6 +35,7 @@ impl From<crate::app::OpsError> for ApiError {
             e @ OpsError::NotFound(_) => ApiError::NotFound(e.to_string()),
             e @ OpsError::WrongState { .. } => ApiError::Conflict(e.to_string()),
             OpsError::Invalid { field, message } => ApiError::Invalid { field, message },
+            OpsError::Forbidden(message) => ApiError::Forbidden(message),
             OpsError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -45,6 +48,7 @@ impl IntoResponse for ApiError {
             ApiError::Invalid { field, .. } => (StatusCode::UNPROCESSABLE_ENTITY, field.clone()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, None),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, None),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, None),
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "admin API request failed");
                 return (

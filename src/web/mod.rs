@@ -5,6 +5,8 @@ pub mod admin;
 pub mod archive;
 pub mod bearer;
 pub mod client;
+pub mod console;
+pub mod embed;
 pub mod error;
 pub mod headers;
 pub mod health;
@@ -69,6 +71,7 @@ pub fn router(state: AppState) -> Router {
     let http = &state.settings.http;
     let app = Router::new()
         .merge(signup::router(&state))
+        .merge(embed::router())
         .merge(links::router(&state))
         .merge(health::router())
         .merge(metrics::router())
@@ -78,6 +81,7 @@ pub fn router(state: AppState) -> Router {
             limits::enforce,
         )))
         .merge(webhooks::router())
+        .merge(console::router())
         .fallback(fallback)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

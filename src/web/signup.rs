@@ -29,10 +29,12 @@ pub const MAX_SIGNUP_BODY: usize = 16 * 1024;
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new().route("/", get(page)).route(
         "/subscribe",
-        post(subscribe).route_layer(from_fn_with_state(
-            (state.clone(), Bucket::Signup),
-            super::limits::enforce,
-        )),
+        post(subscribe)
+            .route_layer(from_fn_with_state(
+                (state.clone(), Bucket::Signup),
+                super::limits::enforce,
+            ))
+            .layer(super::embed::cors(state)),
     )
 }
 
@@ -45,6 +47,10 @@ struct SignupForm {
     name: Option<String>,
     #[serde(default)]
     website: Option<String>,
+    /// Where to send the reader back to (a page of an allowed origin), for forms embedded on
+    /// the site; the outcome is added to its query.
+    #[serde(default)]
+    redirect: Option<String>,
 }
 
 /// A signup that passed the edge checks.
@@ -206,17 +212,47 @@ async fn subscribe(
             );
         }
     };
+    // A form embedded on the site names the page to return to; only an allowed origin's.
+    let back = match (
+        &format,
+        form.redirect.as_deref().filter(|r| !r.trim().is_empty()),
+    ) {
+        (Format::Html, Some(r)) => match super::embed::redirect_target(&state, r, Ok(())) {
+            Some(_) => Some(r.to_string()),
+            None => {
+                return reply(
+                    &state,
+                    &format,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "redirect: not a page of a site allowed to embed this form.",
+                    Some(&SignupForm::default()),
+                );
+            }
+        },
+        _ => None,
+    };
+    let back_to = |outcome: Result<(), &str>| {
+        back.as_deref()
+            .and_then(|r| super::embed::redirect_target(&state, r, outcome))
+            .map(|to| axum::response::Redirect::to(&to).into_response())
+    };
     if form
         .website
         .as_deref()
         .is_some_and(|w| !w.trim().is_empty())
     {
         tracing::info!(%ip, "honeypot filled; signup ignored");
+        if let Some(r) = back_to(Ok(())) {
+            return Ok(r);
+        }
         return reply(&state, &format, StatusCode::OK, CHECK_INBOX, None);
     }
     let signup = match NewSignup::try_from(&form) {
         Ok(s) => s,
         Err(e) => {
+            if let Some(r) = back_to(Err(&e.0)) {
+                return Ok(r);
+            }
             return reply(
                 &state,
                 &format,
@@ -243,5 +279,8 @@ async fn subscribe(
     state.mail_signal.notify();
     // The same answer for every state, at the same time too (see `answer_floor`).
     tokio::time::sleep_until(arrived + state.signup_writer.answer_floor()).await;
+    if let Some(r) = back_to(Ok(())) {
+        return Ok(r);
+    }
     reply(&state, &format, StatusCode::OK, CHECK_INBOX, None)
 }

@@ -2,8 +2,10 @@
 //! `VERDICTS_TEST_DATABASE_URL` is set), a working folder, and a runner for the real binary.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod imap;
 pub mod smtp;
+pub mod submission;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -456,6 +458,59 @@ pub async fn add_confirmed(store: &Store, n: usize, prefix: &str, width: usize) 
         .add_subscribers(&rows, &Default::default())
         .await
         .unwrap();
+}
+
+/// A test database with `n` confirmed subscribers and a frozen issue #1 (week 2026-W47) of two
+/// comparisons; returns the store and the issue's id.
+pub async fn frozen_issue(env: &TestEnv, n: usize) -> (Store, i64) {
+    use verdicts::comparisons::import::parse_json;
+    use verdicts::store::comparisons::Source;
+    let store = env.store().await;
+    let text = serde_json::Value::Array(vec![
+        comparison_json("alpha-vs-beta", "Alpha vs Beta", "2026-11-17T10:00:00Z"),
+        comparison_json("gamma-vs-delta", "Gamma vs Delta", "2026-11-18T10:00:00Z"),
+    ])
+    .to_string();
+    store
+        .upsert_comparisons(&parse_json(&text).unwrap(), Source::Json, false)
+        .await
+        .unwrap();
+    add_confirmed(&store, n, "r", 4).await;
+    let settings = env.settings("");
+    let (issue, _) = verdicts::issues::freeze::create_issue(
+        &store,
+        &verdicts::render::Renderer::new().unwrap(),
+        &settings,
+        "2026-W47".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    (store, issue.id)
+}
+
+/// A `verdicts worker` process that is killed if the test ends without stopping it (a failed
+/// assertion must not leave it sending).
+pub struct Worker(pub Option<std::process::Child>);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `verdicts worker` for this test with the extra environment `vars`.
+pub fn spawn_worker(env: &TestEnv, vars: &[(String, String)]) -> Worker {
+    let mut cmd = env.command();
+    cmd.arg("worker")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    Worker(Some(cmd.spawn().expect("spawning verdicts worker")))
 }
 
 /// The application layer over a test database, as the CLI and `serve` build it.

@@ -1,0 +1,229 @@
+//! Operator accounts and console sessions: who may manage operators, how a login is checked,
+//! and what a session is. Passwords are Argon2id ([`crate::operators`]); a session lives in the
+//! database as the hash of a random token, so logging out, a new password or removing the
+//! operator ends it at once, in every process.
+
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::{Activity, Actor, App, OpsError};
+use crate::operators::{OperatorEmail, Password, Role, dummy_hash, hash_password, verify_password};
+use crate::store::operators::OperatorRow;
+
+/// How long a console session lasts after login.
+pub const SESSION_TTL: Duration = Duration::hours(12);
+
+/// A signed-in operator, as a request of the console sees them.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub operator_id: i64,
+    pub email: String,
+    pub role: Role,
+    /// The session's token for every state-changing form.
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl SignedIn {
+    /// Who acts, for the operator log.
+    pub fn actor(&self) -> Actor {
+        Actor::Operator(self.email.clone())
+    }
+}
+
+/// A session just opened: the raw token goes into the cookie and nowhere else.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token: String,
+    pub signed_in: SignedIn,
+}
+
+/// 32 random bytes, URL-safe base64: session and CSRF tokens.
+pub fn random_token() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What the database keeps of a session token.
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Runs CPU-bound password hashing off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, OpsError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| OpsError::Internal(anyhow::anyhow!("password hashing task: {e}")))
+}
+
+impl App {
+    /// Managing operators is for the command line on the server and for owners.
+    async fn may_manage_operators(&self, actor: &Actor) -> Result<(), OpsError> {
+        match actor {
+            Actor::Cli => Ok(()),
+            Actor::Operator(email) => match self.store().get_operator_by_email(email).await? {
+                Some(op) if op.role == Role::Owner => Ok(()),
+                _ => Err(OpsError::Forbidden(
+                    "only an owner can manage operators".into(),
+                )),
+            },
+            Actor::Api | Actor::Scheduler => Err(OpsError::Forbidden(
+                "operators are managed from the command line or by an owner".into(),
+            )),
+        }
+    }
+
+    /// Adds an operator with an Argon2id hash of `password`. Without a role, the first
+    /// operator is an owner and later ones are editors.
+    pub async fn add_operator(
+        &self,
+        actor: &Actor,
+        email: &OperatorEmail,
+        role: Option<Role>,
+        password: &Password,
+    ) -> Result<OperatorRow, OpsError> {
+        self.may_manage_operators(actor).await?;
+        let role = match role {
+            Some(role) => role,
+            None if self.store().list_operators().await?.is_empty() => Role::Owner,
+            None => Role::Editor,
+        };
+        let password = password.clone();
+        let hash = blocking(move || hash_password(&password)).await??;
+        let row = self
+            .store()
+            .insert_operator(email, role, &hash)
+            .await?
+            .ok_or_else(|| OpsError::invalid("email", format!("{email} is an operator already")))?;
+        self.log(
+            actor,
+            Activity::OperatorAdd,
+            None,
+            &format!("{email} ({role})"),
+        )
+        .await?;
+        Ok(row)
+    }
+
+    /// Every operator.
+    pub async fn list_operators(&self, actor: &Actor) -> Result<Vec<OperatorRow>, OpsError> {
+        self.may_manage_operators(actor).await?;
+        Ok(self.store().list_operators().await?)
+    }
+
+    /// Removes an operator and ends their sessions. The last owner cannot be removed.
+    pub async fn remove_operator(
+        &self,
+        actor: &Actor,
+        email: &OperatorEmail,
+    ) -> Result<(), OpsError> {
+        self.may_manage_operators(actor).await?;
+        match self.store().delete_operator(email.as_str()).await? {
+            None => Err(OpsError::invalid(
+                "email",
+                format!("{email} is not an operator"),
+            )),
+            Some(false) => Err(OpsError::invalid(
+                "email",
+                format!("{email} is the last owner: add another owner first"),
+            )),
+            Some(true) => {
+                self.log(actor, Activity::OperatorRemove, None, email.as_str())
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets a new password and ends every session of that operator.
+    pub async fn set_operator_password(
+        &self,
+        actor: &Actor,
+        email: &OperatorEmail,
+        password: &Password,
+    ) -> Result<(), OpsError> {
+        self.may_manage_operators(actor).await?;
+        let password = password.clone();
+        let hash = blocking(move || hash_password(&password)).await??;
+        if !self
+            .store()
+            .set_operator_password(email.as_str(), &hash)
+            .await?
+        {
+            return Err(OpsError::invalid(
+                "email",
+                format!("{email} is not an operator"),
+            ));
+        }
+        self.log(actor, Activity::OperatorPasswd, None, email.as_str())
+            .await?;
+        Ok(())
+    }
+
+    /// Checks an address and password; opens a session when they match. An unknown address
+    /// costs one Argon2 verification too, so timing does not tell which addresses exist.
+    /// `Ok(None)`: wrong address or password (the caller says so without saying which).
+    pub async fn log_in(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<NewSession>, OpsError> {
+        let operator = match OperatorEmail::parse(email) {
+            Ok(email) => self.store().get_operator_by_email(email.as_str()).await?,
+            Err(_) => None,
+        };
+        let hash = operator
+            .as_ref()
+            .map_or_else(|| dummy_hash().to_string(), |o| o.password_hash.clone());
+        let candidate = password.to_string();
+        let matches = blocking(move || verify_password(&hash, &candidate)).await?;
+        let Some(operator) = operator.filter(|_| matches) else {
+            return Ok(None);
+        };
+        let token = random_token();
+        let csrf_token = random_token();
+        let expires_at = Utc::now() + SESSION_TTL;
+        self.store()
+            .insert_session(&token_hash(&token), operator.id, &csrf_token, expires_at)
+            .await?;
+        let signed_in = SignedIn {
+            operator_id: operator.id,
+            email: operator.email,
+            role: operator.role,
+            csrf_token,
+            expires_at,
+        };
+        self.log(&signed_in.actor(), Activity::OperatorLogin, None, "")
+            .await?;
+        Ok(Some(NewSession { token, signed_in }))
+    }
+
+    /// The operator a session token belongs to, while the session lives.
+    pub async fn session(&self, token: &str) -> Result<Option<SignedIn>, OpsError> {
+        Ok(self
+            .store()
+            .live_session(&token_hash(token), Utc::now())
+            .await?
+            .map(|s| SignedIn {
+                operator_id: s.operator.id,
+                email: s.operator.email,
+                role: s.operator.role,
+                csrf_token: s.csrf_token,
+                expires_at: s.expires_at,
+            }))
+    }
+
+    /// Ends the session of `token` (the cookie is dead from now on, whoever holds it).
+    pub async fn log_out(&self, who: &SignedIn, token: &str) -> Result<(), OpsError> {
+        if self.store().delete_session(&token_hash(token)).await? {
+            self.log(&who.actor(), Activity::OperatorLogout, None, "")
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,425 @@
+//! The dashboard (`/admin`), live progress (`/admin/progress.json`), an issue's page with its
+//! sandboxed preview, and the forms that act on issues.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::{Console, FlashKind, Posted, parse_when, when};
+use crate::app::OpsError;
+use crate::app::issues::{Done, IssueReport};
+use crate::issues::freeze::{Created, default_week};
+use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey};
+use crate::render::{Personalizer, SlotValues};
+use crate::subscribers::SubscriberEmail;
+use crate::web::AppState;
+use crate::web::error::PageError;
+
+/// How an issue is named in console URLs: its number, or its week while it has none.
+fn url_key(report: &IssueReport) -> String {
+    report
+        .issue
+        .number
+        .map_or_else(|| report.issue.week.to_string(), |n| n.to_string())
+}
+
+/// An issue as the dashboard and the progress endpoint show it.
+#[derive(Debug, Serialize)]
+pub(super) struct IssueView {
+    key: String,
+    label: String,
+    status: &'static str,
+    subject: String,
+    reason: Option<String>,
+    scheduled_for: Option<String>,
+    total: i64,
+    /// Settled deliveries (sent, failed, skipped): what the progress bar fills.
+    done: i64,
+    percent: i64,
+    figures: String,
+    rate: String,
+    eta: String,
+}
+
+impl From<&IssueReport> for IssueView {
+    fn from(r: &IssueReport) -> Self {
+        let d = &r.deliveries;
+        let done = d.sent + d.failed + d.skipped;
+        let label = match r.issue.number {
+            Some(n) => format!("#{n} · {}", r.issue.week),
+            None => r.issue.week.to_string(),
+        };
+        IssueView {
+            key: url_key(r),
+            label,
+            status: r.issue.status.as_str(),
+            subject: r.issue.subject.clone().unwrap_or_default(),
+            reason: r.issue.status_reason.clone(),
+            scheduled_for: r.issue.scheduled_for.map(|t| format!("{} UTC", when(t))),
+            total: d.total,
+            done,
+            percent: if d.total > 0 { done * 100 / d.total } else { 0 },
+            figures: format!(
+                "{} of {} sent, {} failed, {} pending",
+                d.sent, d.total, d.failed, d.pending
+            ),
+            rate: rate_label(r.rate_per_second),
+            eta: match r.eta_seconds {
+                Some(s) => format!(
+                    "ETA {}",
+                    humantime::format_duration(std::time::Duration::from_secs(s.max(0) as u64))
+                ),
+                None => "no ETA".into(),
+            },
+        }
+    }
+}
+
+/// A send rate for people: per second when fast, per minute when slow (so 2 messages in the
+/// last minute read "2/min", not "0.0/s").
+fn rate_label(per_second: f64) -> String {
+    if per_second >= 1.0 {
+        format!("{per_second:.1}/s")
+    } else {
+        format!("{:.0}/min", per_second * 60.0)
+    }
+}
+
+/// Issues on the dashboard.
+const DASHBOARD_ISSUES: usize = 10;
+
+/// `GET /admin`.
+pub(super) async fn dashboard(
+    State(state): State<AppState>,
+    console: Console,
+) -> Result<Response, PageError> {
+    let app = &state.app;
+    let reports = match app.recent_issue_reports(DASHBOARD_ISSUES).await {
+        Ok(r) => r,
+        Err(e) => return console.ops_error(&state, e, "/admin"),
+    };
+    let activity = app.recent_activity(20).await.map_err(super::internal)?;
+    #[derive(Serialize)]
+    struct Entry {
+        at: String,
+        actor: String,
+        action: String,
+        detail: String,
+    }
+    let now = Utc::now();
+    let schedule = &state.settings.schedule;
+    let mut ctx = console.context(&state, "/admin");
+    ctx.insert(
+        "issues",
+        &reports.iter().map(IssueView::from).collect::<Vec<_>>(),
+    );
+    ctx.insert(
+        "next_fire",
+        &app.next_scheduled_fire(now).map(|t| {
+            format!(
+                "{} UTC ({} local)",
+                when(t),
+                t.with_timezone(&schedule.timezone.0)
+                    .format("%a %Y-%m-%d %H:%M")
+            )
+        }),
+    );
+    ctx.insert("timezone", &schedule.timezone.0.name());
+    ctx.insert("cron", &schedule.cron.schedule.to_string());
+    ctx.insert(
+        "default_week",
+        &default_week(now, &state.settings).to_string(),
+    );
+    ctx.insert(
+        "activity",
+        &activity
+            .into_iter()
+            .map(|e| Entry {
+                at: when(e.at),
+                actor: e.actor,
+                action: e.action,
+                detail: e.detail.unwrap_or_default(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    console.render(&state, StatusCode::OK, "console/dashboard.html", &ctx)
+}
+
+/// `GET /admin/progress.json`: the dashboard's issues, for the polling script.
+pub(super) async fn progress(
+    State(state): State<AppState>,
+    _console: Console,
+) -> Result<Response, PageError> {
+    let reports = state
+        .app
+        .recent_issue_reports(DASHBOARD_ISSUES)
+        .await
+        .map_err(super::internal)?;
+    let issues: Vec<IssueView> = reports.iter().map(IssueView::from).collect();
+    let mut response = Json(serde_json::json!({ "issues": issues })).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct CreateForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    week: String,
+}
+
+/// `POST /admin/issues`: freezes the issue of a week (default: the last complete week).
+pub(super) async fn create(
+    State(state): State<AppState>,
+    Posted { console, form }: Posted<CreateForm>,
+) -> Result<Response, PageError> {
+    let week = match form.week.trim() {
+        "" => None,
+        w => match w.parse::<IsoWeek>() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                return console.ops_error(
+                    &state,
+                    OpsError::invalid("week", e.to_string()),
+                    "/admin",
+                );
+            }
+        },
+    };
+    match state.app.create_issue(&console.who.actor(), week).await {
+        Ok((issue, created)) => {
+            let key = issue
+                .number
+                .map_or_else(|| issue.week.to_string(), |n| n.to_string());
+            let message = match (created, issue.number) {
+                (Created::New, Some(n)) => format!("Issue #{n} of {} created.", issue.week),
+                (Created::New, None) => format!(
+                    "{} had no new comparisons: recorded as an empty week.",
+                    issue.week
+                ),
+                (Created::Existing, _) => format!("The issue of {} exists already.", issue.week),
+            };
+            Ok(console.redirect(
+                &state,
+                &format!("/admin/issues/{key}"),
+                FlashKind::Ok,
+                &message,
+            ))
+        }
+        Err(e) => console.ops_error(&state, e, "/admin"),
+    }
+}
+
+/// The `{id}` of a console URL.
+fn parse_key(key: &str) -> Result<IssueKey, OpsError> {
+    key.parse::<IssueKey>()
+        .map_err(|e| OpsError::invalid("id", e.to_string()))
+}
+
+/// `GET /admin/issues/{id}`.
+pub(super) async fn detail(
+    State(state): State<AppState>,
+    console: Console,
+    Path(key): Path<String>,
+) -> Result<Response, PageError> {
+    let key = match parse_key(&key) {
+        Ok(k) => k,
+        Err(e) => return console.ops_error(&state, e, "/admin"),
+    };
+    let report = match state.app.issue_report(Some(key)).await {
+        Ok(r) => r,
+        Err(e) => return console.ops_error(&state, e, "/admin"),
+    };
+    let failures = state
+        .app
+        .failed_deliveries(key, 100)
+        .await
+        .map_err(super::internal)?;
+    #[derive(Serialize)]
+    struct ActionView {
+        name: &'static str,
+        label: &'static str,
+        style: &'static str,
+    }
+    #[derive(Serialize)]
+    struct FailureView {
+        email: String,
+        attempts: i64,
+        error: String,
+        at: String,
+    }
+    let status = report.issue.status;
+    let actions: Vec<ActionView> = [
+        (ActionKind::TestSend, "Send test", "secondary"),
+        (ActionKind::Send, "Send now", ""),
+        (ActionKind::Schedule, "Schedule", ""),
+        (ActionKind::Pause, "Pause", "secondary"),
+        (ActionKind::Resume, "Resume", ""),
+        (ActionKind::RetryFailed, "Retry failed", "secondary"),
+        (ActionKind::Cancel, "Cancel issue", "danger"),
+    ]
+    .into_iter()
+    .filter(|(kind, _, _)| status.allows(*kind))
+    .map(|(kind, label, style)| ActionView {
+        name: kind.as_str(),
+        label,
+        style,
+    })
+    .collect();
+    let view = IssueView::from(&report);
+    let mut ctx = console.context(&state, "");
+    ctx.insert("has_preview", &report.issue.html.is_some());
+    ctx.insert("issue", &view);
+    ctx.insert("counts", &report.deliveries);
+    ctx.insert("actions", &actions);
+    ctx.insert(
+        "schedule_default",
+        &(Utc::now() + chrono::Duration::hours(1))
+            .format("%Y-%m-%dT%H:00")
+            .to_string(),
+    );
+    ctx.insert(
+        "failures",
+        &failures
+            .into_iter()
+            .map(|f| FailureView {
+                email: f.email.unwrap_or_else(|| "(erased)".into()),
+                attempts: f.attempts,
+                error: f.error,
+                at: when(f.at),
+            })
+            .collect::<Vec<_>>(),
+    );
+    console.render(&state, StatusCode::OK, "console/issue.html", &ctx)
+}
+
+/// The frozen issue's HTML may not run script, submit forms or reach the console: it is served
+/// sandboxed, and only the console may frame it.
+const PREVIEW_CSP: &str = "sandbox; default-src 'none'; img-src https: data:; \
+style-src 'unsafe-inline'; font-src https: data:; frame-ancestors 'self'";
+
+/// `GET /admin/issues/{id}/preview`: the frozen HTML as the web version shows it.
+pub(super) async fn preview(
+    State(state): State<AppState>,
+    console: Console,
+    Path(key): Path<String>,
+) -> Result<Response, PageError> {
+    let issue = match parse_key(&key) {
+        Ok(key) => state.app.find_issue(key).await,
+        Err(e) => Err(e),
+    };
+    let issue = match issue {
+        Ok(issue) => issue,
+        Err(e) => return console.ops_error(&state, e, "/admin"),
+    };
+    let (Some(html), Some(text)) = (issue.html.as_deref(), issue.text.as_deref()) else {
+        return console.message(
+            &state,
+            StatusCode::NOT_FOUND,
+            "No preview",
+            "This issue has no content (an empty week).",
+            "/admin",
+        );
+    };
+    let values = SlotValues::for_archive(
+        &state.settings.newsletter.name.0,
+        &state.settings.http.public_url.join("/"),
+    );
+    let html = Personalizer::new(html, text).html(&values);
+    let mut response = (StatusCode::OK, Html(html)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PREVIEW_CSP),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
+    );
+    Ok(response)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ActionForm {
+    #[serde(default)]
+    csrf_token: String,
+    /// test-send: the address.
+    #[serde(default)]
+    to: String,
+    /// schedule: when (UTC).
+    #[serde(default)]
+    at: String,
+}
+
+/// The typed action named in the URL, with its arguments from the form.
+fn typed_action(kind: ActionKind, form: &ActionForm) -> Result<IssueAction, OpsError> {
+    IssueAction::build(
+        kind,
+        || SubscriberEmail::parse(&form.to).map_err(|e| OpsError::invalid("to", e.0)),
+        || parse_when(&form.at).map_err(|e| OpsError::invalid("at", e)),
+    )
+}
+
+/// `POST /admin/issues/{id}/{test-send|send|schedule|pause|resume|cancel|retry-failed}`.
+pub(super) async fn action(
+    State(state): State<AppState>,
+    Path((key, action)): Path<(String, String)>,
+    Posted { console, form }: Posted<ActionForm>,
+) -> Result<Response, PageError> {
+    let back = format!("/admin/issues/{key}");
+    let Ok(kind) = action.parse::<ActionKind>() else {
+        return console.message(
+            &state,
+            StatusCode::NOT_FOUND,
+            "Not found",
+            &format!("There is no action {action:?}."),
+            &back,
+        );
+    };
+    let request = parse_key(&key).and_then(|k| Ok((k, typed_action(kind, &form)?)));
+    let (issue_key, typed) = match request {
+        Ok(r) => r,
+        Err(e) => return console.ops_error(&state, e, &back),
+    };
+    match state
+        .app
+        .perform(&console.who.actor(), issue_key, typed)
+        .await
+    {
+        Ok(done) => {
+            let week = done.issue.week;
+            let message = match done.done {
+                Done::Started { recipients } => {
+                    format!("{week}: sending to {recipients} recipients.")
+                }
+                Done::Scheduled { at } => format!("{week}: scheduled for {} UTC.", when(at)),
+                Done::Moved => format!("{week}: {} done; now {}.", kind, done.issue.status),
+                Done::Retried { deliveries } => {
+                    format!("{week}: {deliveries} failed deliveries are back in line.")
+                }
+                Done::TestSent { to } => format!("{week}: a [TEST] copy went to {to}."),
+            };
+            Ok(console.redirect(&state, &back, FlashKind::Ok, &message))
+        }
+        Err(e) => console.ops_error(&state, e, &back),
+    }
+}
+
+super::csrf_form!(CreateForm, ActionForm);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rates_read_per_second_or_per_minute() {
+        assert_eq!(super::rate_label(0.0), "0/min");
+        assert_eq!(super::rate_label(2.0 / 60.0), "2/min");
+        assert_eq!(super::rate_label(41.3), "41.3/s");
+    }
+}

@@ -1,0 +1,1361 @@
+//! The operator console at `/admin`: accounts from the CLI, login with CSRF protection and
+//! throttling, server-side sessions, and the pages in a real headless Chromium (issue created,
+//! previewed, test-sent to a real SMTP sink, scheduled and cancelled; a subscriber found and
+//! removed), with screenshots of every page at 390 and 1280 px. Runs on SQLite, and on
+//! PostgreSQL with `VERDICTS_TEST_DATABASE_URL`.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::browser::{browser, shot, start_chromedriver};
+use common::smtp::SmtpSink;
+use common::{TestApp, TestEnv, comparison_json, screenshot_dir};
+use fantoccini::Locator;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use verdicts::issues::IssueStatus;
+use verdicts::store::Store;
+use verdicts::subscribers::SubscriberEmail;
+
+const OWNER: &str = "owner@example.org";
+const EDITOR: &str = "editor@example.org";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Runs `verdicts ARGS…` with `stdin` as standard input.
+fn cli_with_stdin(env: &TestEnv, args: &[&str], stdin: &str) -> common::CliOutput {
+    let mut child = env
+        .command()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running verdicts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    common::CliOutput::from(child.wait_with_output().unwrap())
+}
+
+fn add_operator(env: &TestEnv, email: &str, role: &str) {
+    cli_with_stdin(
+        env,
+        &[
+            "operators",
+            "add",
+            email,
+            "--role",
+            role,
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    )
+    .ok();
+}
+
+async fn log(store: &Store) -> Vec<(String, String)> {
+    sqlx::query_as::<_, (String, String)>("SELECT actor, action FROM operator_log ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, a)| a != "scheduler.start")
+        .collect()
+}
+
+/// The `Set-Cookie` header of `response` for cookie `name`, whole.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+}
+
+/// The value of a `Set-Cookie` line.
+fn cookie_value(line: &str) -> String {
+    line.split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string()
+}
+
+/// The first hidden `csrf_token` of a page.
+fn csrf_in(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("a csrf_token field") + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_string()
+}
+
+/// A signed-in operator over plain HTTP: the session cookie and the session's CSRF token.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+impl Session {
+    fn get(&self, app: &TestApp, path: &str) -> reqwest::RequestBuilder {
+        app.client
+            .get(app.url(path))
+            .header("cookie", format!("verdicts_session={}", self.cookie))
+    }
+
+    fn post(&self, app: &TestApp, path: &str, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        app.client
+            .post(app.url(path))
+            .header("cookie", format!("verdicts_session={}", self.cookie))
+            .form(form)
+    }
+}
+
+/// Fetches the login form (its double-submit cookie and token) and posts `email`/`password`.
+async fn attempt_login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    let page = app.get("/admin/login").await;
+    assert_eq!(page.status(), 200);
+    let cookie = cookie_value(&set_cookie(&page, "verdicts_login_csrf").expect("a login cookie"));
+    let html = page.text().await.unwrap();
+    let token = csrf_in(&html);
+    assert_eq!(
+        token, cookie,
+        "double submit: the form carries the cookie's token"
+    );
+    app.client
+        .post(app.url("/admin/login"))
+        .header("cookie", format!("verdicts_login_csrf={cookie}"))
+        .form(&[
+            ("email", email),
+            ("password", password),
+            ("csrf_token", &token),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn login(app: &TestApp, email: &str) -> Session {
+    let r = attempt_login(app, email, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "login of {email}");
+    assert_eq!(r.headers()["location"], "/admin");
+    let cookie = cookie_value(&set_cookie(&r, "verdicts_session").expect("a session cookie"));
+    let mut session = Session {
+        cookie,
+        csrf: String::new(),
+    };
+    let page = session.get(app, "/admin").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(email), "the dashboard names {email}");
+    session.csrf = csrf_in(&html);
+    session
+}
+
+/// Comparisons of week 2026-W47 through the admin API, and `n` confirmed subscribers.
+async fn seed(app: &TestApp, subscribers: usize) {
+    let body = Value::Array(vec![
+        comparison_json("alpha-vs-beta", "Alpha vs Beta", "2026-11-17T10:00:00Z"),
+        comparison_json("gamma-vs-delta", "Gamma vs Delta", "2026-11-18T10:00:00Z"),
+    ]);
+    let r = app
+        .admin(Method::POST, "/api/comparisons")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    common::add_confirmed(&app.store, subscribers, "reader", 2).await;
+}
+
+async fn create_issue(app: &TestApp) -> i64 {
+    let r = app
+        .admin(Method::POST, "/api/issues")
+        .json(&serde_json::json!({"week": "2026-W47"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["issue"]["id"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn issue_status(store: &Store, id: i64) -> IssueStatus {
+    store.get_issue(id).await.unwrap().unwrap().status
+}
+
+#[tokio::test]
+async fn operators_are_managed_from_the_command_line() {
+    let env = TestEnv::new().await;
+    let store = env.store().await;
+    // Bad input: a clear message, exit 2, nothing written.
+    for (args, stdin, expected) in [
+        (
+            vec!["operators", "add", OWNER, "--password-stdin"],
+            "too short\n",
+            "at least 12 characters",
+        ),
+        (
+            vec!["operators", "add", "not an address", "--password-stdin"],
+            "long enough password\n",
+            "EMAIL",
+        ),
+        (
+            vec![
+                "operators",
+                "add",
+                OWNER,
+                "--role",
+                "admin",
+                "--password-stdin",
+            ],
+            "long enough password\n",
+            "owner or editor",
+        ),
+        (
+            vec!["operators", "add", OWNER],
+            "long enough password\n",
+            "--password-stdin",
+        ),
+    ] {
+        let out = cli_with_stdin(&env, &args, stdin);
+        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+        assert!(out.stderr.contains(expected), "{args:?}: {}", out.stderr);
+        assert_eq!(store.count_rows("operators").await.unwrap(), 0, "{args:?}");
+    }
+
+    // The first operator is an owner by default; the password is stored as Argon2id.
+    let out = cli_with_stdin(
+        &env,
+        &["operators", "add", "Owner@Example.org", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.ok()
+            .contains("added operator owner@example.org (owner)")
+    );
+    add_operator(&env, EDITOR, "editor");
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM operators WHERE email = $1")
+        .bind(OWNER)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+    assert!(!hash.contains(PASSWORD));
+
+    let out = cli_with_stdin(
+        &env,
+        &["operators", "add", EDITOR, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("is an operator already"),
+        "{}",
+        out.stderr
+    );
+
+    let out = env.cli(&["--json", "operators", "list"]);
+    let list: Value = serde_json::from_str(out.ok()).unwrap();
+    let roles: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["email"].as_str().unwrap(), o["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(roles, [(OWNER, "owner"), (EDITOR, "editor")]);
+    assert!(!out.stdout.contains("argon2"), "hashes are never listed");
+
+    // A new password replaces the hash.
+    cli_with_stdin(
+        &env,
+        &["operators", "passwd", EDITOR, "--password-stdin"],
+        "another long password\n",
+    )
+    .ok();
+    let new_hash: String =
+        sqlx::query_scalar("SELECT password_hash FROM operators WHERE email = $1")
+            .bind(EDITOR)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(verdicts::operators::verify_password(
+        &new_hash,
+        "another long password"
+    ));
+
+    // The last owner stays; an unknown address is an input error.
+    let out = env.cli(&["operators", "remove", OWNER]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("last owner"), "{}", out.stderr);
+    let out = env.cli(&["operators", "remove", "nobody@example.org"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("not an operator"), "{}", out.stderr);
+    env.cli(&["operators", "remove", EDITOR]).ok();
+    assert_eq!(store.count_rows("operators").await.unwrap(), 1);
+    let actions: Vec<String> = log(&store).await.into_iter().map(|(_, a)| a).collect();
+    assert_eq!(
+        actions,
+        [
+            "operators.add",
+            "operators.add",
+            "operators.passwd",
+            "operators.remove"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn sessions_use_strict_cookies_and_die_on_logout() {
+    let app = TestApp::spawn("").await;
+    add_operator(&app.env, OWNER, "owner");
+
+    let r = app.get("/admin").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/admin/login");
+
+    let login_page = app.get("/admin/login").await;
+    let pre = set_cookie(&login_page, "verdicts_login_csrf").unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(pre.contains(attribute), "{pre}");
+    }
+    assert!(!pre.contains("Secure"), "plain http: {pre}");
+
+    let r = attempt_login(&app, OWNER, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let line = set_cookie(&r, "verdicts_session").unwrap();
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/admin",
+        "Max-Age=43200",
+    ] {
+        assert!(line.contains(attribute), "{line}");
+    }
+    assert!(!line.contains("Secure"), "{line}");
+    let session = login(&app, OWNER).await;
+    let page = session.get(&app, "/admin").send().await.unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["cache-control"], "no-store");
+
+    // Logging out needs the session's CSRF token too.
+    let r = session
+        .post(&app, "/admin/logout", &[("csrf_token", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = session.get(&app, "/admin").send().await.unwrap();
+    assert_eq!(r.status(), 200, "a refused logout leaves the session alive");
+
+    let r = session
+        .post(&app, "/admin/logout", &[("csrf_token", &session.csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        set_cookie(&r, "verdicts_session")
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    // The old cookie is dead server-side, whoever still holds it.
+    let r = session.get(&app, "/admin").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = session
+        .post(&app, "/admin/issues", &[("csrf_token", &session.csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.store.count_rows("issues").await.unwrap(), 0);
+    assert_eq!(
+        app.store.count_rows("operator_sessions").await.unwrap(),
+        1,
+        "the first login's session is left; the logged-out one is gone"
+    );
+
+    // A new password ends every session of that operator.
+    let other = login(&app, OWNER).await;
+    cli_with_stdin(
+        &app.env,
+        &["operators", "passwd", OWNER, "--password-stdin"],
+        "a brand new password\n",
+    )
+    .ok();
+    let r = other.get(&app, "/admin").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    let actions: Vec<(String, String)> = log(&app.store).await;
+    assert!(actions.contains(&(format!("operator:{OWNER}"), "operators.login".into())));
+    assert!(actions.contains(&(format!("operator:{OWNER}"), "operators.logout".into())));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cookies_are_secure_behind_https() {
+    let port = common::free_port();
+    let app = TestApp::spawn(&format!(
+        "[http]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"https://console.example\"\n"
+    ))
+    .await;
+    add_operator(&app.env, OWNER, "owner");
+    let r = attempt_login(&app, OWNER, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let line = set_cookie(&r, "verdicts_session").unwrap();
+    assert!(
+        line.contains("Secure") && line.contains("SameSite=Strict"),
+        "{line}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_without_the_right_csrf_token_is_403_and_changes_nothing() {
+    let app = TestApp::spawn("").await;
+    seed(&app, 2).await;
+    let id = create_issue(&app).await;
+    add_operator(&app.env, OWNER, "owner");
+    add_operator(&app.env, EDITOR, "editor");
+    let owner = login(&app, OWNER).await;
+    let editor = login(&app, EDITOR).await;
+    let reader = "reader00@example.org";
+    let log_before = log(&app.store).await.len();
+
+    let posts: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/admin/issues/1/cancel", vec![]),
+        ("/admin/issues/1/send", vec![]),
+        ("/admin/issues/1/test-send", vec![("to", reader)]),
+        ("/admin/issues/1/schedule", vec![("at", "2030-01-01T09:00")]),
+        ("/admin/issues", vec![("week", "2026-W48")]),
+        ("/admin/subscribers", vec![("email", "new@example.org")]),
+        ("/admin/subscribers/remove", vec![("email", reader)]),
+        (
+            "/admin/operators",
+            vec![
+                ("email", "x@example.org"),
+                ("role", "owner"),
+                ("password", PASSWORD),
+            ],
+        ),
+        ("/admin/operators/remove", vec![("email", EDITOR)]),
+        ("/admin/logout", vec![]),
+    ];
+    for (path, fields) in &posts {
+        // Without a token, with a wrong one, and with another operator's (valid) token.
+        for token in [None, Some("not-the-token"), Some(editor.csrf.as_str())] {
+            let mut form = fields.clone();
+            if let Some(t) = token {
+                form.push(("csrf_token", t));
+            }
+            let r = owner.post(&app, path, &form).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path} with {token:?}");
+            let body = r.text().await.unwrap();
+            assert!(body.contains("security token"), "{path}: {body}");
+        }
+    }
+    // A multipart upload without the token: refused as well.
+    let form = reqwest::multipart::Form::new().text(
+        "text",
+        serde_json::to_string(&comparison_json(
+            "new-vs-old",
+            "New vs Old",
+            "2026-11-19T10:00:00Z",
+        ))
+        .unwrap(),
+    );
+    let r = app
+        .client
+        .post(app.url("/admin/comparisons"))
+        .header("cookie", format!("verdicts_session={}", owner.cookie))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    assert_eq!(issue_status(&app.store, id).await, IssueStatus::Ready);
+    assert_eq!(app.store.count_rows("issues").await.unwrap(), 1);
+    assert_eq!(app.store.count_rows("subscribers").await.unwrap(), 2);
+    assert_eq!(app.store.count_rows("comparisons").await.unwrap(), 2);
+    assert_eq!(app.store.count_rows("operators").await.unwrap(), 2);
+    assert_eq!(app.store.count_rows("operator_sessions").await.unwrap(), 2);
+    assert_eq!(log(&app.store).await.len(), log_before, "nothing logged");
+
+    // The login form's own double-submit pair.
+    let r = app
+        .client
+        .post(app.url("/admin/login"))
+        .form(&[
+            ("email", OWNER),
+            ("password", PASSWORD),
+            ("csrf_token", "forged"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(set_cookie(&r, "verdicts_session").is_none());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_operators_cookie_never_acts_as_another() {
+    let app = TestApp::spawn("").await;
+    add_operator(&app.env, OWNER, "owner");
+    add_operator(&app.env, EDITOR, "editor");
+    let owner = login(&app, OWNER).await;
+    let editor = login(&app, EDITOR).await;
+    assert_ne!(owner.cookie, editor.cookie);
+    assert_ne!(owner.csrf, editor.csrf);
+
+    for (session, email) in [
+        (&owner, "by-owner@example.org"),
+        (&editor, "by-editor@example.org"),
+    ] {
+        let r = session
+            .post(
+                &app,
+                "/admin/subscribers",
+                &[("csrf_token", &session.csrf), ("email", email)],
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{email}");
+    }
+    let page = editor
+        .get(&app, "/admin")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(EDITOR) && !page.contains(&format!("{OWNER} ·")));
+    let adds: Vec<(String, String)> = log(&app.store)
+        .await
+        .into_iter()
+        .filter(|(_, a)| a == "subscribers.add")
+        .collect();
+    assert_eq!(
+        adds,
+        [
+            (format!("operator:{OWNER}"), "subscribers.add".to_string()),
+            (format!("operator:{EDITOR}"), "subscribers.add".to_string()),
+        ]
+    );
+    // The consent record names the operator who added the address.
+    let sources: Vec<String> = sqlx::query_scalar("SELECT source FROM subscribers ORDER BY id")
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        sources,
+        [format!("operator:{OWNER}"), format!("operator:{EDITOR}")]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn ten_wrong_passwords_get_429() {
+    let app = TestApp::spawn("").await;
+    add_operator(&app.env, OWNER, "owner");
+    for i in 0..10 {
+        let r = attempt_login(&app, OWNER, "wrong password!").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+        assert!(set_cookie(&r, "verdicts_session").is_none());
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("Wrong address or password")
+        );
+    }
+    // Now even the right password waits.
+    let r = attempt_login(&app, OWNER, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=61).contains(&retry), "{retry}");
+    assert!(set_cookie(&r, "verdicts_session").is_none());
+    assert_eq!(app.store.count_rows("operator_sessions").await.unwrap(), 0);
+    // An unknown address gets the same answer as a wrong password.
+    let r = attempt_login(&app, "nobody@example.org", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn only_owners_manage_operators() {
+    let app = TestApp::spawn("").await;
+    add_operator(&app.env, OWNER, "owner");
+    add_operator(&app.env, EDITOR, "editor");
+    let owner = login(&app, OWNER).await;
+    let editor = login(&app, EDITOR).await;
+
+    let r = editor.get(&app, "/admin/operators").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("only an owner can manage operators")
+    );
+    let dashboard = editor
+        .get(&app, "/admin")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !dashboard.contains("href=\"/admin/operators\""),
+        "no link for editors"
+    );
+    let r = editor
+        .post(
+            &app,
+            "/admin/operators",
+            &[
+                ("csrf_token", &editor.csrf),
+                ("email", "x@example.org"),
+                ("role", "owner"),
+                ("password", PASSWORD),
+            ],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = editor
+        .post(
+            &app,
+            "/admin/operators/remove",
+            &[("csrf_token", &editor.csrf), ("email", OWNER)],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.store.count_rows("operators").await.unwrap(), 2);
+
+    // An owner adds (with the password policy) and removes; removal ends the sessions.
+    let r = owner
+        .post(
+            &app,
+            "/admin/operators",
+            &[
+                ("csrf_token", &owner.csrf),
+                ("email", "x@example.org"),
+                ("role", "editor"),
+                ("password", "short"),
+            ],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("at least 12 characters"));
+    assert_eq!(app.store.count_rows("operators").await.unwrap(), 2);
+    let r = owner
+        .post(
+            &app,
+            "/admin/operators/remove",
+            &[("csrf_token", &owner.csrf), ("email", EDITOR)],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = editor.get(&app, "/admin").send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "a removed operator is signed out"
+    );
+    let page = owner
+        .get(&app, "/admin/operators")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(OWNER) && !page.contains(EDITOR));
+
+    // An operator added in the console signs in with the password the owner chose.
+    let r = owner
+        .post(
+            &app,
+            "/admin/operators",
+            &[
+                ("csrf_token", &owner.csrf),
+                ("email", "New.Editor@Example.org"),
+                ("role", "editor"),
+                ("password", PASSWORD),
+            ],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let newcomer = login(&app, "new.editor@example.org").await;
+    let r = newcomer.get(&app, "/admin/operators").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "added as an editor");
+    let actions = log(&app.store).await;
+    for action in ["operators.add", "operators.remove"] {
+        assert!(
+            actions.contains(&(format!("operator:{OWNER}"), action.into())),
+            "{action} in {actions:?}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_state_is_a_409_page_and_bad_input_changes_nothing() {
+    let app = TestApp::spawn("").await;
+    seed(&app, 2).await;
+    let id = create_issue(&app).await;
+    add_operator(&app.env, OWNER, "owner");
+    let s = login(&app, OWNER).await;
+    let csrf = s.csrf.as_str();
+    for (path, fields, status, message) in [
+        (
+            "/admin/issues/1/pause",
+            vec![],
+            409,
+            "cannot pause issue 2026-W47: the issue is ready",
+        ),
+        ("/admin/issues/1/resume", vec![], 409, "cannot resume"),
+        (
+            "/admin/issues/1/test-send",
+            vec![("to", "not an address")],
+            422,
+            "to:",
+        ),
+        (
+            "/admin/issues/1/schedule",
+            vec![("at", "next monday")],
+            422,
+            "is not a time",
+        ),
+        ("/admin/issues/9/send", vec![], 404, "no issue #9"),
+        ("/admin/issues/1/explode", vec![], 404, "no action"),
+        (
+            "/admin/issues",
+            vec![("week", "2026-W99")],
+            422,
+            "not an ISO week",
+        ),
+        ("/admin/subscribers", vec![("email", "@@")], 422, "email:"),
+    ] {
+        let mut form = fields.clone();
+        form.push(("csrf_token", csrf));
+        let r = s.post(&app, path, &form).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(message), "{path}: {body}");
+    }
+    assert_eq!(issue_status(&app.store, id).await, IssueStatus::Ready);
+    assert_eq!(app.store.count_rows("subscribers").await.unwrap(), 2);
+    assert_eq!(app.store.count_rows("issues").await.unwrap(), 1);
+
+    // A comparison upload that does not parse names the field and writes nothing.
+    let form = reqwest::multipart::Form::new()
+        .text("csrf_token", s.csrf.clone())
+        .text("text", "{\"slug\": \"x\"}");
+    let r = app
+        .client
+        .post(app.url("/admin/comparisons"))
+        .header("cookie", format!("verdicts_session={}", s.cookie))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("text:"));
+    assert_eq!(app.store.count_rows("comparisons").await.unwrap(), 2);
+
+    // A good one (a real page capture, dated by the form) lands and is logged.
+    let page = std::fs::read_to_string(common::fixture(common::HAIKU_PAGE)).unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("csrf_token", s.csrf.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::text(page).file_name("haiku.txt"),
+        )
+        .text("published_at", "2026-11-19T08:00");
+    let r = app
+        .client
+        .post(app.url("/admin/comparisons"))
+        .header("cookie", format!("verdicts_session={}", s.cookie))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.store.count_rows("comparisons").await.unwrap(), 3);
+    let list = s
+        .get(&app, "/admin/comparisons")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("2026-11-19 08:00"), "{list}");
+    assert!(
+        log(&app.store)
+            .await
+            .contains(&(format!("operator:{OWNER}"), "comparisons.import".into()))
+    );
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The console in a real browser.
+
+/// Waits (up to 10 s) until `css` exists and its text contains `expected`.
+async fn expect_text(client: &fantoccini::Client, css: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(el) = client.find(Locator::Css(css)).await
+            && let Ok(text) = el.text().await
+        {
+            if text.contains(expected) {
+                return;
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("expected {css} to contain {expected:?}; it shows {last:?}");
+}
+
+async fn click(client: &fantoccini::Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn fill(client: &fantoccini::Client, css: &str, text: &str) {
+    let el = client.find(Locator::Css(css)).await.unwrap();
+    el.clear().await.unwrap();
+    el.send_keys(text).await.unwrap();
+}
+
+async fn sign_in(client: &fantoccini::Client, app: &TestApp) {
+    client.goto(&app.url("/admin")).await.unwrap();
+    expect_text(client, "h1", "Sign in").await;
+    fill(client, "#email", OWNER).await;
+    fill(client, "#password", PASSWORD).await;
+    click(client, "button[type=submit]").await;
+    expect_text(client, "h1", "Dashboard").await;
+}
+
+#[tokio::test]
+async fn an_operator_runs_an_issue_in_a_browser() {
+    let sink = SmtpSink::start();
+    let app = TestApp::spawn_public(&format!(
+        "[mail]\ntransport = \"smtp\"\n[smtp]\nurl = {:?}\ntimeout_seconds = 5\n\
+         [schedule]\ncron = \"0 0 9 * * Mon\"\n",
+        sink.url()
+    ))
+    .await;
+    seed(&app, 3).await;
+    add_operator(&app.env, OWNER, "owner");
+    let driver = start_chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let dir = screenshot_dir("console");
+
+    // The whole flow at phone width.
+    let client = browser(&driver, 390, profile.path()).await;
+    sign_in(&client, &app).await;
+    shot(&client, &dir, "390-1-dashboard-empty").await;
+    fill(&client, "#week", "2026-W47").await;
+    click(&client, "form[action='/admin/issues'] button").await;
+    expect_text(&client, "#flash", "Issue #1 of 2026-W47 created").await;
+    expect_text(&client, "#issue-status", "ready").await;
+    let preview = client.find(Locator::Css("iframe#preview")).await.unwrap();
+    assert!(
+        preview.attr("sandbox").await.unwrap().is_some(),
+        "a sandboxed frame"
+    );
+    // The preview route serves the frozen issue, sandboxed by its own CSP as well.
+    client.enter_frame(0).await.unwrap();
+    expect_text(&client, "body", "Alpha vs Beta").await;
+    client.enter_parent_frame().await.unwrap();
+    shot(&client, &dir, "390-2-issue-ready").await;
+
+    // Test send to the real SMTP sink.
+    fill(&client, "#to", "proof@example.org").await;
+    click(&client, "#do-test-send").await;
+    expect_text(&client, "#flash", "a [TEST] copy went to proof@example.org").await;
+    let received = sink.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].rcpt, "proof@example.org");
+    assert!(
+        received[0].subject().starts_with("[TEST] "),
+        "{}",
+        received[0].subject()
+    );
+    assert!(received[0].text().contains("Alpha vs Beta"));
+
+    // Schedule (the form's default time, an hour from now), then cancel.
+    click(&client, "#do-schedule").await;
+    expect_text(&client, "#issue-status", "scheduled").await;
+    expect_text(&client, "#flash", "scheduled for").await;
+    let issue = app.store.get_issue_by_number(1).await.unwrap().unwrap();
+    assert_eq!(issue.status, IssueStatus::Scheduled);
+    let at = issue.scheduled_for.unwrap();
+    let ahead = at - chrono::Utc::now();
+    assert!(
+        ahead > chrono::Duration::zero() && ahead <= chrono::Duration::hours(1),
+        "{at}"
+    );
+    shot(&client, &dir, "390-3-issue-scheduled").await;
+    click(&client, "#do-cancel").await;
+    expect_text(&client, "#issue-status", "cancelled").await;
+    assert_eq!(
+        issue_status(&app.store, issue.id).await,
+        IssueStatus::Cancelled
+    );
+    assert!(
+        client.find(Locator::Css("#do-send")).await.is_err(),
+        "no send on a cancelled issue"
+    );
+    shot(&client, &dir, "390-4-issue-cancelled").await;
+
+    // Find a subscriber and remove them.
+    client.goto(&app.url("/admin/subscribers")).await.unwrap();
+    expect_text(&client, "#status-counts", "confirmed 3").await;
+    fill(&client, "#q", "reader01").await;
+    click(&client, "form[role=search] button").await;
+    expect_text(&client, "#found", "reader01@example.org").await;
+    let rows = client
+        .find_all(Locator::Css("#found tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one match");
+    shot(&client, &dir, "390-5-subscribers-found").await;
+    click(
+        &client,
+        "#found button[aria-label='Remove reader01@example.org']",
+    )
+    .await;
+    expect_text(&client, "#flash", "Removed reader01@example.org").await;
+    expect_text(&client, "#status-counts", "confirmed 2").await;
+    let gone = SubscriberEmail::parse("reader01@example.org").unwrap();
+    assert!(
+        app.store
+            .get_subscriber_by_email(&gone)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The dashboard shows who did what.
+    client.goto(&app.url("/admin")).await.unwrap();
+    expect_text(&client, "#activity", "subscribers.remove").await;
+    expect_text(&client, "#activity", "issue.cancel").await;
+    shot(&client, &dir, "390-6-dashboard").await;
+    let actions: Vec<(String, String)> = log(&app.store).await;
+    let me = format!("operator:{OWNER}");
+    for action in [
+        "operators.login",
+        "issue.create",
+        "issue.test-send",
+        "issue.schedule",
+        "issue.cancel",
+        "subscribers.remove",
+    ] {
+        assert!(
+            actions.contains(&(me.clone(), action.into())),
+            "{action} in {actions:?}"
+        );
+    }
+    for (path, name) in [
+        ("/admin/comparisons", "390-7-comparisons"),
+        ("/admin/bounces", "390-8-bounces"),
+        ("/admin/operators", "390-9-operators"),
+    ] {
+        client.goto(&app.url(path)).await.unwrap();
+        expect_text(&client, "h1", "").await;
+        shot(&client, &dir, name).await;
+    }
+    // Phone width: nothing wider than the screen.
+    let overflow = client
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "horizontal overflow {overflow}"
+    );
+    client.close().await.unwrap();
+
+    // Every page at desktop width; the dashboard follows a live send through its script.
+    let client = browser(&driver, 1280, tempfile::tempdir().unwrap().path()).await;
+    client.goto(&app.url("/admin/login")).await.unwrap();
+    expect_text(&client, "h1", "Sign in").await;
+    shot(&client, &dir, "1280-0-login").await;
+    sign_in(&client, &app).await;
+    let more = Value::Array(vec![comparison_json(
+        "epsilon-vs-zeta",
+        "Epsilon vs Zeta",
+        "2026-11-25T10:00:00Z",
+    )]);
+    let r = app
+        .admin(Method::POST, "/api/comparisons")
+        .json(&more)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = app
+        .admin(Method::POST, "/api/issues")
+        .json(&serde_json::json!({"week": "2026-W48"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    client.goto(&app.url("/admin")).await.unwrap();
+    expect_text(
+        &client,
+        "li[data-issue='2'] [data-field=figures]",
+        "0 of 0 sent",
+    )
+    .await;
+    let r = app
+        .admin(Method::POST, "/api/issues/2/send")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // No reload: the polling script updates the figures and the status.
+    expect_text(
+        &client,
+        "li[data-issue='2'] [data-field=figures]",
+        "2 of 2 sent",
+    )
+    .await;
+    expect_text(&client, "li[data-issue='2'] [data-field=status]", "sent").await;
+    assert_eq!(sink.wait_for(3, Duration::from_secs(15)).await.len(), 3);
+    shot(&client, &dir, "1280-1-dashboard").await;
+    for (path, name) in [
+        ("/admin/issues/1", "1280-2-issue-cancelled"),
+        ("/admin/issues/2", "1280-3-issue-sent"),
+        ("/admin/subscribers", "1280-4-subscribers"),
+        ("/admin/comparisons", "1280-5-comparisons"),
+        ("/admin/bounces", "1280-6-bounces"),
+        ("/admin/operators", "1280-7-operators"),
+    ] {
+        client.goto(&app.url(path)).await.unwrap();
+        expect_text(&client, "h1", "").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        shot(&client, &dir, name).await;
+    }
+    client.close().await.unwrap();
+    println!("screenshots of the console in {}", dir.display());
+    app.stop().await;
+    sink.shutdown();
+}
+
+#[tokio::test]
+async fn subscribers_are_searched_counted_and_exported() {
+    let app = TestApp::spawn("").await;
+    seed(&app, 3).await;
+    add_operator(&app.env, EDITOR, "editor");
+    let s = login(&app, EDITOR).await;
+    let r = s
+        .post(
+            &app,
+            "/admin/subscribers",
+            &[
+                ("csrf_token", &s.csrf),
+                ("email", "Pending.Person@Example.org"),
+                ("name", "Pat"),
+            ],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = s
+        .get(&app, "/admin/subscribers?q=PENDING.person")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("pending.person@example.org"), "{page}");
+    assert!(
+        !page.contains("reader00@example.org"),
+        "only the match is listed"
+    );
+    for expected in [
+        "confirmed</a> <strong>3</strong>",
+        "pending</a> <strong>1</strong>",
+    ] {
+        assert!(page.contains(expected), "{expected} in the counts");
+    }
+    // LIKE wildcards typed in the box are literal.
+    let page = s
+        .get(&app, "/admin/subscribers?q=%25")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("No subscriber matches"), "{page}");
+    let page = s
+        .get(&app, "/admin/subscribers?status=confirmed")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("reader02@example.org") && !page.contains("pending.person"));
+    let r = s
+        .get(&app, "/admin/subscribers?status=gone")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let r = s.get(&app, "/admin/subscribers.csv").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    let csv = r.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "email,name,status,created_at,confirmed_at,unsubscribed_at"
+    );
+    assert_eq!(lines.len(), 5, "{csv}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("pending.person@example.org,Pat,pending,"))
+    );
+    assert!(
+        log(&app.store)
+            .await
+            .contains(&(format!("operator:{EDITOR}"), "subscribers.export".into()))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn failures_and_bounces_show_their_reasons() {
+    // A relay that refuses every recipient for good.
+    let sink = SmtpSink::start_with(&["-f", "RCPT", "-B", "550 5.1.1 User unknown"]);
+    let app = TestApp::spawn(&format!(
+        "[mail]\ntransport = \"smtp\"\n[smtp]\nurl = {:?}\ntimeout_seconds = 5\n",
+        sink.url()
+    ))
+    .await;
+    seed(&app, 2).await;
+    let id = create_issue(&app).await;
+    add_operator(&app.env, OWNER, "owner");
+    let s = login(&app, OWNER).await;
+
+    // Sent from the console, it fails for both recipients and bounces them.
+    let r = s
+        .post(&app, "/admin/issues/1/send", &[("csrf_token", &s.csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while issue_status(&app.store, id).await != IssueStatus::Sent {
+        assert!(Instant::now() < deadline, "the send did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sink.messages().is_empty());
+
+    let page = s
+        .get(&app, "/admin/bounces")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let bounced = &page[page.find("id=\"bounced\"").expect("a bounced table")..];
+    let bounced = &bounced[..bounced.find("</table>").unwrap()];
+    assert!(bounced.contains("reader00@example.org") && bounced.contains("reader01@example.org"));
+    let failures = &page[page
+        .find("id=\"recent-failures\"")
+        .expect("a failures table")..];
+    assert_eq!(
+        failures.matches("5.1.1 User unknown").count(),
+        2,
+        "{failures}"
+    );
+    assert!(failures.contains("href=\"/admin/issues/1\""));
+
+    let page = s
+        .get(&app, "/admin/issues/1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"failures\"") && page.contains("5.1.1 User unknown"));
+    assert!(page.contains("id=\"do-retry-failed\"") && page.contains("id=\"do-test-send\""));
+    for absent in [
+        "do-send",
+        "do-pause",
+        "do-resume",
+        "do-cancel",
+        "do-schedule",
+    ] {
+        assert!(
+            !page.contains(&format!("id=\"{absent}\"")),
+            "{absent} on a sent issue"
+        );
+    }
+
+    // The preview is served sandboxed; only the console may frame it.
+    let r = s.get(&app, "/admin/issues/1/preview").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.starts_with("sandbox;") && csp.contains("frame-ancestors 'self'"),
+        "{csp}"
+    );
+    assert!(r.text().await.unwrap().contains("Alpha vs Beta"));
+
+    // Retry puts the failed recipients back in line, logged with the operator's address.
+    let r = s
+        .post(
+            &app,
+            "/admin/issues/1/retry-failed",
+            &[("csrf_token", &s.csrf)],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let actions = log(&app.store).await;
+    for action in ["issue.send", "issue.retry-failed"] {
+        assert!(
+            actions.contains(&(format!("operator:{OWNER}"), action.into())),
+            "{action}"
+        );
+    }
+    app.stop().await;
+    sink.shutdown();
+}
+
+#[tokio::test]
+async fn every_console_page_escapes_content_and_sends_its_csp() {
+    let app = TestApp::spawn("").await;
+    let mut evil = comparison_json(
+        "evil-vs-good",
+        "<img src=x onerror=alert(1)> vs Good",
+        "2026-11-17T10:00:00Z",
+    );
+    evil["tools"][0]["name"] = "<script>alert(2)</script>".into();
+    let r = app
+        .admin(Method::POST, "/api/comparisons")
+        .json(&evil)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    create_issue(&app).await;
+    add_operator(&app.env, OWNER, "owner");
+    let s = login(&app, OWNER).await;
+    for path in [
+        "/admin",
+        "/admin/issues/1",
+        "/admin/subscribers",
+        "/admin/comparisons",
+        "/admin/bounces",
+        "/admin/operators",
+    ] {
+        let r = s.get(&app, path).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+        let html = r.text().await.unwrap();
+        assert!(
+            !html.contains("<img src=x") && !html.contains("<script>alert"),
+            "{path}"
+        );
+    }
+    let html = s
+        .get(&app, "/admin/comparisons")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt; vs Good"),
+        "{html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(2)&lt;&#x2F;script&gt;")
+            || html.contains("&lt;script&gt;alert(2)&lt;/script&gt;")
+    );
+    // The login page too, before anyone signs in.
+    let r = app.get("/admin/login").await;
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    app.stop().await;
+}
