@@ -410,7 +410,7 @@ async fn temporary_failures_are_retried_and_arrive_later() {
         .fetch_one(store.pool())
         .await
         .unwrap();
-    assert!(error.contains("Some(4"), "a 4xx reply: {error}");
+    assert!(error.contains("transient error (4"), "a 4xx reply: {error}");
     assert_eq!(
         store.issue_status(issue_id).await.unwrap(),
         Some(IssueStatus::Sending)

@@ -645,26 +645,25 @@ impl Engine {
                     error: message,
                 }
             }
-            Err(SendError::Transient { code, message }) => {
+            // lettre's message carries the reply code ("transient error (450): …").
+            Err(SendError::Transient { message, .. }) => {
                 if c.attempts + 1 >= i64::from(d.max_attempts) {
                     Outcome::Failed {
-                        error: format!("{code:?}: {message} (after {} attempts)", c.attempts + 1),
+                        error: format!("{message} (after {} attempts)", c.attempts + 1),
                         bounced: false,
                     }
                 } else {
                     let delay = retry_delay(Duration::from_secs(d.retry_base_seconds), c.attempts);
                     Outcome::Retry {
                         retry_at_ms: now + delay.as_millis() as i64,
-                        error: format!("{code:?}: {message}"),
+                        error: message,
                     }
                 }
             }
             Err(SendError::Permanent {
-                code,
-                message,
-                recipient,
+                message, recipient, ..
             }) => Outcome::Failed {
-                error: format!("{code:?}: {message}"),
+                error: message,
                 bounced: recipient,
             },
         }
