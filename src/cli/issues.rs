@@ -339,6 +339,11 @@ async fn send(
             issue.week, issue.week
         )));
     }
+    // The engine (SMTP pool, DKIM keys) first: a key that cannot be used stops here, before
+    // the issue starts.
+    let secret = settings.secret_key()?;
+    let engine =
+        crate::delivery::Engine::new(store.clone(), std::sync::Arc::new(settings.clone()), secret)?;
     let recipients = store
         .start_send(issue.id)
         .await
@@ -346,9 +351,6 @@ async fn send(
     store
         .log_operator_action("cli", "issue.send", Some(issue.id), &issue.week.to_string())
         .await?;
-    let secret = settings.secret_key()?;
-    let engine =
-        crate::delivery::Engine::new(store.clone(), std::sync::Arc::new(settings.clone()), secret)?;
     let bar = if json {
         indicatif::ProgressBar::hidden()
     } else {

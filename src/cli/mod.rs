@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 
 mod comparisons;
+mod dkim;
 mod issues;
 mod subscribers;
 
@@ -56,6 +57,28 @@ pub enum Command {
     /// Add, import, export, list and remove subscribers.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// DKIM keys.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimCommand {
+    /// Write a new private key (PKCS#8 PEM, mode 0600) and print the DNS TXT record to publish
+    /// at SELECTOR._domainkey.DOMAIN. Never overwrites a file.
+    Keygen {
+        /// The selector the record is published under (e.g. verdicts-2026).
+        #[arg(long, value_name = "S")]
+        selector: String,
+        #[arg(long, value_enum, default_value_t = crate::delivery::dkim::Algorithm::Rsa)]
+        algorithm: crate::delivery::dkim::Algorithm,
+        /// Where to write the key; must not exist yet.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The signing domain for the record name; default dkim.domain, else mail.from's domain.
+        #[arg(long, value_name = "D")]
+        domain: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,8 +232,16 @@ pub enum Failure {
 }
 
 impl From<anyhow::Error> for Failure {
+    /// A runtime failure, except a DKIM key that cannot be used: that is the configuration's
+    /// fault (exit 2), like any other bad setting.
     fn from(e: anyhow::Error) -> Self {
-        Failure::Runtime(e)
+        if e.downcast_ref::<crate::delivery::dkim::KeyError>()
+            .is_some()
+        {
+            Failure::Input(format!("{e:#}"))
+        } else {
+            Failure::Runtime(e)
+        }
     }
 }
 
@@ -290,6 +321,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Issue(command) => issues::run(&settings, command, cli.json).await,
         Command::Subscribers(command) => subscribers::run(&settings, command, cli.json).await,
+        Command::Dkim(command) => dkim::run(&settings, command, cli.json),
     }
 }
 

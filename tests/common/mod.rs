@@ -446,3 +446,33 @@ pub async fn add_confirmed(store: &Store, n: usize, prefix: &str, width: usize) 
         .await
         .unwrap();
 }
+
+/// A test database with `n` confirmed subscribers and a frozen issue #1 for week 2026-W47
+/// (its id returned), built from two comparisons.
+pub async fn frozen_issue(env: &TestEnv, n: usize) -> (Store, i64) {
+    use verdicts::comparisons::import::parse_json;
+    use verdicts::issues::freeze::create_issue;
+    use verdicts::render::Renderer;
+    use verdicts::store::comparisons::Source;
+    let store = env.store().await;
+    let text = serde_json::Value::Array(vec![
+        comparison_json("alpha-vs-beta", "Alpha vs Beta", "2026-11-17T10:00:00Z"),
+        comparison_json("gamma-vs-delta", "Gamma vs Delta", "2026-11-18T10:00:00Z"),
+    ])
+    .to_string();
+    store
+        .upsert_comparisons(&parse_json(&text).unwrap(), Source::Json, false)
+        .await
+        .unwrap();
+    add_confirmed(&store, n, "r", 4).await;
+    let settings = env.settings("");
+    let (issue, _) = create_issue(
+        &store,
+        &Renderer::new().unwrap(),
+        &settings,
+        "2026-W47".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    (store, issue.id)
+}
