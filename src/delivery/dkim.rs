@@ -507,16 +507,17 @@ fn relaxed_header(name: &str, value: &[u8], out: &mut Vec<u8>) {
 /// The SHA-256 of a body in relaxed body canonicalisation (RFC 6376 3.4.4), fed in pieces:
 /// white space at line ends removed, runs of it inside a line made one space, empty lines at
 /// the end removed, and a non-empty body ending in one CRLF.
+///
+/// Works line by line: a line canonicalisation leaves alone (no tab, no two spaces in a row, no
+/// white space at its end — nearly every line of quoted-printable text) is hashed straight from
+/// the input, runs of such lines in one call; only the others are rewritten.
 #[derive(Clone)]
 pub struct BodyHasher {
     hash: digest::Context,
-    /// Line ends seen but not yet written (they are dropped if only empty lines follow).
+    /// Empty lines seen but not yet hashed (they are dropped if only empty lines follow).
     crlfs: usize,
-    /// White space seen in the current line and not yet written.
-    space: bool,
-    /// A CR seen at the end of the last piece.
-    cr: bool,
-    nonempty: bool,
+    /// The start of a line that the last piece ended in the middle of.
+    partial: Vec<u8>,
     buf: Vec<u8>,
 }
 
@@ -531,90 +532,116 @@ impl BodyHasher {
         BodyHasher {
             hash: digest::Context::new(&digest::SHA256),
             crlfs: 0,
-            space: false,
-            cr: false,
-            nonempty: false,
+            partial: Vec::new(),
             buf: Vec::new(),
         }
     }
 
-    #[inline]
-    fn char(&mut self, b: u8) {
-        for _ in 0..self.crlfs {
-            self.buf.extend_from_slice(b"\r\n");
-        }
-        self.crlfs = 0;
-        if self.space {
-            self.buf.push(b' ');
-            self.space = false;
-        }
-        self.buf.push(b);
-        self.nonempty = true;
+    /// Whether a line's content (without its CRLF) is already canonical and not empty.
+    fn clean(content: &[u8]) -> bool {
+        !content.is_empty()
+            && !matches!(content.last(), Some(b' ' | b'\t'))
+            && memchr::memchr(b'\t', content).is_none()
+            && memchr::memmem::find(content, b"  ").is_none()
     }
 
-    pub fn update(&mut self, data: &[u8]) {
-        self.buf.clear();
-        self.buf.reserve(data.len() + 16);
-        let mut i = 0;
-        while i < data.len() {
-            // The common case: a run of bytes that canonicalisation leaves alone.
-            if self.crlfs == 0 && !self.space && !self.cr {
-                let run = data[i..]
-                    .iter()
-                    .position(|b| matches!(b, b' ' | b'\t' | b'\r'))
-                    .unwrap_or(data.len() - i);
-                if run > 0 {
-                    self.buf.extend_from_slice(&data[i..i + run]);
-                    self.nonempty = true;
-                    i += run;
-                    continue;
+    fn flush_crlfs(&mut self) {
+        for _ in 0..self.crlfs {
+            self.hash.update(b"\r\n");
+        }
+        self.crlfs = 0;
+    }
+
+    /// Hashes one line's content (without its CRLF) in canonical form, then its CRLF; a line
+    /// that is empty once canonical is held back as an empty line.
+    fn rewrite(&mut self, content: &[u8]) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut space = false;
+        for &b in content {
+            if b == b' ' || b == b'\t' {
+                space = true;
+            } else {
+                if space {
+                    buf.push(b' ');
+                    space = false;
                 }
-            }
-            let b = data[i];
-            i += 1;
-            if self.cr {
-                self.cr = false;
-                if b == b'\n' {
-                    self.space = false;
-                    self.crlfs += 1;
-                    continue;
-                }
-                self.char(b'\r');
-            }
-            match b {
-                b' ' | b'\t' => {
-                    // A space directly followed by a visible byte: write it as it is.
-                    if b == b' '
-                        && self.crlfs == 0
-                        && !self.space
-                        && data
-                            .get(i)
-                            .is_some_and(|n| !matches!(n, b' ' | b'\t' | b'\r'))
-                    {
-                        self.buf.push(b' ');
-                    } else {
-                        self.space = true;
-                    }
-                }
-                b'\r' => self.cr = true,
-                _ => self.char(b),
+                buf.push(b);
             }
         }
-        let buf = std::mem::take(&mut self.buf);
-        self.hash.update(&buf);
+        if buf.is_empty() {
+            self.crlfs += 1;
+        } else {
+            self.flush_crlfs();
+            buf.extend_from_slice(b"\r\n");
+            self.hash.update(&buf);
+        }
         self.buf = buf;
     }
 
-    pub fn finish(mut self) -> digest::Digest {
-        if self.cr {
-            self.cr = false;
-            self.buf.clear();
-            self.char(b'\r');
-            let buf = std::mem::take(&mut self.buf);
-            self.hash.update(&buf);
+    /// Complete lines (each ending in CRLF) of `data`, with `data` ending in CRLF.
+    fn lines(&mut self, data: &[u8]) {
+        let mut span = 0; // start of the run of clean lines not hashed yet
+        let mut start = 0; // start of the current line
+        for nl in memchr::memchr_iter(b'\n', data) {
+            if nl == 0 || data[nl - 1] != b'\r' {
+                continue; // a bare LF is an ordinary byte
+            }
+            let content = &data[start..nl - 1];
+            if Self::clean(content) {
+                if self.crlfs > 0 {
+                    self.hash.update(&data[span..start]);
+                    self.flush_crlfs();
+                    span = start;
+                }
+            } else {
+                self.hash.update(&data[span..start]);
+                if content.is_empty() {
+                    self.crlfs += 1;
+                } else {
+                    self.rewrite(content);
+                }
+                span = nl + 1;
+            }
+            start = nl + 1;
         }
-        if self.nonempty {
-            self.hash.update(b"\r\n");
+        debug_assert_eq!(start, data.len());
+        self.hash.update(&data[span..start]);
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        if !self.partial.is_empty() {
+            // Complete the line the last piece ended in.
+            let mut partial = std::mem::take(&mut self.partial);
+            let end = if partial.ends_with(b"\r") && data.first() == Some(&b'\n') {
+                Some(1)
+            } else {
+                memchr::memmem::find(data, b"\r\n").map(|i| i + 2)
+            };
+            let Some(end) = end else {
+                partial.extend_from_slice(data);
+                self.partial = partial;
+                return;
+            };
+            partial.extend_from_slice(&data[..end]);
+            self.lines(&partial);
+            data = &data[end..];
+        }
+        let complete = match memchr::memmem::rfind(data, b"\r\n") {
+            Some(i) => i + 2,
+            None => 0,
+        };
+        if complete > 0 {
+            self.lines(&data[..complete]);
+        }
+        self.partial.extend_from_slice(&data[complete..]);
+    }
+
+    pub fn finish(mut self) -> digest::Digest {
+        if !self.partial.is_empty() {
+            // A last line without CRLF: canonical, it gets one.
+            let partial = std::mem::take(&mut self.partial);
+            self.rewrite(&partial);
         }
         self.hash.finish()
     }

@@ -138,7 +138,14 @@ impl IssueMail {
         };
         let a = sample("a@a.invalid", "https://a.invalid/unsubscribe/A")?;
         let b = sample("z@z.invalid", "https://z.invalid/unsubscribe/Z")?;
-        self.dkim_prefix = Some(BodyPrefix::common(&a, &b));
+        let prefix = BodyPrefix::common(&a, &b);
+        tracing::info!(
+            issue = self.number,
+            prefix_bytes = prefix.len(),
+            message_bytes = a.len(),
+            "DKIM: the body prefix every recipient shares is hashed once for the issue"
+        );
+        self.dkim_prefix = Some(prefix);
         Ok(())
     }
 
