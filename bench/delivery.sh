@@ -2,12 +2,15 @@
 # Sends one issue to N subscribers into Postfix's smtp-sink on loopback, and in the same run
 # measures the raw SMTP limit with `smtp-source -d` (before and after, mean): the same number of messages of the same
 # size over the same number of connections to the same sink. Reports both, their ratio and
-# verdicts' peak RSS, for DKIM off, ed25519 and rsa-2048, and `tls`: DKIM off over `smtps://`
-# through stunnel (Debian stunnel4, a certificate from a CA made here, trusted with
-# smtp.ca_file) in front of the same sink, against the same plain smtp-source limit — the cost
-# of TLS.
+# verdicts' peak RSS, for DKIM off, ed25519, rsa-2048 and both (rsa+ed25519, RFC 8463), with
+# OpenSSL's own RSA-2048 signing speed on this machine in the same run (`openssl speed`), to
+# compare with the CPU a signature costs verdicts (CPU per message minus DKIM off's); and `tls`:
+# DKIM off over `smtps://` through stunnel (Debian stunnel4, a certificate from a CA made here,
+# trusted with smtp.ca_file) in front of the same sink, against the same plain smtp-source
+# limit — the cost of TLS.
 #
-# Usage: bench/delivery.sh [N=100000] [CONCURRENCY=16] [DB=sqlite|postgres] [MODES=off,ed25519,rsa,tls]
+# Usage: bench/delivery.sh [N=100000] [CONCURRENCY=16] [DB=sqlite|postgres]
+#                          [MODES=off,ed25519,rsa,rsa+ed25519,tls]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100000}
@@ -75,15 +78,21 @@ prepare_db() {  # fresh database with N confirmed subscribers and a frozen issue
 
 run_mode() {
   local mode=$1
-  unset VERDICTS__DKIM__DOMAIN VERDICTS__DKIM__SELECTOR VERDICTS__DKIM__PRIVATE_KEY_FILE
+  unset VERDICTS__DKIM__DOMAIN VERDICTS__DKIM__SELECTOR VERDICTS__DKIM__PRIVATE_KEY_FILE \
+    VERDICTS__DKIM__ED25519_SELECTOR VERDICTS__DKIM__ED25519_KEY_FILE
   unset VERDICTS__SMTP__CA_FILE
   export VERDICTS__SMTP__URL=smtp://127.0.0.1:$PORT
   if [ "$mode" = tls ]; then
     export VERDICTS__SMTP__URL=smtps://127.0.0.1:$TLS_PORT VERDICTS__SMTP__CA_FILE=$WORK/ca.pem
   elif [ "$mode" != off ]; then
     export VERDICTS__DKIM__DOMAIN=shiporskip.example VERDICTS__DKIM__SELECTOR=bench
-    if [ "$mode" = rsa ]; then export VERDICTS__DKIM__PRIVATE_KEY_FILE=$WORK/rsa.pem
-    else export VERDICTS__DKIM__PRIVATE_KEY_FILE=$WORK/ed25519.key; fi
+    case "$mode" in
+      rsa) export VERDICTS__DKIM__PRIVATE_KEY_FILE=$WORK/rsa.pem ;;
+      ed25519) export VERDICTS__DKIM__PRIVATE_KEY_FILE=$WORK/ed25519.key ;;
+      rsa+ed25519) export VERDICTS__DKIM__PRIVATE_KEY_FILE=$WORK/rsa.pem \
+          VERDICTS__DKIM__ED25519_SELECTOR=bench-ed VERDICTS__DKIM__ED25519_KEY_FILE=$WORK/ed25519.key ;;
+      *) echo "unknown DKIM mode $mode"; exit 2 ;;
+    esac
   fi
   OLDPWD=$PWD prepare_db
   # Size of one message (the preview .eml), for smtp-source's payload.
@@ -118,6 +127,8 @@ PY
   if [ "$DB" = postgres ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS verdicts_bench_$$ WITH (FORCE)" >/dev/null; fi
 }
 
+# OpenSSL's RSA-2048 signing on this machine now, one core: the reference for our signer.
+openssl speed -seconds 3 rsa2048 2>/dev/null | awk '/^rsa 2048/ {sub(/s$/, "", $4); printf "openssl speed rsa2048: %.0f µs per signature (%s signs/s, one core)\n\n", $4 * 1e6, $6}'
 echo "| database | DKIM (tls: off, over smtps:// through stunnel) | messages | connections | size | verdicts | smtp-source -d: mean (before · after) | ratio | peak RSS | verdicts CPU per message | sent |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 IFS=, read -ra modes <<<"$MODES"

@@ -2,7 +2,9 @@
 //! the per-recipient step (filling the footer slots), which runs once per message; and the whole
 //! per-recipient message (headers, multipart, transfer encoding) built by encoding the body
 //! afresh (`message_encode_whole_body`) against splicing into the body encoded once per issue
-//! (`message_pre_encoded_body`, what the delivery engine does).
+//! (`message_pre_encoded_body`, what the delivery engine does). Then DKIM: the whole signed
+//! message per key kind (`message_signed_*`), signing a built message with and without the body
+//! prefix hashed once per issue, and the relaxed body hash of a whole body alone.
 //!
 //! Run: `cargo bench --bench render`
 
@@ -14,6 +16,7 @@ use lettre::message::{Body, Mailbox};
 use verdicts::comparisons::Comparison;
 use verdicts::comparisons::page::PageContext;
 use verdicts::config::Settings;
+use verdicts::delivery::dkim::{Algorithm, BodyHasher, DkimSigner, SigningKey};
 use verdicts::mail::newsletter::{IssueMail, Recipient};
 use verdicts::mail::{Envelope, compose};
 use verdicts::render::{IssueInput, Personalizer, Renderer, SlotValues};
@@ -114,5 +117,70 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn bench_dkim(c: &mut Criterion) {
+    let settings = Settings::from_toml("").unwrap();
+    let renderer = Renderer::new().unwrap();
+    let comparisons = ten_comparisons();
+    let input = IssueInput {
+        number: 12,
+        week: "2026-W47".parse().unwrap(),
+        comparisons: &comparisons,
+    };
+    let rendered = renderer.render_issue(&settings, &input).unwrap();
+    let personalizer = Personalizer::new(&rendered.html, &rendered.text);
+    let mut mail = IssueMail::new(12, &rendered.subject, &personalizer);
+    mail.prepare_dkim(&settings).unwrap();
+    let key = |a| SigningKey::generate(a).unwrap().0;
+    let rsa = DkimSigner::new("shiporskip.example", [("rsa", key(Algorithm::Rsa))]);
+    let ed = DkimSigner::new("shiporskip.example", [("ed", key(Algorithm::Ed25519))]);
+    let both = DkimSigner::new(
+        "shiporskip.example",
+        [
+            ("rsa", key(Algorithm::Rsa)),
+            ("ed", key(Algorithm::Ed25519)),
+        ],
+    );
+    let values = SlotValues::for_recipient(
+        "reader1@example.org",
+        "Weekly AI Tool Verdicts",
+        "https://news.example/unsubscribe/1",
+    );
+    let message = |signer: Option<&DkimSigner>| {
+        mail.message(
+            &settings,
+            signer,
+            Recipient {
+                to: Mailbox::new(None, "reader1@example.org".parse().unwrap()),
+                message_id_local: "issue-12.sub-1",
+                unsubscribe_url: "https://news.example/unsubscribe/1",
+                values: &values,
+            },
+        )
+        .unwrap()
+    };
+    for (name, signer) in [
+        ("message_signed_rsa", &rsa),
+        ("message_signed_ed25519", &ed),
+        ("message_signed_rsa_and_ed25519", &both),
+    ] {
+        c.bench_function(name, |b| b.iter(|| black_box(message(Some(signer)))));
+    }
+    let unsigned = message(None);
+    c.bench_function("dkim_sign_rsa_without_body_prefix", |b| {
+        b.iter(|| black_box(rsa.sign(black_box(&unsigned), None)))
+    });
+    c.bench_function("dkim_sign_ed25519_without_body_prefix", |b| {
+        b.iter(|| black_box(ed.sign(black_box(&unsigned), None)))
+    });
+    let body = &unsigned[unsigned.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    c.bench_function(&format!("dkim_body_hash_{}_bytes", body.len()), |b| {
+        b.iter(|| {
+            let mut h = BodyHasher::new();
+            h.update(black_box(body));
+            black_box(h.finish())
+        })
+    });
+}
+
+criterion_group!(benches, bench, bench_dkim);
 criterion_main!(benches);

@@ -653,12 +653,28 @@ impl TryFrom<String> for ListId {
     }
 }
 
+/// A DNS name as DKIM uses them (selectors, signing domains): dot-separated labels of letters,
+/// digits, `-` and `_`.
+pub fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DkimSettings {
     pub domain: Option<String>,
     pub selector: Option<String>,
+    /// RSA (PKCS#1 or PKCS#8 PEM, at least 2048 bits) or Ed25519 (PKCS#8 PEM or base64 seed).
     pub private_key_file: Option<PathBuf>,
+    /// A second, Ed25519 signature beside the first (RFC 8463): its selector and key.
+    pub ed25519_selector: Option<String>,
+    pub ed25519_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -995,6 +1011,32 @@ impl Settings {
                     .to_string(),
             );
         }
+        match (&self.dkim.ed25519_selector, &self.dkim.ed25519_key_file) {
+            (None, None) => {}
+            (Some(_), Some(_)) if dkim.iter().all(|set| *set) => {}
+            (Some(_), Some(_)) => problems.push(
+                "dkim.ed25519_key_file: a second signature needs the first (dkim.domain, \
+                 dkim.selector, dkim.private_key_file)"
+                    .to_string(),
+            ),
+            _ => problems.push(
+                "dkim: set both dkim.ed25519_selector and dkim.ed25519_key_file, or neither"
+                    .to_string(),
+            ),
+        }
+        for (key, value) in [
+            ("dkim.selector", &self.dkim.selector),
+            ("dkim.ed25519_selector", &self.dkim.ed25519_selector),
+            ("dkim.domain", &self.dkim.domain),
+        ] {
+            if let Some(v) = value
+                && !is_dns_name(v)
+            {
+                problems.push(format!(
+                    "{key}: {v:?} is not a DNS name (dot-separated letters, digits, - and _)"
+                ));
+            }
+        }
         if let Some(key) = &self.security.secret_key
             && key.expose_secret().len() < MIN_SECRET_LEN
         {
@@ -1234,6 +1276,18 @@ mod tests {
             ("[http]\nheader_timeout = \"soon\"", "http.header_timeout:"),
             ("[http]\nmax_connections = 0", "http.max_connections:"),
             ("[dkim]\ndomain = \"x.org\"", "dkim: set all"),
+            (
+                "[dkim]\ned25519_selector = \"e\"",
+                "dkim: set both dkim.ed25519_selector and dkim.ed25519_key_file",
+            ),
+            (
+                "[dkim]\ned25519_selector = \"e\"\ned25519_key_file = \"k\"",
+                "dkim.ed25519_key_file: a second signature needs the first",
+            ),
+            (
+                "[dkim]\ndomain = \"x.org\"\nselector = \"a; b\"\nprivate_key_file = \"k\"",
+                "dkim.selector: \"a; b\" is not a DNS name",
+            ),
             ("[delivery]\nconcurrency = 0", "delivery.concurrency:"),
             (
                 "[mail]\nreturn_path = \"bounces+x@shiporskip.example\"",

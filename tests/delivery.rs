@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::smtp::{Received, SmtpSink};
@@ -410,7 +409,7 @@ async fn temporary_failures_are_retried_and_arrive_later() {
         .fetch_one(store.pool())
         .await
         .unwrap();
-    assert!(error.contains("Some(4"), "a 4xx reply: {error}");
+    assert!(error.contains("transient error (4"), "a 4xx reply: {error}");
     assert_eq!(
         store.issue_status(issue_id).await.unwrap(),
         Some(IssueStatus::Sending)
@@ -583,111 +582,4 @@ async fn consecutive_failures_pause_the_issue() {
         (10..20).contains(&count) && text.contains("consecutive failed messages"),
         "{text}"
     );
-}
-
-/// Signs with `key_file` and has dkimpy verify what smtp-sink received.
-async fn dkim_round_trip(key_file: &std::path::Path, dns_record: &str) -> String {
-    let env = TestEnv::new().await;
-    let (store, issue_id) = setup(&env, 2).await;
-    common::start_send(&store, issue_id).await;
-    let sink = SmtpSink::start();
-    let vars = smtp_env(
-        &sink,
-        &[
-            ("VERDICTS__DKIM__DOMAIN", "shiporskip.example".to_string()),
-            ("VERDICTS__DKIM__SELECTOR", "verdicts".to_string()),
-            (
-                "VERDICTS__DKIM__PRIVATE_KEY_FILE",
-                key_file.display().to_string(),
-            ),
-        ],
-    );
-    let worker = spawn_worker(&env, &vars);
-    wait_status(&store, issue_id, IssueStatus::Sent, Duration::from_secs(30)).await;
-    stop(worker);
-    let mails = sink.wait_for(2, Duration::from_secs(5)).await;
-    let mut report = String::new();
-    for m in &mails {
-        let out = std::process::Command::new("python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dkim_verify.py"))
-            .arg(&m.path)
-            .arg(dns_record)
-            .output()
-            .expect("python3 with dkimpy (pip install -r tests/requirements.txt)");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "dkimpy did not verify:\n{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(text.contains("c=relaxed/relaxed"), "{text}");
-        for h in [
-            "from",
-            "to",
-            "subject",
-            "date",
-            "message-id",
-            "list-id",
-            "list-unsubscribe",
-            "list-unsubscribe-post",
-        ] {
-            assert!(
-                text.to_ascii_lowercase()
-                    .split("signed headers:")
-                    .nth(1)
-                    .unwrap()
-                    .split(':')
-                    .any(|x| x.trim() == h),
-                "{h} is not signed: {text}"
-            );
-        }
-        report = text;
-    }
-    report
-}
-
-#[tokio::test]
-async fn dkim_ed25519_signatures_verify_independently() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import nacl.signing, base64; k = nacl.signing.SigningKey.generate(); \
-             print(base64.b64encode(bytes(k)).decode()); \
-             print(base64.b64encode(bytes(k.verify_key)).decode())",
-        ])
-        .output()
-        .expect("python3 with pynacl");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    let (seed, public) = (lines.next().unwrap(), lines.next().unwrap());
-    let key = dir.path().join("dkim.ed25519");
-    std::fs::write(&key, seed).unwrap();
-    let report = dkim_round_trip(&key, &format!("v=DKIM1; k=ed25519; p={public}")).await;
-    assert!(report.contains("a=ed25519-sha256"), "{report}");
-}
-
-#[tokio::test]
-async fn dkim_rsa_signatures_verify_independently() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("dkim.pem");
-    let status = std::process::Command::new("openssl")
-        .args(["genrsa", "-traditional", "-out"])
-        .arg(&key)
-        .arg("2048")
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "openssl rsa -in {} -pubout -outform DER 2>/dev/null | base64 -w0",
-            key.display()
-        ))
-        .output()
-        .unwrap();
-    let public = String::from_utf8(out.stdout).unwrap();
-    let report = dkim_round_trip(&key, &format!("v=DKIM1; k=rsa; p={public}")).await;
-    assert!(report.contains("a=rsa-sha256"), "{report}");
 }

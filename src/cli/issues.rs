@@ -224,9 +224,11 @@ async fn act(
 }
 
 async fn send(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> {
+    // The engine (SMTP pool, DKIM keys) first: a key that cannot be used stops here, before
+    // the issue starts.
+    let engine = app.engine().await?.clone();
     let (issue, recipients) = app.start_or_join_send(&Actor::Cli, required(args)?).await?;
     let store = app.store();
-    let engine = app.engine().await?.clone();
     let bar = if json {
         indicatif::ProgressBar::hidden()
     } else {

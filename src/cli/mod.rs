@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod bounces;
 mod comparisons;
+mod dkim;
 mod issues;
 mod operators;
 mod subscribers;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Manage the operators who may sign in to the console at /admin.
     #[command(subcommand)]
     Operators(OperatorsCommand),
+    /// DKIM keys.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
     /// Export the built-in templates to restyle them; check a folder of templates.
     #[command(subcommand)]
     Templates(TemplatesCommand),
@@ -124,6 +128,25 @@ pub enum OperatorsCommand {
 
 fn parse_role(s: &str) -> Result<crate::operators::Role, String> {
     s.parse()
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimCommand {
+    /// Write a new private key (PKCS#8 PEM, mode 0600) and print the DNS TXT record to publish
+    /// at SELECTOR._domainkey.DOMAIN. Never overwrites a file.
+    Keygen {
+        /// The selector the record is published under (e.g. verdicts-2026).
+        #[arg(long, value_name = "S")]
+        selector: String,
+        #[arg(long, value_enum, default_value_t = crate::delivery::dkim::Algorithm::Rsa)]
+        algorithm: crate::delivery::dkim::Algorithm,
+        /// Where to write the key; must not exist yet.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The signing domain for the record name; default dkim.domain, else mail.from's domain.
+        #[arg(long, value_name = "D")]
+        domain: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -285,8 +308,16 @@ pub enum Failure {
 }
 
 impl From<anyhow::Error> for Failure {
+    /// A runtime failure, except a DKIM key that cannot be used: that is the configuration's
+    /// fault (exit 2), like any other bad setting.
     fn from(e: anyhow::Error) -> Self {
-        Failure::Runtime(e)
+        if e.downcast_ref::<crate::delivery::dkim::KeyError>()
+            .is_some()
+        {
+            Failure::Input(format!("{e:#}"))
+        } else {
+            Failure::Runtime(e)
+        }
     }
 }
 
@@ -378,6 +409,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bounces(command) => bounces::run(&settings, command, cli.json).await,
         Command::Templates(command) => templates::run(&settings, command, cli.json),
         Command::Operators(command) => operators::run(&settings, command, cli.json).await,
+        Command::Dkim(command) => dkim::run(&settings, command, cli.json),
     }
 }
 

@@ -6,6 +6,7 @@
 //! configured) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058), and is
 //! multipart/alternative with a text and an HTML part.
 
+pub mod error;
 pub mod newsletter;
 pub mod queue;
 pub mod smtp_pool;
@@ -17,7 +18,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Body, Mailbox, MultiPart};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
 use crate::config::Settings;
 use crate::text::one_line;
@@ -106,6 +107,18 @@ pub fn feedback_id(settings: &Settings, issue_number: i64) -> String {
 
 /// Builds the full message.
 pub fn compose(settings: &Settings, env: Envelope<'_>) -> anyhow::Result<Message> {
+    compose_with_boundary(settings, env, None)
+}
+
+/// Builds the full message with the given multipart boundary (random when `None`): one
+/// boundary per issue makes every recipient's body start with the same bytes, which DKIM
+/// hashes once per issue. The boundary must not occur in the parts; one starting with `=_`
+/// cannot occur in quoted-printable text.
+pub fn compose_with_boundary(
+    settings: &Settings,
+    env: Envelope<'_>,
+    boundary: Option<&str>,
+) -> anyhow::Result<Message> {
     anyhow::ensure!(
         !env.unsubscribe_url.contains(['\r', '\n', '<', '>', ' ']),
         "unsubscribe URL must be a bare URL"
@@ -151,7 +164,15 @@ pub fn compose(settings: &Settings, env: Envelope<'_>) -> anyhow::Result<Message
     if let Some(reply_to) = &settings.mail.reply_to {
         builder = builder.reply_to(reply_to.0.clone());
     }
+    let mut multipart = MultiPart::alternative();
+    if let Some(boundary) = boundary {
+        multipart = multipart.boundary(boundary);
+    }
     builder
-        .multipart(MultiPart::alternative_plain_html(env.text, env.html))
+        .multipart(
+            multipart
+                .singlepart(SinglePart::plain(env.text))
+                .singlepart(SinglePart::html(env.html)),
+        )
         .context("building the message")
 }

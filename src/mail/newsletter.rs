@@ -10,8 +10,9 @@
 use lettre::message::header::{ContentTransferEncoding, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox};
 
-use super::{Envelope, compose};
+use super::{Envelope, compose_with_boundary};
 use crate::config::Settings;
+use crate::delivery::dkim::{BodyPrefix, DkimSigner};
 use crate::render::{Part, Personalizer, Slot, SlotValues};
 
 /// A body part encoded once: encoded fixed pieces and the slots between them.
@@ -89,6 +90,10 @@ pub struct IssueMail {
     pub subject: String,
     html: EncodedPart,
     text: EncodedPart,
+    /// One multipart boundary for the whole issue, so every body starts the same way.
+    boundary: String,
+    /// The DKIM body hash of what every body starts with (see [`IssueMail::prepare_dkim`]).
+    dkim_prefix: Option<BodyPrefix>,
 }
 
 /// Who one message goes to, and the values of their slots.
@@ -108,17 +113,50 @@ impl IssueMail {
             subject: subject.to_string(),
             html: EncodedPart::new(personalizer.html_parts()),
             text: EncodedPart::new(personalizer.text_parts()),
+            boundary: format!("=_verdicts_{:032x}", rand::random::<u128>()),
+            dkim_prefix: None,
         }
+    }
+
+    /// Hashes, once per issue, the part of the body that is the same for every recipient: the
+    /// body up to the first per-recipient value (the personal line at the foot of the text
+    /// part). Found as what the bodies of two made-up recipients share, so it is exactly the
+    /// bytes lettre writes; [`DkimSigner::sign`] checks each message starts with them.
+    pub fn prepare_dkim(&mut self, settings: &Settings) -> anyhow::Result<()> {
+        let sample = |email: &str, url: &str| {
+            let values = SlotValues::for_recipient(email, &settings.newsletter.name.0, url);
+            self.message(
+                settings,
+                None,
+                Recipient {
+                    to: Mailbox::new(None, email.parse()?),
+                    message_id_local: "issue-0.sample",
+                    unsubscribe_url: url,
+                    values: &values,
+                },
+            )
+        };
+        let a = sample("a@a.invalid", "https://a.invalid/unsubscribe/A")?;
+        let b = sample("z@z.invalid", "https://z.invalid/unsubscribe/Z")?;
+        let prefix = BodyPrefix::common(&a, &b);
+        tracing::info!(
+            issue = self.number,
+            prefix_bytes = prefix.len(),
+            message_bytes = a.len(),
+            "DKIM: the body prefix every recipient shares is hashed once for the issue"
+        );
+        self.dkim_prefix = Some(prefix);
+        Ok(())
     }
 
     /// The formatted message for one recipient (DKIM-signed when `dkim` is given).
     pub fn message(
         &self,
         settings: &Settings,
-        dkim: Option<&lettre::message::dkim::DkimConfig>,
+        dkim: Option<&DkimSigner>,
         r: Recipient<'_>,
     ) -> anyhow::Result<Vec<u8>> {
-        let mut message = compose(
+        let mut message = compose_with_boundary(
             settings,
             Envelope {
                 to: r.to,
@@ -129,6 +167,7 @@ impl IssueMail {
                 html: self.html.fill(|s| r.values.html_value(s)),
                 feedback_id: Some(&super::feedback_id(settings, self.number)),
             },
+            Some(&self.boundary),
         )?;
         // RFC 2369: where the web version of this issue lives.
         message.headers_mut().insert_raw(HeaderValue::new(
@@ -141,10 +180,11 @@ impl IssueMail {
                     .join(&format!("archive/{}", self.number))
             ),
         ));
-        if let Some(dkim) = dkim {
-            message.sign(dkim);
-        }
-        Ok(message.formatted())
+        let message = message.formatted();
+        Ok(match dkim {
+            Some(signer) => signer.sign(&message, self.dkim_prefix.as_ref()),
+            None => message,
+        })
     }
 }
 
@@ -190,5 +230,44 @@ mod tests {
         );
         let text_body = mail.text.fill(|s| values.text_value(s));
         assert_eq!(decode(&text_body), crlf(&p.text(&values)));
+    }
+
+    #[test]
+    fn dkim_prefix_covers_the_body_up_to_the_first_recipient_value() {
+        use crate::delivery::dkim::{Algorithm, DkimSigner, SigningKey, body_hash_tag};
+        let settings = Settings::from_toml("").unwrap();
+        let html = format!(
+            "<p>{}</p><p>{} </p>",
+            "fixed ".repeat(500),
+            Slot::FooterLink.marker()
+        );
+        let text = format!(
+            "{}\n{}\n",
+            "fixed text ".repeat(300),
+            Slot::PersonalLine.marker()
+        );
+        let mut mail = IssueMail::new(3, "S", &Personalizer::new(&html, &text));
+        mail.prepare_dkim(&settings).unwrap();
+        let prefix = mail.dkim_prefix.clone().unwrap();
+        // The MIME preamble and the whole fixed text before the personal line.
+        assert!(prefix.len() > "fixed text ".len() * 300, "{prefix:?}");
+        let key = SigningKey::generate(Algorithm::Ed25519).unwrap().0;
+        let signer = DkimSigner::new("shiporskip.example", [("s", key)]);
+        let values = SlotValues::for_recipient("ada@example.org", "News", "https://x/u/1");
+        let recipient = || Recipient {
+            to: Mailbox::new(None, "ada@example.org".parse().unwrap()),
+            message_id_local: "issue-3.sub-1",
+            unsubscribe_url: "https://x/u/1",
+            values: &values,
+        };
+        let signed = mail.message(&settings, Some(&signer), recipient()).unwrap();
+        let mut without = mail.clone();
+        without.dkim_prefix = None;
+        let unsigned = without.message(&settings, None, recipient()).unwrap();
+        assert_eq!(
+            body_hash_tag(&signed),
+            body_hash_tag(&signer.sign(&unsigned, None))
+        );
+        assert!(signed.ends_with(&unsigned[unsigned.len() - 200..]));
     }
 }

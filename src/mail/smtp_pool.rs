@@ -42,8 +42,8 @@ use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter};
 use tokio::sync::Mutex;
 
+use super::error::{SendError, classify};
 use super::tls::TlsTrust;
-use super::transport::{SendError, classify};
 use crate::config::SmtpTls;
 
 /// A connection idle longer than this is checked with NOOP before it carries a message.

@@ -15,34 +15,10 @@ use lettre::transport::smtp::authentication::Credentials;
 use rand::RngCore;
 use secrecy::ExposeSecret;
 
+pub use super::error::{SendError, classify};
 use super::smtp_pool::{SmtpPool, SmtpTarget};
 use super::tls::TlsTrust;
 use crate::config::{Settings, SmtpTls, Transport as TransportKind};
-
-/// A failed send, classified.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    /// The transport cannot carry mail now, whoever the recipient: the server cannot be reached,
-    /// TLS fails, the login is refused (535) or AUTH is not offered, a step timed out, the
-    /// server is closing (421) or wants a login (530). Never the recipient's fault: no attempt
-    /// is counted.
-    #[error("{message}")]
-    Transport { message: String },
-    /// Worth retrying, counted as an attempt: a 4xx reply to this message (`code`).
-    #[error("transient ({code:?}): {message}")]
-    Transient { code: Option<u16>, message: String },
-    /// Not worth retrying: a 5xx reply. `recipient` is true for 550/551/553, which reject the
-    /// address itself (the subscriber bounced).
-    #[error("permanent ({code:?}): {message}")]
-    Permanent {
-        code: Option<u16>,
-        message: String,
-        recipient: bool,
-    },
-    /// Given up before anything was sent because the process is shutting down.
-    #[error("cancelled by shutdown")]
-    Cancelled,
-}
 
 /// Where messages go.
 #[derive(Clone)]
@@ -152,28 +128,6 @@ impl Transport {
                 .await
                 .map_err(|e| anyhow::anyhow!("connecting to the SMTP server: {e}")),
         }
-    }
-}
-
-/// lettre's error → our classification. No reply at all (network, TLS, a reply that does not
-/// parse) and the replies that speak of the session rather than the message — 421 (closing),
-/// 454 (TLS or a login temporarily unavailable), 530 (login required), 534/535/538 (login
-/// refused) — are the transport's.
-pub fn classify(e: lettre::transport::smtp::Error) -> SendError {
-    let code = e.status().map(u16::from);
-    match code {
-        None | Some(421 | 454 | 530 | 534 | 535 | 538) => SendError::Transport {
-            message: e.to_string(),
-        },
-        Some(_) if e.is_permanent() => SendError::Permanent {
-            code,
-            message: e.to_string(),
-            recipient: matches!(code, Some(550 | 551 | 553)),
-        },
-        Some(_) => SendError::Transient {
-            code,
-            message: e.to_string(),
-        },
     }
 }
 
