@@ -324,7 +324,7 @@ impl From<anyhow::Error> for Failure {
 impl From<OpsError> for Failure {
     fn from(e: OpsError) -> Self {
         match e {
-            OpsError::Internal(e) => Failure::Runtime(e),
+            OpsError::Internal(e) => Failure::from(e),
             caller => Failure::Input(caller.to_string()),
         }
     }

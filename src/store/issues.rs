@@ -270,21 +270,7 @@ impl Store {
             .iter()
             .map(issue_from_row)
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let items = sqlx::query(
-            "SELECT ii.issue_id, c.slug FROM issue_items ii JOIN comparisons c ON c.id = ii.comparison_id
-              ORDER BY ii.issue_id, ii.position",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .context("listing issue items")?;
-        let mut by_issue: std::collections::HashMap<i64, Vec<String>> =
-            std::collections::HashMap::new();
-        for row in &items {
-            by_issue
-                .entry(row.try_get("issue_id")?)
-                .or_default()
-                .push(row.try_get("slug")?);
-        }
+        let mut by_issue = self.items_by_issue(ItemColumn::Slug).await?;
         for issue in &mut issues {
             issue.items = by_issue.remove(&issue.id).unwrap_or_default();
         }
@@ -295,18 +281,33 @@ impl Store {
     pub async fn issue_item_titles(
         &self,
     ) -> anyhow::Result<std::collections::HashMap<i64, Vec<String>>> {
-        let rows = sqlx::query(
-            "SELECT ii.issue_id, c.title FROM issue_items ii JOIN comparisons c ON c.id = ii.comparison_id
-              ORDER BY ii.issue_id, ii.position",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .context("listing the matchups of issues")?;
+        self.items_by_issue(ItemColumn::Title).await
+    }
+
+    /// One column of every issue's comparisons, in order, by issue id, in one query.
+    async fn items_by_issue(
+        &self,
+        column: ItemColumn,
+    ) -> anyhow::Result<std::collections::HashMap<i64, Vec<String>>> {
+        let sql = match column {
+            ItemColumn::Slug => {
+                "SELECT ii.issue_id, c.slug AS item FROM issue_items ii
+                   JOIN comparisons c ON c.id = ii.comparison_id ORDER BY ii.issue_id, ii.position"
+            }
+            ItemColumn::Title => {
+                "SELECT ii.issue_id, c.title AS item FROM issue_items ii
+                   JOIN comparisons c ON c.id = ii.comparison_id ORDER BY ii.issue_id, ii.position"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .context("listing the comparisons of issues")?;
         let mut out: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
         for row in &rows {
             out.entry(row.try_get("issue_id")?)
                 .or_default()
-                .push(row.try_get("title")?);
+                .push(row.try_get("item")?);
         }
         Ok(out)
     }
@@ -348,6 +349,12 @@ impl Store {
         .with_context(|| format!("recording the transport error of issue {issue_id}"))?;
         Ok(())
     }
+}
+
+/// Which column of an issue's comparisons [`Store::items_by_issue`] lists.
+enum ItemColumn {
+    Slug,
+    Title,
 }
 
 enum BindKey<'a> {
