@@ -89,6 +89,7 @@ fn bench(c: &mut Criterion) {
                     unsubscribe_url: &url,
                     text: Body::new(personalizer.text(&values)),
                     html: Body::new(personalizer.html(&values)),
+                    feedback_id: Some("12:weekly-verdicts.shiporskip.example:newsletter:x"),
                 },
             )
             .unwrap();

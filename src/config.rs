@@ -64,7 +64,57 @@ pub struct Settings {
     #[serde(default)]
     pub log: LogSettings,
     #[serde(default)]
+    pub bounces: BounceSettings,
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
+    #[serde(default)]
     pub templates: TemplateSettings,
+}
+
+/// `[webhooks]`: how each provider's calls are authenticated. A provider whose keys are unset
+/// answers 404.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// PEM of the SNS signing certificate (from the message's SigningCertURL, stored by the
+    /// operator: this binary makes no outbound HTTP calls).
+    #[serde(default)]
+    pub ses_signing_cert_file: Option<PathBuf>,
+    /// Only notifications of this topic are accepted, when set.
+    #[serde(default)]
+    pub ses_topic_arn: Option<String>,
+    /// The Basic-auth credentials written into Postmark's webhook URL.
+    #[serde(default)]
+    pub postmark_username: Option<String>,
+    #[serde(default)]
+    pub postmark_password: Option<SecretString>,
+    /// The base64 public key of SendGrid's signed event webhook.
+    #[serde(default)]
+    pub sendgrid_public_key: Option<String>,
+    /// Mailgun's HTTP webhook signing key.
+    #[serde(default)]
+    pub mailgun_signing_key: Option<SecretString>,
+    /// Signed calls older (or newer) than this are refused as replays.
+    #[serde(default = "default_webhook_max_age")]
+    pub max_age: DurationSetting,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            ses_signing_cert_file: None,
+            ses_topic_arn: None,
+            postmark_username: None,
+            postmark_password: None,
+            sendgrid_public_key: None,
+            mailgun_signing_key: None,
+            max_age: default_webhook_max_age(),
+        }
+    }
+}
+
+fn default_webhook_max_age() -> DurationSetting {
+    DurationSetting(Duration::from_secs(300))
 }
 
 /// `templates.dir`: a folder whose files replace the built-in templates of the same name
@@ -286,6 +336,32 @@ pub struct MailSettings {
     /// Optional address for `List-Unsubscribe: <mailto:…>` next to the https link.
     #[serde(default)]
     pub unsubscribe_mailto: Option<MailboxSetting>,
+    /// Envelope sender for bounces (`bounces@example.org`): issue messages leave with
+    /// `bounces+TOKEN@example.org` (VERP), transactional mail with the address itself.
+    #[serde(default)]
+    pub return_path: Option<ReturnPath>,
+}
+
+/// `mail.return_path`: a bare address whose local part has no `+` (the VERP separator).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ReturnPath(pub lettre::Address);
+
+impl TryFrom<String> for ReturnPath {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let address = lettre::Address::from_str(value.trim())
+            .map_err(|e| format!("{value:?} is not a bare mail address: {e}"))?;
+        if address.user().contains('+') {
+            return Err(format!(
+                "{value:?}: the local part must not contain '+' (VERP adds +TOKEN to it)"
+            ));
+        }
+        if !address.user().is_ascii() || !address.domain().is_ascii() {
+            return Err(format!("{value:?}: must be an ASCII address"));
+        }
+        Ok(ReturnPath(address))
+    }
 }
 
 /// A display name and address such as `Verdicts <news@example.org>`, checked by lettre's parser.
@@ -610,9 +686,96 @@ pub struct DeliverySettings {
     pub lease_seconds: u64,
     pub retry_base_seconds: u64,
     pub pause_after_failures: u32,
+    /// Complaints per message sent above which a sending issue pauses (Gmail's line: 0.3 %).
+    #[serde(default = "default_max_complaint_rate")]
+    pub max_complaint_rate: f64,
+    /// Hard bounces per message sent above which a sending issue pauses.
+    #[serde(default = "default_max_bounce_rate")]
+    pub max_bounce_rate: f64,
+    /// The rates count only once at least this many messages of the issue went out.
+    #[serde(default = "default_rate_min_sample")]
+    pub rate_min_sample: u32,
     /// Transport failures with no message accepted for this long pause the issue.
     #[serde(default = "default_stall_after")]
     pub stall_after: DurationSetting,
+}
+
+fn default_max_complaint_rate() -> f64 {
+    0.003
+}
+
+fn default_max_bounce_rate() -> f64 {
+    0.05
+}
+
+fn default_rate_min_sample() -> u32 {
+    1000
+}
+
+/// `[bounces]`: what soft bounces add up to, and where reports are read from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BounceSettings {
+    /// This many soft bounces of one subscriber within `soft_window` mark them bounced.
+    #[serde(default = "default_soft_limit")]
+    pub soft_limit: u32,
+    #[serde(default = "default_soft_window")]
+    pub soft_window: DurationSetting,
+    /// The bounce mailbox `serve` polls: `imaps://user:pass@host/INBOX`.
+    #[serde(default)]
+    pub imap_url: Option<ImapUrl>,
+    #[serde(default = "default_imap_poll")]
+    pub imap_poll: DurationSetting,
+    /// Handled messages are moved to this folder; unset: flagged `\Seen` in place.
+    #[serde(default)]
+    pub imap_done_folder: Option<String>,
+    /// A PEM bundle of extra trusted roots for `imaps://` (a private mail server's CA), beside
+    /// the public roots.
+    #[serde(default)]
+    pub imap_ca_file: Option<PathBuf>,
+}
+
+impl Default for BounceSettings {
+    fn default() -> Self {
+        BounceSettings {
+            soft_limit: default_soft_limit(),
+            soft_window: default_soft_window(),
+            imap_url: None,
+            imap_poll: default_imap_poll(),
+            imap_done_folder: None,
+            imap_ca_file: None,
+        }
+    }
+}
+
+fn default_imap_poll() -> DurationSetting {
+    DurationSetting(Duration::from_secs(60))
+}
+
+/// `bounces.imap_url`, checked when the config loads; its `Debug` hides the password.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ImapUrl(pub crate::bounces::imap::Mailbox);
+
+impl TryFrom<String> for ImapUrl {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        crate::bounces::imap::Mailbox::from_url(&value).map(ImapUrl)
+    }
+}
+
+impl fmt::Debug for ImapUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+fn default_soft_limit() -> u32 {
+    3
+}
+
+fn default_soft_window() -> DurationSetting {
+    DurationSetting(Duration::from_secs(30 * 24 * 3600))
 }
 
 fn default_stall_after() -> DurationSetting {
@@ -798,6 +961,42 @@ impl Settings {
         if self.delivery.stall_after.0.is_zero() {
             problems.push("delivery.stall_after: must be more than 0".to_string());
         }
+        for (key, rate) in [
+            (
+                "delivery.max_complaint_rate",
+                self.delivery.max_complaint_rate,
+            ),
+            ("delivery.max_bounce_rate", self.delivery.max_bounce_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                problems.push(format!("{key}: must be between 0 and 1"));
+            }
+        }
+        if self.webhooks.postmark_username.is_some() != self.webhooks.postmark_password.is_some() {
+            problems.push(
+                "webhooks: set both webhooks.postmark_username and webhooks.postmark_password, or neither"
+                    .to_string(),
+            );
+        }
+        if let Some(path) = &self.webhooks.ses_signing_cert_file
+            && !path.is_file()
+        {
+            problems.push(format!(
+                "webhooks.ses_signing_cert_file: {} is not a file",
+                path.display()
+            ));
+        }
+        if let Some(path) = &self.bounces.imap_ca_file
+            && !path.is_file()
+        {
+            problems.push(format!(
+                "bounces.imap_ca_file: {} is not a file",
+                path.display()
+            ));
+        }
+        if self.bounces.soft_limit == 0 {
+            problems.push("bounces.soft_limit: must be at least 1".to_string());
+        }
         if self.smtp.timeout_seconds == 0 {
             problems.push("smtp.timeout_seconds: must be at least 1".to_string());
         }
@@ -935,6 +1134,11 @@ pub struct SecretKey(Vec<u8>);
 impl SecretKey {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// A key from raw bytes (tests and tools; the application reads it from settings).
+    pub fn from_bytes(bytes: &[u8]) -> SecretKey {
+        SecretKey(bytes.to_vec())
     }
 }
 
@@ -1085,6 +1289,29 @@ mod tests {
                 "dkim.selector: \"a; b\" is not a DNS name",
             ),
             ("[delivery]\nconcurrency = 0", "delivery.concurrency:"),
+            (
+                "[mail]\nreturn_path = \"bounces+x@shiporskip.example\"",
+                "mail.return_path:",
+            ),
+            ("[mail]\nreturn_path = \"nobody\"", "mail.return_path:"),
+            (
+                "[delivery]\nmax_bounce_rate = 1.5",
+                "delivery.max_bounce_rate:",
+            ),
+            ("[bounces]\nsoft_limit = 0", "bounces.soft_limit:"),
+            (
+                "[webhooks]\npostmark_username = \"pm\"",
+                "webhooks: set both webhooks.postmark_username and webhooks.postmark_password",
+            ),
+            (
+                "[webhooks]\nses_signing_cert_file = \"/nonexistent/sns.pem\"",
+                "webhooks.ses_signing_cert_file: /nonexistent/sns.pem is not a file",
+            ),
+            (
+                "[bounces]\nimap_url = \"imap://u:p@imap.example.org/INBOX\"",
+                "bounces.imap_url: imap:// sends the password in the clear",
+            ),
+            ("[bounces]\nsoft_window = \"often\"", "bounces.soft_window:"),
         ];
         for (toml, expected) in cases {
             let err = Settings::from_toml(toml).expect_err(toml).to_string();
@@ -1161,7 +1388,10 @@ mod tests {
             "[security]\nsecret_key = \"0123456789abcdef0123456789abcdefSECRET\"\n\
              [admin]\ntoken = \"admintoken-SECRET-123\"\n\
              [smtp]\nurl = \"smtp://user:hunter2SECRET@mail.example.org:587?tls=required\"\n\
-             [database]\nurl = \"postgres://u:pgSECRET@db/x\"",
+             [database]\nurl = \"postgres://u:pgSECRET@db/x\"\n\
+             [bounces]\nimap_url = \"imaps://bounces:imapSECRET@imap.example.org/INBOX\"\n\
+             [webhooks]\npostmark_username = \"pm\"\npostmark_password = \"pmSECRET\"\n\
+             mailgun_signing_key = \"mgSECRET\"",
         )
         .unwrap();
         let debug = format!("{s:?}");

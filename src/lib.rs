@@ -18,6 +18,8 @@
 //! - [`delivery`] — the delivery engine: leased claims, a bounded window, group-committed
 //!   outcomes, retries and bounces, DKIM.
 //! - [`mail`] — message composition: every header built in Rust.
+//! - [`bounces`] — VERP return paths, DSN/ARF parsing, attributing reports to subscribers, the
+//!   bounce/complaint policy and the circuit breaker that pauses a send.
 //! - [`operators`] — console accounts: roles, the password policy, Argon2id hashing.
 //! - [`subscribers`] — checked addresses, the signup/confirm/unsubscribe lifecycle and the
 //!   tokens in links.
@@ -35,6 +37,7 @@
 //! CLI maps input and usage errors to exit code 2 and runtime failures to 1.
 
 pub mod app;
+pub mod bounces;
 pub mod cli;
 pub mod comparisons;
 pub mod config;

@@ -130,6 +130,16 @@ impl Application {
             Arc::new(crate::schedule::SystemClock),
             shutdown.clone(),
         ));
+        // The bounce mailbox, when configured (bounces.imap_url).
+        let bounces = self.state.settings.bounces.imap_url.clone().map(|url| {
+            tokio::spawn(crate::bounces::imap::run(
+                store.clone(),
+                self.state.settings.clone(),
+                self.state.secret.clone(),
+                url.0,
+                shutdown.clone(),
+            ))
+        });
         let limits = web::serve::ConnectionLimits::from(&self.state.settings.http);
         let app = web::router(self.state);
         web::serve::serve(self.listener, app, limits, shutdown.clone())
@@ -137,6 +147,11 @@ impl Application {
             .context("serving HTTP")?;
         if let Err(e) = scheduler.await {
             tracing::warn!(error = %e, "the scheduler ended abnormally");
+        }
+        if let Some(bounces) = bounces
+            && let Err(e) = bounces.await
+        {
+            tracing::warn!(error = %e, "the bounce mailbox poller ended abnormally");
         }
         if let Err(e) = worker.await {
             tracing::warn!(error = %e, "the delivery worker ended abnormally");

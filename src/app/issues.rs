@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use super::{Activity, Actor, App, OpsError};
 use crate::issues::freeze::{Created, create_issue, default_week};
 use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey, IssueStatus};
+use crate::store::bounces::IssueBounceCounts;
 use crate::store::deliveries::{DeliveryCounts, FailedDelivery};
 use crate::store::issues::IssueRow;
 use crate::subscribers::SubscriberEmail;
@@ -42,6 +43,10 @@ pub struct IssueReport {
     pub rate_per_second: f64,
     /// Seconds until nothing is pending at that rate, when it is sending.
     pub eta_seconds: Option<i64>,
+    /// Bounces and complaints attributed to the issue, and their rates per message sent.
+    pub bounces: IssueBounceCounts,
+    pub hard_bounce_rate: Option<f64>,
+    pub complaint_rate: Option<f64>,
 }
 
 /// How many times an action re-reads the issue when a concurrent change won the race.
@@ -79,8 +84,13 @@ impl App {
         let rate_per_second = deliveries.sent_last_minute as f64 / 60.0;
         let eta_seconds = (rate_per_second > 0.0 && issue.status == IssueStatus::Sending)
             .then(|| (deliveries.pending as f64 / rate_per_second).round() as i64);
+        let bounces = self.store().issue_bounce_counts(issue.id).await?;
+        let per_sent = |n: i64| (deliveries.sent > 0).then(|| n as f64 / deliveries.sent as f64);
         Ok(IssueReport {
             issue,
+            hard_bounce_rate: per_sent(bounces.hard),
+            complaint_rate: per_sent(bounces.complaints),
+            bounces,
             deliveries,
             rate_per_second,
             eta_seconds,

@@ -297,6 +297,9 @@ async fn status(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> 
         deliveries: counts,
         rate_per_second: rate,
         eta_seconds,
+        bounces,
+        hard_bounce_rate,
+        complaint_rate,
     } = report;
     println!(
         "week:     {} ({})",
@@ -331,6 +334,15 @@ async fn status(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> 
         println!(
             "rate:     {rate:.1}/s over the last minute · ETA {}",
             eta_seconds.map_or("-".to_string(), |s| format!("{}m{:02}s", s / 60, s % 60))
+        );
+        let pct = |r: Option<f64>| r.map_or("-".into(), |r| format!("{:.2}%", r * 100.0));
+        println!(
+            "bounces:  {} hard ({}) · {} soft · {} complaints ({})",
+            bounces.hard,
+            pct(hard_bounce_rate),
+            bounces.soft,
+            bounces.complaints,
+            pct(complaint_rate)
         );
     }
     println!("items:    {}", issue.items.len());

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 
+mod bounces;
 mod comparisons;
 mod dkim;
 mod issues;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Add, import, export, list and remove subscribers.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// Read bounces (DSNs) and complaints (ARF) and apply them to subscribers.
+    #[command(subcommand)]
+    Bounces(BouncesCommand),
     /// Manage the operators who may sign in to the console at /admin.
     #[command(subcommand)]
     Operators(OperatorsCommand),
@@ -69,6 +73,16 @@ pub enum Command {
     /// Export the built-in templates to restyle them; check a folder of templates.
     #[command(subcommand)]
     Templates(TemplatesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BouncesCommand {
+    /// Import .eml files, mbox files or Maildir folders of delivery status notifications and
+    /// complaint reports. Importing the same report twice changes nothing.
+    Import {
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,6 +406,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Issue(command) => issues::run(&settings, command, cli.json).await,
         Command::Subscribers(command) => subscribers::run(&settings, command, cli.json).await,
+        Command::Bounces(command) => bounces::run(&settings, command, cli.json).await,
         Command::Templates(command) => templates::run(&settings, command, cli.json),
         Command::Operators(command) => operators::run(&settings, command, cli.json).await,
         Command::Dkim(command) => dkim::run(&settings, command, cli.json),

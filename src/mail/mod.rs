@@ -75,6 +75,8 @@ pub struct Envelope<'a> {
     /// [`newsletter`]) is used as it is.
     pub text: Body,
     pub html: Body,
+    /// `Feedback-ID` (Gmail's feedback loop, `a:b:c:SenderId`): issue messages only.
+    pub feedback_id: Option<&'a str>,
 }
 
 /// The domain of `mail.from`: used for Message-IDs so they are on our own domain.
@@ -90,6 +92,17 @@ fn header(name: &'static str, value: String) -> HeaderValue {
 pub fn list_id_value(settings: &Settings) -> String {
     let name = settings.newsletter.name.0.replace(['"', '\\'], "");
     format!("\"{name}\" <{}>", settings.newsletter.list_id.0)
+}
+
+/// `Feedback-ID: ISSUE:LIST:newsletter:SENDER` in Gmail's `a:b:c:SenderId` form: the issue
+/// number (the campaign), the list id, the kind of mail, and our sending domain (the sender id,
+/// the same on every message). Gmail's Postmaster Tools report complaint rates per value.
+pub fn feedback_id(settings: &Settings, issue_number: i64) -> String {
+    format!(
+        "{issue_number}:{}:newsletter:{}",
+        settings.newsletter.list_id.0,
+        our_domain(settings)
+    )
 }
 
 /// Builds the full message.
@@ -139,6 +152,15 @@ pub fn compose_with_boundary(
             "List-Unsubscribe-Post",
             "List-Unsubscribe=One-Click".to_string(),
         ));
+    if let Some(feedback_id) = env.feedback_id {
+        anyhow::ensure!(
+            feedback_id
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '<' && c != '>'),
+            "Feedback-ID must be printable ASCII without spaces"
+        );
+        builder = builder.raw_header(header("Feedback-ID", feedback_id.to_string()));
+    }
     if let Some(reply_to) = &settings.mail.reply_to {
         builder = builder.reply_to(reply_to.0.clone());
     }

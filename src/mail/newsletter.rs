@@ -165,6 +165,7 @@ impl IssueMail {
                 unsubscribe_url: r.unsubscribe_url,
                 text: self.text.fill(|s| r.values.text_value(s)),
                 html: self.html.fill(|s| r.values.html_value(s)),
+                feedback_id: Some(&super::feedback_id(settings, self.number)),
             },
             Some(&self.boundary),
         )?;

@@ -57,7 +57,8 @@ pub async fn run(
     signal: QueueSignal,
     shutdown: Shutdown,
 ) {
-    let from = composer.settings.mail.from.0.email.clone();
+    // No VERP for transactional mail: mail.return_path itself (or mail.from).
+    let from = crate::bounces::verp::plain_sender(&composer.settings);
     tracing::info!("transactional mail sender started");
     loop {
         if shutdown.is_triggered() {

@@ -6,6 +6,7 @@
 //! `FOR UPDATE SKIP LOCKED`, which SQLite lacks) the query picks by [`Backend`] in this module
 //! alone. The same test suite runs against both.
 
+pub mod bounces;
 pub mod comparisons;
 pub mod deliveries;
 pub mod issues;

@@ -120,6 +120,7 @@ impl Composer {
                     self.renderer
                         .render_page(&format!("email/{template}.html"), &ctx)?,
                 ),
+                feedback_id: None,
             },
         )?;
         Ok(message.formatted())

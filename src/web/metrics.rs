@@ -115,6 +115,10 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         "Messages sent per second over the last minute",
         rate,
     );
+    match state.store.issue_bounce_stats().await {
+        Ok(stats) => crate::bounces::register_metrics(&mut registry, &stats),
+        Err(e) => tracing::warn!(error = %e, "reading bounce metrics failed"),
+    }
     let next = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
     let schedule = &state.settings.schedule;
     if let Some(at) = crate::schedule::next_fire(

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod pages;
 pub mod serve;
 pub mod signup;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
             (state.clone(), limits::Bucket::Api),
             limits::enforce,
         )))
+        .merge(webhooks::router())
         .merge(console::router())
         .fallback(fallback)
         .layer(TimeoutLayer::with_status_code(

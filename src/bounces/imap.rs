@@ -1,0 +1,341 @@
+//! The bounce mailbox: `serve` polls `bounces.imap_url` (`imaps://user:pass@host/INBOX`) every
+//! `bounces.imap_poll`, applies every unseen message through the same parse → resolve → apply
+//! path as `verdicts bounces import`, and then marks it handled: moved to
+//! `bounces.imap_done_folder` when set, else flagged `\Seen`. A message that is not a report we
+//! can read is flagged `\Seen \Flagged` (for a person to look at) and skipped. Applying is
+//! idempotent, so a crash between applying and flagging only repeats work.
+//!
+//! `imaps://` is TLS from the first byte (port 993; the public webpki roots plus any in
+//! `bounces.imap_ca_file`); plain `imap://` (port 143)
+//! is accepted only for a loopback host, so credentials never cross a network in the clear.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Source;
+use super::intake::Intake;
+use super::parse::parse;
+use super::policy::Policy;
+use crate::config::{SecretKey, Settings};
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// Where the bounce mailbox is, parsed from `bounces.imap_url`.
+#[derive(Clone)]
+pub struct Mailbox {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub user: String,
+    password: String,
+    pub folder: String,
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}://{}@{}:{}/{}",
+            if self.tls { "imaps" } else { "imap" },
+            self.user,
+            self.host,
+            self.port,
+            self.folder
+        )
+    }
+}
+
+fn decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
+impl Mailbox {
+    /// Parses and checks an `imap(s)://user:pass@host[:port][/FOLDER]` URL.
+    pub fn from_url(value: &str) -> Result<Mailbox, String> {
+        let url = url::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+        let tls = match url.scheme() {
+            "imaps" => true,
+            "imap" => false,
+            other => return Err(format!("unsupported scheme {other:?} (use imaps://)")),
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or("has no host")?
+            .trim_matches(['[', ']'])
+            .to_string();
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !tls && !loopback {
+            return Err(
+                "imap:// sends the password in the clear: use imaps:// (plain IMAP only on loopback)"
+                    .into(),
+            );
+        }
+        if url.username().is_empty() || url.password().is_none() {
+            return Err("needs a user and a password (imaps://user:pass@host/INBOX)".into());
+        }
+        let folder = decode(url.path().trim_start_matches('/'));
+        Ok(Mailbox {
+            port: url.port().unwrap_or(if tls { 993 } else { 143 }),
+            host,
+            tls,
+            user: decode(url.username()),
+            password: decode(url.password().unwrap_or_default()),
+            folder: if folder.is_empty() {
+                "INBOX".into()
+            } else {
+                folder
+            },
+        })
+    }
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Polled {
+    /// Messages applied (new events and repeats alike) and marked handled.
+    pub handled: usize,
+    /// Messages that were not readable reports, flagged for a person.
+    pub unreadable: usize,
+}
+
+/// How to reach the mailbox and what to do with handled messages.
+#[derive(Debug, Clone, Copy)]
+pub struct PollOptions<'a> {
+    pub done_folder: Option<&'a str>,
+    /// Extra trusted roots (PEM) for `imaps://`.
+    pub ca_file: Option<&'a std::path::Path>,
+    /// Bounds every step (connect, TLS, each IMAP command).
+    pub timeout: Duration,
+}
+
+fn tls_roots(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        use rustls_pki_types::pem::PemObject;
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("bounces.imap_ca_file: reading {}", path.display()))?
+        {
+            let cert = cert.with_context(|| format!("bounces.imap_ca_file: {}", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("bounces.imap_ca_file: {}", path.display()))?;
+        }
+    }
+    Ok(roots)
+}
+
+/// Connects, logs in, applies every unseen message, marks them, logs out.
+pub async fn poll_once(
+    mailbox: &Mailbox,
+    intake: &Intake<'_>,
+    options: PollOptions<'_>,
+) -> anyhow::Result<Polled> {
+    let PollOptions {
+        done_folder,
+        ca_file,
+        timeout,
+    } = options;
+    let tcp = tokio::time::timeout(
+        timeout,
+        tokio::net::TcpStream::connect((mailbox.host.as_str(), mailbox.port)),
+    )
+    .await
+    .with_context(|| format!("connecting to {mailbox:?} timed out"))?
+    .with_context(|| format!("connecting to {mailbox:?}"))?;
+    if mailbox.tls {
+        let roots = tls_roots(ca_file)?;
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .context("TLS set-up")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from(mailbox.host.clone())
+            .context("the IMAP host is not a valid TLS name")?;
+        let tls = tokio::time::timeout(
+            timeout,
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp),
+        )
+        .await
+        .context("the TLS handshake timed out")?
+        .with_context(|| format!("TLS with {mailbox:?}"))?;
+        session(tls, mailbox, intake, done_folder, timeout).await
+    } else {
+        session(tcp, mailbox, intake, done_folder, timeout).await
+    }
+}
+
+async fn session<S>(
+    stream: S,
+    mailbox: &Mailbox,
+    intake: &Intake<'_>,
+    done_folder: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<Polled>
+where
+    S: AsyncRead + AsyncWrite + Unpin + std::fmt::Debug + Send,
+{
+    let step = |what: &'static str| move |_| anyhow::anyhow!("IMAP {what} timed out");
+    let mut client = async_imap::Client::new(stream);
+    tokio::time::timeout(timeout, client.read_response())
+        .await
+        .map_err(step("greeting"))?
+        .context("reading the IMAP greeting")?
+        .context("the IMAP server closed the connection")?;
+    let mut session = tokio::time::timeout(timeout, client.login(&mailbox.user, &mailbox.password))
+        .await
+        .map_err(step("login"))?
+        .map_err(|(e, _)| anyhow::anyhow!("IMAP login as {}: {e}", mailbox.user))?;
+    tokio::time::timeout(timeout, session.select(&mailbox.folder))
+        .await
+        .map_err(step("select"))?
+        .with_context(|| format!("selecting {}", mailbox.folder))?;
+    let uids = tokio::time::timeout(timeout, session.uid_search("UNSEEN"))
+        .await
+        .map_err(step("search"))??;
+    let mut uids: Vec<u32> = uids.into_iter().collect();
+    uids.sort_unstable();
+    let mut polled = Polled::default();
+    for chunk in uids.chunks(50) {
+        let set = chunk
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let fetched: Vec<(u32, Vec<u8>)> = {
+            let stream =
+                tokio::time::timeout(timeout, session.uid_fetch(&set, "(UID BODY.PEEK[])"))
+                    .await
+                    .map_err(step("fetch"))??;
+            let all: Vec<_> = tokio::time::timeout(timeout, stream.collect::<Vec<_>>())
+                .await
+                .map_err(step("fetch"))?;
+            let mut out = Vec::new();
+            for f in all {
+                let f = f.context("reading a fetched message")?;
+                if let (Some(uid), Some(body)) = (f.uid, f.body()) {
+                    out.push((uid, body.to_vec()));
+                }
+            }
+            out
+        };
+        for (uid, body) in fetched {
+            let origin = format!("{mailbox:?}#{uid}");
+            let flags = match parse(&body) {
+                Ok(report) => {
+                    let p = intake.apply_report(&origin, &report, Source::Imap).await?;
+                    tracing::info!(%origin, kind = %p.kind, subscriber = ?p.subscriber_id, effect = ?p.applied.effect, "bounce mailbox message applied");
+                    polled.handled += 1;
+                    if let Some(folder) = done_folder {
+                        tokio::time::timeout(timeout, session.uid_mv(uid.to_string(), folder))
+                            .await
+                            .map_err(step("move"))?
+                            .with_context(|| format!("moving message {uid} to {folder}"))?;
+                        continue;
+                    }
+                    "+FLAGS (\\Seen)"
+                }
+                Err(e) => {
+                    tracing::warn!(%origin, error = %e, "bounce mailbox message is not a readable report; flagged");
+                    polled.unreadable += 1;
+                    "+FLAGS (\\Seen \\Flagged)"
+                }
+            };
+            let updates = tokio::time::timeout(timeout, session.uid_store(uid.to_string(), flags))
+                .await
+                .map_err(step("store"))??;
+            let _: Vec<_> = updates.collect().await;
+        }
+    }
+    let _ = tokio::time::timeout(timeout, session.logout()).await;
+    Ok(polled)
+}
+
+/// Polls the bounce mailbox every `bounces.imap_poll` until shutdown (part of `serve`).
+pub async fn run(
+    store: Store,
+    settings: std::sync::Arc<Settings>,
+    secret: SecretKey,
+    mailbox: Mailbox,
+    shutdown: Shutdown,
+) {
+    let policy = Policy::from_settings(&settings);
+    let every = settings.bounces.imap_poll.0;
+    let timeout = Duration::from_secs(settings.smtp.timeout_seconds);
+    tracing::info!(mailbox = ?mailbox, every = ?every, "polling the bounce mailbox");
+    loop {
+        let intake = Intake {
+            store: &store,
+            settings: &settings,
+            secret: &secret,
+            policy: &policy,
+        };
+        let options = PollOptions {
+            done_folder: settings.bounces.imap_done_folder.as_deref(),
+            ca_file: settings.bounces.imap_ca_file.as_deref(),
+            timeout,
+        };
+        match poll_once(&mailbox, &intake, options).await {
+            Ok(p) if p.handled + p.unreadable > 0 => {
+                tracing::info!(
+                    handled = p.handled,
+                    unreadable = p.unreadable,
+                    "bounce mailbox polled"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "polling the bounce mailbox failed"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.clone().wait() => break,
+        }
+    }
+    tracing::info!("bounce mailbox poller stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        let m =
+            Mailbox::from_url("imaps://bounces%40x.example:p%2Bw@imap.x.example/Bounces").unwrap();
+        assert_eq!(
+            (m.user.as_str(), m.password.as_str()),
+            ("bounces@x.example", "p+w")
+        );
+        assert_eq!((m.port, m.tls, m.folder.as_str()), (993, true, "Bounces"));
+        assert!(
+            !format!("{m:?}").contains("p+w"),
+            "the password stays out of logs"
+        );
+        let m = Mailbox::from_url("imap://u:p@127.0.0.1:1143").unwrap();
+        assert_eq!((m.port, m.tls, m.folder.as_str()), (1143, false, "INBOX"));
+        for (bad, msg) in [
+            ("imap://u:p@imap.example.org/INBOX", "in the clear"),
+            ("pop3://u:p@x.example", "unsupported scheme"),
+            ("imaps://imap.example.org/INBOX", "user and a password"),
+            ("not a url", "not a URL"),
+        ] {
+            let err = Mailbox::from_url(bad).unwrap_err();
+            assert!(err.contains(msg), "{bad}: {err}");
+        }
+    }
+}
