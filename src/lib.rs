@@ -17,6 +17,7 @@
 //! - [`render`] — Tera + mrml rendering, once per issue, and per-recipient slot filling.
 //! - [`delivery`] — the delivery engine: leased claims, a bounded window, group-committed
 //!   outcomes, retries and bounces, DKIM.
+//! - [`json`] — the strict JSON reader (objects only where asked, duplicate keys refused).
 //! - [`mail`] — message composition: every header built in Rust.
 //! - [`bounces`] — VERP return paths, DSN/ARF parsing, attributing reports to subscribers, the
 //!   bounce/complaint policy and the circuit breaker that pauses a send.
@@ -43,6 +44,7 @@ pub mod comparisons;
 pub mod config;
 pub mod delivery;
 pub mod issues;
+pub mod json;
 pub mod mail;
 pub mod operators;
 pub mod render;

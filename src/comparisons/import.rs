@@ -31,7 +31,8 @@ pub struct ParsedFile {
 
 /// Parses canonical JSON text: one comparison object or an array of them.
 pub fn parse_json(text: &str) -> Result<Vec<Comparison>, InvalidComparison> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+    // Strict: a duplicate key is an error, not "the last one wins".
+    let value: serde_json::Value = crate::json::strict_value(text.as_bytes()).map_err(|e| {
         InvalidComparison::new(
             format!("line {} column {}", e.line(), e.column()),
             format!("malformed JSON: {e}"),

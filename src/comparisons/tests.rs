@@ -372,6 +372,20 @@ fn malformed_json_reports_line_and_column() {
     assert!(err.message.starts_with("malformed JSON"));
 }
 
+/// With a duplicate key the last one used to win silently: what a reviewer read in the file
+/// was not what got imported.
+#[test]
+fn a_duplicate_key_is_an_error_naming_its_place() {
+    let v = sonnet_json();
+    let text = serde_json::to_string(&v).unwrap();
+    let twice = text.replacen("\"slug\":", "\"slug\":\"other-slug\",\"slug\":", 1);
+    assert_ne!(twice, text, "the fixture has a slug");
+    let err = import::parse_json(&twice).unwrap_err();
+    assert!(err.field.starts_with("line 1 column"), "{}", err.field);
+    assert!(err.message.contains("duplicate"), "{}", err.message);
+    assert!(import::parse_json(&text).is_ok());
+}
+
 #[test]
 fn detection_by_first_character() {
     let (source, _) = import::parse_text(&format!("\n  {}", sonnet_json()), &ctx()).unwrap();

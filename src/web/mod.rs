@@ -10,7 +10,8 @@ pub mod embed;
 pub mod error;
 pub mod headers;
 pub mod health;
-pub mod json;
+/// The strict JSON reader, for the handlers (`super::json::object`).
+pub use crate::json;
 pub mod limits;
 pub mod links;
 pub mod metrics;

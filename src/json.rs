@@ -1,4 +1,4 @@
-//! The one way request bodies are read as JSON: strictly.
+//! The one way JSON from outside is read: strictly (request bodies, imported files).
 //!
 //! `serde_json::from_slice::<T>` lets a derived struct be filled from an array (`["a@b.c"]`
 //! became a signup, `["2026-W47"]` an issue), and with duplicate keys the last one silently
@@ -18,12 +18,15 @@ pub struct JsonBodyError(pub String);
 
 /// Parses `body` as JSON of any shape, refusing duplicate object keys at any depth.
 pub fn value(body: &[u8]) -> Result<Value, JsonBodyError> {
+    strict_value(body).map_err(|e| JsonBodyError(e.to_string()))
+}
+
+/// [`value`] with serde_json's own error, which knows the line and column.
+pub fn strict_value(body: &[u8]) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let v = StrictValue
+    StrictValue
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| JsonBodyError(e.to_string()))?;
-    Ok(v)
 }
 
 /// Parses `body` as one JSON object (no duplicate keys) into `T`; an empty or blank body is
