@@ -120,7 +120,7 @@ fn bench(c: &mut Criterion) {
 /// The DKIM benches, on the issue `bench` rendered.
 fn bench_dkim(c: &mut Criterion, settings: &Settings, subject: &str, personalizer: &Personalizer) {
     let mut mail = IssueMail::new(12, subject, personalizer);
-    mail.prepare_dkim(&settings).unwrap();
+    mail.prepare_dkim(settings).unwrap();
     let key = |a| SigningKey::generate(a).unwrap().0;
     let rsa = DkimSigner::new("shiporskip.example", [("rsa", key(Algorithm::Rsa))]);
     let ed = DkimSigner::new("shiporskip.example", [("ed", key(Algorithm::Ed25519))]);
@@ -138,7 +138,7 @@ fn bench_dkim(c: &mut Criterion, settings: &Settings, subject: &str, personalize
     );
     let message = |signer: Option<&DkimSigner>| {
         mail.message(
-            &settings,
+            settings,
             signer,
             Recipient {
                 to: Mailbox::new(None, "reader1@example.org".parse().unwrap()),
