@@ -115,21 +115,13 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    bench_dkim(c, &settings, &rendered.subject, &personalizer);
 }
 
-fn bench_dkim(c: &mut Criterion) {
-    let settings = Settings::from_toml("").unwrap();
-    let renderer = Renderer::new().unwrap();
-    let comparisons = ten_comparisons();
-    let input = IssueInput {
-        number: 12,
-        week: "2026-W47".parse().unwrap(),
-        comparisons: &comparisons,
-    };
-    let rendered = renderer.render_issue(&settings, &input).unwrap();
-    let personalizer = Personalizer::new(&rendered.html, &rendered.text);
-    let mut mail = IssueMail::new(12, &rendered.subject, &personalizer);
-    mail.prepare_dkim(&settings).unwrap();
+/// The DKIM benches, on the issue `bench` rendered.
+fn bench_dkim(c: &mut Criterion, settings: &Settings, subject: &str, personalizer: &Personalizer) {
+    let mut mail = IssueMail::new(12, subject, personalizer);
+    mail.prepare_dkim(settings).unwrap();
     let key = |a| SigningKey::generate(a).unwrap().0;
     let rsa = DkimSigner::new("shiporskip.example", [("rsa", key(Algorithm::Rsa))]);
     let ed = DkimSigner::new("shiporskip.example", [("ed", key(Algorithm::Ed25519))]);
@@ -147,7 +139,7 @@ fn bench_dkim(c: &mut Criterion) {
     );
     let message = |signer: Option<&DkimSigner>| {
         mail.message(
-            &settings,
+            settings,
             signer,
             Recipient {
                 to: Mailbox::new(None, "reader1@example.org".parse().unwrap()),
@@ -182,5 +174,5 @@ fn bench_dkim(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, bench_dkim);
+criterion_group!(benches, bench);
 criterion_main!(benches);
