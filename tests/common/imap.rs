@@ -16,20 +16,9 @@ pub struct Dovecot {
     /// IMAP over TLS, when started with [`Dovecot::start_tls`].
     pub tls_port: Option<u16>,
     dir: tempfile::TempDir,
+    /// The private CA of the TLS listener (kept for as long as Dovecot runs).
+    ca: Option<super::submission::TestCa>,
     child: Option<Child>,
-}
-
-fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl Dovecot {
@@ -46,7 +35,7 @@ impl Dovecot {
 
     /// The test CA that issued the IMAPS certificate.
     pub fn ca_file(&self) -> std::path::PathBuf {
-        self.dir.path().join("ca.pem")
+        std::path::PathBuf::from(&self.ca.as_ref().expect("started with TLS").ca_file)
     }
 
     fn start_with(tls: bool) -> Dovecot {
@@ -70,76 +59,18 @@ impl Dovecot {
         .unwrap();
         let port = super::free_port();
         let tls_port = tls.then(super::free_port);
+        let mut ca_keep = None;
         let (ssl, imaps_port) = match tls_port {
             Some(p) => {
-                let ec = [
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1",
-                    "-nodes",
-                ];
-                let mut ca = vec!["req", "-x509"];
-                ca.extend(ec);
-                ca.extend([
-                    "-keyout",
-                    "ca.key",
-                    "-out",
-                    "ca.pem",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=verdicts test CA",
-                    "-addext",
-                    "basicConstraints=critical,CA:TRUE",
-                    "-addext",
-                    "keyUsage=critical,keyCertSign,cRLSign",
-                ]);
-                openssl(&ca, d);
-                let mut csr = vec!["req"];
-                csr.extend(ec);
-                csr.extend([
-                    "-keyout",
-                    "server.key",
-                    "-out",
-                    "server.csr",
-                    "-subj",
-                    "/CN=127.0.0.1",
-                ]);
-                openssl(&csr, d);
-                std::fs::write(
-                    d.join("server.ext"),
-                    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-                     keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-                )
-                .unwrap();
-                openssl(
-                    &[
-                        "x509",
-                        "-req",
-                        "-in",
-                        "server.csr",
-                        "-CA",
-                        "ca.pem",
-                        "-CAkey",
-                        "ca.key",
-                        "-CAcreateserial",
-                        "-out",
-                        "server.pem",
-                        "-days",
-                        "2",
-                        "-extfile",
-                        "server.ext",
-                    ],
-                    d,
+                // The same private CA the submission-server tests use.
+                let ca = super::submission::TestCa::new();
+                let ssl = format!(
+                    "ssl = yes\nssl_cert = <{}\nssl_key = <{}\n",
+                    ca.server_cert().display(),
+                    ca.server_key().display()
                 );
-                (
-                    format!(
-                        "ssl = yes\nssl_cert = <{d}/server.pem\nssl_key = <{d}/server.key\n",
-                        d = d.display()
-                    ),
-                    p,
-                )
+                ca_keep = Some(ca);
+                (ssl, p)
             }
             None => ("ssl = no\n".to_string(), 0),
         };
@@ -164,6 +95,7 @@ impl Dovecot {
             .spawn()
             .expect("starting dovecot");
         let mut dovecot = Dovecot {
+            ca: ca_keep,
             port,
             tls_port,
             dir,

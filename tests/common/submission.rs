@@ -94,6 +94,16 @@ impl TestCa {
         TestCa { dir, ca_file }
     }
 
+    /// The server certificate (PEM) the CA signed.
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
+    /// The server certificate's private key (PEM).
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.path().join("server.key")
+    }
+
     fn cert(&self) -> PathBuf {
         self.dir.path().join("server.pem")
     }
