@@ -328,7 +328,6 @@ async fn serve_page(port: u16, html: String) -> tokio::task::JoinHandle<()> {
 #[tokio::test]
 async fn the_site_embeds_the_signup_from_another_origin() {
     use common::browser::{browser, shot, start_chromedriver};
-    use fantoccini::Locator;
     let (site, stranger) = (common::free_port(), common::free_port());
     let app = TestApp::spawn_public(&format!(
         "[site]\nbase_url = \"http://127.0.0.1:{site}\"\n[schedule]\ncron = \"0 0 9 1 1 *\""
@@ -376,23 +375,13 @@ async fn the_site_embeds_the_signup_from_another_origin() {
     let client = browser(&driver, 1024, profile.path()).await;
     let dir = screenshot_dir("embed");
     // The fetch variant, from the site's page.
-    client
-        .goto(&format!("http://127.0.0.1:{site}/compare/claude-vs-smol"))
-        .await
-        .unwrap();
-    let form = client.find(Locator::Css("#verdicts-signup")).await.unwrap();
-    form.find(Locator::Css("input[name=email]"))
-        .await
-        .unwrap()
-        .send_keys("fetch-reader@example.org")
-        .await
-        .unwrap();
-    form.find(Locator::Css("button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    sign_up_on(
+        &client,
+        &format!("http://127.0.0.1:{site}/compare/claude-vs-smol"),
+        "#verdicts-signup",
+        "fetch-reader@example.org",
+    )
+    .await;
     let status = wait_for_text(
         &client,
         "#verdicts-signup [role=status]",
@@ -408,28 +397,13 @@ async fn the_site_embeds_the_signup_from_another_origin() {
     assert!(mail.contains("To: fetch-reader@example.org"), "{mail}");
 
     // The plain form returns the reader to the site with the outcome.
-    client
-        .goto(&format!("http://127.0.0.1:{site}/compare/claude-vs-smol"))
-        .await
-        .unwrap();
-    let plain = client
-        .find(Locator::Css("form[method=post]"))
-        .await
-        .unwrap();
-    plain
-        .find(Locator::Css("input[name=email]"))
-        .await
-        .unwrap()
-        .send_keys("form-reader@example.org")
-        .await
-        .unwrap();
-    plain
-        .find(Locator::Css("button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    sign_up_on(
+        &client,
+        &format!("http://127.0.0.1:{site}/compare/claude-vs-smol"),
+        "form[method=post]",
+        "form-reader@example.org",
+    )
+    .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let back = loop {
         let url = client.current_url().await.unwrap();
@@ -444,23 +418,13 @@ async fn the_site_embeds_the_signup_from_another_origin() {
     app.outbox(2).await;
 
     // A page of an origin that is not allowed: the browser refuses the answer, nothing written.
-    client
-        .goto(&format!("http://127.0.0.1:{stranger}/"))
-        .await
-        .unwrap();
-    let form = client.find(Locator::Css("#verdicts-signup")).await.unwrap();
-    form.find(Locator::Css("input[name=email]"))
-        .await
-        .unwrap()
-        .send_keys("stranger-reader@example.org")
-        .await
-        .unwrap();
-    form.find(Locator::Css("button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    sign_up_on(
+        &client,
+        &format!("http://127.0.0.1:{stranger}/"),
+        "#verdicts-signup",
+        "stranger-reader@example.org",
+    )
+    .await;
     let status = wait_for_text(&client, "#verdicts-signup [role=status]", "could not reach").await;
     assert!(status.contains("could not reach"), "{status}");
     let found = app
@@ -495,6 +459,25 @@ async fn the_site_embeds_the_signup_from_another_origin() {
         .unwrap();
     assert!(found.is_none());
     app.stop().await;
+}
+
+/// Opens `url` and signs `email` up through the form matching `css`, as a reader would.
+async fn sign_up_on(client: &fantoccini::Client, url: &str, css: &str, email: &str) {
+    use fantoccini::Locator;
+    client.goto(url).await.unwrap();
+    let form = client.find(Locator::Css(css)).await.unwrap();
+    form.find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys(email)
+        .await
+        .unwrap();
+    form.find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 /// Waits (up to 10 s) until the element's text contains `part`; returns the text.
