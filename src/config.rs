@@ -698,6 +698,17 @@ pub struct DeliverySettings {
     /// Transport failures with no message accepted for this long pause the issue.
     #[serde(default = "default_stall_after")]
     pub stall_after: DurationSetting,
+    /// At most this many messages per `window` across every worker (a relay's daily quota);
+    /// 0 means no window limit. A send that reaches it pauses and resumes when the window allows.
+    #[serde(default)]
+    pub window_limit: u64,
+    /// The sliding window of `window_limit`.
+    #[serde(default = "default_window")]
+    pub window: DurationSetting,
+}
+
+fn default_window() -> DurationSetting {
+    DurationSetting(Duration::from_secs(24 * 3600))
 }
 
 fn default_max_complaint_rate() -> f64 {
@@ -946,8 +957,14 @@ impl Settings {
         if self.delivery.concurrency == 0 || self.delivery.concurrency > 1000 {
             problems.push("delivery.concurrency: must be between 1 and 1000".to_string());
         }
-        if self.delivery.lease_seconds == 0 {
-            problems.push("delivery.lease_seconds: must be at least 1".to_string());
+        if self.delivery.lease_seconds < 3 {
+            // Heartbeats renew leases every third of the lease: below 3 s they would beat
+            // faster than once a second.
+            problems.push("delivery.lease_seconds: must be at least 3".to_string());
+        }
+        let window = self.delivery.window.0;
+        if window < Duration::from_secs(1) || window > Duration::from_secs(31 * 24 * 3600) {
+            problems.push("delivery.window: must be between 1s and 31 days".to_string());
         }
         if self.delivery.pause_after_failures == 0 {
             problems.push("delivery.pause_after_failures: must be at least 1".to_string());

@@ -119,12 +119,9 @@ impl Application {
                 }
             });
         }
-        let engine = crate::delivery::Engine::new(
-            store.clone(),
-            self.state.settings.clone(),
-            self.state.secret.clone(),
-        )?;
-        let worker = tokio::spawn(engine.run(shutdown.clone()));
+        // The delivery engine first: a DKIM key that cannot be used stops start-up.
+        self.state.app.engine().await?;
+        let worker = tokio::spawn(self.state.app.clone().run_worker(shutdown.clone()));
         let scheduler = tokio::spawn(crate::schedule::run(
             self.state.app.clone(),
             Arc::new(crate::schedule::SystemClock),
@@ -134,6 +131,7 @@ impl Application {
         let bounces = self.state.settings.bounces.imap_url.clone().map(|url| {
             tokio::spawn(crate::bounces::imap::run(
                 store.clone(),
+                std::sync::Arc::new(self.state.app.clone()),
                 self.state.settings.clone(),
                 self.state.secret.clone(),
                 url.0,

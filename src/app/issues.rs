@@ -8,6 +8,7 @@ use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey, IssueStatus};
 use crate::store::bounces::IssueBounceCounts;
 use crate::store::deliveries::{DeliveryCounts, FailedDelivery};
 use crate::store::issues::IssueRow;
+use crate::store::workers::WorkerRow;
 use crate::subscribers::SubscriberEmail;
 
 /// What an action did, beside the issue's new status.
@@ -47,6 +48,23 @@ pub struct IssueReport {
     pub bounces: IssueBounceCounts,
     pub hard_bounce_rate: Option<f64>,
     pub complaint_rate: Option<f64>,
+    /// The installation-wide limits and where they stand.
+    pub limits: SendLimits,
+    /// The workers sending it now (heartbeat within two leases), with their rates.
+    pub workers: Vec<WorkerRow>,
+}
+
+/// The installation-wide sending limits (`delivery.rate_per_second`, `delivery.window_limit`
+/// per `delivery.window`) and the window's use now.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct SendLimits {
+    /// 0 = no limit.
+    pub rate_per_second: u32,
+    /// 0 = no window limit.
+    pub window_limit: u64,
+    pub window_seconds: u64,
+    /// Messages counted in the window now (when there is a window limit).
+    pub window_used: Option<i64>,
 }
 
 /// How many times an action re-reads the issue when a concurrent change won the race.
@@ -86,7 +104,21 @@ impl App {
             .then(|| (deliveries.pending as f64 / rate_per_second).round() as i64);
         let bounces = self.store().issue_bounce_counts(issue.id).await?;
         let per_sent = |n: i64| (deliveries.sent > 0).then(|| n as f64 / deliveries.sent as f64);
+        let d = &self.settings().delivery;
+        let limits = SendLimits {
+            rate_per_second: d.rate_per_second,
+            window_limit: d.window_limit,
+            window_seconds: d.window.0.as_secs(),
+            window_used: match d.window_limit {
+                0 => None,
+                _ => Some(self.store().window_use(d.window.0).await?.used),
+            },
+        };
+        let alive = std::time::Duration::from_secs(2 * d.lease_seconds);
+        let workers = self.store().workers_sending(issue.id, alive).await?;
         Ok(IssueReport {
+            limits,
+            workers,
             issue,
             hard_bounce_rate: per_sent(bounces.hard),
             complaint_rate: per_sent(bounces.complaints),
@@ -167,7 +199,13 @@ impl App {
                     .await?
                     .then_some(Done::Scheduled { at: *at }),
                 IssueAction::Pause | IssueAction::Resume | IssueAction::Cancel => store
-                    .transition_issue(issue.id, &[from], to, Some(&format!("{kind} by {actor}")))
+                    .transition_issue(
+                        issue.id,
+                        &[from],
+                        to,
+                        Some(&format!("{kind} by {actor}")),
+                        None,
+                    )
                     .await?
                     .then_some(Done::Moved),
                 IssueAction::RetryFailed => store

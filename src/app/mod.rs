@@ -18,6 +18,7 @@ pub mod console;
 pub mod issues;
 pub mod operators;
 pub mod subscribers;
+pub mod worker;
 
 use std::fmt;
 use std::sync::Arc;
@@ -41,6 +42,9 @@ pub enum Actor {
     Scheduler,
     /// A signed-in operator of the console, by address.
     Operator(String),
+    /// verdicts itself: automatic pauses (failures, a stalled transport, the circuit breaker,
+    /// a full sending window) and resumes (the window has room again).
+    System,
 }
 
 impl fmt::Display for Actor {
@@ -50,6 +54,7 @@ impl fmt::Display for Actor {
             Actor::Api => f.write_str("api"),
             Actor::Scheduler => f.write_str("scheduler"),
             Actor::Operator(email) => write!(f, "operator:{email}"),
+            Actor::System => f.write_str("system"),
         }
     }
 }
@@ -152,7 +157,7 @@ struct Inner {
     settings: Arc<Settings>,
     secret: SecretKey,
     renderer: Arc<Renderer>,
-    /// The delivery engine (SMTP pool, DKIM key) for test sends, built on first use.
+    /// The delivery engine (SMTP pool, DKIM key) of this process, built on first use.
     engine: OnceCell<Engine>,
 }
 
@@ -197,7 +202,7 @@ impl App {
     }
 
     /// The delivery engine of this process, built once (its SMTP pool and DKIM key are reused
-    /// by every later test send).
+    /// by every send and test send).
     pub async fn engine(&self) -> anyhow::Result<&Engine> {
         self.inner
             .engine

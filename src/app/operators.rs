@@ -72,7 +72,7 @@ impl App {
                     "only an owner can manage operators".into(),
                 )),
             },
-            Actor::Api | Actor::Scheduler => Err(OpsError::Forbidden(
+            Actor::Api | Actor::Scheduler | Actor::System => Err(OpsError::Forbidden(
                 "operators are managed from the command line or by an owner".into(),
             )),
         }

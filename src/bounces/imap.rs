@@ -266,6 +266,7 @@ where
 /// Polls the bounce mailbox every `bounces.imap_poll` until shutdown (part of `serve`).
 pub async fn run(
     store: Store,
+    supervisor: std::sync::Arc<dyn crate::issues::Supervisor>,
     settings: std::sync::Arc<Settings>,
     secret: SecretKey,
     mailbox: Mailbox,
@@ -278,6 +279,7 @@ pub async fn run(
     loop {
         let intake = Intake {
             store: &store,
+            supervisor: &*supervisor,
             settings: &settings,
             secret: &secret,
             policy: &policy,

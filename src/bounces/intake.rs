@@ -104,6 +104,8 @@ pub fn parse_all(messages: &[RawMessage]) -> Result<Vec<Report>, IntakeError> {
 #[derive(Clone, Copy)]
 pub struct Intake<'a> {
     pub store: &'a Store,
+    /// Applies the circuit breaker's pauses (the application layer).
+    pub supervisor: &'a dyn crate::issues::Supervisor,
     pub settings: &'a Settings,
     pub secret: &'a SecretKey,
     pub policy: &'a Policy,
@@ -158,6 +160,7 @@ impl Intake<'_> {
         let applied = apply(
             self.store,
             self.policy,
+            self.supervisor,
             self.secret,
             &Event {
                 kind: event.kind,

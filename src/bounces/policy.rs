@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::resolve::Resolved;
 use super::{BounceKind, Source};
 use crate::config::{SecretKey, Settings};
-use crate::issues::IssueStatus;
+use crate::issues::{AutoPause, IssueStatus, PauseCause, Supervisor};
 use crate::store::Store;
 use crate::store::bounces::{self as sql, IssueBounceCounts, NewBounceEvent};
 use crate::subscribers::tokens::suppression_hash;
@@ -117,6 +117,7 @@ pub struct Applied {
 pub async fn apply(
     store: &Store,
     policy: &Policy,
+    supervisor: &dyn Supervisor,
     secret: &SecretKey,
     event: &Event<'_>,
 ) -> anyhow::Result<Applied> {
@@ -194,15 +195,16 @@ pub async fn apply(
     }
     let paused = match (event.resolved.issue_id, event.kind) {
         (Some(issue_id), BounceKind::Hard | BounceKind::Complaint) => {
-            check_breaker(store, policy, issue_id).await?
+            check_breaker(store, policy, supervisor, issue_id).await?
         }
         _ => None,
     };
     Ok(Applied { effect, paused })
 }
 
-/// Pauses a sending issue whose rates passed the limits; returns the reason when it did.
-pub async fn check_breaker(
+/// The circuit breaker's decision for a sending issue: the reason to pause it when its rates
+/// passed the limits. (The pause itself is the application layer's: [`Supervisor`].)
+pub async fn breaker_reason(
     store: &Store,
     policy: &Policy,
     issue_id: i64,
@@ -210,20 +212,32 @@ pub async fn check_breaker(
     if store.issue_status(issue_id).await? != Some(IssueStatus::Sending) {
         return Ok(None);
     }
-    let sent = store.delivery_counts(issue_id).await?.sent;
     let counts = store.issue_bounce_counts(issue_id).await?;
-    let Some(reason) = policy.breaker_reason(sent, counts) else {
+    if counts.hard == 0 && counts.complaints == 0 {
+        // Nothing can trip it: spare the count of the issue's whole ledger (a scan of every
+        // row, every two seconds of a send).
+        return Ok(None);
+    }
+    let sent = store.delivery_counts(issue_id).await?.sent;
+    Ok(policy.breaker_reason(sent, counts))
+}
+
+/// Checks the circuit breaker of a sending issue and has `supervisor` pause it when it trips;
+/// returns the reason when it paused.
+pub async fn check_breaker(
+    store: &Store,
+    policy: &Policy,
+    supervisor: &dyn Supervisor,
+    issue_id: i64,
+) -> anyhow::Result<Option<String>> {
+    let Some(reason) = breaker_reason(store, policy, issue_id).await? else {
         return Ok(None);
     };
-    let paused = store
-        .transition_issue(
-            issue_id,
-            &[IssueStatus::Sending],
-            IssueStatus::Paused,
-            Some(&reason),
-        )
-        .await?;
-    if paused {
+    let pause = AutoPause {
+        cause: PauseCause::Breaker,
+        reason: reason.clone(),
+    };
+    if supervisor.auto_pause(issue_id, pause).await? {
         tracing::warn!(issue_id, %reason, "circuit breaker paused the issue");
         Ok(Some(reason))
     } else {

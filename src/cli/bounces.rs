@@ -2,7 +2,7 @@
 //! files and Maildir folders, and applies them. Everything is read and parsed first: a path that
 //! is not mail (or a truncated report) exits 2 naming it, with nothing written.
 
-use super::{BouncesCommand, Failure, open_store};
+use super::{BouncesCommand, Failure, open_app};
 use crate::bounces::Source;
 use crate::bounces::intake::{Intake, parse_all, read_paths};
 use crate::bounces::policy::{Effect, Policy};
@@ -25,11 +25,13 @@ async fn import(
 ) -> Result<(), Failure> {
     let messages = read_paths(paths).map_err(|e| Failure::Input(e.to_string()))?;
     let reports = parse_all(&messages).map_err(|e| Failure::Input(e.to_string()))?;
-    let store = open_store(settings).await?;
+    let app = open_app(settings).await?;
+    let store = app.store().clone();
     let secret = settings.secret_key()?;
     let policy = Policy::from_settings(settings);
     let intake = Intake {
         store: &store,
+        supervisor: &app,
         settings,
         secret: &secret,
         policy: &policy,

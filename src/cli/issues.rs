@@ -263,9 +263,12 @@ async fn send(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> {
     let on_transport_error = move |error: &str| {
         bar_e.suspend(|| eprintln!("transport error (no attempt counted): {error}"));
     };
-    let end = engine
-        .send_issue_reporting(issue.id, stop, Some(&progress), Some(&on_transport_error))
-        .await?;
+    let hooks = crate::delivery::Hooks {
+        supervisor: app,
+        progress: Some(&progress),
+        transport_error: Some(&on_transport_error),
+    };
+    let end = engine.send_issue(issue.id, stop, &hooks).await?;
     if let Some(t) = ticker {
         t.abort();
     }
@@ -300,6 +303,8 @@ async fn status(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> 
         bounces,
         hard_bounce_rate,
         complaint_rate,
+        limits,
+        workers,
     } = report;
     println!(
         "week:     {} ({})",
@@ -313,6 +318,9 @@ async fn status(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> 
     println!("status:   {}", issue.status);
     if let Some(reason) = &issue.status_reason {
         println!("reason:   {reason}");
+    }
+    if let Some(at) = issue.resume_at {
+        println!("resumes:  {}", at.format("%Y-%m-%d %H:%M:%S UTC"));
     }
     if let (Some(error), Some(since)) = (&issue.transport_error, issue.transport_error_since) {
         println!(
@@ -344,6 +352,33 @@ async fn status(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> 
             bounces.complaints,
             pct(complaint_rate)
         );
+    }
+    let rate_limit = match limits.rate_per_second {
+        0 => "no rate limit".to_string(),
+        r => format!("{r}/s across every worker"),
+    };
+    let window = match (limits.window_limit, limits.window_used) {
+        (0, _) => "no window limit".to_string(),
+        (limit, used) => format!(
+            "{} of {limit} in the last {}",
+            used.unwrap_or(0),
+            humantime::format_duration(std::time::Duration::from_secs(limits.window_seconds))
+        ),
+    };
+    println!("limits:   {rate_limit} · {window}");
+    if !workers.is_empty() {
+        println!("workers:  {}", workers.len());
+        for w in &workers {
+            println!(
+                "          {} (pid {}) · {:.1}/s · {} sent · concurrency {} · beat {}s ago",
+                w.name,
+                w.pid,
+                w.rate,
+                w.sent,
+                w.concurrency,
+                (chrono::Utc::now() - w.heartbeat_at).num_seconds().max(0)
+            );
+        }
     }
     println!("items:    {}", issue.items.len());
     for slug in &issue.items {

@@ -434,14 +434,13 @@ pub(crate) async fn open_app(settings: &Settings) -> Result<App, Failure> {
 }
 
 async fn worker(settings: Settings) -> Result<(), Failure> {
-    let store = open_store(&settings).await?;
-    let secret = settings.secret_key()?;
-    let engine =
-        crate::delivery::Engine::new(store.clone(), std::sync::Arc::new(settings), secret)?;
+    let app = open_app(&settings).await?;
+    // The engine (SMTP pool, DKIM keys) first: a key that cannot be used stops here.
+    app.engine().await?;
     let (trigger, stop) = shutdown::channel();
     shutdown::on_signals(trigger);
-    engine.run(stop).await;
-    store.close().await;
+    app.clone().run_worker(stop).await;
+    app.store().close().await;
     Ok(())
 }
 

@@ -409,6 +409,48 @@ impl fmt::Display for IssueKey {
     }
 }
 
+/// Why a send paused itself, without an operator: the decision of the delivery engine or of
+/// the bounce policy, applied by the application layer (which logs it as `system`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PauseCause {
+    /// `delivery.pause_after_failures` consecutive failed messages.
+    Failures,
+    /// The transport failed and nothing was accepted for `delivery.stall_after`.
+    Stalled,
+    /// Complaint or hard-bounce rate above the limits (the circuit breaker).
+    Breaker,
+    /// `delivery.window_limit` reached: resumes by itself at `resume_at`.
+    Window { resume_at: DateTime<Utc> },
+}
+
+/// An automatic pause: its cause and the reason shown to operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoPause {
+    pub cause: PauseCause,
+    pub reason: String,
+}
+
+impl AutoPause {
+    /// When the send resumes by itself, if it does.
+    pub fn resume_at(&self) -> Option<DateTime<Utc>> {
+        match self.cause {
+            PauseCause::Window { resume_at } => Some(resume_at),
+            _ => None,
+        }
+    }
+}
+
+/// What applies automatic pauses: implemented by the application layer, called by the
+/// delivery engine and the bounce policy (which sit below it and must not import it).
+pub trait Supervisor: Send + Sync {
+    /// Pauses a sending issue; returns whether it was sending (and now is paused).
+    fn auto_pause<'a>(
+        &'a self,
+        issue_id: i64,
+        pause: AutoPause,
+    ) -> futures_util::future::BoxFuture<'a, anyhow::Result<bool>>;
+}
+
 impl fmt::Display for IssueStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

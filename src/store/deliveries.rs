@@ -411,27 +411,43 @@ impl Store {
         Ok(s.as_deref().and_then(IssueStatus::parse))
     }
 
-    /// Moves an issue between operator states, checking the transition is allowed.
+    /// Moves an issue from one of `from` to `to` with `reason`; a pause may carry the time it
+    /// resumes by itself (`resume_at`, a full sending window), every other move clears it.
+    /// Returns whether the issue moved (it was in one of `from`). Which moves are allowed is
+    /// the application's rule ([`IssueStatus::allows`]).
     pub async fn transition_issue(
         &self,
         issue_id: i64,
         from: &[IssueStatus],
         to: IssueStatus,
         reason: Option<&str>,
+        resume_at: Option<chrono::DateTime<Utc>>,
     ) -> anyhow::Result<bool> {
-        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         let sql = format!(
-            "UPDATE issues SET status = $1, status_reason = $2 WHERE id = $3 AND status IN ({})",
-            placeholders(4, from.len())
+            "UPDATE issues SET status = $1, status_reason = $2, resume_at = $3
+              WHERE id = $4 AND status IN ({})",
+            placeholders(5, from.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(to.as_str())
             .bind(reason)
+            .bind(resume_at.map(to_millis))
             .bind(issue_id);
-        for f in &from {
-            q = q.bind(*f);
+        for f in from {
+            q = q.bind(f.as_str());
         }
         Ok(q.execute(&self.writer).await?.rows_affected() > 0)
+    }
+
+    /// Issues paused by a full sending window whose resume time has come.
+    pub async fn due_window_resumes(&self) -> anyhow::Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM issues WHERE status = 'paused' AND resume_at IS NOT NULL AND resume_at <= $1
+              ORDER BY id",
+        )
+        .bind(to_millis(Utc::now()))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Delivery counts of one issue.

@@ -34,6 +34,8 @@ pub struct IssueRow {
     pub transport_error: Option<String>,
     /// Since when the transport has been failing.
     pub transport_error_since: Option<DateTime<Utc>>,
+    /// A send paused because the sending window was full resumes by itself at this time.
+    pub resume_at: Option<DateTime<Utc>>,
     /// Slugs of the comparisons it carries, in order.
     pub items: Vec<String>,
 }
@@ -62,7 +64,7 @@ macro_rules! issue_by {
         concat!(
             "SELECT id, week, number, status, status_reason, cutoff_at, subject, html, text, \
              created_at, scheduled_for, started_at, finished_at, transport_error, \
-             transport_error_since FROM issues WHERE ",
+             transport_error_since, resume_at FROM issues WHERE ",
             $col,
             " = $1"
         )
@@ -94,6 +96,7 @@ fn issue_from_row(row: &AnyRow) -> anyhow::Result<IssueRow> {
         finished_at: opt_time("finished_at")?,
         transport_error: row.try_get("transport_error")?,
         transport_error_since: opt_time("transport_error_since")?,
+        resume_at: opt_time("resume_at")?,
         items: Vec::new(),
     })
 }
@@ -260,7 +263,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, week, number, status, status_reason, cutoff_at, subject, NULL AS html,
                     NULL AS text, created_at, scheduled_for, started_at, finished_at,
-                    transport_error, transport_error_since
+                    transport_error, transport_error_since, resume_at
                FROM issues ORDER BY week DESC",
         )
         .fetch_all(&self.pool)

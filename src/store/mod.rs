@@ -10,12 +10,14 @@ pub mod bounces;
 pub mod comparisons;
 pub mod deliveries;
 pub mod issues;
+pub mod limits;
 pub mod metrics;
 pub mod operators;
 pub mod outbound;
 pub mod overview;
 pub mod schedule;
 pub mod subscribers;
+pub mod workers;
 
 use std::time::Duration;
 

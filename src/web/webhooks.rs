@@ -142,6 +142,7 @@ async fn receive(
     let policy = Policy::from_settings(&state.settings);
     let intake = Intake {
         store: &state.store,
+        supervisor: &state.app,
         settings: &state.settings,
         secret: &state.secret,
         policy: &policy,
