@@ -840,8 +840,10 @@ async fn the_bounce_mailbox_over_imaps_needs_a_trusted_certificate() {
     let settings = env.settings(&settings_toml());
     let policy = Policy::from_settings(&settings);
     let secret = secret();
+    let app = common::app(&store, &settings);
     let intake = Intake {
         store: &store,
+        supervisor: &app,
         settings: &settings,
         secret: &secret,
         policy: &policy,

@@ -452,7 +452,7 @@ async fn auth_that_is_never_answered_is_bounded_and_pauses() {
 async fn set_status(store: &Store, issue_id: i64, from: IssueStatus, to: IssueStatus) {
     assert!(
         store
-            .transition_issue(issue_id, &[from], to, None)
+            .transition_issue(issue_id, &[from], to, None, None)
             .await
             .unwrap(),
         "{from} → {to}"

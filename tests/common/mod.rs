@@ -6,6 +6,7 @@ pub mod browser;
 pub mod imap;
 pub mod smtp;
 pub mod submission;
+pub mod workers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
