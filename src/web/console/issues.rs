@@ -35,6 +35,8 @@ pub(super) struct IssueView {
     subject: String,
     reason: Option<String>,
     scheduled_for: Option<String>,
+    /// A send paused by a full window resumes by itself then.
+    resumes_at: Option<String>,
     total: i64,
     /// Settled deliveries (sent, failed, skipped): what the progress bar fills.
     done: i64,
@@ -59,6 +61,7 @@ impl From<&IssueReport> for IssueView {
             subject: r.issue.subject.clone().unwrap_or_default(),
             reason: r.issue.status_reason.clone(),
             scheduled_for: r.issue.scheduled_for.map(|t| format!("{} UTC", when(t))),
+            resumes_at: r.issue.resume_at.map(|t| format!("{} UTC", when(t))),
             total: d.total,
             done,
             percent: if d.total > 0 { done * 100 / d.total } else { 0 },
@@ -272,8 +275,47 @@ pub(super) async fn detail(
         style,
     })
     .collect();
+    #[derive(Serialize)]
+    struct LimitsView {
+        rate: String,
+        window: String,
+    }
+    #[derive(Serialize)]
+    struct WorkerView {
+        name: String,
+        rate: String,
+        sent: i64,
+        beat: String,
+    }
+    let l = report.limits;
+    let limits = LimitsView {
+        rate: match l.rate_per_second {
+            0 => "no rate limit".into(),
+            r => format!("{r} messages/s"),
+        },
+        window: match l.window_limit {
+            0 => "no window limit".into(),
+            limit => format!(
+                "{} of {limit} messages in the last {}",
+                l.window_used.unwrap_or(0),
+                humantime::format_duration(std::time::Duration::from_secs(l.window_seconds))
+            ),
+        },
+    };
+    let workers: Vec<WorkerView> = report
+        .workers
+        .iter()
+        .map(|w| WorkerView {
+            name: w.name.clone(),
+            rate: format!("{:.1}/s", w.rate),
+            sent: w.sent,
+            beat: w.heartbeat_at.format("%H:%M:%S UTC").to_string(),
+        })
+        .collect();
     let view = IssueView::from(&report);
     let mut ctx = console.context(&state, "");
+    ctx.insert("limits", &limits);
+    ctx.insert("workers", &workers);
     ctx.insert("has_preview", &report.issue.html.is_some());
     ctx.insert("issue", &view);
     ctx.insert("counts", &report.deliveries);
