@@ -605,6 +605,35 @@ async fn ten_wrong_passwords_get_429() {
     app.stop().await;
 }
 
+/// Only failures count: a correct password after a few wrong ones works, successful logins
+/// never use up the allowance (on one address or from one client), and the tenth failure
+/// still locks the address.
+#[tokio::test]
+async fn only_failed_logins_are_throttled() {
+    let app = TestApp::spawn("").await;
+    add_operator(&app.env, OWNER, "owner");
+    for i in 0..9 {
+        let r = attempt_login(&app, OWNER, "wrong password!").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "wrong password {i}");
+    }
+    for i in 0..4 {
+        let r = attempt_login(&app, OWNER, PASSWORD).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::SEE_OTHER,
+            "right password {i} after nine wrong ones"
+        );
+        assert!(set_cookie(&r, "verdicts_session").is_some());
+    }
+    let r = attempt_login(&app, OWNER, "wrong password!").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the tenth failure");
+    let r = attempt_login(&app, OWNER, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(app.store.count_rows("operator_sessions").await.unwrap(), 4);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn only_owners_manage_operators() {
     let app = TestApp::spawn("").await;

@@ -1,7 +1,11 @@
 //! Operator accounts and console sessions: who may manage operators, how a login is checked,
 //! and what a session is. Passwords are Argon2id ([`crate::operators`]); a session lives in the
 //! database as the hash of a random token, so logging out, a new password or removing the
-//! operator ends it at once, in every process.
+//! operator ends it at once, in every process. Failed logins are throttled ([`throttle`]).
+
+pub mod throttle;
+
+use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
@@ -37,6 +41,17 @@ impl SignedIn {
 pub struct NewSession {
     pub token: String,
     pub signed_in: SignedIn,
+}
+
+/// What a login attempt did.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// The address and password match: a new session.
+    SignedIn(NewSession),
+    /// Wrong address or password (the caller says so without saying which).
+    Refused,
+    /// Too many failed logins for this address or from this client: try again after this.
+    Throttled { retry_after: std::time::Duration },
 }
 
 /// 32 random bytes, URL-safe base64: session and CSRF tokens.
@@ -165,10 +180,33 @@ impl App {
         Ok(())
     }
 
-    /// Checks an address and password; opens a session when they match. An unknown address
-    /// costs one Argon2 verification too, so timing does not tell which addresses exist.
-    /// `Ok(None)`: wrong address or password (the caller says so without saying which).
+    /// Checks an address and password from `client`; opens a session when they match. An
+    /// unknown address costs one Argon2 verification too, so timing does not tell which
+    /// addresses exist. Failed logins are throttled per address and per client
+    /// ([`throttle::LoginThrottle`]); successful ones never count.
     pub async fn log_in(
+        &self,
+        email: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<LoginOutcome, OpsError> {
+        let throttle = self.login_throttle();
+        let attempt = match throttle.reserve(email, client, std::time::Instant::now()) {
+            Ok(attempt) => attempt,
+            Err(retry_after) => return Ok(LoginOutcome::Throttled { retry_after }),
+        };
+        let result = self.check_login(email, password).await;
+        let failed = matches!(result, Ok(None));
+        throttle.finish(attempt, failed, std::time::Instant::now());
+        Ok(match result? {
+            Some(session) => LoginOutcome::SignedIn(session),
+            None => LoginOutcome::Refused,
+        })
+    }
+
+    /// The password check of [`App::log_in`] and the new session; `Ok(None)`: wrong address
+    /// or password.
+    async fn check_login(
         &self,
         email: &str,
         password: &str,
