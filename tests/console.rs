@@ -337,7 +337,7 @@ async fn sessions_use_strict_cookies_and_die_on_logout() {
         "HttpOnly",
         "SameSite=Strict",
         "Path=/admin",
-        "Max-Age=43200",
+        "Max-Age=604800",
     ] {
         assert!(line.contains(attribute), "{line}");
     }
@@ -405,6 +405,89 @@ async fn sessions_use_strict_cookies_and_die_on_logout() {
     let actions: Vec<(String, String)> = log(&app.store).await;
     assert!(actions.contains(&(format!("operator:{OWNER}"), "operators.login".into())));
     assert!(actions.contains(&(format!("operator:{OWNER}"), "operators.logout".into())));
+    app.stop().await;
+}
+
+/// The session's server-side expiry (milliseconds), and its creation.
+async fn session_times(store: &Store) -> (i64, i64) {
+    sqlx::query_as("SELECT expires_at, created_at FROM operator_sessions")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+async fn set_session_times(store: &Store, expires_at: i64, created_at: i64) {
+    sqlx::query("UPDATE operator_sessions SET expires_at = $1, created_at = $2")
+        .bind(expires_at)
+        .bind(created_at)
+        .execute(store.writer())
+        .await
+        .unwrap();
+}
+
+/// A session ends 12 hours after its last use (sliding), 7 days after login at the latest;
+/// its expiry is written about once a minute, not on every request.
+#[tokio::test]
+async fn sessions_are_renewed_on_use_at_most_once_a_minute() {
+    const MINUTE: i64 = 60_000;
+    const HOUR: i64 = 60 * MINUTE;
+    let app = TestApp::spawn("").await;
+    add_operator(&app.env, OWNER, "owner");
+    let session = login(&app, OWNER).await;
+    let now = || chrono::Utc::now().timestamp_millis();
+    let (at_login, _) = session_times(&app.store).await;
+    assert!(
+        (at_login - now() - 12 * HOUR).abs() < MINUTE,
+        "12 h at login"
+    );
+    let r = session.get(&app, "/admin").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        session_times(&app.store).await.0,
+        at_login,
+        "used within a minute of login: nothing written"
+    );
+
+    // Idle for 11 h 59 min 30 s: thirty seconds left. One use gives it 12 hours again.
+    let login_time = now() - 12 * HOUR + 30_000;
+    set_session_times(&app.store, now() + 30_000, login_time).await;
+    let r = session
+        .get(&app, "/admin/subscribers")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (renewed, _) = session_times(&app.store).await;
+    assert!(
+        renewed > now() + 12 * HOUR - MINUTE,
+        "extended to 12 h from now: {} min left",
+        (renewed - now()) / MINUTE
+    );
+    // Progress polls and pages within the minute write nothing.
+    for path in ["/admin/progress.json", "/admin", "/admin/bounces"] {
+        let r = session.get(&app, path).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    assert_eq!(session_times(&app.store).await.0, renewed);
+
+    // Never beyond 7 days after login.
+    let login_time = now() - 7 * 24 * HOUR + HOUR;
+    set_session_times(&app.store, now() + 30_000, login_time).await;
+    let r = session.get(&app, "/admin").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        session_times(&app.store).await.0,
+        login_time + 7 * 24 * HOUR,
+        "capped at 7 days after login"
+    );
+
+    // An expired session is not revived by its cookie.
+    let expired = now() - 1_000;
+    set_session_times(&app.store, expired, login_time).await;
+    let r = session.get(&app, "/admin").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/admin/login");
+    assert_eq!(session_times(&app.store).await.0, expired);
     app.stop().await;
 }
 

@@ -24,6 +24,7 @@ pub struct OperatorRow {
 pub struct SessionRow {
     pub operator: OperatorRow,
     pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -246,7 +247,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<SessionRow>> {
         let sql = format!(
-            "SELECT {OPERATOR_COLUMNS}, s.csrf_token, s.expires_at
+            "SELECT {OPERATOR_COLUMNS}, s.csrf_token, s.created_at AS session_created_at, s.expires_at
                FROM operator_sessions s JOIN operators o ON o.id = s.operator_id
               WHERE s.token_hash = $1 AND s.expires_at > $2"
         );
@@ -260,10 +261,29 @@ impl Store {
             Ok(SessionRow {
                 operator: operator_from_row(&r)?,
                 csrf_token: r.try_get("csrf_token")?,
+                created_at: from_millis(r.try_get("session_created_at")?),
                 expires_at: from_millis(r.try_get("expires_at")?),
             })
         })
         .transpose()
+    }
+
+    /// Moves a session's expiry forward to `expires_at` (never back); `true` when it moved.
+    pub async fn extend_session(
+        &self,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE operator_sessions SET expires_at = $1 WHERE token_hash = $2 AND expires_at < $1",
+        )
+        .bind(to_millis(expires_at))
+        .bind(token_hash)
+        .execute(&self.writer)
+        .await
+        .context("extending a session")?
+        .rows_affected()
+            > 0)
     }
 
     /// Ends one session; `true` when it existed.

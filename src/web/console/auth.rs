@@ -10,7 +10,7 @@ use super::{
     LOGIN_CSRF_COOKIE, Posted, SESSION_COOKIE, cookie_value, page_response, set_cookie,
     tokens_match,
 };
-use crate::app::operators::{LoginOutcome, SESSION_TTL, random_token};
+use crate::app::operators::{LoginOutcome, SESSION_MAX_AGE, random_token};
 use crate::web::AppState;
 use crate::web::client::ClientAddr;
 use crate::web::error::PageError;
@@ -122,7 +122,7 @@ pub(super) async fn login(
             &state,
             SESSION_COOKIE,
             &session.token,
-            Some(SESSION_TTL.num_seconds()),
+            Some(SESSION_MAX_AGE.num_seconds()),
         ),
     );
     headers.append(

@@ -6,7 +6,9 @@
 //! action lands in the operator log as [`crate::app::Actor::Operator`].
 //!
 //! Security: the session cookie holds a random token whose hash is the server-side session
-//! (`HttpOnly`, `SameSite=Strict`, `Path=/admin`, `Secure` behind https). Every state-changing
+//! (`HttpOnly`, `SameSite=Strict`, `Path=/admin`, `Secure` behind https); the session ends 12
+//! hours after its last use, and 7 days after login at the latest
+//! ([`crate::app::operators::renewed_expiry`]). Every state-changing
 //! form carries the session's CSRF token (the login form a double-submit cookie's), compared in
 //! constant time; handlers that change something take [`Posted`], which refuses a POST without
 //! a valid one (403) before the handler runs, so nothing changes. Failed logins are
