@@ -80,6 +80,7 @@ pub fn router() -> Router<AppState> {
             get(lists::comparisons).post(lists::upload_comparisons),
         )
         .route("/admin/bounces", get(lists::bounces))
+        .route("/admin/log", get(lists::operator_log))
         .route(
             "/admin/operators",
             get(lists::operators).post(lists::add_operator),
