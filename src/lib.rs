@@ -6,7 +6,8 @@
 //!
 //! ## Layout
 //! - [`app`] — the application layer every front end calls: issue and subscriber operations,
-//!   the state machine's checks, typed errors, the one operator-log write.
+//!   the state machine's checks, the signup decision table, typed errors, the one
+//!   operator-log write.
 //! - [`config`] — layered, typed settings (`config/default.toml` → `config/local.toml` →
 //!   `--config` → `VERDICTS__SECTION__KEY`), checked once at start-up.
 //! - [`comparisons`] — the checked [`comparisons::Comparison`] type, parsed from canonical JSON or

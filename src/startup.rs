@@ -8,6 +8,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::app::subscribers::signup_writer::SignupWriter;
 use crate::config::Settings;
 use crate::mail::queue::{self, QueueSignal};
 use crate::mail::transport::Transport;
@@ -15,7 +16,6 @@ use crate::render::Renderer;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::subscribers::lifecycle::Composer;
-use crate::subscribers::signup_writer::SignupWriter;
 use crate::web::limits::RateLimits;
 use crate::web::{self, AppState};
 
@@ -41,28 +41,22 @@ impl Application {
         let renderer = Arc::new(Renderer::from_settings(&settings)?);
         let transport = Transport::from_settings(&settings)?;
         let rate_limits = RateLimits::from_settings(&settings);
-        let signup_writer = SignupWriter::spawn(
-            store.clone(),
-            crate::store::subscribers::SignupLimits {
-                token_ttl: settings.signup.confirm_token_ttl.0,
-                resend_interval: settings.signup.resend_interval.0,
-                per_mailbox_per_hour: settings.signup.confirmations_per_mailbox_per_hour,
-            },
-        );
         let listener = TcpListener::bind(settings.http.bind)
             .await
             .with_context(|| format!("http.bind: cannot listen on {}", settings.http.bind))?;
         let port = listener.local_addr()?.port();
+        let app = App::new(
+            store.clone(),
+            settings.clone(),
+            secret.clone(),
+            renderer.clone(),
+        );
+        let signup_writer = SignupWriter::spawn(app.clone());
         Ok(Application {
             listener,
             port,
             state: AppState {
-                app: App::new(
-                    store.clone(),
-                    settings.clone(),
-                    secret.clone(),
-                    renderer.clone(),
-                ),
+                app,
                 settings,
                 store,
                 secret,

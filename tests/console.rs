@@ -337,7 +337,7 @@ async fn sessions_use_strict_cookies_and_die_on_logout() {
         "HttpOnly",
         "SameSite=Strict",
         "Path=/admin",
-        "Max-Age=43200",
+        "Max-Age=604800",
     ] {
         assert!(line.contains(attribute), "{line}");
     }
@@ -405,6 +405,89 @@ async fn sessions_use_strict_cookies_and_die_on_logout() {
     let actions: Vec<(String, String)> = log(&app.store).await;
     assert!(actions.contains(&(format!("operator:{OWNER}"), "operators.login".into())));
     assert!(actions.contains(&(format!("operator:{OWNER}"), "operators.logout".into())));
+    app.stop().await;
+}
+
+/// The session's server-side expiry (milliseconds), and its creation.
+async fn session_times(store: &Store) -> (i64, i64) {
+    sqlx::query_as("SELECT expires_at, created_at FROM operator_sessions")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+async fn set_session_times(store: &Store, expires_at: i64, created_at: i64) {
+    sqlx::query("UPDATE operator_sessions SET expires_at = $1, created_at = $2")
+        .bind(expires_at)
+        .bind(created_at)
+        .execute(store.writer())
+        .await
+        .unwrap();
+}
+
+/// A session ends 12 hours after its last use (sliding), 7 days after login at the latest;
+/// its expiry is written about once a minute, not on every request.
+#[tokio::test]
+async fn sessions_are_renewed_on_use_at_most_once_a_minute() {
+    const MINUTE: i64 = 60_000;
+    const HOUR: i64 = 60 * MINUTE;
+    let app = TestApp::spawn("").await;
+    add_operator(&app.env, OWNER, "owner");
+    let session = login(&app, OWNER).await;
+    let now = || chrono::Utc::now().timestamp_millis();
+    let (at_login, _) = session_times(&app.store).await;
+    assert!(
+        (at_login - now() - 12 * HOUR).abs() < MINUTE,
+        "12 h at login"
+    );
+    let r = session.get(&app, "/admin").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        session_times(&app.store).await.0,
+        at_login,
+        "used within a minute of login: nothing written"
+    );
+
+    // Idle for 11 h 59 min 30 s: thirty seconds left. One use gives it 12 hours again.
+    let login_time = now() - 12 * HOUR + 30_000;
+    set_session_times(&app.store, now() + 30_000, login_time).await;
+    let r = session
+        .get(&app, "/admin/subscribers")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (renewed, _) = session_times(&app.store).await;
+    assert!(
+        renewed > now() + 12 * HOUR - MINUTE,
+        "extended to 12 h from now: {} min left",
+        (renewed - now()) / MINUTE
+    );
+    // Progress polls and pages within the minute write nothing.
+    for path in ["/admin/progress.json", "/admin", "/admin/bounces"] {
+        let r = session.get(&app, path).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    assert_eq!(session_times(&app.store).await.0, renewed);
+
+    // Never beyond 7 days after login.
+    let login_time = now() - 7 * 24 * HOUR + HOUR;
+    set_session_times(&app.store, now() + 30_000, login_time).await;
+    let r = session.get(&app, "/admin").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        session_times(&app.store).await.0,
+        login_time + 7 * 24 * HOUR,
+        "capped at 7 days after login"
+    );
+
+    // An expired session is not revived by its cookie.
+    let expired = now() - 1_000;
+    set_session_times(&app.store, expired, login_time).await;
+    let r = session.get(&app, "/admin").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/admin/login");
+    assert_eq!(session_times(&app.store).await.0, expired);
     app.stop().await;
 }
 
@@ -602,6 +685,35 @@ async fn ten_wrong_passwords_get_429() {
     // An unknown address gets the same answer as a wrong password.
     let r = attempt_login(&app, "nobody@example.org", PASSWORD).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+/// Only failures count: a correct password after a few wrong ones works, successful logins
+/// never use up the allowance (on one address or from one client), and the tenth failure
+/// still locks the address.
+#[tokio::test]
+async fn only_failed_logins_are_throttled() {
+    let app = TestApp::spawn("").await;
+    add_operator(&app.env, OWNER, "owner");
+    for i in 0..9 {
+        let r = attempt_login(&app, OWNER, "wrong password!").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "wrong password {i}");
+    }
+    for i in 0..4 {
+        let r = attempt_login(&app, OWNER, PASSWORD).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::SEE_OTHER,
+            "right password {i} after nine wrong ones"
+        );
+        assert!(set_cookie(&r, "verdicts_session").is_some());
+    }
+    let r = attempt_login(&app, OWNER, "wrong password!").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the tenth failure");
+    let r = attempt_login(&app, OWNER, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(app.store.count_rows("operator_sessions").await.unwrap(), 4);
     app.stop().await;
 }
 
@@ -953,6 +1065,29 @@ async fn an_operator_runs_an_issue_in_a_browser() {
     );
     shot(&client, &dir, "390-4-issue-cancelled").await;
 
+    // A long list pages with plain links: 120 people who left, 100 a page.
+    common::add_confirmed(&app.store, 120, "former", 3).await;
+    sqlx::query("UPDATE subscribers SET status = 'unsubscribed' WHERE email LIKE 'former%'")
+        .execute(app.store.writer())
+        .await
+        .unwrap();
+    client
+        .goto(&app.url("/admin/subscribers?status=unsubscribed"))
+        .await
+        .unwrap();
+    expect_text(&client, "#subscribers-pager", "1–100 of 120").await;
+    click(&client, "#subscribers-pager a.older").await;
+    expect_text(&client, "#subscribers-pager", "101–120 of 120").await;
+    let rows = client
+        .find_all(Locator::Css("#found tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 20, "the last page");
+    shot(&client, &dir, "390-5a-subscribers-paged").await;
+    click(&client, "#subscribers-pager a.newer").await;
+    expect_text(&client, "#subscribers-pager", "1–100 of 120").await;
+    expect_text(&client, "#found", "former119@example.org").await;
+
     // Find a subscriber and remove them.
     client.goto(&app.url("/admin/subscribers")).await.unwrap();
     expect_text(&client, "#status-counts", "confirmed 3").await;
@@ -1182,6 +1317,188 @@ async fn subscribers_are_searched_counted_and_exported() {
             .await
             .contains(&(format!("operator:{EDITOR}"), "subscribers.export".into()))
     );
+    app.stop().await;
+}
+
+/// The pager `id` of a page: its summary and the links it offers, by class, as paths.
+fn pager_of(html: &str, id: &str) -> (String, Vec<(String, String)>) {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no pager {id}"));
+    let nav = &html[start..start + html[start..].find("</nav>").unwrap()];
+    let summary = nav
+        .split("<span class=\"muted\">")
+        .nth(1)
+        .unwrap()
+        .split("</span>")
+        .next()
+        .unwrap()
+        .to_string();
+    let links = nav
+        .split("<a href=\"")
+        .skip(1)
+        .map(|a| {
+            let href = a[..a.find('"').unwrap()]
+                .replace("&amp;", "&")
+                .replace("&#x2F;", "/")
+                .replace("&#47;", "/");
+            let class = a.split("class=\"").nth(1).unwrap();
+            (class[..class.find('"').unwrap()].to_string(), href)
+        })
+        .collect();
+    (summary, links)
+}
+
+fn link<'a>(links: &'a [(String, String)], class: &str) -> Option<&'a str> {
+    links
+        .iter()
+        .find(|(c, _)| c == class)
+        .map(|(_, href)| href.as_str())
+}
+
+/// The addresses in the table `id` of a page.
+fn addresses_in(html: &str, id: &str) -> Vec<String> {
+    let start = html.find(&format!("id=\"{id}\"")).unwrap();
+    let table = &html[start..start + html[start..].find("</table>").unwrap()];
+    table
+        .split("<td>")
+        .skip(1)
+        .map(|c| c[..c.find("</td>").unwrap()].to_string())
+        .filter(|c| c.ends_with("@example.org"))
+        .collect()
+}
+
+/// Subscribers, bounced subscribers, failed deliveries and the operator log come a page at a
+/// time, with plain links to the newer and older pages (the filters kept) and the counts.
+#[tokio::test]
+async fn long_lists_are_paged_with_plain_links() {
+    let app = TestApp::spawn("").await;
+    seed(&app, 250).await;
+    add_operator(&app.env, EDITOR, "editor");
+    let s = login(&app, EDITOR).await;
+    let get = |path: String| {
+        let request = s.get(&app, &path);
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.text().await.unwrap()
+        }
+    };
+
+    // 250 subscribers: three pages, newest first, every address once.
+    let html = get("/admin/subscribers?status=confirmed".into()).await;
+    let (summary, links) = pager_of(&html, "subscribers-pager");
+    assert_eq!(summary, "1–100 of 250");
+    assert_eq!(link(&links, "newer"), None);
+    assert_eq!(link(&links, "newest"), None);
+    let first = addresses_in(&html, "found");
+    assert_eq!(first.len(), 100);
+    assert_eq!(first[0], "reader249@example.org");
+    let older = link(&links, "older").expect("a link to older subscribers");
+    assert!(
+        older.starts_with("/admin/subscribers?status=confirmed&after="),
+        "{older}"
+    );
+    let html = get(older.to_string()).await;
+    let (summary, links) = pager_of(&html, "subscribers-pager");
+    assert_eq!(summary, "101–200 of 250");
+    let second = addresses_in(&html, "found");
+    assert_eq!(second[0], "reader149@example.org");
+    let html = get(link(&links, "older").unwrap().to_string()).await;
+    let (summary, last_links) = pager_of(&html, "subscribers-pager");
+    assert_eq!(summary, "201–250 of 250");
+    let third = addresses_in(&html, "found");
+    assert_eq!(third.len(), 50);
+    assert_eq!(third[49], "reader00@example.org");
+    assert_eq!(link(&last_links, "older"), None);
+    let mut all: Vec<&String> = first.iter().chain(&second).chain(&third).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 250, "every subscriber on exactly one page");
+    // Back: the newer link shows the page before, the newest link the first.
+    let html = get(link(&last_links, "newer").unwrap().to_string()).await;
+    assert_eq!(addresses_in(&html, "found"), second);
+    let html = get(link(&last_links, "newest").unwrap().to_string()).await;
+    assert_eq!(addresses_in(&html, "found"), first);
+    // A search is paged too, and its links keep the query.
+    let html = get("/admin/subscribers?q=reader1".into()).await;
+    let (summary, links) = pager_of(&html, "subscribers-pager");
+    assert_eq!(summary, "1–100 of 110", "reader10–19, reader100–199");
+    assert!(link(&links, "older").unwrap().contains("q=reader1&"));
+    // A place that is not one is the caller's error.
+    let r = s
+        .get(&app, "/admin/subscribers?after=yesterday")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Bounces: 120 bounced subscribers and 130 failed deliveries (failed at the same moment:
+    // the id breaks the tie), each list paged on its own.
+    sqlx::query(
+        "UPDATE subscribers SET status = 'bounced'
+          WHERE id IN (SELECT id FROM subscribers ORDER BY id LIMIT 120)",
+    )
+    .execute(app.store.writer())
+    .await
+    .unwrap();
+    let issue = create_issue(&app).await;
+    sqlx::query(
+        "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, last_error, updated_at)
+         SELECT $1, id, 'failed', 3, '550 no such user', 1700000000000 FROM subscribers
+          WHERE status = 'confirmed'",
+    )
+    .bind(issue)
+    .execute(app.store.writer())
+    .await
+    .unwrap();
+    let html = get("/admin/bounces".into()).await;
+    let (summary, bounced_links) = pager_of(&html, "bounced-pager");
+    assert_eq!(summary, "1–100 of 120");
+    let (summary, failure_links) = pager_of(&html, "failures-pager");
+    assert_eq!(summary, "1–100 of 130");
+    let failures_first = addresses_in(&html, "recent-failures");
+    let failures_older = link(&failure_links, "older").unwrap().to_string();
+    assert!(failures_older.starts_with("/admin/bounces?failures_after="));
+    let html = get(failures_older).await;
+    let (summary, failure_links) = pager_of(&html, "failures-pager");
+    assert_eq!(summary, "101–130 of 130");
+    let failures_second = addresses_in(&html, "recent-failures");
+    assert_eq!(failures_first.len() + failures_second.len(), 130);
+    assert!(failures_second.iter().all(|a| !failures_first.contains(a)));
+    // The bounced list's link keeps the failures where they are.
+    let (_, bounced_links_here) = pager_of(&html, "bounced-pager");
+    let bounced_older = link(&bounced_links_here, "older").unwrap();
+    assert!(
+        bounced_older.contains("failures_after=") && bounced_older.contains("bounced_after="),
+        "{bounced_older}"
+    );
+    let html = get(bounced_older.to_string()).await;
+    assert_eq!(pager_of(&html, "bounced-pager").0, "101–120 of 120");
+    assert_eq!(pager_of(&html, "failures-pager").0, "101–130 of 130");
+    assert!(link(&bounced_links, "newer").is_none());
+    assert!(link(&failure_links, "newer").is_some());
+
+    // The operator log: the dashboard shows the newest entries and links to all of it.
+    for i in 0..150 {
+        app.store
+            .log_operator_action("cli", "subscribers.add", None, &format!("entry {i}"))
+            .await
+            .unwrap();
+    }
+    let total = app.store.count_rows("operator_log").await.unwrap();
+    let html = get("/admin".into()).await;
+    assert!(html.contains("href=\"/admin/log\"") || html.contains("href=\"&#x2F;admin&#x2F;log\""));
+    let html = get("/admin/log".into()).await;
+    let (summary, links) = pager_of(&html, "log-pager");
+    assert_eq!(summary, format!("1–100 of {total}"));
+    assert!(html.contains("entry 149") && !html.contains("entry 0<"));
+    let html = get(link(&links, "older").unwrap().to_string()).await;
+    assert_eq!(
+        pager_of(&html, "log-pager").0,
+        format!("101–{total} of {total}")
+    );
+    assert!(html.contains("entry 0<"));
     app.stop().await;
 }
 

@@ -1,7 +1,8 @@
 //! What the operator console reads and imports beyond issue and subscriber actions: the
 //! dashboard's figures, subscriber search, the bounces page, comparison uploads, the CSV export
 //! and the operator log. Each page's data comes from one method here, so a page can be extended
-//! (bounce and complaint events, say) without touching the console's handlers.
+//! (bounce and complaint events, say) without touching the console's handlers. Long lists come
+//! a [`Page`] at a time.
 
 use chrono::{DateTime, Utc};
 
@@ -12,22 +13,61 @@ use crate::comparisons::page::PageContext;
 use crate::issues::IssueKey;
 use crate::store::comparisons::{StoredComparison, Upserted};
 use crate::store::operators::LogEntry;
-use crate::store::overview::RecentFailure;
+use crate::store::overview::{FailureKey, Keyset, RecentFailure, Window};
 use crate::store::subscribers::SubscriberRow;
 use crate::subscribers::SubscriberStatus;
 
-/// The bounces page: subscribers whose mailbox rejected us, and recent failed deliveries.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct BounceReport {
-    pub bounced: Vec<SubscriberRow>,
-    pub failures: Vec<RecentFailure>,
+/// Rows per page of the console's lists.
+pub const PAGE_SIZE: usize = 100;
+
+/// One page of a newest-first list, and where it stands: the keys the links to the pages
+/// beside it start from ([`Keyset::Before`] `newer`, [`Keyset::After`] `older`).
+#[derive(Debug, Clone)]
+pub struct Page<T, K> {
+    /// The rows, newest first.
+    pub rows: Vec<T>,
+    /// Rows in the whole list.
+    pub total: i64,
+    /// How many rows of the list come before this page's first.
+    pub skipped: i64,
+    /// The page before this one starts before this key; `None` on the first page.
+    pub newer: Option<K>,
+    /// The page after this one starts after this key; `None` on the last page.
+    pub older: Option<K>,
 }
 
-/// The subscribers page: counts by status and the subscribers found.
-#[derive(Debug, Clone, serde::Serialize)]
+impl<T, K> Page<T, K> {
+    /// A stored window as a page, `key` naming a row's place.
+    fn of(window: Window<T>, key: impl Fn(&T) -> K) -> Page<T, K> {
+        let Window { rows, total, newer } = window;
+        let shown = rows.len() as i64;
+        Page {
+            newer: rows.first().filter(|_| newer > 0).map(&key),
+            older: rows.last().filter(|_| newer + shown < total).map(&key),
+            rows,
+            total,
+            skipped: newer,
+        }
+    }
+
+    /// Whether this is the list's first page (the newest rows).
+    pub fn is_first(&self) -> bool {
+        self.skipped == 0
+    }
+}
+
+/// The bounces page: subscribers whose mailbox rejected us, and recent failed deliveries.
+#[derive(Debug, Clone)]
+pub struct BounceReport {
+    pub bounced: Page<SubscriberRow, i64>,
+    pub failures: Page<RecentFailure, FailureKey>,
+}
+
+/// The subscribers page: counts by status and a page of the subscribers found.
+#[derive(Debug, Clone)]
 pub struct SubscriberSearch {
     pub counts: Vec<(SubscriberStatus, i64)>,
-    pub found: Vec<SubscriberRow>,
+    pub found: Page<SubscriberRow, i64>,
 }
 
 impl App {
@@ -52,32 +92,56 @@ impl App {
         Ok(self.store().recent_operator_log(limit).await?)
     }
 
-    /// Subscribers whose address contains `query`, optionally of one status, with the counts.
+    /// A page of the whole operator log, newest first.
+    pub async fn operator_log(&self, at: Keyset<i64>) -> Result<Page<LogEntry, i64>, OpsError> {
+        let window = self.store().operator_log_page(at, PAGE_SIZE as i64).await?;
+        Ok(Page::of(window, |e| e.id))
+    }
+
+    /// A page of the subscribers whose address contains `query`, optionally of one status,
+    /// newest first, with the counts by status.
     pub async fn search_subscribers(
         &self,
         query: &str,
         status: Option<SubscriberStatus>,
-        limit: i64,
+        at: Keyset<i64>,
     ) -> Result<SubscriberSearch, OpsError> {
+        let window = self
+            .store()
+            .search_subscribers(query, status, at, PAGE_SIZE as i64)
+            .await?;
         Ok(SubscriberSearch {
             counts: self.store().subscriber_counts().await?,
-            found: self
-                .store()
-                .search_subscribers(query, status, limit)
-                .await?,
+            found: Page::of(window, |s| s.id),
         })
     }
 
-    /// Bounced subscribers and the most recent failed deliveries with their reasons.
-    pub async fn bounce_report(&self, limit: i64) -> Result<BounceReport, OpsError> {
-        let mut bounced = self
+    /// A page of the bounced subscribers and one of the failed deliveries with their reasons,
+    /// newest first.
+    pub async fn bounce_report(
+        &self,
+        bounced_at: Keyset<i64>,
+        failures_at: Keyset<FailureKey>,
+    ) -> Result<BounceReport, OpsError> {
+        let bounced = self
             .store()
-            .search_subscribers("", Some(SubscriberStatus::Bounced), limit)
+            .search_subscribers(
+                "",
+                Some(SubscriberStatus::Bounced),
+                bounced_at,
+                PAGE_SIZE as i64,
+            )
             .await?;
-        bounced.truncate(limit as usize);
+        let failures = self
+            .store()
+            .recent_failures(failures_at, PAGE_SIZE as i64)
+            .await?;
         Ok(BounceReport {
-            bounced,
-            failures: self.store().recent_failures(limit).await?,
+            bounced: Page::of(bounced, |s| s.id),
+            failures: Page::of(failures, |f| FailureKey {
+                at: f.at,
+                delivery_id: f.delivery_id,
+            }),
         })
     }
 
@@ -127,5 +191,38 @@ impl App {
         let mut bytes = Vec::new();
         self.export_subscribers(actor, &mut bytes).await?;
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(rows: std::ops::Range<i64>, total: i64, newer: i64) -> Page<i64, i64> {
+        Page::of(
+            Window {
+                rows: rows.rev().collect(),
+                total,
+                newer,
+            },
+            |&id| id,
+        )
+    }
+
+    #[test]
+    fn pages_link_to_the_pages_beside_them() {
+        // 250 rows, ids 1..=250, newest first.
+        let first = page(151..251, 250, 0);
+        assert_eq!((first.newer, first.older), (None, Some(151)));
+        assert!(first.is_first());
+        let middle = page(51..151, 250, 100);
+        assert_eq!((middle.newer, middle.older), (Some(150), Some(51)));
+        let last = page(1..51, 250, 200);
+        assert_eq!((last.newer, last.older), (Some(50), None));
+        let only = page(1..4, 3, 0);
+        assert_eq!((only.newer, only.older), (None, None));
+        // Past the end (a stale link): no rows, no links; the caller offers the first page.
+        let empty = page(0..0, 250, 0);
+        assert_eq!((empty.newer, empty.older), (None, None));
     }
 }

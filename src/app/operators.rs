@@ -1,7 +1,11 @@
 //! Operator accounts and console sessions: who may manage operators, how a login is checked,
 //! and what a session is. Passwords are Argon2id ([`crate::operators`]); a session lives in the
 //! database as the hash of a random token, so logging out, a new password or removing the
-//! operator ends it at once, in every process.
+//! operator ends it at once, in every process. Failed logins are throttled ([`throttle`]).
+
+pub mod throttle;
+
+use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
@@ -11,8 +15,27 @@ use super::{Activity, Actor, App, OpsError};
 use crate::operators::{OperatorEmail, Password, Role, dummy_hash, hash_password, verify_password};
 use crate::store::operators::OperatorRow;
 
-/// How long a console session lasts after login.
+/// How long a console session lasts after its last use: each use extends it (sliding
+/// expiry, written at most once per [`SESSION_RENEW_STEP`]).
 pub const SESSION_TTL: Duration = Duration::hours(12);
+/// How long a console session lasts at most, however busy: then its operator signs in again.
+/// The session cookie lives this long too; the server-side expiry is what ends it earlier.
+pub const SESSION_MAX_AGE: Duration = Duration::days(7);
+/// A session's server-side expiry is moved only when that gains at least this much, so a busy
+/// console (progress polls every few seconds) writes it about once a minute, not per request.
+pub const SESSION_RENEW_STEP: Duration = Duration::minutes(1);
+
+/// The new expiry of a session created at `created_at`, expiring at `expires_at`, used at
+/// `now`: `now` + [`SESSION_TTL`], within [`SESSION_MAX_AGE`] of its creation; `None` when
+/// that is less than [`SESSION_RENEW_STEP`] later than it is (nothing to write).
+pub fn renewed_expiry(
+    now: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let target = (now + SESSION_TTL).min(created_at + SESSION_MAX_AGE);
+    (target - expires_at >= SESSION_RENEW_STEP).then_some(target)
+}
 
 /// A signed-in operator, as a request of the console sees them.
 #[derive(Debug, Clone)]
@@ -37,6 +60,17 @@ impl SignedIn {
 pub struct NewSession {
     pub token: String,
     pub signed_in: SignedIn,
+}
+
+/// What a login attempt did.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// The address and password match: a new session.
+    SignedIn(NewSession),
+    /// Wrong address or password (the caller says so without saying which).
+    Refused,
+    /// Too many failed logins for this address or from this client: try again after this.
+    Throttled { retry_after: std::time::Duration },
 }
 
 /// 32 random bytes, URL-safe base64: session and CSRF tokens.
@@ -165,10 +199,33 @@ impl App {
         Ok(())
     }
 
-    /// Checks an address and password; opens a session when they match. An unknown address
-    /// costs one Argon2 verification too, so timing does not tell which addresses exist.
-    /// `Ok(None)`: wrong address or password (the caller says so without saying which).
+    /// Checks an address and password from `client`; opens a session when they match. An
+    /// unknown address costs one Argon2 verification too, so timing does not tell which
+    /// addresses exist. Failed logins are throttled per address and per client
+    /// ([`throttle::LoginThrottle`]); successful ones never count.
     pub async fn log_in(
+        &self,
+        email: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<LoginOutcome, OpsError> {
+        let throttle = self.login_throttle();
+        let attempt = match throttle.reserve(email, client, std::time::Instant::now()) {
+            Ok(attempt) => attempt,
+            Err(retry_after) => return Ok(LoginOutcome::Throttled { retry_after }),
+        };
+        let result = self.check_login(email, password).await;
+        let failed = matches!(result, Ok(None));
+        throttle.finish(attempt, failed, std::time::Instant::now());
+        Ok(match result? {
+            Some(session) => LoginOutcome::SignedIn(session),
+            None => LoginOutcome::Refused,
+        })
+    }
+
+    /// The password check of [`App::log_in`] and the new session; `Ok(None)`: wrong address
+    /// or password.
+    async fn check_login(
         &self,
         email: &str,
         password: &str,
@@ -203,19 +260,27 @@ impl App {
         Ok(Some(NewSession { token, signed_in }))
     }
 
-    /// The operator a session token belongs to, while the session lives.
+    /// The operator a session token belongs to, while the session lives; using it extends it
+    /// ([`renewed_expiry`]).
     pub async fn session(&self, token: &str) -> Result<Option<SignedIn>, OpsError> {
-        Ok(self
-            .store()
-            .live_session(&token_hash(token), Utc::now())
-            .await?
-            .map(|s| SignedIn {
-                operator_id: s.operator.id,
-                email: s.operator.email,
-                role: s.operator.role,
-                csrf_token: s.csrf_token,
-                expires_at: s.expires_at,
-            }))
+        let now = Utc::now();
+        let hash = token_hash(token);
+        let Some(s) = self.store().live_session(&hash, now).await? else {
+            return Ok(None);
+        };
+        let mut expires_at = s.expires_at;
+        if let Some(renewed) = renewed_expiry(now, s.created_at, s.expires_at)
+            && self.store().extend_session(&hash, renewed).await?
+        {
+            expires_at = renewed;
+        }
+        Ok(Some(SignedIn {
+            operator_id: s.operator.id,
+            email: s.operator.email,
+            role: s.operator.role,
+            csrf_token: s.csrf_token,
+            expires_at,
+        }))
     }
 
     /// Ends the session of `token` (the cookie is dead from now on, whoever holds it).
@@ -225,5 +290,35 @@ impl App {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn sessions_slide_at_most_once_a_minute_and_within_their_maximum_age() {
+        let login = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap();
+        let at_login = login + SESSION_TTL;
+        // Used right after login, or 59 s later: nothing to write.
+        assert_eq!(renewed_expiry(login, login, at_login), None);
+        let t = login + Duration::seconds(59);
+        assert_eq!(renewed_expiry(t, login, at_login), None);
+        // A minute later: extended to a full TTL from now.
+        let t = login + Duration::minutes(1);
+        assert_eq!(renewed_expiry(t, login, at_login), Some(t + SESSION_TTL));
+        // Eleven hours idle, then used: a full TTL again.
+        let t = login + Duration::hours(11);
+        assert_eq!(renewed_expiry(t, login, at_login), Some(t + SESSION_TTL));
+        // Never beyond the maximum age, and nothing to write once there.
+        let cap = login + SESSION_MAX_AGE;
+        let t = cap - Duration::hours(1);
+        assert_eq!(
+            renewed_expiry(t, login, t + Duration::minutes(5)),
+            Some(cap)
+        );
+        assert_eq!(renewed_expiry(t, login, cap), None);
     }
 }

@@ -3,6 +3,10 @@
 //!
 //! The reader-facing lifecycle (signup, confirm, unsubscribe) is
 //! [`crate::subscribers::lifecycle`]; these are the operator's side of the same list.
+//! A reader's signup is decided in [`signup`] and written in batches by [`signup_writer`].
+
+pub mod signup;
+pub mod signup_writer;
 
 use super::{Activity, Actor, App, OpsError};
 use crate::store::subscribers::{

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::overview::{Keyset, Window};
 use super::{Store, from_millis, to_millis};
 use crate::operators::{OperatorEmail, Role};
 
@@ -24,17 +25,30 @@ pub struct OperatorRow {
 pub struct SessionRow {
     pub operator: OperatorRow,
     pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
 
 /// One entry of the operator log.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LogEntry {
+    pub id: i64,
     pub at: DateTime<Utc>,
     pub actor: String,
     pub action: String,
     pub issue_id: Option<i64>,
     pub detail: Option<String>,
+}
+
+fn log_entry(r: &AnyRow) -> anyhow::Result<LogEntry> {
+    Ok(LogEntry {
+        id: r.try_get("id")?,
+        at: from_millis(r.try_get("at")?),
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        issue_id: r.try_get("issue_id")?,
+        detail: r.try_get("detail")?,
+    })
 }
 
 const OPERATOR_COLUMNS: &str = "o.id, o.email, o.role, o.password_hash, o.created_at";
@@ -77,24 +91,70 @@ impl Store {
     /// The newest `limit` entries of the operator log, newest first.
     pub async fn recent_operator_log(&self, limit: i64) -> anyhow::Result<Vec<LogEntry>> {
         let rows = sqlx::query(
-            "SELECT at, actor, action, issue_id, detail FROM operator_log
+            "SELECT id, at, actor, action, issue_id, detail FROM operator_log
               ORDER BY at DESC, id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await
         .context("reading the operator log")?;
-        rows.iter()
-            .map(|r| {
-                Ok(LogEntry {
-                    at: from_millis(r.try_get("at")?),
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    issue_id: r.try_get("issue_id")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect()
+        rows.iter().map(log_entry).collect()
+    }
+
+    /// A page of the operator log, newest first (by entry), at most `limit`.
+    pub async fn operator_log_page(
+        &self,
+        at: Keyset<i64>,
+        limit: i64,
+    ) -> anyhow::Result<Window<LogEntry>> {
+        let page = |newer: bool, key: i64| async move {
+            let sql = if newer {
+                "SELECT id, at, actor, action, issue_id, detail FROM operator_log
+                  WHERE id > $1 ORDER BY id LIMIT $2"
+            } else {
+                "SELECT id, at, actor, action, issue_id, detail FROM operator_log
+                  WHERE id < $1 ORDER BY id DESC LIMIT $2"
+            };
+            let rows = sqlx::query(sql)
+                .bind(key)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .context("reading the operator log")?;
+            let mut entries = rows
+                .iter()
+                .map(log_entry)
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if newer {
+                entries.reverse();
+            }
+            anyhow::Ok(entries)
+        };
+        let rows = match at {
+            Keyset::Newest => page(false, i64::MAX).await?,
+            Keyset::After(id) => page(false, id).await?,
+            Keyset::Before(id) => {
+                let rows = page(true, id).await?;
+                if (rows.len() as i64) < limit {
+                    page(false, i64::MAX).await?
+                } else {
+                    rows
+                }
+            }
+        };
+        let count = |above: i64| async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM operator_log WHERE id > $1")
+                .bind(above)
+                .fetch_one(&self.pool)
+                .await
+                .context("counting the operator log")
+        };
+        let total = count(i64::MIN).await?;
+        let newer = match rows.first() {
+            Some(first) => count(first.id).await?,
+            None => 0,
+        };
+        Ok(Window { rows, total, newer })
     }
 
     /// Inserts an operator; `None` when the address is an operator already.
@@ -246,7 +306,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<SessionRow>> {
         let sql = format!(
-            "SELECT {OPERATOR_COLUMNS}, s.csrf_token, s.expires_at
+            "SELECT {OPERATOR_COLUMNS}, s.csrf_token, s.created_at AS session_created_at, s.expires_at
                FROM operator_sessions s JOIN operators o ON o.id = s.operator_id
               WHERE s.token_hash = $1 AND s.expires_at > $2"
         );
@@ -260,10 +320,29 @@ impl Store {
             Ok(SessionRow {
                 operator: operator_from_row(&r)?,
                 csrf_token: r.try_get("csrf_token")?,
+                created_at: from_millis(r.try_get("session_created_at")?),
                 expires_at: from_millis(r.try_get("expires_at")?),
             })
         })
         .transpose()
+    }
+
+    /// Moves a session's expiry forward to `expires_at` (never back); `true` when it moved.
+    pub async fn extend_session(
+        &self,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE operator_sessions SET expires_at = $1 WHERE token_hash = $2 AND expires_at < $1",
+        )
+        .bind(to_millis(expires_at))
+        .bind(token_hash)
+        .execute(&self.writer)
+        .await
+        .context("extending a session")?
+        .rows_affected()
+            > 0)
     }
 
     /// Ends one session; `true` when it existed.

@@ -61,31 +61,48 @@ pub struct SignupRequest {
     pub mailbox_key: String,
 }
 
-/// The limits a batch of signups is written under.
-#[derive(Debug, Clone, Copy)]
-pub struct SignupLimits {
-    /// How long a confirmation link works.
-    pub token_ttl: Duration,
-    /// A pending address gets at most one confirmation per this interval.
-    pub resend_interval: Duration,
-    /// Confirmation mails per mailbox per hour, however the address is spelled.
-    pub per_mailbox_per_hour: u32,
+/// What deciding a batch of signups reads, inside the batch's write transaction (so no other
+/// writer can change it between the decision and the writes): the rows of the addresses
+/// asked for and each mailbox's recent confirmation mails.
+#[derive(Debug, Clone)]
+pub struct SignupState {
+    /// The time of the batch: what the decision compares against and the writes record.
+    pub now: DateTime<Utc>,
+    /// The stored subscribers among the batch's addresses, by address.
+    pub known: HashMap<String, KnownAddress>,
+    /// Confirmation mails per mailbox key since the window's start (absent: none).
+    pub mailed: HashMap<String, u32>,
 }
 
-/// The window of [`SignupLimits::per_mailbox_per_hour`].
-pub const MAILBOX_WINDOW: Duration = Duration::from_secs(3600);
-
-/// What a signup did. The reader sees the same answer in every case.
+/// One stored subscriber, as a signup for its address sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignupOutcome {
-    /// A confirmation mail is queued.
-    ConfirmationQueued,
-    /// Pending, and a confirmation went out less than `signup.resend_interval` ago.
-    Throttled,
-    /// Already confirmed: nothing new.
-    AlreadyConfirmed,
-    /// The mailbox had its confirmation mails for this hour (`victim+1@`, `victim+2@`, …).
-    MailboxLimit,
+pub struct KnownAddress {
+    pub id: i64,
+    pub status: SubscriberStatus,
+    pub last_confirmation_sent_at: Option<DateTime<Utc>>,
+}
+
+/// What the store writes for one signup request, beside the attempt row every request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignupWrite {
+    /// A new pending subscriber, with a consent record, a token and a queued confirmation.
+    Insert,
+    /// The stored subscriber becomes pending again (its stored name unchanged), with a
+    /// consent record, a token and a queued confirmation.
+    Restart { subscriber_id: i64 },
+    /// Nothing beyond the attempt row.
+    Nothing,
+}
+
+/// A batch of signups in its write transaction: read with [`Store::begin_signup_batch`],
+/// decided by the caller from [`SignupBatch::state`], written and committed by
+/// [`SignupBatch::apply`]. Dropped without `apply`, it writes nothing.
+pub struct SignupBatch<'r> {
+    tx: Transaction<'static, Any>,
+    requests: &'r [SignupRequest],
+    /// Attempts at or before this (millis) are out of the mailbox window.
+    window_start: i64,
+    state: SignupState,
 }
 
 /// What a confirmation click did.
@@ -142,132 +159,39 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-impl Store {
-    /// A batch of reader signups (double opt-in), written in **one** transaction with a handful
-    /// of multi-row statements whatever the batch size: group commit, so the database is not
-    /// the bottleneck of a burst of signups. Returns one outcome per request, in order. An
-    /// address twice in one batch is handled as a repeat of the first.
-    ///
-    /// A signup for an address we know (pending, unsubscribed, bounced) never changes its
-    /// stored name: that text came from whoever filled in the form, maybe a stranger. Every
-    /// request, whatever the address's state, also writes one `signup_attempts` row.
-    pub async fn signup_batch(
-        &self,
-        requests: &[SignupRequest],
-        limits: SignupLimits,
-    ) -> anyhow::Result<Vec<SignupOutcome>> {
-        let SignupLimits {
-            token_ttl,
-            resend_interval,
-            per_mailbox_per_hour,
-        } = limits;
+impl SignupBatch<'_> {
+    /// What the batch's decision reads.
+    pub fn state(&self) -> &SignupState {
+        &self.state
+    }
+
+    /// Writes one [`SignupWrite`] per request (in the requests' order) and commits: new
+    /// subscribers in one statement, restarts one each (rare), one `signup_attempts` row per
+    /// request whatever it did (the same write for every state; the rows that fell out of the
+    /// window go), and for everyone who gets a confirmation a consent record, a token valid
+    /// for `token_ttl` and a queued confirmation mail.
+    pub async fn apply(self, writes: &[SignupWrite], token_ttl: Duration) -> anyhow::Result<()> {
+        let SignupBatch {
+            mut tx,
+            requests,
+            window_start,
+            state,
+        } = self;
+        anyhow::ensure!(
+            writes.len() == requests.len(),
+            "{} signup writes for {} requests",
+            writes.len(),
+            requests.len()
+        );
         if requests.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let mut tx = self.begin_write().await?;
-        let now = to_millis(Utc::now());
-        let window_start = now - ms(MAILBOX_WINDOW);
+        let now = to_millis(state.now);
+        let to_insert: Vec<usize> = (0..requests.len())
+            .filter(|&i| writes[i] == SignupWrite::Insert)
+            .collect();
 
-        // 0. Confirmation mails per mailbox within the window.
-        let keys: Vec<&str> = requests.iter().map(|r| r.mailbox_key.as_str()).collect();
-        let sql = format!(
-            "SELECT mailbox_key, COUNT(*) AS n FROM signup_attempts
-              WHERE mailed = 1 AND at > $1 AND mailbox_key IN ({})
-              GROUP BY mailbox_key",
-            placeholders(2, keys.len())
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window_start);
-        for k in &keys {
-            q = q.bind(*k);
-        }
-        let mut mailed: HashMap<String, i64> = HashMap::new();
-        for row in q
-            .fetch_all(&mut *tx)
-            .await
-            .context("counting confirmations per mailbox")?
-        {
-            mailed.insert(row.try_get("mailbox_key")?, row.try_get("n")?);
-        }
-
-        // 1. What we know of these addresses.
-        let emails: Vec<&str> = requests.iter().map(|r| r.email.as_str()).collect();
-        let sql = format!(
-            "SELECT id, email, status, last_confirmation_sent_at FROM subscribers WHERE email IN ({})",
-            placeholders(1, emails.len())
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for e in &emails {
-            q = q.bind(*e);
-        }
-        let mut known: HashMap<String, (i64, SubscriberStatus, Option<i64>)> = HashMap::new();
-        for row in q.fetch_all(&mut *tx).await.context("looking up signups")? {
-            let status: String = row.try_get("status")?;
-            known.insert(
-                row.try_get("email")?,
-                (
-                    row.try_get("id")?,
-                    status.parse().map_err(anyhow::Error::msg)?,
-                    row.try_get("last_confirmation_sent_at")?,
-                ),
-            );
-        }
-
-        // 2. Decide per request; an address seen earlier in the batch counts as known.
-        enum Plan {
-            Insert,
-            Restart(i64),
-            Nothing(SignupOutcome),
-        }
-        let mut outcomes = Vec::with_capacity(requests.len());
-        let mut to_insert: Vec<usize> = Vec::new();
-        let mut to_restart: Vec<(usize, i64)> = Vec::new();
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (i, r) in requests.iter().enumerate() {
-            let plan = if seen.insert(r.email.as_str(), i).is_some() {
-                Plan::Nothing(SignupOutcome::Throttled)
-            } else {
-                match known.get(r.email.as_str()) {
-                    None => Plan::Insert,
-                    Some((_, SubscriberStatus::Confirmed, _)) => {
-                        Plan::Nothing(SignupOutcome::AlreadyConfirmed)
-                    }
-                    // A repeat within the interval writes nothing (like a repeat in this batch).
-                    Some((_, SubscriberStatus::Pending, Some(last)))
-                        if now - last < ms(resend_interval) =>
-                    {
-                        Plan::Nothing(SignupOutcome::Throttled)
-                    }
-                    // Pending (interval passed), unsubscribed or bounced: start over.
-                    Some((id, _, _)) => Plan::Restart(*id),
-                }
-            };
-            // Whoever would get a confirmation: within the mailbox's budget?
-            let plan = match plan {
-                Plan::Insert | Plan::Restart(_) => {
-                    let sent = mailed.entry(r.mailbox_key.clone()).or_insert(0);
-                    if *sent >= i64::from(per_mailbox_per_hour) {
-                        Plan::Nothing(SignupOutcome::MailboxLimit)
-                    } else {
-                        *sent += 1;
-                        plan
-                    }
-                }
-                nothing => nothing,
-            };
-            outcomes.push(match plan {
-                Plan::Insert => {
-                    to_insert.push(i);
-                    SignupOutcome::ConfirmationQueued
-                }
-                Plan::Restart(id) => {
-                    to_restart.push((i, id));
-                    SignupOutcome::ConfirmationQueued
-                }
-                Plan::Nothing(outcome) => outcome,
-            });
-        }
-
-        // 3. New subscribers, in one statement.
+        // New subscribers, in one statement.
         let mut ids: HashMap<usize, i64> = HashMap::new();
         if !to_insert.is_empty() {
             let rows: Vec<String> = (0..to_insert.len())
@@ -307,25 +231,32 @@ impl Store {
                 .map(|row| Ok((row.try_get("email")?, row.try_get("id")?)))
                 .collect::<anyhow::Result<_>>()?;
             for &i in &to_insert {
-                ids.insert(i, by_email[requests[i].email.as_str()]);
+                let email = requests[i].email.as_str();
+                let id = by_email
+                    .get(email)
+                    .with_context(|| format!("{email} was not inserted"))?;
+                ids.insert(i, *id);
             }
         }
-        // Pending (throttle passed), unsubscribed or bounced: start over (rare; one each). The
-        // stored name stays: whoever typed this one has not proved they own the mailbox.
-        for &(i, id) in &to_restart {
-            sqlx::query(
-                "UPDATE subscribers SET status = 'pending',
-                        updated_at = $1, last_confirmation_sent_at = $1 WHERE id = $2",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            ids.insert(i, id);
+        // Start over (rare; one statement each). The stored name stays: whoever typed this
+        // one has not proved they own the mailbox.
+        for (i, write) in writes.iter().enumerate() {
+            if let SignupWrite::Restart { subscriber_id } = *write {
+                sqlx::query(
+                    "UPDATE subscribers SET status = 'pending',
+                            updated_at = $1, last_confirmation_sent_at = $1 WHERE id = $2",
+                )
+                .bind(now)
+                .bind(subscriber_id)
+                .execute(&mut *tx)
+                .await
+                .context("restarting a signup")?;
+                ids.insert(i, subscriber_id);
+            }
         }
 
-        // 3b. One attempt row per request, whatever it did (the same write for every state),
-        // and the rows that fell out of the window go.
+        // One attempt row per request, whatever it did, and the rows that fell out of the
+        // window go.
         let sql = format!(
             "INSERT INTO signup_attempts (mailbox_key, at, mailed) VALUES {}",
             rows_of(requests.len(), 3)
@@ -346,17 +277,18 @@ impl Store {
             .await
             .context("forgetting old signup attempts")?;
 
-        // 4. Consent records for every signup that starts (or restarts) double opt-in.
-        let mut consents: Vec<(usize, i64)> = ids.iter().map(|(&i, &id)| (i, id)).collect();
-        consents.sort_unstable();
-        if !consents.is_empty() {
+        // Consent records, tokens and queued confirmation mails for every signup that starts
+        // (or restarts) double opt-in.
+        let mut confirm: Vec<(usize, i64)> = ids.into_iter().collect();
+        confirm.sort_unstable();
+        if !confirm.is_empty() {
             let sql = format!(
                 "INSERT INTO consents (subscriber_id, event, at, ip, user_agent, source, consent_text_version)
                  VALUES {}",
-                rows_of(consents.len(), 7)
+                rows_of(confirm.len(), 7)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for &(i, id) in &consents {
+            for &(i, id) in &confirm {
                 let c = &requests[i].consent;
                 q = q
                     .bind(id)
@@ -368,12 +300,7 @@ impl Store {
                     .bind(c.consent_text_version.clone());
             }
             q.execute(&mut *tx).await.context("recording consent")?;
-        }
 
-        // 5. Tokens and queued confirmation mails for everyone who gets one.
-        let mut confirm: Vec<(usize, i64)> = ids.into_iter().collect();
-        confirm.sort_unstable();
-        if !confirm.is_empty() {
             let sql = format!(
                 "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
                  VALUES {}",
@@ -413,7 +340,96 @@ impl Store {
                 .context("queueing confirmation mail")?;
         }
         tx.commit().await.context("committing signups")?;
-        Ok(outcomes)
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Starts a batch of reader signups (double opt-in): opens the write transaction and
+    /// reads, in it, what deciding them needs — the stored rows of their addresses and each
+    /// mailbox's confirmation mails within `mailbox_window` ([`SignupState`]). The whole batch
+    /// is one transaction with a handful of multi-row statements whatever its size: group
+    /// commit, so the database is not the bottleneck of a burst of signups.
+    pub async fn begin_signup_batch<'r>(
+        &self,
+        requests: &'r [SignupRequest],
+        mailbox_window: Duration,
+    ) -> anyhow::Result<SignupBatch<'r>> {
+        let mut tx = self.begin_write().await?;
+        let now = to_millis(Utc::now());
+        let window_start = now - ms(mailbox_window);
+        let mut mailed: HashMap<String, u32> = HashMap::new();
+        let mut known: HashMap<String, KnownAddress> = HashMap::new();
+        if requests.is_empty() {
+            return Ok(SignupBatch {
+                tx,
+                requests,
+                window_start,
+                state: SignupState {
+                    now: from_millis(now),
+                    known,
+                    mailed,
+                },
+            });
+        }
+
+        // Confirmation mails per mailbox within the window.
+        let keys: Vec<&str> = requests.iter().map(|r| r.mailbox_key.as_str()).collect();
+        let sql = format!(
+            "SELECT mailbox_key, COUNT(*) AS n FROM signup_attempts
+              WHERE mailed = 1 AND at > $1 AND mailbox_key IN ({})
+              GROUP BY mailbox_key",
+            placeholders(2, keys.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window_start);
+        for k in &keys {
+            q = q.bind(*k);
+        }
+        for row in q
+            .fetch_all(&mut *tx)
+            .await
+            .context("counting confirmations per mailbox")?
+        {
+            let n: i64 = row.try_get("n")?;
+            mailed.insert(
+                row.try_get("mailbox_key")?,
+                u32::try_from(n).unwrap_or(u32::MAX),
+            );
+        }
+
+        // What we know of these addresses.
+        let emails: Vec<&str> = requests.iter().map(|r| r.email.as_str()).collect();
+        let sql = format!(
+            "SELECT id, email, status, last_confirmation_sent_at FROM subscribers WHERE email IN ({})",
+            placeholders(1, emails.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in &emails {
+            q = q.bind(*e);
+        }
+        for row in q.fetch_all(&mut *tx).await.context("looking up signups")? {
+            let status: String = row.try_get("status")?;
+            known.insert(
+                row.try_get("email")?,
+                KnownAddress {
+                    id: row.try_get("id")?,
+                    status: status.parse().map_err(anyhow::Error::msg)?,
+                    last_confirmation_sent_at: row
+                        .try_get::<Option<i64>, _>("last_confirmation_sent_at")?
+                        .map(from_millis),
+                },
+            );
+        }
+        Ok(SignupBatch {
+            tx,
+            requests,
+            window_start,
+            state: SignupState {
+                now: from_millis(now),
+                known,
+                mailed,
+            },
+        })
     }
 
     /// Whether `token_hash` is a live (unused, unexpired) confirmation token.

@@ -1,5 +1,6 @@
-//! The reader's lifecycle as the web layer uses it: sign up (double opt-in, through the
-//! [`super::signup_writer`]), confirm, unsubscribe; and the [`Composer`] of the mails they queue.
+//! The reader's lifecycle as the web layer uses it: sign up (double opt-in, decided and written
+//! by [`crate::app::subscribers::signup`]), confirm, unsubscribe; and the [`Composer`] of the
+//! mails they queue.
 
 use std::str::FromStr;
 

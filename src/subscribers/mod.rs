@@ -2,7 +2,6 @@
 //! and the tokens in confirmation and unsubscribe links.
 
 pub mod lifecycle;
-pub mod signup_writer;
 pub mod tokens;
 
 use std::fmt;

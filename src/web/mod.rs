@@ -30,13 +30,13 @@ use axum::response::IntoResponse;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::app::App;
+use crate::app::subscribers::signup_writer::SignupWriter;
 use crate::config::{SecretKey, Settings};
 use crate::mail::queue::QueueSignal;
 use crate::mail::transport::Transport;
 use crate::render::Renderer;
 use crate::store::Store;
 use crate::subscribers::lifecycle::Lifecycle;
-use crate::subscribers::signup_writer::SignupWriter;
 use limits::RateLimits;
 
 /// What every request handler may use; built once per process.

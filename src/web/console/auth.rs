@@ -7,10 +7,10 @@ use serde::Deserialize;
 use tera::Context;
 
 use super::{
-    LOGIN_CSRF_COOKIE, LoginLimiter, Posted, SESSION_COOKIE, cookie_value, page_response,
-    set_cookie, tokens_match,
+    LOGIN_CSRF_COOKIE, Posted, SESSION_COOKIE, cookie_value, page_response, set_cookie,
+    tokens_match,
 };
-use crate::app::operators::{SESSION_TTL, random_token};
+use crate::app::operators::{LoginOutcome, SESSION_MAX_AGE, random_token};
 use crate::web::AppState;
 use crate::web::client::ClientAddr;
 use crate::web::error::PageError;
@@ -64,10 +64,9 @@ pub(super) async fn login_page(
     login_page_with(&state, StatusCode::OK, &random_token(), "", None)
 }
 
-/// `POST /admin/login`: checks the CSRF pair, the throttles, then the password.
+/// `POST /admin/login`: checks the CSRF pair, then (throttled) the password.
 pub(super) async fn login(
     State(state): State<AppState>,
-    axum::Extension(limiter): axum::Extension<LoginLimiter>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
@@ -82,34 +81,38 @@ pub(super) async fn login(
             Some("The form's security token is missing or wrong. Please sign in again."),
         );
     }
-    if let Err(seconds) = limiter.attempt(&form.email, client) {
-        let mut response = login_page_with(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            &cookie_token,
-            &form.email,
-            Some(&format!(
-                "Too many sign-in attempts. Try again in {seconds} seconds."
-            )),
-        )?;
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        return Ok(response);
-    }
-    let session = state
+    let outcome = state
         .app
-        .log_in(&form.email, &form.password)
+        .log_in(&form.email, &form.password, client)
         .await
         .map_err(super::internal)?;
-    let Some(session) = session else {
-        return login_page_with(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            &cookie_token,
-            &form.email,
-            Some("Wrong address or password."),
-        );
+    let session = match outcome {
+        LoginOutcome::SignedIn(session) => session,
+        LoginOutcome::Refused => {
+            return login_page_with(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                &cookie_token,
+                &form.email,
+                Some("Wrong address or password."),
+            );
+        }
+        LoginOutcome::Throttled { retry_after } => {
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            let mut response = login_page_with(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                &cookie_token,
+                &form.email,
+                Some(&format!(
+                    "Too many failed sign-in attempts. Try again in {seconds} seconds."
+                )),
+            )?;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return Ok(response);
+        }
     };
     let mut response = Redirect::to("/admin").into_response();
     let headers = response.headers_mut();
@@ -119,7 +122,7 @@ pub(super) async fn login(
             &state,
             SESSION_COOKIE,
             &session.token,
-            Some(SESSION_TTL.num_seconds()),
+            Some(SESSION_MAX_AGE.num_seconds()),
         ),
     );
     headers.append(

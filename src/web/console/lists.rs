@@ -1,5 +1,10 @@
 //! The list pages of the console: subscribers (search, counts, add, remove, export),
-//! comparisons (list, upload), bounces, operators (owners only).
+//! comparisons (list, upload), bounces, the operator log, operators (owners only). Long lists
+//! come a page at a time, with links to the newer and older pages that work without
+//! JavaScript (`?after=KEY`, `?before=KEY`: keyset pagination, see [`Keyset`]).
+
+use std::fmt::Display;
+use std::str::FromStr;
 
 use axum::extract::{Multipart, Query, State};
 use axum::http::{StatusCode, header};
@@ -8,14 +13,87 @@ use serde::{Deserialize, Serialize};
 
 use super::{Console, FlashKind, Posted, parse_when, when};
 use crate::app::OpsError;
+use crate::app::console::Page;
 use crate::operators::{OperatorEmail, Password, Role};
+use crate::store::overview::{FailureKey, Keyset};
 use crate::store::subscribers::{AddOutcome, SubscriberRow};
 use crate::subscribers::{SubscriberEmail, SubscriberName, SubscriberStatus};
 use crate::web::AppState;
 use crate::web::error::PageError;
 
-/// Most subscribers a search shows.
-const SEARCH_LIMIT: i64 = 100;
+/// The page of a list that `after` or `before` (query values, at most one non-empty) name;
+/// a value that does not parse is the caller's error, naming its field.
+fn keyset<K: FromStr>(
+    (after_field, after): (&str, &str),
+    (before_field, before): (&str, &str),
+) -> Result<Keyset<K>, OpsError> {
+    let parse = |field: &str, value: &str| {
+        value
+            .trim()
+            .parse::<K>()
+            .map_err(|_| OpsError::invalid(field, format!("{value:?} is not a place in the list")))
+    };
+    match (after.trim(), before.trim()) {
+        ("", "") => Ok(Keyset::Newest),
+        (after, "") => Ok(Keyset::After(parse(after_field, after)?)),
+        ("", before) => Ok(Keyset::Before(parse(before_field, before)?)),
+        _ => Err(OpsError::invalid(
+            before_field,
+            format!("give {after_field} or {before_field}, not both"),
+        )),
+    }
+}
+
+/// A list's pager: where the page stands and the links beside it.
+#[derive(Debug, Serialize)]
+struct Pager {
+    /// `101–200 of 250`.
+    summary: String,
+    newest_url: Option<String>,
+    newer_url: Option<String>,
+    older_url: Option<String>,
+}
+
+/// The pager of `page` on `path`: links keep the `keep` parameters (empty ones left out) and
+/// name the page by `{prefix}after` / `{prefix}before`.
+fn pager<T, K: Display>(
+    page: &Page<T, K>,
+    path: &str,
+    keep: &[(&str, &str)],
+    prefix: &str,
+) -> Pager {
+    let url = |extra: Option<(&str, String)>| {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in keep.iter().filter(|(_, v)| !v.is_empty()) {
+            query.append_pair(k, v);
+        }
+        if let Some((k, v)) = extra {
+            query.append_pair(&format!("{prefix}{k}"), &v);
+        }
+        match query.finish() {
+            q if q.is_empty() => path.to_string(),
+            q => format!("{path}?{q}"),
+        }
+    };
+    let shown = page.rows.len() as i64;
+    let summary = match (page.total, shown) {
+        (0, _) => "none".to_string(),
+        (total, 0) => format!("none here, {total} in all"),
+        (total, shown) => format!("{}–{} of {total}", page.skipped + 1, page.skipped + shown),
+    };
+    Pager {
+        summary,
+        newest_url: (!page.is_first() || (shown == 0 && page.total > 0)).then(|| url(None)),
+        newer_url: page
+            .newer
+            .as_ref()
+            .map(|k| url(Some(("before", k.to_string())))),
+        older_url: page
+            .older
+            .as_ref()
+            .map(|k| url(Some(("after", k.to_string())))),
+    }
+}
 
 #[derive(Serialize)]
 struct SubscriberView {
@@ -42,9 +120,13 @@ pub(super) struct SearchQuery {
     q: String,
     #[serde(default)]
     status: String,
+    #[serde(default)]
+    after: String,
+    #[serde(default)]
+    before: String,
 }
 
-/// `GET /admin/subscribers[?q=…&status=…]`.
+/// `GET /admin/subscribers[?q=…&status=…][&after=ID|&before=ID]`.
 pub(super) async fn subscribers(
     State(state): State<AppState>,
     console: Console,
@@ -63,11 +145,11 @@ pub(super) async fn subscribers(
             }
         },
     };
-    let search = match state
-        .app
-        .search_subscribers(&query.q, status, SEARCH_LIMIT)
-        .await
-    {
+    let at = match keyset(("after", &query.after), ("before", &query.before)) {
+        Ok(at) => at,
+        Err(e) => return console.ops_error(&state, e, "/admin/subscribers"),
+    };
+    let search = match state.app.search_subscribers(&query.q, status, at).await {
         Ok(s) => s,
         Err(e) => return console.ops_error(&state, e, "/admin"),
     };
@@ -98,9 +180,22 @@ pub(super) async fn subscribers(
     ctx.insert("status", &status.map_or("", SubscriberStatus::as_str));
     ctx.insert("found_label", &found_label);
     ctx.insert(
+        "pager",
+        &pager(
+            &search.found,
+            "/admin/subscribers",
+            &[
+                ("q", query.q.trim()),
+                ("status", status.map_or("", SubscriberStatus::as_str)),
+            ],
+            "",
+        ),
+    );
+    ctx.insert(
         "found",
         &search
             .found
+            .rows
             .into_iter()
             .map(SubscriberView::from)
             .collect::<Vec<_>>(),
@@ -377,12 +472,41 @@ pub(super) async fn upload_comparisons(
     }
 }
 
-/// `GET /admin/bounces`.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct BouncesQuery {
+    #[serde(default)]
+    bounced_after: String,
+    #[serde(default)]
+    bounced_before: String,
+    #[serde(default)]
+    failures_after: String,
+    #[serde(default)]
+    failures_before: String,
+}
+
+/// `GET /admin/bounces[?bounced_after=ID|bounced_before=ID][&failures_after=K|failures_before=K]`:
+/// two lists, each paged on its own.
 pub(super) async fn bounces(
     State(state): State<AppState>,
     console: Console,
+    Query(query): Query<BouncesQuery>,
 ) -> Result<Response, PageError> {
-    let report = match state.app.bounce_report(100).await {
+    let places = keyset(
+        ("bounced_after", &query.bounced_after),
+        ("bounced_before", &query.bounced_before),
+    )
+    .and_then(|bounced| {
+        let failures = keyset::<FailureKey>(
+            ("failures_after", &query.failures_after),
+            ("failures_before", &query.failures_before),
+        )?;
+        Ok((bounced, failures))
+    });
+    let (bounced_at, failures_at) = match places {
+        Ok(p) => p,
+        Err(e) => return console.ops_error(&state, e, "/admin/bounces"),
+    };
+    let report = match state.app.bounce_report(bounced_at, failures_at).await {
         Ok(r) => r,
         Err(e) => return console.ops_error(&state, e, "/admin"),
     };
@@ -395,8 +519,28 @@ pub(super) async fn bounces(
         error: String,
         at: String,
     }
+    // Each list's links keep the other list where it is.
+    let bounced_pager = pager(
+        &report.bounced,
+        "/admin/bounces",
+        &[
+            ("failures_after", &query.failures_after),
+            ("failures_before", &query.failures_before),
+        ],
+        "bounced_",
+    );
+    let failures_pager = pager(
+        &report.failures,
+        "/admin/bounces",
+        &[
+            ("bounced_after", &query.bounced_after),
+            ("bounced_before", &query.bounced_before),
+        ],
+        "failures_",
+    );
     let failures: Vec<FailureView> = report
         .failures
+        .rows
         .into_iter()
         .map(|f| FailureView {
             key: f.number.map_or_else(|| f.week.clone(), |n| n.to_string()),
@@ -414,12 +558,62 @@ pub(super) async fn bounces(
         "bounced",
         &report
             .bounced
+            .rows
             .into_iter()
             .map(SubscriberView::from)
             .collect::<Vec<_>>(),
     );
+    ctx.insert("bounced_pager", &bounced_pager);
     ctx.insert("failures", &failures);
+    ctx.insert("failures_pager", &failures_pager);
     console.render(&state, StatusCode::OK, "console/bounces.html", &ctx)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct LogQuery {
+    #[serde(default)]
+    after: String,
+    #[serde(default)]
+    before: String,
+}
+
+/// `GET /admin/log[?after=ID|before=ID]`: the whole operator log, a page at a time.
+pub(super) async fn operator_log(
+    State(state): State<AppState>,
+    console: Console,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, PageError> {
+    let at = match keyset(("after", &query.after), ("before", &query.before)) {
+        Ok(at) => at,
+        Err(e) => return console.ops_error(&state, e, "/admin/log"),
+    };
+    let page = match state.app.operator_log(at).await {
+        Ok(p) => p,
+        Err(e) => return console.ops_error(&state, e, "/admin"),
+    };
+    #[derive(Serialize)]
+    struct Entry {
+        at: String,
+        actor: String,
+        action: String,
+        detail: String,
+    }
+    let mut ctx = console.context(&state, "/admin/log");
+    ctx.insert("pager", &pager(&page, "/admin/log", &[], ""));
+    ctx.insert(
+        "entries",
+        &page
+            .rows
+            .into_iter()
+            .map(|e| Entry {
+                at: when(e.at),
+                actor: e.actor,
+                action: e.action,
+                detail: e.detail.unwrap_or_default(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    console.render(&state, StatusCode::OK, "console/log.html", &ctx)
 }
 
 /// `GET /admin/operators` (owners only).

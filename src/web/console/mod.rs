@@ -6,19 +6,18 @@
 //! action lands in the operator log as [`crate::app::Actor::Operator`].
 //!
 //! Security: the session cookie holds a random token whose hash is the server-side session
-//! (`HttpOnly`, `SameSite=Strict`, `Path=/admin`, `Secure` behind https). Every state-changing
+//! (`HttpOnly`, `SameSite=Strict`, `Path=/admin`, `Secure` behind https); the session ends 12
+//! hours after its last use, and 7 days after login at the latest
+//! ([`crate::app::operators::renewed_expiry`]). Every state-changing
 //! form carries the session's CSRF token (the login form a double-submit cookie's), compared in
 //! constant time; handlers that change something take [`Posted`], which refuses a POST without
-//! a valid one (403) before the handler runs, so nothing changes. Login attempts are
-//! throttled per address and per client address (429 with `Retry-After`).
+//! a valid one (403) before the handler runs, so nothing changes. Failed logins are
+//! throttled per address and per client address (429 with `Retry-After`; the rule is
+//! [`crate::app::operators::throttle`]'s).
 
 mod auth;
 mod issues;
 mod lists;
-
-use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Form, FromRequest, FromRequestParts, Request};
@@ -29,7 +28,6 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use cookie::{Cookie, SameSite};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tera::Context;
@@ -54,7 +52,6 @@ const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self';
 connect-src 'self'; frame-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 pub fn router() -> Router<AppState> {
-    let limiter = LoginLimiter::new();
     // Hash the dummy password now, not during the first login for an unknown address (whose
     // answer would otherwise be slower than any other, telling that the address is unknown).
     std::thread::spawn(|| {
@@ -83,51 +80,13 @@ pub fn router() -> Router<AppState> {
             get(lists::comparisons).post(lists::upload_comparisons),
         )
         .route("/admin/bounces", get(lists::bounces))
+        .route("/admin/log", get(lists::operator_log))
         .route(
             "/admin/operators",
             get(lists::operators).post(lists::add_operator),
         )
         .route("/admin/operators/remove", post(lists::remove_operator))
-        .layer(axum::Extension(limiter))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-}
-
-/// Failed-login throttles, one per process: per address (a burst of 10 attempts, then one a
-/// minute) and per client address (a burst of 30, then one every 10 seconds).
-#[derive(Clone)]
-pub struct LoginLimiter {
-    by_address: Arc<DefaultKeyedRateLimiter<String>>,
-    by_client: Arc<DefaultKeyedRateLimiter<IpAddr>>,
-}
-
-impl LoginLimiter {
-    fn new() -> LoginLimiter {
-        let n = |v: u32| NonZeroU32::new(v).expect("non-zero");
-        LoginLimiter {
-            by_address: Arc::new(RateLimiter::keyed(
-                Quota::per_minute(n(1)).allow_burst(n(10)),
-            )),
-            by_client: Arc::new(RateLimiter::keyed(
-                Quota::per_minute(n(6)).allow_burst(n(30)),
-            )),
-        }
-    }
-
-    /// Takes one attempt for `address` from `client`; `Err(seconds)` to wait when either is
-    /// over its limit.
-    fn attempt(&self, address: &str, client: IpAddr) -> Result<(), u64> {
-        use governor::clock::{Clock, DefaultClock};
-        let now = DefaultClock::default().now();
-        let wait = |r: Result<(), governor::NotUntil<_>>| {
-            r.err().map(|n| n.wait_time_from(now).as_secs() + 1)
-        };
-        let by_client = wait(self.by_client.check_key(&client));
-        let by_address = wait(self.by_address.check_key(&address.trim().to_lowercase()));
-        match by_client.max(by_address) {
-            Some(secs) => Err(secs),
-            None => Ok(()),
-        }
-    }
 }
 
 async fn css() -> Response {
@@ -500,43 +459,5 @@ mod tests {
         assert!(!tokens_match("abd", "abc"));
         assert!(!tokens_match("ab", "abc"));
         assert!(!tokens_match("", ""));
-    }
-
-    #[test]
-    fn the_address_limit_trips_after_ten_attempts() {
-        let limiter = LoginLimiter::new();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        for i in 0..10 {
-            assert!(
-                limiter.attempt("Ada@Example.org", ip).is_ok(),
-                "attempt {i}"
-            );
-        }
-        let wait = limiter.attempt("ada@example.org ", ip).unwrap_err();
-        assert!((1..=61).contains(&wait), "{wait}");
-        // Another address from another client is not affected.
-        assert!(
-            limiter
-                .attempt("bob@example.org", "192.0.2.2".parse().unwrap())
-                .is_ok()
-        );
-    }
-
-    #[test]
-    fn the_client_limit_trips_across_addresses() {
-        let limiter = LoginLimiter::new();
-        let ip: IpAddr = "198.51.100.7".parse().unwrap();
-        for i in 0..30 {
-            assert!(
-                limiter.attempt(&format!("user{i}@example.org"), ip).is_ok(),
-                "attempt {i}"
-            );
-        }
-        assert!(limiter.attempt("fresh@example.org", ip).is_err());
-        assert!(
-            limiter
-                .attempt("fresh@example.org", "198.51.100.8".parse().unwrap())
-                .is_ok()
-        );
     }
 }

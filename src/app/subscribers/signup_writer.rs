@@ -1,7 +1,8 @@
 //! Group commit for signups: request handlers hand their signup to one writer task, which takes
 //! everything queued at that moment (up to [`MAX_BATCH`]) and writes it in one transaction with
 //! a handful of multi-row statements. Under load, batches grow and the per-signup cost of the
-//! database shrinks; when idle, a lone signup is written at once.
+//! database shrinks; when idle, a lone signup is written at once. What each signup does is
+//! [`super::signup`]'s decision.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -9,8 +10,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::Store;
-use crate::store::subscribers::{SignupLimits, SignupOutcome, SignupRequest};
+use super::signup::SignupOutcome;
+use crate::app::App;
+use crate::store::subscribers::SignupRequest;
 
 /// Most signups written in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -32,7 +34,7 @@ pub struct SignupWriter {
 
 impl SignupWriter {
     /// Starts the writer task; it ends when every handle is dropped, after writing what is queued.
-    pub fn spawn(store: Store, limits: SignupLimits) -> SignupWriter {
+    pub fn spawn(app: App) -> SignupWriter {
         let (tx, mut rx) = mpsc::channel::<(SignupRequest, Reply)>(4 * MAX_BATCH);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -45,7 +47,7 @@ impl SignupWriter {
                     }
                 }
                 let (requests, replies): (Vec<SignupRequest>, Vec<Reply>) = batch.drain(..).unzip();
-                match store.signup_batch(&requests, limits).await {
+                match app.sign_up_batch(&requests).await {
                     Ok(outcomes) => {
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {
                             let _ = reply.send(Ok(outcome));
