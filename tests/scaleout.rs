@@ -141,8 +141,7 @@ async fn three_workers_share_one_rate_limit() {
 /// `window_limit = 15` per 3 s: a send of 40 pauses itself each time the window is full (the
 /// reason names the limit, `issue status` shows the window's use and when it resumes), resumes
 /// by itself when the window has room, and ends with everyone served once. At the server, no
-/// two consecutive seconds hold more than the limit (a block reserved late in a second may
-/// arrive in the next), and the 40 take three windows. The operator log names `system` for both moves.
+/// three consecutive seconds hold more than the limit, and the 40 take three windows. The operator log names `system` for both moves.
 #[tokio::test]
 async fn a_full_window_pauses_the_send_and_it_resumes_by_itself() {
     let env = TestEnv::new().await;
@@ -325,5 +324,81 @@ async fn a_killed_workers_rows_are_taken_over_within_the_lease() {
     assert_eq!((c.sent, c.pending, c.failed), (n as i64, 0, 0));
     println!(
         "kill -9: {at_kill} rows held, taken over after {takeover:?}, {duplicates} duplicates"
+    );
+}
+
+/// A worker cut off for longer than its lease comes back and hands back rows, or records them
+/// as put back, retried or failed: none of that touches rows another worker took over (their
+/// lease stays the other worker's), while a message it did send is still recorded as sent.
+#[tokio::test]
+async fn a_late_worker_never_clears_the_lease_of_the_worker_that_took_over() {
+    use verdicts::store::deliveries::Outcome;
+    let env = TestEnv::new().await;
+    let (store, issue_id) = common::frozen_issue(&env, 4).await;
+    common::start_send(&store, issue_id).await;
+    let rows = store
+        .claim_deliveries(issue_id, "late", 4, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 4);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let taken = store
+        .claim_deliveries(issue_id, "taker", 4, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 4, "the expired leases are taken over");
+    let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
+    let now = chrono::Utc::now().timestamp_millis();
+    store
+        .record_outcomes(
+            "late",
+            &[
+                (
+                    ids[0],
+                    rows[0].subscriber_id,
+                    Outcome::Release {
+                        retry_at_ms: now,
+                        error: "put back".into(),
+                    },
+                ),
+                (
+                    ids[1],
+                    rows[1].subscriber_id,
+                    Outcome::Retry {
+                        retry_at_ms: now + 60_000,
+                        error: "451 later".into(),
+                    },
+                ),
+                (
+                    ids[2],
+                    rows[2].subscriber_id,
+                    Outcome::Failed {
+                        error: "550 no".into(),
+                        bounced: false,
+                    },
+                ),
+                (ids[3], rows[3].subscriber_id, Outcome::Sent),
+            ],
+        )
+        .await
+        .unwrap();
+    store.release_leases("late", &ids[..3]).await.unwrap();
+    let owners: Vec<(Option<String>, String, i64)> = sqlx::query_as(
+        "SELECT lease_owner, status, attempts FROM deliveries WHERE issue_id = $1 ORDER BY id",
+    )
+    .bind(issue_id)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    for (owner, status, attempts) in &owners[..3] {
+        assert_eq!(
+            (owner.as_deref(), status.as_str(), *attempts),
+            (Some("taker"), "pending", 0),
+            "{owners:?}"
+        );
+    }
+    assert_eq!(
+        owners[3].1, "sent",
+        "a message that went out is recorded: {owners:?}"
     );
 }

@@ -34,3 +34,6 @@ CREATE TABLE send_window (
 -- A send paused because the window was full resumes by itself at this time (milliseconds);
 -- NULL for every other pause.
 ALTER TABLE issues ADD COLUMN resume_at BIGINT;
+
+-- The pacer's one row, so a reservation only locks it.
+INSERT INTO send_pacer (name, next_at) VALUES ('delivery', 0);

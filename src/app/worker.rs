@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 
 use super::{Activity, Actor, App};
 use crate::delivery::Hooks;
-use crate::issues::{ActionKind, AutoPause, IssueAction, IssueStatus, Supervisor};
+use crate::issues::{ActionKind, AutoPause, IssueStatus, Supervisor};
 use crate::shutdown::Shutdown;
 
 impl Supervisor for App {
@@ -49,16 +49,23 @@ impl App {
     /// issues resumed.
     pub async fn resume_window_pauses(&self) -> anyhow::Result<Vec<i64>> {
         let mut resumed = Vec::new();
+        let from = IssueStatus::Paused;
+        debug_assert!(from.allows(ActionKind::Resume));
         for id in self.store().due_window_resumes().await? {
-            let Some(issue) = self.store().get_issue(id).await? else {
-                continue;
-            };
-            // An operator may have resumed or cancelled it in between: then nothing to do.
+            // Only while it is still the window's pause: an operator may have resumed,
+            // cancelled or paused it again in between, or the breaker paused it.
             if self
-                .perform_on(&Actor::System, issue, IssueAction::Resume)
-                .await
-                .is_ok()
+                .store()
+                .end_window_pause(id, from.after(ActionKind::Resume))
+                .await?
             {
+                self.log(
+                    &Actor::System,
+                    Activity::Issue(ActionKind::Resume),
+                    Some(id),
+                    "the sending window has room again",
+                )
+                .await?;
                 tracing::info!(issue_id = id, "the sending window has room: send resumed");
                 resumed.push(id);
             }

@@ -10,8 +10,9 @@ use super::{Failure, IssueCommand, IssueIdArg, PreviewArgs, WeekArg, open_app, t
 use crate::app::issues::{Done, IssueReport};
 use crate::app::{Actor, App};
 use crate::config::Settings;
+use crate::delivery::SendEnd;
 use crate::issues::freeze::{Created, default_week, preview_issue};
-use crate::issues::{IssueAction, IssueKey};
+use crate::issues::{IssueAction, IssueKey, IssueStatus};
 use crate::mail::newsletter::{IssueMail, Recipient};
 use crate::render::{Personalizer, SlotValues};
 use crate::store::issues::IssueRow;
@@ -268,7 +269,30 @@ async fn send(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> {
         progress: Some(&progress),
         transport_error: Some(&on_transport_error),
     };
-    let end = engine.send_issue(issue.id, stop, &hooks).await?;
+    let end = loop {
+        let end = engine.send_issue(issue.id, stop.clone(), &hooks).await?;
+        // A full sending window pauses the send until it has room: wait for it here too, so
+        // `issue send` alone (no worker running) still finishes the send.
+        let resume_at = match end {
+            SendEnd::Stopped(IssueStatus::Paused) => {
+                store.get_issue(issue.id).await?.and_then(|i| i.resume_at)
+            }
+            _ => None,
+        };
+        let Some(at) = resume_at else { break end };
+        bar.suspend(|| {
+            eprintln!(
+                "the sending window is full (delivery.window_limit); resuming at {}",
+                at.format("%Y-%m-%d %H:%M:%S UTC")
+            )
+        });
+        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.clone().wait() => break end,
+        }
+        app.resume_window_pauses().await?;
+    };
     if let Some(t) = ticker {
         t.abort();
     }

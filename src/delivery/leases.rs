@@ -7,9 +7,16 @@
 //!
 //! A row the heartbeat could not renew (the worker was cut off from the database for a whole
 //! lease, and another worker may have taken it) is *lost*: it is not sent. And no message goes
-//! on the wire unless the leases were renewed recently enough to outlast the check.
+//! on the wire unless its row's lease — from its claim, or from the last heartbeat that renewed
+//! it — has at least a quarter of a lease left (one missed heartbeat is tolerated).
+//!
+//! Rows count as held from the moment their claim returns, also the claims that run ahead of
+//! the window (prefetch): the heartbeat renews those too.
+//!
+//! Leases are compared with each worker's own clock: the workers' clocks must agree to well
+//! within a quarter of a lease (NTP).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -21,7 +28,8 @@ use crate::store::workers::Beat;
 
 #[derive(Default)]
 struct Held {
-    rows: HashSet<i64>,
+    /// Each held row and until when (ms) its lease is known to be valid.
+    rows: HashMap<i64, i64>,
     lost: HashSet<i64>,
 }
 
@@ -29,8 +37,6 @@ struct Held {
 pub(super) struct Leases {
     lease: Duration,
     held: Mutex<Held>,
-    /// Until when (ms) every held row's lease is known to be valid.
-    valid_until_ms: AtomicI64,
     /// Messages accepted by this send, for the heartbeat's rate.
     sent: AtomicI64,
 }
@@ -40,22 +46,15 @@ impl Leases {
         Leases {
             lease,
             held: Mutex::new(Held::default()),
-            valid_until_ms: AtomicI64::new(0),
             sent: AtomicI64::new(0),
         }
     }
 
-    /// Rows just claimed at `claimed_at_ms` (their lease runs from then).
+    /// Rows just claimed; the claim started at `claimed_at_ms` (their lease runs from then).
     pub(super) fn claimed(&self, ids: impl IntoIterator<Item = i64>, claimed_at_ms: i64) {
+        let until = claimed_at_ms + self.lease.as_millis() as i64;
         let mut held = self.held.lock().expect("leases lock");
-        if held.rows.is_empty() {
-            // Nothing older is held: the new rows' lease is the one to go by.
-            self.valid_until_ms.store(
-                claimed_at_ms + self.lease.as_millis() as i64,
-                Ordering::Relaxed,
-            );
-        }
-        held.rows.extend(ids);
+        held.rows.extend(ids.into_iter().map(|id| (id, until)));
     }
 
     /// Rows settled or handed back: no longer ours to renew.
@@ -71,13 +70,17 @@ impl Leases {
         self.sent.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether a held row may go on the wire now: it was not lost, and the leases are good for
-    /// at least a third of a lease more (one missed heartbeat).
+    /// Whether a held row may go on the wire now: it was not lost, and its lease is good for
+    /// at least a quarter of a lease more (heartbeats come every third: one may be missed).
     pub(super) fn may_send(&self, id: i64) -> bool {
-        let margin = self.lease.as_millis() as i64 / 3;
-        let fresh =
-            Utc::now().timestamp_millis() + margin <= self.valid_until_ms.load(Ordering::Relaxed);
-        fresh && !self.held.lock().expect("leases lock").lost.contains(&id)
+        let margin = self.lease.as_millis() as i64 / 4;
+        let now = Utc::now().timestamp_millis();
+        let held = self.held.lock().expect("leases lock");
+        !held.lost.contains(&id)
+            && held
+                .rows
+                .get(&id)
+                .is_some_and(|&until| now + margin <= until)
     }
 
     /// Whether the heartbeat found the row taken from this worker.
@@ -103,7 +106,14 @@ impl Leases {
             }
             let ids: Vec<i64> = {
                 let held = self.held.lock().expect("leases lock");
-                held.rows.difference(&held.lost).copied().collect()
+                let mut ids: Vec<i64> = (held.rows.keys())
+                    .filter(|id| !held.lost.contains(id))
+                    .copied()
+                    .collect();
+                // In id order, as the recorder settles: two statements locking the same rows
+                // in the same order cannot deadlock.
+                ids.sort_unstable();
+                ids
             };
             let sent = self.sent.load(Ordering::Relaxed);
             let rate = (sent - last.1) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
@@ -119,13 +129,19 @@ impl Leases {
             };
             match store.heartbeat(beat).await {
                 Ok(renewed) => {
+                    let until = started + self.lease.as_millis() as i64;
                     let mut held = self.held.lock().expect("leases lock");
+                    for id in &renewed {
+                        if let Some(u) = held.rows.get_mut(id) {
+                            *u = (*u).max(until);
+                        }
+                    }
                     // Rows still held that were not renewed are settled meanwhile (and gone
                     // from `rows` by now) or taken by another worker: those are lost.
                     let renewed: HashSet<i64> = renewed.into_iter().collect();
                     let lost: Vec<i64> = ids
                         .iter()
-                        .filter(|id| !renewed.contains(id) && held.rows.contains(id))
+                        .filter(|id| !renewed.contains(id) && held.rows.contains_key(id))
                         .copied()
                         .collect();
                     if !lost.is_empty() {
@@ -136,11 +152,42 @@ impl Leases {
                         );
                     }
                     held.lost.extend(lost);
-                    self.valid_until_ms
-                        .store(started + self.lease.as_millis() as i64, Ordering::Relaxed);
                 }
                 Err(e) => tracing::warn!(issue_id, error = %e, "heartbeat failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_row_goes_by_its_own_lease() {
+        let leases = Leases::new(Duration::from_secs(12));
+        let now = Utc::now().timestamp_millis();
+        // A claim that ran ahead 10 s ago and was never renewed: 2 s left, under a quarter.
+        leases.claimed([1, 2], now - 10_000);
+        // A claim just now, after a heartbeat renewed nothing of the older one.
+        leases.claimed([3], now);
+        assert!(
+            !leases.may_send(1) && !leases.may_send(2),
+            "stale rows stay unsent"
+        );
+        assert!(leases.may_send(3), "a fresh claim may go");
+        assert!(!leases.may_send(4), "a row not held is never sent");
+        leases.done([3]);
+        assert!(!leases.may_send(3), "a settled row is no longer held");
+    }
+
+    #[test]
+    fn a_lost_row_is_never_sent() {
+        let leases = Leases::new(Duration::from_secs(12));
+        leases.claimed([7], Utc::now().timestamp_millis());
+        leases.held.lock().unwrap().lost.insert(7);
+        assert!(!leases.may_send(7) && leases.is_lost(7));
+        leases.done([7]);
+        assert!(!leases.is_lost(7), "done forgets it");
     }
 }

@@ -13,6 +13,9 @@ use crate::store::limits::{Ask, Grant};
 /// total may be off by), so several workers interleave finely.
 const BLOCK: Duration = Duration::from_millis(250);
 
+/// Slots per reservation with a window limit and no rate limit.
+const WINDOW_BLOCK: u64 = 256;
+
 /// A slot whose time passed by more than this is not used (the worker was held up): sending it
 /// late would bunch messages together and pass the rate in that second.
 const STALE: Duration = Duration::from_millis(250);
@@ -42,6 +45,8 @@ struct Slots {
     interval_us: i64,
     left: u64,
     bucket: i64,
+    /// Slots of this block dropped as stale: given back to the window with the block's rest.
+    dropped: u64,
 }
 
 impl Pacer {
@@ -51,7 +56,9 @@ impl Pacer {
         let want = if d.rate_per_second > 0 {
             (u64::from(d.rate_per_second) * BLOCK.as_millis() as u64 / 1000).clamp(1, batch)
         } else {
-            batch
+            // A window alone: large blocks, so reserving costs little per message (what is not
+            // used goes back when the send ends).
+            WINDOW_BLOCK.max(batch)
         };
         Pacer {
             store,
@@ -89,6 +96,8 @@ impl Pacer {
                             window: self.window,
                         })
                         .await?;
+                    self.give_back(s.bucket, std::mem::take(&mut s.dropped))
+                        .await;
                     if granted == 0 {
                         let until = crate::store::from_millis(
                             full_until.unwrap_or_else(|| Utc::now().timestamp_millis()),
@@ -100,6 +109,7 @@ impl Pacer {
                         interval_us,
                         left: granted,
                         bucket,
+                        dropped: 0,
                     };
                 }
                 let at = s.next_us;
@@ -109,8 +119,8 @@ impl Pacer {
                 if self.rate_per_second == 0 || at >= now - STALE.as_micros() as i64 {
                     break at;
                 }
-                // A stale slot is dropped. It stays counted in the window: the window errs on
-                // the side of the relay's quota.
+                // A stale slot is dropped: sending it late would bunch messages together.
+                s.dropped += 1;
             }
         };
         let wait = at_us - Utc::now().timestamp_micros();
@@ -120,25 +130,27 @@ impl Pacer {
         Ok(Pace::Go)
     }
 
+    async fn give_back(&self, bucket: i64, n: u64) {
+        if self.window.is_some()
+            && n > 0
+            && let Err(e) = self.store.return_sends(bucket, n).await
+        {
+            tracing::warn!(error = %e, "giving back unused sends failed");
+        }
+    }
+
     /// A slot taken for a message that did not go (shutdown, lost lease, transport down).
     pub(super) async fn unused(&self) {
         if self.window.is_some() {
             let bucket = self.slots.lock().await.bucket;
-            if let Err(e) = self.store.return_sends(bucket, 1).await {
-                tracing::warn!(error = %e, "giving back an unused send failed");
-            }
+            self.give_back(bucket, 1).await;
         }
     }
 
     /// Gives the slots this send reserved and did not use back to the window.
     pub(super) async fn finish(&self) {
         let mut s = self.slots.lock().await;
-        let left = std::mem::take(&mut s.left);
-        if self.window.is_some()
-            && left > 0
-            && let Err(e) = self.store.return_sends(s.bucket, left).await
-        {
-            tracing::warn!(error = %e, "giving back unused sends failed");
-        }
+        let unused = std::mem::take(&mut s.left) + std::mem::take(&mut s.dropped);
+        self.give_back(s.bucket, unused).await;
     }
 }

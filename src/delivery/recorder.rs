@@ -55,9 +55,14 @@ impl FailureCount {
 
 /// Commits one batch of outcomes, retrying (outcomes matter: an unrecorded send goes out
 /// again). Returns how many deliveries it settled for good.
-async fn commit_batch(store: &Store, outcomes: &[Settled], shutdown: &Shutdown) -> u64 {
+async fn commit_batch(
+    store: &Store,
+    owner: &str,
+    outcomes: &[Settled],
+    shutdown: &Shutdown,
+) -> u64 {
     let mut tries = 0;
-    while let Err(e) = store.record_outcomes(outcomes).await {
+    while let Err(e) = store.record_outcomes(owner, outcomes).await {
         tries += 1;
         // Once shutdown is requested, keep trying only for a bounded time.
         if shutdown.is_triggered() && tries >= 5 {
@@ -102,7 +107,7 @@ impl IssueSend<'_> {
             if let Some(pause) = failures.count(&outcomes) {
                 self.auto_pause(pause).await;
             }
-            let settled = commit_batch(store, &outcomes, &self.shutdown).await;
+            let settled = commit_batch(store, &self.engine.owner, &outcomes, &self.shutdown).await;
             self.leases.done(ids);
             // Only now, after the commit, do the permits free the window.
             drop(permits);

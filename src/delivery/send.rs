@@ -77,7 +77,8 @@ pub(super) struct IssueSend<'a> {
     /// The window: a permit per message from dispatch until its outcome is committed.
     permits: Arc<Semaphore>,
     pacer: Pacer,
-    pub(super) leases: Leases,
+    /// Shared with the claims running ahead, which hold their rows from the moment they return.
+    pub(super) leases: Arc<Leases>,
     pub(super) watch: Watch,
     backoff: Backoff,
     policy: Policy,
@@ -107,7 +108,7 @@ impl<'a> IssueSend<'a> {
             batch,
             permits: Arc::new(Semaphore::new(concurrency)),
             pacer: Pacer::new(engine.store.clone(), d, batch as u64),
-            leases: Leases::new(Duration::from_secs(d.lease_seconds)),
+            leases: Arc::new(Leases::new(Duration::from_secs(d.lease_seconds))),
             watch: Mutex::new(TransportWatch::new(shown)),
             backoff: Backoff::default(),
             policy: Policy::from_settings(&engine.settings),
@@ -393,23 +394,23 @@ impl<'s, 'a> Claiming<'s, 'a> {
             Some(claim) => claim,
             None => self.prefetch(),
         };
-        let (at, rows) = self.drive(claim).await.context("claiming deliveries")??;
-        self.send.leases.claimed(rows.iter().map(|c| c.id), at);
+        let (_, rows) = self.drive(claim).await.context("claiming deliveries")??;
         Ok(rows)
     }
 
+    /// Starts a claim. Its rows are held (their leases renewed by the heartbeat) from the
+    /// moment it returns, before the claimer gets to them.
     fn prefetch(&self) -> Prefetch {
-        let (engine, issue_id, batch) = (
-            self.send.engine.clone(),
-            self.send.issue_id,
-            self.send.batch,
-        );
+        let send = self.send;
+        let (engine, issue_id, batch) = (send.engine.clone(), send.issue_id, send.batch);
+        let leases = send.leases.clone();
         let lease = Duration::from_secs(engine.settings.delivery.lease_seconds);
         tokio::spawn(async move {
             let at = Utc::now().timestamp_millis();
             let rows = (engine.store)
                 .claim_deliveries(issue_id, &engine.owner, batch, lease)
                 .await?;
+            leases.claimed(rows.iter().map(|c| c.id), at);
             Ok((at, rows))
         })
     }
@@ -491,7 +492,8 @@ impl<'s, 'a> Claiming<'s, 'a> {
     /// Hands back rows this worker will not send (their lease ends now).
     async fn release(&mut self, ids: impl Iterator<Item = i64>) {
         let ids: Vec<i64> = ids.collect();
-        let release = self.send.engine.store.release_leases(&ids);
+        let engine = self.send.engine;
+        let release = engine.store.release_leases(&engine.owner, &ids);
         if let Err(e) = self.drive(release).await {
             tracing::warn!(error = %e, "handing back leases failed");
         }

@@ -280,9 +280,13 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Settles a batch of outcomes in one transaction (group commit).
+    /// Settles a batch of `owner`'s outcomes in one transaction (group commit). A message that
+    /// went out is recorded whoever holds the row now (it was sent); a row put back, retried or
+    /// failed changes only while `owner` still holds it, so a worker cut off for longer than a
+    /// lease never clears the lease of the worker that took the row over.
     pub async fn record_outcomes(
         &self,
+        owner: &str,
         outcomes: &[(i64, Option<i64>, Outcome)],
     ) -> anyhow::Result<()> {
         if outcomes.is_empty() {
@@ -313,7 +317,11 @@ impl Store {
         for (status, ids) in settled {
             settle(&mut *tx, status, &ids, now).await?;
         }
-        for (id, subscriber_id, o) in outcomes {
+        // In id order, as the heartbeat renews: statements locking the same rows in the same
+        // order cannot deadlock on PostgreSQL.
+        let mut ordered: Vec<&(i64, Option<i64>, Outcome)> = outcomes.iter().collect();
+        ordered.sort_unstable_by_key(|(id, _, _)| *id);
+        for (id, subscriber_id, o) in ordered {
             match o {
                 Outcome::Sent | Outcome::Skipped => {}
                 Outcome::Retry { retry_at_ms, error } | Outcome::Release { retry_at_ms, error } => {
@@ -321,13 +329,14 @@ impl Store {
                     sqlx::query(
                         "UPDATE deliveries SET attempts = attempts + $1, next_attempt_at = $2,
                                 last_error = $3, updated_at = $4, lease_owner = NULL, lease_until = NULL
-                          WHERE id = $5 AND status = 'pending'",
+                          WHERE id = $5 AND status = 'pending' AND lease_owner = $6",
                     )
                     .bind(counts)
                     .bind(*retry_at_ms)
                     .bind(error.as_str())
                     .bind(now)
                     .bind(*id)
+                    .bind(owner)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -335,13 +344,16 @@ impl Store {
                     sqlx::query(
                         "UPDATE deliveries SET status = 'failed', attempts = attempts + 1,
                                 last_error = $1, updated_at = $2, lease_owner = NULL, lease_until = NULL
-                          WHERE id = $3 AND status = 'pending'",
+                          WHERE id = $3 AND status = 'pending' AND lease_owner = $4",
                     )
                     .bind(error.as_str())
                     .bind(now)
                     .bind(*id)
+                    .bind(owner)
                     .execute(&mut *tx)
                     .await?;
+                    // The bounce is the server's answer about the address, whoever holds the
+                    // row now.
                     if *bounced && let Some(sid) = subscriber_id {
                         sqlx::query(
                             "UPDATE subscribers SET status = 'bounced', bounced_at = $1, updated_at = $1
@@ -359,17 +371,18 @@ impl Store {
         Ok(())
     }
 
-    /// Hands back leased rows that will not be sent by their claimer (clean shutdown).
-    pub async fn release_leases(&self, ids: &[i64]) -> anyhow::Result<()> {
+    /// Hands back rows `owner` leased and will not send (clean shutdown, a full window): only
+    /// those it still holds.
+    pub async fn release_leases(&self, owner: &str, ids: &[i64]) -> anyhow::Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
         let sql = format!(
             "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
-              WHERE status = 'pending' AND id IN ({})",
-            placeholders(1, ids.len())
+              WHERE status = 'pending' AND lease_owner = $1 AND id IN ({})",
+            placeholders(2, ids.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(owner);
         for id in ids {
             q = q.bind(*id);
         }
@@ -437,6 +450,22 @@ impl Store {
             q = q.bind(f.as_str());
         }
         Ok(q.execute(&self.writer).await?.rows_affected() > 0)
+    }
+
+    /// Moves an issue paused by a full window to `to` (sending), only while it is still that
+    /// pause and its time has come (not a pause an operator or the breaker made since).
+    pub async fn end_window_pause(&self, issue_id: i64, to: IssueStatus) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE issues SET status = $1, status_reason = NULL, resume_at = NULL
+              WHERE id = $2 AND status = 'paused' AND resume_at IS NOT NULL AND resume_at <= $3",
+        )
+        .bind(to.as_str())
+        .bind(issue_id)
+        .bind(to_millis(Utc::now()))
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(done > 0)
     }
 
     /// Issues paused by a full sending window whose resume time has come.

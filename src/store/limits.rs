@@ -61,20 +61,42 @@ fn bucket_ms(window: Duration) -> i64 {
     ((window.as_millis() as i64) / 1440).max(1000) / 1000 * 1000
 }
 
+/// When a full window has room for `room` messages again: once enough of its oldest buckets
+/// (those after `since`, holding `used` in all) have left it, each `span` after its start.
+async fn room_at(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    since: i64,
+    used: i64,
+    limit: i64,
+    room: i64,
+    span: i64,
+) -> anyhow::Result<i64> {
+    let rows =
+        sqlx::query("SELECT bucket, sent FROM send_window WHERE bucket > $1 ORDER BY bucket")
+            .bind(since)
+            .fetch_all(&mut **tx)
+            .await
+            .context("reading the send window")?;
+    let mut over = used - limit + room;
+    for row in rows {
+        let (bucket, sent): (i64, i64) = (row.try_get("bucket")?, row.try_get("sent")?);
+        over -= sent;
+        if over <= 0 {
+            return Ok(bucket + span);
+        }
+    }
+    // The limit itself is below `room`: room comes once everything has left.
+    Ok(since + span)
+}
+
 impl Store {
     /// Reserves sending slots under the rate and window limits, atomically across every worker.
     pub async fn reserve_sends(&self, ask: Ask) -> anyhow::Result<Grant> {
         let now_ms = to_millis(Utc::now());
         let now_us = Utc::now().timestamp_micros();
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO send_pacer (name, next_at) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(PACER)
-        .execute(&mut *tx)
-        .await
-        .context("creating the send pacer")?;
-        // The lock that serialises reservations (SQLite's BEGIN IMMEDIATE already does).
+        // The lock that serialises reservations (SQLite's BEGIN IMMEDIATE already does). The
+        // row is made by migration 0007.
         let lock = match self.backend {
             Backend::Postgres => "SELECT next_at FROM send_pacer WHERE name = $1 FOR UPDATE",
             Backend::Sqlite => "SELECT next_at FROM send_pacer WHERE name = $1",
@@ -90,39 +112,32 @@ impl Store {
             let width = bucket_ms(window);
             let window_ms = window.as_millis() as i64;
             bucket = now_ms - now_ms % width;
-            let since = now_ms - window_ms;
-            let rows = sqlx::query(
-                "SELECT bucket, sent FROM send_window WHERE bucket > $1 ORDER BY bucket",
+            // Every bucket that overlaps the window, the oldest partly covered one included: a
+            // bucket counts until its end has left the window.
+            let since = now_ms - window_ms - width;
+            let used: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(sent), 0) AS BIGINT) FROM send_window WHERE bucket > $1",
             )
             .bind(since)
-            .fetch_all(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
             .context("reading the send window")?;
-            let counted: Vec<(i64, i64)> = rows
-                .iter()
-                .map(|r| Ok((r.try_get("bucket")?, r.try_get("sent")?)))
-                .collect::<Result<_, sqlx::Error>>()?;
-            let used: i64 = counted.iter().map(|(_, n)| n).sum();
             let left = (limit as i64 - used).max(0) as u64;
             granted = granted.min(left);
             if granted == 0 {
-                // Room comes back when enough of the oldest buckets have left the window.
-                let mut over = used - limit as i64 + 1;
-                let mut until = now_ms + width;
-                for (b, n) in &counted {
-                    over -= n;
-                    if over <= 0 {
-                        until = b + window_ms;
-                        break;
-                    }
-                }
+                // Resume once a reservation's worth fits, not a single message: a daily quota
+                // then pauses and resumes a few times a day, not once a minute.
+                let room = ask.want.max(1).min(limit) as i64;
+                let until = room_at(&mut tx, since, used, limit as i64, room, window_ms + width)
+                    .await?
+                    .max(now_ms + 1000);
                 tx.rollback().await?;
                 return Ok(Grant {
                     granted: 0,
                     first_us: now_us,
                     interval_us: 0,
                     bucket,
-                    full_until: Some(until.max(now_ms + 1000)),
+                    full_until: Some(until),
                 });
             }
             sqlx::query(
@@ -183,7 +198,7 @@ impl Store {
 
     /// Messages counted in the sliding window ending now.
     pub async fn window_use(&self, window: Duration) -> anyhow::Result<WindowUse> {
-        let since = to_millis(Utc::now()) - window.as_millis() as i64;
+        let since = to_millis(Utc::now()) - window.as_millis() as i64 - bucket_ms(window);
         let used: i64 = sqlx::query_scalar(
             "SELECT CAST(COALESCE(SUM(sent), 0) AS BIGINT) FROM send_window WHERE bucket > $1",
         )
