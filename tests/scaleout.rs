@@ -10,8 +10,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::smtp::{Received, SmtpSink};
-use common::workers::{kill9, per_recipient, smtp_env, stop, wait_status};
+use common::smtp::Received;
+use common::workers::{Sending, kill9, per_recipient, sending, stop, wait_status};
 use common::{TestEnv, Worker, spawn_worker};
 use verdicts::issues::IssueStatus;
 
@@ -67,16 +67,21 @@ fn status_json(env: &TestEnv, vars: &[(String, String)]) -> serde_json::Value {
 async fn three_workers_share_one_rate_limit() {
     let env = TestEnv::new().await;
     let (n, rate) = (400usize, 40usize);
-    let (store, issue_id) = common::frozen_issue(&env, n).await;
-    common::start_send(&store, issue_id).await;
-    let sink = SmtpSink::start();
-    let vars = smtp_env(
-        &sink,
+    let Sending {
+        store,
+        issue_id,
+        sink,
+        vars,
+    } = sending(
+        &env,
+        n,
+        &[],
         &[
             ("VERDICTS__DELIVERY__CONCURRENCY", "4".to_string()),
             ("VERDICTS__DELIVERY__RATE_PER_SECOND", rate.to_string()),
         ],
-    );
+    )
+    .await;
     let workers: Vec<Worker> = (0..3).map(|_| spawn_worker(&env, &vars)).collect();
 
     // While they send: three workers listed, each with its rate, and the limit.
@@ -141,22 +146,28 @@ async fn three_workers_share_one_rate_limit() {
 /// `window_limit = 15` per 3 s: a send of 40 pauses itself each time the window is full (the
 /// reason names the limit, `issue status` shows the window's use and when it resumes), resumes
 /// by itself when the window has room, and ends with everyone served once. At the server, no
-/// three consecutive seconds hold more than the limit, and the 40 take three windows. The operator log names `system` for both moves.
+/// three consecutive seconds hold more than the limit, and the 40 take three windows. The
+/// operator log names `system` for both moves.
 #[tokio::test]
 async fn a_full_window_pauses_the_send_and_it_resumes_by_itself() {
     let env = TestEnv::new().await;
     let (n, limit) = (40usize, 15usize);
-    let (store, issue_id) = common::frozen_issue(&env, n).await;
-    common::start_send(&store, issue_id).await;
-    let sink = SmtpSink::start();
-    let vars = smtp_env(
-        &sink,
+    let Sending {
+        store,
+        issue_id,
+        sink,
+        vars,
+    } = sending(
+        &env,
+        n,
+        &[],
         &[
             ("VERDICTS__DELIVERY__CONCURRENCY", "4".to_string()),
             ("VERDICTS__DELIVERY__WINDOW_LIMIT", limit.to_string()),
             ("VERDICTS__DELIVERY__WINDOW", "3s".to_string()),
         ],
-    );
+    )
+    .await;
     let worker = spawn_worker(&env, &vars);
 
     wait_status(
@@ -220,17 +231,22 @@ async fn a_full_window_pauses_the_send_and_it_resumes_by_itself() {
 async fn a_row_in_flight_is_never_taken_by_another_worker() {
     let env = TestEnv::new().await;
     let n = 8;
-    let (store, issue_id) = common::frozen_issue(&env, n).await;
-    common::start_send(&store, issue_id).await;
-    let sink = SmtpSink::start_with(&["-w", "5"]);
-    let vars = smtp_env(
-        &sink,
+    let Sending {
+        store,
+        issue_id,
+        sink,
+        vars,
+    } = sending(
+        &env,
+        n,
+        &["-w", "5"],
         &[
             ("VERDICTS__DELIVERY__CONCURRENCY", "2".to_string()),
             ("VERDICTS__DELIVERY__LEASE_SECONDS", "3".to_string()),
             ("VERDICTS__SMTP__TIMEOUT_SECONDS", "20".to_string()),
         ],
-    );
+    )
+    .await;
     let first = spawn_worker(&env, &vars);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let second = spawn_worker(&env, &vars);
@@ -253,16 +269,21 @@ async fn a_row_in_flight_is_never_taken_by_another_worker() {
 async fn a_killed_workers_rows_are_taken_over_within_the_lease() {
     let env = TestEnv::new().await;
     let (n, concurrency) = (600usize, 4usize);
-    let (store, issue_id) = common::frozen_issue(&env, n).await;
-    common::start_send(&store, issue_id).await;
-    let sink = SmtpSink::start();
-    let vars = smtp_env(
-        &sink,
+    let Sending {
+        store,
+        issue_id,
+        sink,
+        vars,
+    } = sending(
+        &env,
+        n,
+        &[],
         &[
             ("VERDICTS__DELIVERY__CONCURRENCY", concurrency.to_string()),
             ("VERDICTS__DELIVERY__RATE_PER_SECOND", "30".to_string()),
         ],
-    );
+    )
+    .await;
     let victim = spawn_worker(&env, &vars);
     let survivor = spawn_worker(&env, &vars);
     let victim_pid = victim.0.as_ref().unwrap().id();

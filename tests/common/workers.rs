@@ -77,3 +77,31 @@ pub fn kill9(mut worker: Worker) {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
     let _ = child.wait();
 }
+
+/// A sending issue #1 to `n` confirmed subscribers, a sink started with `sink_flags`, and the
+/// worker environment pointing at it with `extra` delivery settings: the set-up of a test
+/// that runs `verdicts worker` processes.
+pub struct Sending {
+    pub store: Store,
+    pub issue_id: i64,
+    pub sink: SmtpSink,
+    pub vars: Vec<(String, String)>,
+}
+
+pub async fn sending(
+    env: &super::TestEnv,
+    n: usize,
+    sink_flags: &[&str],
+    extra: &[(&str, String)],
+) -> Sending {
+    let (store, issue_id) = super::frozen_issue(env, n).await;
+    super::start_send(&store, issue_id).await;
+    let sink = SmtpSink::start_with(sink_flags);
+    let vars = smtp_env(&sink, extra);
+    Sending {
+        store,
+        issue_id,
+        sink,
+        vars,
+    }
+}

@@ -105,13 +105,6 @@ pub(super) async fn dashboard(
         Err(e) => return console.ops_error(&state, e, "/admin"),
     };
     let activity = app.recent_activity(20).await.map_err(super::internal)?;
-    #[derive(Serialize)]
-    struct Entry {
-        at: String,
-        actor: String,
-        action: String,
-        detail: String,
-    }
     let now = Utc::now();
     let schedule = &state.settings.schedule;
     let mut ctx = console.context(&state, "/admin");
@@ -140,12 +133,7 @@ pub(super) async fn dashboard(
         "activity",
         &activity
             .into_iter()
-            .map(|e| Entry {
-                at: when(e.at),
-                actor: e.actor,
-                action: e.action,
-                detail: e.detail.unwrap_or_default(),
-            })
+            .map(super::LogView::from)
             .collect::<Vec<_>>(),
     );
     console.render(&state, StatusCode::OK, "console/dashboard.html", &ctx)

@@ -591,13 +591,6 @@ pub(super) async fn operator_log(
         Ok(p) => p,
         Err(e) => return console.ops_error(&state, e, "/admin"),
     };
-    #[derive(Serialize)]
-    struct Entry {
-        at: String,
-        actor: String,
-        action: String,
-        detail: String,
-    }
     let mut ctx = console.context(&state, "/admin/log");
     ctx.insert("pager", &pager(&page, "/admin/log", &[], ""));
     ctx.insert(
@@ -605,12 +598,7 @@ pub(super) async fn operator_log(
         &page
             .rows
             .into_iter()
-            .map(|e| Entry {
-                at: when(e.at),
-                actor: e.actor,
-                action: e.action,
-                detail: e.detail.unwrap_or_default(),
-            })
+            .map(super::LogView::from)
             .collect::<Vec<_>>(),
     );
     console.render(&state, StatusCode::OK, "console/log.html", &ctx)

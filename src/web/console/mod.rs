@@ -428,6 +428,26 @@ fn parse_when(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// A time for people: `2026-11-23 09:00`.
+/// An operator-log entry as the dashboard and the log page show it.
+#[derive(Serialize)]
+struct LogView {
+    at: String,
+    actor: String,
+    action: String,
+    detail: String,
+}
+
+impl From<crate::store::operators::LogEntry> for LogView {
+    fn from(e: crate::store::operators::LogEntry) -> LogView {
+        LogView {
+            at: when(e.at),
+            actor: e.actor,
+            action: e.action,
+            detail: e.detail.unwrap_or_default(),
+        }
+    }
+}
+
 fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M").to_string()
 }
