@@ -94,8 +94,8 @@ impl BadRows {
     }
 }
 
-/// Rows handed to the database at a time.
-const IMPORT_CHUNK: usize = 2_000;
+/// Rows handed to the database at a time: one store batch.
+const IMPORT_CHUNK: usize = crate::store::subscribers::IMPORT_BATCH;
 
 /// The CSV read a row at a time and handed out in batches of good rows; bad rows are recorded
 /// by line. Memory stays flat in the file's size: a batch, and one 64-bit hash per address seen
