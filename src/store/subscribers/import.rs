@@ -273,10 +273,19 @@ impl SubscriberImport {
             }
         };
         let (added, suppressed) = (added as usize, suppressed as usize);
+        let already_present = rows
+            .len()
+            .checked_sub(added + suppressed)
+            .with_context(|| {
+                format!(
+                    "a batch of {} rows counted {added} added and {suppressed} suppressed",
+                    rows.len()
+                )
+            })?;
         Ok(ImportCounts {
             added,
             suppressed,
-            already_present: rows.len() - added - suppressed,
+            already_present,
         })
     }
 
