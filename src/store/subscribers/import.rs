@@ -26,7 +26,8 @@ use crate::subscribers::{ConsentContext, SubscriberStatus};
 
 /// Rows per batch of a bulk import: the staging table's size. Large, because each batch costs
 /// a few statements whatever its size (and on PostgreSQL with TLS one delayed ACK: sqlx 0.9
-/// does not set `TCP_NODELAY`); small enough to keep the import's memory flat (~1 MB a batch).
+/// does not set `TCP_NODELAY`); small enough to keep the import's memory flat (a batch is a
+/// few MB in all: the parsed rows, their hashes and the `COPY` text).
 pub const IMPORT_BATCH: usize = 10_000;
 
 /// How many of an import's rows were added, already there, or suppressed.
