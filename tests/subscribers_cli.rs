@@ -246,3 +246,185 @@ async fn a_junk_csv_header_is_cut_short_in_the_error() {
         0
     );
 }
+
+/// What row `i` of [`large_malformed_file`] is: a bad row and the error its report names, a
+/// special address already in the database, or an ordinary new subscriber.
+enum BigRow {
+    Bad(&'static str),
+    Special,
+    Good,
+}
+
+const BIG_ROWS: usize = 100_000;
+
+/// Rows of the large file that the database already knows: confirmed, unsubscribed, erased.
+const BIG_SPECIAL: [(usize, &str); 3] = [
+    (50_000, "kept@example.org"),
+    (70_000, "gone@example.org"),
+    (90_000, "erased@example.org"),
+];
+
+fn big_row(i: usize) -> (String, BigRow) {
+    if let Some((_, email)) = BIG_SPECIAL.iter().find(|(at, _)| *at == i) {
+        return (format!("{email},Special {i}"), BigRow::Special);
+    }
+    if i % 666 != 333 {
+        return (format!("user{i}@example.org,Name {i}"), BigRow::Good);
+    }
+    match (i / 666) % 5 {
+        0 => (
+            format!("not-an-address-{i},Bad"),
+            BigRow::Bad("does not look like an email address"),
+        ),
+        1 => (
+            "USER0@example.org,Again".to_string(),
+            BigRow::Bad("user0@example.org appears earlier in the file"),
+        ),
+        2 => (
+            format!("user{i}@example.org,Name,extra"),
+            BigRow::Bad("found record with 3 fields"),
+        ),
+        3 => (
+            ",Nobody".to_string(),
+            BigRow::Bad("Please enter your email address."),
+        ),
+        _ => (
+            format!("user{i}@example.org,Evil\u{202E}name"),
+            BigRow::Bad("A name cannot contain"),
+        ),
+    }
+}
+
+/// A malformed file of 100,000 rows: every bad row is reported by its line (the first 100 by
+/// name, the rest counted), every good one lands, in file order, with its name and consent
+/// record; known addresses are left alone. The same on SQLite and PostgreSQL (which import
+/// through different paths: multi-row inserts, and `COPY` into a staging table).
+#[tokio::test]
+async fn a_large_malformed_file_reports_each_bad_row_and_imports_the_rest() {
+    let env = TestEnv::new().await;
+    for email in ["kept@example.org", "gone@example.org", "erased@example.org"] {
+        env.cli(&["subscribers", "add", email, "--confirmed"]).ok();
+    }
+    env.cli(&["subscribers", "remove", "erased@example.org"])
+        .ok();
+    let store = env.store().await;
+    let gone = store
+        .get_subscriber_by_email(
+            &verdicts::subscribers::SubscriberEmail::parse("gone@example.org").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .unsubscribe(gone.id, &Default::default())
+        .await
+        .unwrap();
+
+    let mut csv = String::from("email,name\n");
+    let mut bad: Vec<(u64, &str)> = Vec::new();
+    let mut good: Vec<(String, String)> = Vec::new();
+    for i in 0..BIG_ROWS {
+        let (line, kind) = big_row(i);
+        match kind {
+            BigRow::Bad(error) => bad.push((i as u64 + 2, error)),
+            BigRow::Special => {}
+            BigRow::Good => good.push((format!("user{i}@example.org"), format!("Name {i}"))),
+        }
+        csv.push_str(&line);
+        csv.push('\n');
+    }
+    assert!(bad.len() > 100, "more bad rows than the report names");
+    let path = env.write("big.csv", &csv);
+    let path = path.to_str().unwrap();
+    let before = store.count_rows("subscribers").await.unwrap();
+
+    // --strict: the same report, and nothing written.
+    let out = env.cli(&["subscribers", "import", "--strict", path]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("nothing imported"), "{}", out.stderr);
+    assert_eq!(store.count_rows("subscribers").await.unwrap(), before);
+
+    let out = env.cli(&["--json", "subscribers", "import", path]);
+    assert_eq!(
+        out.code, 2,
+        "bad rows make it an input error: {}",
+        out.stderr
+    );
+    let report: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(report["added"], good.len());
+    assert_eq!(report["already_present"], 1, "kept@");
+    assert_eq!(report["suppressed"], 2, "gone@ (unsubscribed) and erased@");
+    assert_eq!(report["bad_row_count"], bad.len());
+    let shown = report["bad_rows"].as_array().unwrap();
+    assert_eq!(shown.len(), 100);
+    for (row, (line, error)) in shown.iter().zip(&bad) {
+        assert_eq!(row["line"], *line, "{row}");
+        assert!(
+            row["error"].as_str().unwrap().contains(error),
+            "line {line}: {row}"
+        );
+    }
+    for (line, _) in &bad[..100] {
+        assert!(
+            out.stderr.contains(&format!("big.csv: line {line}: ")),
+            "line {line} named: {}",
+            &out.stderr[..out.stderr.len().min(2000)]
+        );
+    }
+    assert!(
+        out.stderr
+            .contains(&format!("… and {} more bad rows", bad.len() - 100)),
+        "{}",
+        &out.stderr[out.stderr.len().saturating_sub(500)..]
+    );
+
+    // Every good row landed once, confirmed, with its name, in file order.
+    let imported: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT email, name FROM subscribers WHERE source = 'import:big.csv' AND status = 'confirmed'
+          ORDER BY id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(imported.len(), good.len());
+    for ((email, name), (want_email, want_name)) in imported.iter().zip(&good) {
+        assert_eq!(email, want_email);
+        assert_eq!(name.as_deref(), Some(want_name.as_str()));
+    }
+    assert_eq!(
+        store.count_rows("subscribers").await.unwrap(),
+        before + good.len() as i64
+    );
+    let consents: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM consents c JOIN subscribers s ON s.id = c.subscriber_id
+          WHERE c.event = 'import' AND c.source = 'import:big.csv'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        consents,
+        good.len() as i64,
+        "one consent record per added row"
+    );
+    let known: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT email, status, source FROM subscribers
+          WHERE email IN ('kept@example.org', 'gone@example.org', 'erased@example.org')
+          ORDER BY id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        known,
+        [
+            ("kept@example.org".into(), "confirmed".into(), "cli".into()),
+            (
+                "gone@example.org".into(),
+                "unsubscribed".into(),
+                "cli".into()
+            ),
+        ],
+        "known addresses untouched, the erased one not brought back"
+    );
+}

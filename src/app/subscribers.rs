@@ -9,20 +9,12 @@ pub mod signup;
 pub mod signup_writer;
 
 use super::{Activity, Actor, App, OpsError};
+pub use crate::store::subscribers::ImportCounts;
 use crate::store::subscribers::{
     AddOutcome, IMPORT_BATCH, NewSubscriber, SubscriberImport, SubscriberRow,
 };
 use crate::subscribers::tokens::suppression_hash;
 use crate::subscribers::{ConsentContext, SubscriberEmail, SubscriberName, SubscriberStatus};
-
-/// How many of an import's rows were added, already there, or suppressed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ImportCounts {
-    pub added: usize,
-    pub already_present: usize,
-    /// Unsubscribed or erased addresses: only the person can sign up again.
-    pub suppressed: usize,
-}
 
 /// A row to import: a checked address and optional name.
 pub type ImportRow = (SubscriberEmail, Option<SubscriberName>);
@@ -209,13 +201,7 @@ impl SubscriberImportRun {
                     )
                 })
                 .collect();
-            for outcome in self.import.add_batch(&batch).await? {
-                match outcome {
-                    AddOutcome::Added => self.counts.added += 1,
-                    AddOutcome::AlreadyPresent => self.counts.already_present += 1,
-                    AddOutcome::Suppressed => self.counts.suppressed += 1,
-                }
-            }
+            self.counts += self.import.add_batch(&batch).await?;
         }
         Ok(())
     }

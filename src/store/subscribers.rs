@@ -1,6 +1,8 @@
 //! Subscribers in the database: signup, confirmation, unsubscribe, operator changes, erasure.
 //! Every transition is one transaction that also writes its consent record.
 
+mod import;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use sqlx::{Any, Row, Transaction};
 use super::{Store, from_millis, placeholders, rows_of, to_millis};
 use crate::mail::MailKind;
 use crate::subscribers::{ConsentContext, SubscriberEmail, SubscriberName, SubscriberStatus};
+pub use import::{IMPORT_BATCH, ImportCounts, SubscriberImport};
 
 /// One subscriber as stored.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -558,31 +561,6 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Starts a bulk import (CSV): one transaction, rows added a batch at a time
-    /// ([`SubscriberImport::add_batch`]), nothing visible until [`SubscriberImport::commit`].
-    pub async fn begin_import(&self, consent: &ConsentContext) -> anyhow::Result<SubscriberImport> {
-        Ok(SubscriberImport {
-            tx: self.begin_write().await?,
-            consent: consent.clone(),
-        })
-    }
-
-    /// Adds many in one transaction, [`IMPORT_BATCH`] rows per statement (imports, tests and
-    /// benchmarks that hold their rows in memory).
-    pub async fn add_subscribers(
-        &self,
-        rows: &[(NewSubscriber<'_>, String)],
-        consent: &ConsentContext,
-    ) -> anyhow::Result<Vec<AddOutcome>> {
-        let mut import = self.begin_import(consent).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(IMPORT_BATCH) {
-            out.extend(import.add_batch(chunk).await?);
-        }
-        import.commit().await?;
-        Ok(out)
-    }
-
     /// Every subscriber, oldest first, as a stream (the export reads a million rows in constant
     /// memory).
     pub fn stream_subscribers(
@@ -757,145 +735,4 @@ impl Store {
 fn const_format_subscribers() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| format!("SELECT {COLUMNS} FROM subscribers ORDER BY id"))
-}
-
-/// Rows per statement of a bulk import: 7 bound values a row stays far below SQLite's limit of
-/// 32,766 and PostgreSQL's 65,535 per statement.
-pub const IMPORT_BATCH: usize = 500;
-
-/// A bulk import in progress (see [`Store::begin_import`]).
-pub struct SubscriberImport {
-    tx: Transaction<'static, Any>,
-    consent: ConsentContext,
-}
-
-impl SubscriberImport {
-    /// Adds up to [`IMPORT_BATCH`] rows of distinct addresses with four statements (which are
-    /// suppressed, which exist, insert the new ones, record their consent), not four per row.
-    /// An address that unsubscribed, bounced or was erased is `Suppressed`; one already on the
-    /// list is `AlreadyPresent`.
-    pub async fn add_batch(
-        &mut self,
-        rows: &[(NewSubscriber<'_>, String)],
-    ) -> anyhow::Result<Vec<AddOutcome>> {
-        anyhow::ensure!(
-            rows.len() <= IMPORT_BATCH,
-            "an import batch of {} rows",
-            rows.len()
-        );
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = to_millis(Utc::now());
-        let sql = format!(
-            "SELECT email_hash FROM suppressions WHERE email_hash IN ({})",
-            placeholders(1, rows.len())
-        );
-        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-        for (_, hash) in rows {
-            q = q.bind(hash.as_str());
-        }
-        let suppressed: std::collections::HashSet<String> =
-            q.fetch_all(&mut *self.tx).await?.into_iter().collect();
-        let sql = format!(
-            "SELECT email, status FROM subscribers WHERE email IN ({})",
-            placeholders(1, rows.len())
-        );
-        let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
-        for (new, _) in rows {
-            q = q.bind(new.email.as_str());
-        }
-        let existing: HashMap<String, SubscriberStatus> = q
-            .fetch_all(&mut *self.tx)
-            .await?
-            .into_iter()
-            .map(|(email, status)| {
-                status
-                    .parse::<SubscriberStatus>()
-                    .map(|s| (email, s))
-                    .map_err(|e| anyhow::anyhow!("stored subscriber status: {e}"))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let mut out: Vec<AddOutcome> = rows
-            .iter()
-            .map(|(new, hash)| {
-                if suppressed.contains(hash) {
-                    return AddOutcome::Suppressed;
-                }
-                match existing.get(new.email.as_str()) {
-                    Some(SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced) => {
-                        AddOutcome::Suppressed
-                    }
-                    Some(_) => AddOutcome::AlreadyPresent,
-                    None => AddOutcome::Added,
-                }
-            })
-            .collect();
-        let fresh: Vec<usize> = (0..rows.len())
-            .filter(|&i| out[i] == AddOutcome::Added)
-            .collect();
-        if fresh.is_empty() {
-            return Ok(out);
-        }
-        let sql = format!(
-            "INSERT INTO subscribers (email, name, status, source, created_at, updated_at, confirmed_at)
-             VALUES {} ON CONFLICT (email) DO NOTHING RETURNING id, email",
-            rows_of(fresh.len(), 7)
-        );
-        let mut q = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql));
-        for &i in &fresh {
-            let new = &rows[i].0;
-            let status = if new.confirmed {
-                SubscriberStatus::Confirmed
-            } else {
-                SubscriberStatus::Pending
-            };
-            q = q
-                .bind(new.email.as_str())
-                .bind(new.name.map(SubscriberName::as_str))
-                .bind(status.as_str())
-                .bind(self.consent.source.as_str())
-                .bind(now)
-                .bind(now)
-                .bind(new.confirmed.then_some(now));
-        }
-        let inserted = q
-            .fetch_all(&mut *self.tx)
-            .await
-            .context("importing subscribers")?;
-        // A concurrent signup may have taken an address in between: it is present, not added.
-        let ids: HashMap<&str, i64> = inserted.iter().map(|(id, e)| (e.as_str(), *id)).collect();
-        for &i in &fresh {
-            if !ids.contains_key(rows[i].0.email.as_str()) {
-                out[i] = AddOutcome::AlreadyPresent;
-            }
-        }
-        if !inserted.is_empty() {
-            let sql = format!(
-                "INSERT INTO consents (subscriber_id, event, at, ip, user_agent, source, consent_text_version)
-                 VALUES {}",
-                rows_of(inserted.len(), 7)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (id, _) in &inserted {
-                q = q
-                    .bind(*id)
-                    .bind("import")
-                    .bind(now)
-                    .bind(self.consent.ip.as_deref())
-                    .bind(self.consent.user_agent.as_deref())
-                    .bind(self.consent.source.as_str())
-                    .bind(self.consent.consent_text_version.as_deref());
-            }
-            q.execute(&mut *self.tx)
-                .await
-                .context("recording consent")?;
-        }
-        Ok(out)
-    }
-
-    /// Makes the whole import visible at once.
-    pub async fn commit(self) -> anyhow::Result<()> {
-        self.tx.commit().await.context("committing the import")
-    }
 }
