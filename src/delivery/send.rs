@@ -426,6 +426,13 @@ impl<'s, 'a> Claiming<'s, 'a> {
         let full = claimed.len() as i64 == send.batch;
         let mut rest = claimed.into_iter();
         while let Some(c) = rest.next() {
+            // A claim can take a while to go out (a rate limit, a slow relay): an operator's
+            // pause or cancel must not wait for its end.
+            if let Some(end) = self.look().await? {
+                self.release(std::iter::once(c.id).chain(rest.map(|c| c.id)))
+                    .await;
+                return Ok(Some(end));
+            }
             if full && self.next.is_none() && rest.len() < send.concurrency {
                 self.next = Some(self.prefetch());
             }
