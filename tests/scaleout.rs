@@ -423,3 +423,36 @@ async fn a_late_worker_never_clears_the_lease_of_the_worker_that_took_over() {
         "a message that went out is recorded: {owners:?}"
     );
 }
+
+/// The relay's quota counts every message: confirmation mails go into the sending window too
+/// (and are never held back by it).
+#[tokio::test]
+async fn transactional_mail_counts_in_the_window() {
+    let app = common::TestApp::spawn("[delivery]\nwindow_limit = 100\nwindow = \"1h\"\n").await;
+    for email in ["ada@example.org", "grace@example.org"] {
+        let r = app
+            .client
+            .post(app.url("/subscribe"))
+            .form(&[("email", email)])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    assert_eq!(app.outbox(2).await.len(), 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let used = app
+            .store
+            .window_use(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .used;
+        if used == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the window counts {used}, not 2");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}

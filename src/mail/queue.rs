@@ -124,6 +124,14 @@ pub async fn run(
         if let Err(e) = store.outbound_sent(&sent).await {
             tracing::warn!(error = %e, "recording sent mail failed");
         }
+        // The relay's quota counts every message: confirmations and welcomes go into the
+        // sending window too (they are never held back by it).
+        let d = &composer.settings.delivery;
+        if d.window_limit > 0
+            && let Err(e) = store.count_sends(d.window.0, sent.len() as u64).await
+        {
+            tracing::warn!(error = %e, "counting sent mail in the sending window failed");
+        }
         if busy {
             continue;
         }

@@ -179,6 +179,26 @@ impl Store {
         })
     }
 
+    /// Counts messages that went out without a reservation (transactional mail: a
+    /// confirmation is never held back) in the window, so the relay's quota sees them too.
+    pub async fn count_sends(&self, window: Duration, n: u64) -> anyhow::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let now = to_millis(Utc::now());
+        let bucket = now - now % bucket_ms(window);
+        sqlx::query(
+            "INSERT INTO send_window (bucket, sent) VALUES ($1, $2)
+             ON CONFLICT (bucket) DO UPDATE SET sent = send_window.sent + excluded.sent",
+        )
+        .bind(bucket)
+        .bind(n as i64)
+        .execute(&self.writer)
+        .await
+        .context("counting in the send window")?;
+        Ok(())
+    }
+
     /// Gives reserved but unused window slots back to their bucket.
     pub async fn return_sends(&self, bucket: i64, unused: u64) -> anyhow::Result<()> {
         if unused == 0 {
