@@ -40,6 +40,22 @@ async fn bad_environment_values_name_the_key() {
             "delivery.concurrency:",
         ),
         (
+            "VERDICTS__DELIVERY__LEASE_SECONDS",
+            "2",
+            "delivery.lease_seconds: must be at least 3",
+        ),
+        (
+            "VERDICTS__DELIVERY__WINDOW",
+            "0s",
+            "delivery.window: must be between 1s and 31 days",
+        ),
+        ("VERDICTS__DELIVERY__WINDOW", "a day", "delivery.window:"),
+        (
+            "VERDICTS__DELIVERY__WINDOW_LIMIT",
+            "-5",
+            "delivery.window_limit:",
+        ),
+        (
             "VERDICTS__SCHEDULE__TIMEZONE",
             "Europe/Atlantis",
             "schedule.timezone: \"Europe/Atlantis\" is not an IANA time zone",
