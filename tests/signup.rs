@@ -767,3 +767,60 @@ async fn a_strangers_text_never_reaches_an_unconfirmed_mailbox() {
     }
     app.stop().await;
 }
+
+/// The relay is down while readers sign up (nothing listens on its port): their confirmation
+/// mails wait in the queue without losing attempts — a failing transport is nobody's attempt —
+/// and go out as soon as the relay is back. Before, every try during the outage counted, and an
+/// outage of about an hour (eight tries) failed them for good.
+#[tokio::test]
+async fn confirmations_wait_out_a_relay_outage_without_losing_attempts() {
+    let port = common::free_port();
+    let app = TestApp::spawn(&format!(
+        "[mail]\ntransport = \"smtp\"\n[smtp]\nurl = \"smtp://127.0.0.1:{port}\"\ntimeout_seconds = 5\n"
+    ))
+    .await;
+    let readers: Vec<String> = (0..3).map(|i| format!("outage{i}@example.org")).collect();
+    for email in &readers {
+        let (status, _) = subscribe(&app, email).await;
+        assert_eq!(status, StatusCode::OK, "{email}");
+    }
+    // Tries at ~0, 1 and 3 s fail (the sender holds off 1 s, 2 s, 4 s…).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let queued: Vec<(i64, String, Option<String>)> =
+        sqlx::query_as("SELECT attempts, status, last_error FROM outbound_mail ORDER BY id")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(queued.len(), 3);
+    for (attempts, status, error) in &queued {
+        assert_eq!((*attempts, status.as_str()), (0, "pending"), "{queued:?}");
+        let error = error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("connecting") && error.contains(&port.to_string()),
+            "the outage is recorded: {error:?}"
+        );
+    }
+
+    let sink = SmtpSink::start_on(Some(port), &[]);
+    let mails = sink.wait_for(3, Duration::from_secs(40)).await;
+    for email in &readers {
+        let to_them = mails
+            .iter()
+            .filter(|m| m.header("To").unwrap().contains(email.as_str()))
+            .count();
+        assert_eq!(to_them, 1, "{email}");
+    }
+    assert!(
+        mails
+            .iter()
+            .all(|m| m.link("http://127.0.0.1:8080/confirm/").is_some())
+    );
+    let (pending, sent, failed) = app.store.outbound_counts().await.unwrap();
+    assert_eq!((pending, sent, failed), (0, 3, 0));
+    let attempts: Vec<i64> = sqlx::query_scalar("SELECT attempts FROM outbound_mail ORDER BY id")
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(attempts, [1, 1, 1], "the one try that went through");
+    app.stop().await;
+}

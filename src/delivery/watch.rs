@@ -1,8 +1,8 @@
-//! What a send knows about its transport: when a message was last accepted, the failure going
-//! on since (if any), and how long to hold off before the next try.
+//! What a send knows about its transport: when a message was last accepted and the failure
+//! going on since (if any). How long to hold off before the next try is
+//! [`crate::mail::backoff::Backoff`].
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -93,32 +93,5 @@ pub(super) async fn record_transport_change(
     let stored = change.as_ref().map(|(e, since)| (e.as_str(), *since));
     if let Err(e) = store.set_transport_error(issue_id, stored).await {
         tracing::warn!(issue_id, error = %e, "recording the transport error failed");
-    }
-}
-
-/// The wait before the next try after transport failures: 1 s, doubling up to 32 s, reset by
-/// an accepted message. Shared by the messages in flight (they fail together).
-#[derive(Default)]
-pub(super) struct Backoff {
-    until_ms: AtomicI64,
-    streak: AtomicU32,
-}
-
-impl Backoff {
-    pub(super) fn accepted(&self) {
-        self.streak.store(0, Ordering::Relaxed);
-    }
-
-    /// A transport failure at `now_ms`: everyone waits a little longer before the next try.
-    pub(super) fn failed(&self, now_ms: i64) {
-        let streak = self.streak.fetch_add(1, Ordering::Relaxed).min(5);
-        self.until_ms
-            .fetch_max(now_ms + (1000i64 << streak), Ordering::Relaxed);
-    }
-
-    /// How long to wait before claiming again (zero when the transport is not backing off).
-    pub(super) fn remaining(&self) -> Duration {
-        let wait = self.until_ms.load(Ordering::Relaxed) - Utc::now().timestamp_millis();
-        Duration::from_millis(wait.max(0) as u64)
     }
 }

@@ -6,6 +6,7 @@
 //! configured) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058), and is
 //! multipart/alternative with a text and an HTML part.
 
+pub mod backoff;
 pub mod error;
 pub mod newsletter;
 pub mod queue;

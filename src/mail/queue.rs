@@ -1,6 +1,12 @@
 //! The background sender of transactional mail: web requests queue a message in the same
 //! transaction as the state change, and this loop sends it, so no request waits on SMTP and no
 //! mail is lost if the process stops between the two.
+//!
+//! A refusal of one mail (4xx, 5xx) counts an attempt of that mail: it is retried with a
+//! growing delay and given up after [`MAX_ATTEMPTS`]. A failing transport (the relay down,
+//! unreachable or refusing our login) is nobody's attempt: the mail and the rest of its batch
+//! go back in line untouched, and the loop holds off ([`Backoff`]: 1 s doubling to 32 s) until
+//! the relay takes mail again — so an outage of any length loses no confirmation mail.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +14,7 @@ use std::time::Duration;
 use lettre::Address;
 use tokio::sync::Notify;
 
+use super::backoff::Backoff;
 use super::transport::{SendError, Transport};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -31,7 +38,8 @@ impl QueueSignal {
     }
 }
 
-fn backoff(attempts: i64) -> Duration {
+/// The wait before retrying a mail the server refused for now (4xx): 30 s doubling to an hour.
+fn retry_delay(attempts: i64) -> Duration {
     Duration::from_secs(30u64.saturating_mul(1 << attempts.clamp(0, 7)).min(3600))
 }
 
@@ -60,9 +68,18 @@ pub async fn run(
     // No VERP for transactional mail: mail.return_path itself (or mail.from).
     let from = crate::bounces::verp::plain_sender(&composer.settings);
     tracing::info!("transactional mail sender started");
+    let backoff = Backoff::default();
     loop {
         if shutdown.is_triggered() {
             break;
+        }
+        let wait = backoff.remaining();
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.clone().wait() => break,
+            }
+            continue;
         }
         let batch = match store.claim_outbound(BATCH, LEASE).await {
             Ok(batch) => batch,
@@ -85,7 +102,8 @@ pub async fn run(
             }
         };
         let mut sent = Vec::with_capacity(batch.len());
-        for mail in batch {
+        let mut rest = batch.into_iter();
+        while let Some(mail) = rest.next() {
             let name = mail
                 .subscriber_id
                 .and_then(|id| subscribers.get(&id))
@@ -101,13 +119,29 @@ pub async fn run(
             let recorded = match result {
                 Ok(()) => {
                     tracing::info!(id = mail.id, kind = mail.kind.as_str(), "mail sent");
+                    backoff.accepted();
                     sent.push(mail.id);
                     Ok(())
                 }
-                Err(
-                    SendError::Transient { message: e, .. } | SendError::Transport { message: e },
-                ) if mail.attempts + 1 < MAX_ATTEMPTS => {
-                    let delay = backoff(mail.attempts);
+                Err(SendError::Transport { message: e }) => {
+                    // Not this mail's fault, nor the next ones': they go back in line as they
+                    // were (no attempt counted, due now) and the loop holds off.
+                    backoff.failed(chrono::Utc::now().timestamp_millis());
+                    let back: Vec<i64> = std::iter::once(mail.id)
+                        .chain(rest.by_ref().map(|m| m.id))
+                        .collect();
+                    tracing::warn!(
+                        error = %e,
+                        mails = back.len(),
+                        retry_in = ?backoff.remaining(),
+                        "the SMTP transport fails; queued mail put back, no attempt counted"
+                    );
+                    store.outbound_put_back(&back, &e).await
+                }
+                Err(SendError::Transient { message: e, .. })
+                    if mail.attempts + 1 < MAX_ATTEMPTS =>
+                {
+                    let delay = retry_delay(mail.attempts);
                     tracing::warn!(id = mail.id, error = %e, retry_in = ?delay, "mail not sent; will retry");
                     store.outbound_failed(mail.id, &e, Some(delay)).await
                 }
@@ -149,9 +183,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(backoff(0), Duration::from_secs(30));
-        assert_eq!(backoff(1), Duration::from_secs(60));
-        assert_eq!(backoff(10), Duration::from_secs(3600));
+    fn retry_delay_grows_and_caps() {
+        assert_eq!(retry_delay(0), Duration::from_secs(30));
+        assert_eq!(retry_delay(1), Duration::from_secs(60));
+        assert_eq!(retry_delay(10), Duration::from_secs(3600));
     }
 }

@@ -118,6 +118,28 @@ impl Store {
         Ok(())
     }
 
+    /// Puts claimed mail back in line as it was, without counting an attempt (the transport
+    /// failed, not the mail): due again at once, the sender decides how long to hold off.
+    pub async fn outbound_put_back(&self, ids: &[i64], error: &str) -> anyhow::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE outbound_mail SET lease_until = NULL, last_error = $1
+              WHERE status = 'pending' AND id IN ({})",
+            placeholders(2, ids.len())
+        );
+        // Only numbered placeholders are interpolated; the values are bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(error);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.execute(&self.writer)
+            .await
+            .context("putting queued mail back")?;
+        Ok(())
+    }
+
     /// Records a failed attempt: retry at `retry_at`, or give up (`None`).
     pub async fn outbound_failed(
         &self,
