@@ -103,10 +103,14 @@ impl Store {
         if q.execute(&mut *tx).await?.rows_affected() == 0 {
             return Ok(None);
         }
+        // No `ON CONFLICT`: an issue's ledger is written here only, in the transaction that
+        // moves it out of a status that has none (a send starts once), and the speculative
+        // insertion cost a tenth of the snapshot on PostgreSQL (100,000 rows: 1.03–1.05 s with
+        // it, 0.92–0.93 s without; SQLite 0.13–0.16 s either way). Should a row exist after
+        // all, the unique key refuses the whole snapshot and the transaction changes nothing.
         sqlx::query(
             "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at, updated_at)
-             SELECT $1, id, 'pending', 0, 0, $2 FROM subscribers WHERE status = 'confirmed'
-             ON CONFLICT (issue_id, subscriber_id) DO NOTHING",
+             SELECT $1, id, 'pending', 0, 0, $2 FROM subscribers WHERE status = 'confirmed'",
         )
         .bind(issue_id)
         .bind(now)
