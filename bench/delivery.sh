@@ -9,6 +9,11 @@
 # trusted with smtp.ca_file) in front of the same sink, against the same plain smtp-source
 # limit — the cost of TLS.
 #
+# It also reports the CPU every message cost verdicts, PostgreSQL (its backends, also those that
+# closed) and smtp-sink during the send, and the CPU ceiling those figures allow: the machine's
+# cores over their sum, as a ratio to the same limit. On a small machine where all three share
+# the cores, no sender with a database ledger gets above that ceiling.
+#
 # Usage: bench/delivery.sh [N=100000] [CONCURRENCY=16] [DB=sqlite|postgres]
 #                          [MODES=off,ed25519,rsa,rsa+ed25519,tls]
 set -euo pipefail
@@ -76,6 +81,16 @@ prepare_db() {  # fresh database with N confirmed subscribers and a frozen issue
   (cd "$WORK/app" && "$BIN" issue create --week 2026-W47 >/dev/null)
 }
 
+# CPU time (clock ticks, user + system) of every process named $1 so far, with its children that
+# ended (PostgreSQL backends that closed are counted in the postmaster's).
+proc_ticks() {
+  local total=0 pid
+  for pid in $(pgrep -x "$1"); do
+    total=$((total + $(awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
 run_mode() {
   local mode=$1
   unset VERDICTS__DKIM__DOMAIN VERDICTS__DKIM__SELECTOR VERDICTS__DKIM__PRIVATE_KEY_FILE \
@@ -104,32 +119,41 @@ run_mode() {
   r0=$(date +%s.%N)
   smtp-source -d -s "$CONC" -m "$N" -l "$size" -f bench@shiporskip.example -t sink@example.org 127.0.0.1:$PORT
   r1=$(date +%s.%N)
-  local t0 t1 rss cpu_user cpu_sys
+  local t0 t1 rss cpu_user cpu_sys pg0 pg1 sink0 sink1
+  pg0=$(proc_ticks postgres); sink0=$(proc_ticks smtp-sink)
   t0=$(date +%s.%N)
   (cd "$WORK/app" && /usr/bin/time -f "%U %S %M" -o "$WORK/rss" "$BIN" --json issue send 1 >"$WORK/send.json")
   t1=$(date +%s.%N)
+  pg1=$(proc_ticks postgres); sink1=$(proc_ticks smtp-sink)
   read -r cpu_user cpu_sys rss < <(tail -1 "$WORK/rss")
   local sent; sent=$(python3 -c "import json; print(json.load(open('$WORK/send.json'))['deliveries']['sent'])")
   r2=$(date +%s.%N)
   smtp-source -d -s "$CONC" -m "$N" -l "$size" -f bench@shiporskip.example -t sink@example.org 127.0.0.1:$PORT
   r3=$(date +%s.%N)
-  python3 - "$mode" "$DB" "$N" "$CONC" "$size" "$t0" "$t1" "$r0" "$r1" "$r2" "$r3" "$rss" "$sent" "$cpu_user" "$cpu_sys" <<'PY'
-import sys
-mode, db, n, conc, size, t0, t1, r0, r1, r2, r3, rss, sent, cu, cs = sys.argv[1:]
+  python3 - "$mode" "$DB" "$N" "$CONC" "$size" "$t0" "$t1" "$r0" "$r1" "$r2" "$r3" "$rss" "$sent" "$cpu_user" "$cpu_sys" \
+    $((pg1 - pg0)) $((sink1 - sink0)) "$(getconf CLK_TCK)" <<'PY'
+import os, sys
+mode, db, n, conc, size, t0, t1, r0, r1, r2, r3, rss, sent, cu, cs, pg, sink, hz = sys.argv[1:]
 cpu_us = (float(cu) + float(cs)) / int(sent) * 1e6
 n, sent = int(n), int(sent)
 ours = sent / (float(t1) - float(t0))
 before = n / (float(r1) - float(r0))
 after = n / (float(r3) - float(r2))
 raw = (before + after) / 2
-print(f"| {db} | {mode} | {n:,} | {conc} | {int(size):,} B | {ours:,.0f}/s | {raw:,.0f}/s ({before:,.0f} · {after:,.0f}) | **{ours/raw:.2f}** | {int(rss)/1024:.1f} MB | {cpu_us:.0f} µs | {sent:,} |")
+pg_us = int(pg) / int(hz) / sent * 1e6
+sink_us = int(sink) / int(hz) / sent * 1e6
+# The CPU ceiling: the machine's cores divided by the CPU every message costs verdicts, the
+# database and the sink together (all three share the cores), as a ratio to the limit.
+cores = os.cpu_count()
+ceiling = cores / ((cpu_us + pg_us + sink_us) / 1e6) / raw
+print(f"| {db} | {mode} | {n:,} | {conc} | {int(size):,} B | {ours:,.0f}/s | {raw:,.0f}/s ({before:,.0f} · {after:,.0f}) | **{ours/raw:.2f}** | {int(rss)/1024:.1f} MB | {cpu_us:.0f} µs | {pg_us:.0f} µs | {sink_us:.0f} µs | {ceiling:.2f} | {sent:,} |")
 PY
   if [ "$DB" = postgres ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS verdicts_bench_$$ WITH (FORCE)" >/dev/null; fi
 }
 
 # OpenSSL's RSA-2048 signing on this machine now, one core: the reference for our signer.
 openssl speed -seconds 3 rsa2048 2>/dev/null | awk '/^rsa 2048/ {sub(/s$/, "", $4); printf "openssl speed rsa2048: %.0f µs per signature (%s signs/s, one core)\n\n", $4 * 1e6, $6}'
-echo "| database | DKIM (tls: off, over smtps:// through stunnel) | messages | connections | size | verdicts | smtp-source -d: mean (before · after) | ratio | peak RSS | verdicts CPU per message | sent |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| database | DKIM (tls: off, over smtps:// through stunnel) | messages | connections | size | verdicts | smtp-source -d: mean (before · after) | ratio | peak RSS | verdicts CPU per message | PostgreSQL CPU per message | smtp-sink CPU per message | CPU ceiling (ratio) | sent |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 IFS=, read -ra modes <<<"$MODES"
 for m in "${modes[@]}"; do run_mode "$m"; done
