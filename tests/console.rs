@@ -717,6 +717,58 @@ async fn only_failed_logins_are_throttled() {
     app.stop().await;
 }
 
+/// Two processes serving the console — two application cores on one database — count the same
+/// failures: ten wrong passwords for one address, spread over both, lock it in both, and a
+/// success in either still never counts. Before, each process counted its own, so N `serve`
+/// processes behind one address gave a guesser N times the tries.
+#[tokio::test]
+async fn failed_logins_are_counted_across_processes() {
+    use verdicts::app::operators::LoginOutcome;
+    let app = TestApp::spawn("").await;
+    add_operator(&app.env, OWNER, "owner");
+    let settings = app.env.settings("");
+    let first = common::app(&app.store, &settings);
+    let second = common::app(&app.env.store().await, &settings);
+    let client: std::net::IpAddr = "192.0.2.44".parse().unwrap();
+    for i in 0..10 {
+        let core = if i % 2 == 0 { &first } else { &second };
+        let out = core.log_in(OWNER, "wrong password!", client).await.unwrap();
+        assert!(
+            matches!(out, LoginOutcome::Refused),
+            "wrong password {i}: {out:?}"
+        );
+        if i == 4 {
+            // The right password in the middle gives its place back, in both.
+            let out = second.log_in(OWNER, PASSWORD, client).await.unwrap();
+            assert!(matches!(out, LoginOutcome::SignedIn(_)), "{out:?}");
+        }
+    }
+    for core in [&first, &second] {
+        match core.log_in(OWNER, PASSWORD, client).await.unwrap() {
+            LoginOutcome::Throttled { retry_after } => assert!(
+                retry_after > Duration::from_secs(50) && retry_after <= Duration::from_secs(60),
+                "{retry_after:?}"
+            ),
+            other => panic!("the address is locked in every process: {other:?}"),
+        }
+    }
+    // Through HTTP as well (a third process's view of the same buckets).
+    let r = attempt_login(&app, OWNER, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another address from another client is not affected.
+    let other: std::net::IpAddr = "192.0.2.45".parse().unwrap();
+    let out = first
+        .log_in(EDITOR, "wrong password!", other)
+        .await
+        .unwrap();
+    assert!(matches!(out, LoginOutcome::Refused), "{out:?}");
+    // One bucket per address and per client with failures: ada's, 192.0.2.44's (and those of
+    // the HTTP attempt's client, which was refused before counting), the editor's and .45's.
+    let buckets = app.store.count_rows("login_throttle").await.unwrap();
+    assert_eq!(buckets, 4, "{buckets} buckets");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn only_owners_manage_operators() {
     let app = TestApp::spawn("").await;

@@ -159,8 +159,6 @@ struct Inner {
     renderer: Arc<Renderer>,
     /// The delivery engine (SMTP pool, DKIM key) of this process, built on first use.
     engine: OnceCell<Engine>,
-    /// Failed console logins of this process.
-    login_throttle: operators::throttle::LoginThrottle,
 }
 
 impl fmt::Debug for App {
@@ -183,7 +181,6 @@ impl App {
                 secret,
                 renderer,
                 engine: OnceCell::new(),
-                login_throttle: Default::default(),
             }),
         }
     }
@@ -202,11 +199,6 @@ impl App {
 
     pub fn renderer(&self) -> &Arc<Renderer> {
         &self.inner.renderer
-    }
-
-    /// The failed-login throttle of this process.
-    pub fn login_throttle(&self) -> &operators::throttle::LoginThrottle {
-        &self.inner.login_throttle
     }
 
     /// The delivery engine of this process, built once (its SMTP pool and DKIM key are reused

@@ -201,22 +201,22 @@ impl App {
 
     /// Checks an address and password from `client`; opens a session when they match. An
     /// unknown address costs one Argon2 verification too, so timing does not tell which
-    /// addresses exist. Failed logins are throttled per address and per client
-    /// ([`throttle::LoginThrottle`]); successful ones never count.
+    /// addresses exist. Failed logins are throttled per address and per client, across every
+    /// process ([`throttle`]); successful ones never count.
     pub async fn log_in(
         &self,
         email: &str,
         password: &str,
         client: IpAddr,
     ) -> Result<LoginOutcome, OpsError> {
-        let throttle = self.login_throttle();
-        let attempt = match throttle.reserve(email, client, std::time::Instant::now()) {
+        let now_ms = || chrono::Utc::now().timestamp_millis();
+        let attempt = match throttle::reserve(self.store(), email, client, now_ms()).await? {
             Ok(attempt) => attempt,
             Err(retry_after) => return Ok(LoginOutcome::Throttled { retry_after }),
         };
         let result = self.check_login(email, password).await;
         let failed = matches!(result, Ok(None));
-        throttle.finish(attempt, failed, std::time::Instant::now());
+        throttle::finish(self.store(), attempt, failed, now_ms()).await?;
         Ok(match result? {
             Some(session) => LoginOutcome::SignedIn(session),
             None => LoginOutcome::Refused,

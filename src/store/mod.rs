@@ -17,6 +17,7 @@ pub mod outbound;
 pub mod overview;
 pub mod schedule;
 pub mod subscribers;
+pub mod throttle;
 pub mod workers;
 
 use std::time::Duration;

@@ -10,12 +10,17 @@
 //! it back: a burst of guesses sent in parallel cannot all pass the check before the first
 //! failure is counted. An attempt abandoned before its answer (the client went away) keeps
 //! its place, as a failure would.
+//!
+//! The buckets live in the database ([`crate::store::throttle`]), read and rewritten in one
+//! write transaction per step: every process serving the console counts the same failures, so
+//! several `serve` processes behind one address give a guesser no more tries than one. The
+//! rule is here, as pure functions of the stored levels ([`reserve_levels`], [`give_back`]).
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::store::Store;
+use crate::store::throttle::StoredLevel;
 
 /// How many failures a key may have in a row, and how fast they are forgiven.
 #[derive(Debug, Clone, Copy)]
@@ -36,244 +41,266 @@ const BY_CLIENT: Rule = Rule {
     period: Duration::from_secs(10),
 };
 
-/// Up to this many keys are kept without pruning; above it, drained ones are forgotten when
-/// the map has doubled since the last pruning or a bucket's full drain time has passed.
-const PRUNE_FLOOR: usize = 4096;
+/// The two buckets of an attempt, in this order: its address's, its client's.
+const RULES: [Rule; 2] = [BY_ADDRESS, BY_CLIENT];
 
-/// One key's bucket: its level at `at`.
-#[derive(Debug, Clone, Copy)]
-struct Level {
-    level: f64,
-    at: Instant,
-}
-
-/// Leaky buckets of one rule, by key.
-#[derive(Debug)]
-struct Buckets<K> {
-    rule: Rule,
-    levels: HashMap<K, Level>,
-    prune_at: usize,
-    pruned_at: Option<Instant>,
-}
-
-impl<K: Eq + Hash + Clone> Buckets<K> {
-    fn new(rule: Rule) -> Self {
-        Buckets {
-            rule,
-            levels: HashMap::new(),
-            prune_at: PRUNE_FLOOR,
-            pruned_at: None,
-        }
+impl Rule {
+    fn period_ms(self) -> f64 {
+        self.period.as_millis() as f64
     }
 
-    /// The level of `key` at `now`, drained since it was last written.
-    fn level(&self, key: &K, now: Instant) -> f64 {
-        self.levels.get(key).map_or(0.0, |l| {
-            let drained =
-                now.saturating_duration_since(l.at).as_secs_f64() / self.rule.period.as_secs_f64();
+    /// The level of a stored bucket at `now_ms`, drained since it was written.
+    fn level(self, stored: Option<StoredLevel>, now_ms: i64) -> f64 {
+        stored.map_or(0.0, |l| {
+            let drained = (now_ms - l.at_ms).max(0) as f64 / self.period_ms();
             (l.level - drained).max(0.0)
         })
     }
 
-    /// How long until `key` may try again; `None` when it may now.
-    fn wait(&self, key: &K, now: Instant) -> Option<Duration> {
-        let over = self.level(key, now) + 1.0 - f64::from(self.rule.burst);
-        (over > 0.0).then(|| self.rule.period.mul_f64(over))
+    /// How long until one more attempt may go; `None` when it may now.
+    fn wait(self, stored: Option<StoredLevel>, now_ms: i64) -> Option<Duration> {
+        let over = self.level(stored, now_ms) + 1.0 - f64::from(self.burst);
+        (over > 0.0).then(|| self.period.mul_f64(over))
     }
 
-    /// Adds `delta` to `key`'s level (never below zero).
-    fn add(&mut self, key: &K, delta: f64, now: Instant) {
-        let level = (self.level(key, now) + delta).max(0.0);
-        if level == 0.0 {
-            self.levels.remove(key);
-        } else {
-            self.levels.insert(key.clone(), Level { level, at: now });
-        }
-        let full_drain = self.rule.period * self.rule.burst;
-        let len = self.levels.len();
-        if len > self.prune_at
-            || (len > PRUNE_FLOOR
-                && self
-                    .pruned_at
-                    .is_none_or(|t| now.saturating_duration_since(t) >= full_drain))
-        {
-            let period = self.rule.period.as_secs_f64();
-            self.levels.retain(|_, l| {
-                l.level > now.saturating_duration_since(l.at).as_secs_f64() / period
-            });
-            self.prune_at = (2 * self.levels.len()).max(PRUNE_FLOOR);
-            self.pruned_at = Some(now);
-        }
+    /// The bucket after adding `delta` at `now_ms` (never below zero; `None` once empty).
+    fn add(self, stored: Option<StoredLevel>, delta: f64, now_ms: i64) -> Option<StoredLevel> {
+        let level = (self.level(stored, now_ms) + delta).max(0.0);
+        (level > 0.0).then(|| StoredLevel {
+            level,
+            at_ms: now_ms,
+            drained_ms: now_ms + (level * self.period_ms()).ceil() as i64,
+        })
     }
 }
 
-/// The throttle of one process (the console's logins go to the process that serves them).
+/// The keys of an attempt's two buckets (the address as typed: trimmed and lower-cased).
+fn keys(address: &str, client: IpAddr) -> Vec<String> {
+    vec![
+        format!("address:{}", address.trim().to_lowercase()),
+        format!("client:{client}"),
+    ]
+}
+
+/// The rule of a reservation: the buckets with the attempt counted, or how long to wait.
+pub fn reserve_levels(
+    stored: &[Option<StoredLevel>],
+    now_ms: i64,
+) -> Result<Vec<Option<StoredLevel>>, Duration> {
+    let wait = RULES
+        .iter()
+        .zip(stored)
+        .filter_map(|(rule, s)| rule.wait(*s, now_ms))
+        .max();
+    match wait {
+        Some(wait) => Err(wait),
+        None => Ok(RULES
+            .iter()
+            .zip(stored)
+            .map(|(rule, s)| rule.add(*s, 1.0, now_ms))
+            .collect()),
+    }
+}
+
+/// The rule of an attempt that did not fail: the buckets with its place given back.
+pub fn give_back(stored: &[Option<StoredLevel>], now_ms: i64) -> Vec<Option<StoredLevel>> {
+    RULES
+        .iter()
+        .zip(stored)
+        .map(|(rule, s)| rule.add(*s, -1.0, now_ms))
+        .collect()
+}
+
+/// A reserved login attempt: [`finish`] says how it went.
 #[derive(Debug)]
-pub struct LoginThrottle {
-    buckets: Mutex<(Buckets<String>, Buckets<IpAddr>)>,
-}
-
-impl Default for LoginThrottle {
-    fn default() -> Self {
-        LoginThrottle {
-            buckets: Mutex::new((Buckets::new(BY_ADDRESS), Buckets::new(BY_CLIENT))),
-        }
-    }
-}
-
-/// A reserved login attempt: [`LoginThrottle::finish`] says how it went.
-#[derive(Debug)]
-#[must_use = "a reserved attempt is finished with LoginThrottle::finish"]
+#[must_use = "a reserved attempt is finished with throttle::finish"]
 pub struct Reserved {
-    address: String,
-    client: IpAddr,
+    keys: Vec<String>,
 }
 
-impl LoginThrottle {
-    /// Reserves an attempt for `address` (as typed: trimmed and lower-cased here) from
-    /// `client`; `Err(wait)` when either has had its failures and must wait that long.
-    pub fn reserve(
-        &self,
-        address: &str,
-        client: IpAddr,
-        now: Instant,
-    ) -> Result<Reserved, Duration> {
-        let address = address.trim().to_lowercase();
-        let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let (by_address, by_client) = &mut *guard;
-        let wait = by_address
-            .wait(&address, now)
-            .max(by_client.wait(&client, now));
-        if let Some(wait) = wait {
-            return Err(wait);
+/// Reserves an attempt for `address` from `client` at `now_ms`; `Ok(Err(wait))` when either
+/// has had its failures and must wait that long.
+pub async fn reserve(
+    store: &Store,
+    address: &str,
+    client: IpAddr,
+    now_ms: i64,
+) -> anyhow::Result<Result<Reserved, Duration>> {
+    let keys = keys(address, client);
+    let buckets = store.begin_buckets(&keys).await?;
+    match reserve_levels(buckets.levels(), now_ms) {
+        Ok(levels) => {
+            buckets.write(&levels, now_ms).await?;
+            Ok(Ok(Reserved { keys }))
         }
-        by_address.add(&address, 1.0, now);
-        by_client.add(&client, 1.0, now);
-        Ok(Reserved { address, client })
+        Err(wait) => Ok(Err(wait)),
     }
+}
 
-    /// Ends a reserved attempt: a failure keeps its place in both buckets; anything else (a
-    /// successful login, or our own error) gives it back.
-    pub fn finish(&self, attempt: Reserved, failed: bool, now: Instant) {
-        if failed {
-            return;
-        }
-        let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let (by_address, by_client) = &mut *guard;
-        by_address.add(&attempt.address, -1.0, now);
-        by_client.add(&attempt.client, -1.0, now);
+/// Ends a reserved attempt: a failure keeps its place in both buckets; anything else (a
+/// successful login, or our own error) gives it back.
+pub async fn finish(
+    store: &Store,
+    attempt: Reserved,
+    failed: bool,
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    if failed {
+        return Ok(());
     }
+    let buckets = store.begin_buckets(&attempt.keys).await?;
+    let levels = give_back(buckets.levels(), now_ms);
+    buckets.write(&levels, now_ms).await
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+
+    /// The store as a map: the same rule applied to buckets kept in memory.
+    #[derive(Default)]
+    struct Model(HashMap<String, StoredLevel>);
+
+    impl Model {
+        fn stored(&self, keys: &[String]) -> Vec<Option<StoredLevel>> {
+            keys.iter().map(|k| self.0.get(k).copied()).collect()
+        }
+
+        fn write(&mut self, keys: &[String], levels: Vec<Option<StoredLevel>>, now: i64) {
+            for (k, l) in keys.iter().zip(levels) {
+                match l {
+                    Some(l) => self.0.insert(k.clone(), l),
+                    None => self.0.remove(k),
+                };
+            }
+            self.0.retain(|_, l| l.drained_ms >= now);
+        }
+
+        fn reserve(
+            &mut self,
+            address: &str,
+            client: IpAddr,
+            now: i64,
+        ) -> Result<Vec<String>, Duration> {
+            let keys = keys(address, client);
+            let levels = reserve_levels(&self.stored(&keys), now)?;
+            self.write(&keys, levels, now);
+            Ok(keys)
+        }
+
+        fn finish(&mut self, keys: Vec<String>, failed: bool, now: i64) {
+            if !failed {
+                let levels = give_back(&self.stored(&keys), now);
+                self.write(&keys, levels, now);
+            }
+        }
+
+        fn fail(&mut self, address: &str, client: IpAddr, now: i64) {
+            let keys = self.reserve(address, client, now).expect("not throttled");
+            self.finish(keys, true, now);
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
-    fn fail(t: &LoginThrottle, address: &str, client: IpAddr, now: Instant) {
-        let attempt = t.reserve(address, client, now).expect("not throttled");
-        t.finish(attempt, true, now);
-    }
+    const NOW: i64 = 1_800_000_000_000;
 
     #[test]
     fn the_address_limit_trips_after_ten_failures() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
+        let mut t = Model::default();
         let client = ip("192.0.2.1");
         for _ in 0..10 {
-            fail(&t, "Ada@Example.org", client, now);
+            t.fail("Ada@Example.org", client, NOW);
         }
-        let wait = t.reserve("ada@example.org ", client, now).unwrap_err();
+        let wait = t.reserve("ada@example.org ", client, NOW).unwrap_err();
         assert_eq!(wait, Duration::from_secs(60));
         // Another address from another client is not affected.
-        let other = t.reserve("bob@example.org", ip("192.0.2.2"), now).unwrap();
-        t.finish(other, false, now);
+        let other = t.reserve("bob@example.org", ip("192.0.2.2"), NOW).unwrap();
+        t.finish(other, false, NOW);
         // A minute later one more guess, and no second one.
-        let later = now + Duration::from_secs(60);
-        fail(&t, "ada@example.org", client, later);
+        let later = NOW + 60_000;
+        t.fail("ada@example.org", client, later);
         assert!(t.reserve("ada@example.org", client, later).is_err());
         // Ten minutes on, ten more.
-        let much_later = later + Duration::from_secs(600);
+        let much_later = later + 600_000;
         for _ in 0..10 {
-            fail(&t, "ada@example.org", client, much_later);
+            t.fail("ada@example.org", client, much_later);
         }
         assert!(t.reserve("ada@example.org", client, much_later).is_err());
     }
 
     #[test]
     fn only_failures_count() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
+        let mut t = Model::default();
         let client = ip("192.0.2.1");
         // Any number of successful logins: never throttled, by address or by client.
         for i in 0..100 {
             let a = t
-                .reserve("ada@example.org", client, now)
+                .reserve("ada@example.org", client, NOW)
                 .unwrap_or_else(|w| panic!("login {i} throttled for {w:?}"));
-            t.finish(a, false, now);
+            t.finish(a, false, NOW);
         }
+        assert!(t.0.is_empty(), "successes leave no bucket behind");
         // Nine failures, then the right password still works, again and again.
         for _ in 0..9 {
-            fail(&t, "ada@example.org", client, now);
+            t.fail("ada@example.org", client, NOW);
         }
         for _ in 0..5 {
-            let a = t.reserve("ada@example.org", client, now).unwrap();
-            t.finish(a, false, now);
+            let a = t.reserve("ada@example.org", client, NOW).unwrap();
+            t.finish(a, false, NOW);
         }
         // The tenth failure locks the address.
-        fail(&t, "ada@example.org", client, now);
-        assert!(t.reserve("ada@example.org", client, now).is_err());
+        t.fail("ada@example.org", client, NOW);
+        assert!(t.reserve("ada@example.org", client, NOW).is_err());
     }
 
     #[test]
     fn parallel_guesses_are_counted_before_they_finish() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
+        let mut t = Model::default();
         let client = ip("192.0.2.9");
-        let in_flight: Vec<Reserved> = (0..10)
-            .map(|_| t.reserve("ada@example.org", client, now).unwrap())
+        let in_flight: Vec<Vec<String>> = (0..10)
+            .map(|_| t.reserve("ada@example.org", client, NOW).unwrap())
             .collect();
         assert!(
-            t.reserve("ada@example.org", client, now).is_err(),
+            t.reserve("ada@example.org", client, NOW).is_err(),
             "ten guesses in flight fill the bucket"
         );
         for a in in_flight {
-            t.finish(a, true, now);
+            t.finish(a, true, NOW);
         }
-        assert!(t.reserve("ada@example.org", client, now).is_err());
+        assert!(t.reserve("ada@example.org", client, NOW).is_err());
     }
 
     #[test]
     fn the_client_limit_trips_across_addresses() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
+        let mut t = Model::default();
         let client = ip("198.51.100.7");
         for i in 0..30 {
-            fail(&t, &format!("user{i}@example.org"), client, now);
+            t.fail(&format!("user{i}@example.org"), client, NOW);
         }
-        let wait = t.reserve("fresh@example.org", client, now).unwrap_err();
+        let wait = t.reserve("fresh@example.org", client, NOW).unwrap_err();
         assert_eq!(wait, Duration::from_secs(10));
         assert!(
-            t.reserve("fresh@example.org", ip("198.51.100.8"), now)
+            t.reserve("fresh@example.org", ip("198.51.100.8"), NOW)
                 .is_ok()
         );
     }
 
     #[test]
-    fn drained_keys_are_forgotten() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
-        for i in 0..(PRUNE_FLOOR as u32 + 10) {
+    fn drained_buckets_are_forgotten() {
+        let mut t = Model::default();
+        for i in 0..100u32 {
             let client = IpAddr::from(i.to_be_bytes());
-            fail(&t, &format!("user{i}@example.org"), client, now);
+            t.fail(&format!("user{i}@example.org"), client, NOW);
         }
-        let later = now + Duration::from_secs(3600);
-        fail(&t, "last@example.org", ip("203.0.113.1"), later);
-        let guard = t.buckets.lock().unwrap();
-        assert_eq!(guard.0.levels.len(), 1);
-        assert_eq!(guard.1.levels.len(), 1);
+        assert_eq!(t.0.len(), 200);
+        // One failure drains in a minute (address) or 10 s (client): an hour later only the
+        // new attempt's two buckets are left.
+        t.fail("last@example.org", ip("203.0.113.1"), NOW + 3_600_000);
+        assert_eq!(t.0.len(), 2);
     }
 }
