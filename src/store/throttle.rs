@@ -20,6 +20,7 @@ pub struct StoredLevel {
 /// stores the new levels and commits. Dropped without it, nothing changes.
 pub struct Buckets {
     tx: Transaction<'static, Any>,
+    postgres: bool,
     keys: Vec<String>,
     levels: Vec<Option<StoredLevel>>,
 }
@@ -62,7 +63,15 @@ impl Buckets {
             }
             .context("writing a throttle level")?;
         }
-        sqlx::query("DELETE FROM login_throttle WHERE drained_ms < $1")
+        // Rows another process holds are left to it (PostgreSQL: two logins each deleting the
+        // other's locked rows would deadlock); it deletes them itself.
+        let forget = if self.postgres {
+            "DELETE FROM login_throttle WHERE key IN
+               (SELECT key FROM login_throttle WHERE drained_ms < $1 FOR UPDATE SKIP LOCKED)"
+        } else {
+            "DELETE FROM login_throttle WHERE drained_ms < $1"
+        };
+        sqlx::query(forget)
             .bind(now_ms)
             .execute(&mut *self.tx)
             .await
@@ -129,6 +138,7 @@ impl Store {
         }
         Ok(Buckets {
             tx,
+            postgres: self.backend == Backend::Postgres,
             keys: keys.to_vec(),
             levels,
         })
