@@ -363,65 +363,55 @@ impl Store {
         let window_start = now - ms(mailbox_window);
         let mut mailed: HashMap<String, u32> = HashMap::new();
         let mut known: HashMap<String, KnownAddress> = HashMap::new();
-        if requests.is_empty() {
-            return Ok(SignupBatch {
-                tx,
-                requests,
-                window_start,
-                state: SignupState {
-                    now: from_millis(now),
-                    known,
-                    mailed,
-                },
-            });
-        }
-
-        // Confirmation mails per mailbox within the window.
-        let keys: Vec<&str> = requests.iter().map(|r| r.mailbox_key.as_str()).collect();
-        let sql = format!(
-            "SELECT mailbox_key, COUNT(*) AS n FROM signup_attempts
+        // An empty batch reads nothing (an empty IN list is not SQL).
+        if !requests.is_empty() {
+            // Confirmation mails per mailbox within the window.
+            let keys: Vec<&str> = requests.iter().map(|r| r.mailbox_key.as_str()).collect();
+            let sql = format!(
+                "SELECT mailbox_key, COUNT(*) AS n FROM signup_attempts
               WHERE mailed = 1 AND at > $1 AND mailbox_key IN ({})
               GROUP BY mailbox_key",
-            placeholders(2, keys.len())
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window_start);
-        for k in &keys {
-            q = q.bind(*k);
-        }
-        for row in q
-            .fetch_all(&mut *tx)
-            .await
-            .context("counting confirmations per mailbox")?
-        {
-            let n: i64 = row.try_get("n")?;
-            mailed.insert(
-                row.try_get("mailbox_key")?,
-                u32::try_from(n).unwrap_or(u32::MAX),
+                placeholders(2, keys.len())
             );
-        }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window_start);
+            for k in &keys {
+                q = q.bind(*k);
+            }
+            for row in q
+                .fetch_all(&mut *tx)
+                .await
+                .context("counting confirmations per mailbox")?
+            {
+                let n: i64 = row.try_get("n")?;
+                mailed.insert(
+                    row.try_get("mailbox_key")?,
+                    u32::try_from(n).unwrap_or(u32::MAX),
+                );
+            }
 
-        // What we know of these addresses.
-        let emails: Vec<&str> = requests.iter().map(|r| r.email.as_str()).collect();
-        let sql = format!(
-            "SELECT id, email, status, last_confirmation_sent_at FROM subscribers WHERE email IN ({})",
-            placeholders(1, emails.len())
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for e in &emails {
-            q = q.bind(*e);
-        }
-        for row in q.fetch_all(&mut *tx).await.context("looking up signups")? {
-            let status: String = row.try_get("status")?;
-            known.insert(
-                row.try_get("email")?,
-                KnownAddress {
-                    id: row.try_get("id")?,
-                    status: status.parse().map_err(anyhow::Error::msg)?,
-                    last_confirmation_sent_at: row
-                        .try_get::<Option<i64>, _>("last_confirmation_sent_at")?
-                        .map(from_millis),
-                },
+            // What we know of these addresses.
+            let emails: Vec<&str> = requests.iter().map(|r| r.email.as_str()).collect();
+            let sql = format!(
+                "SELECT id, email, status, last_confirmation_sent_at FROM subscribers WHERE email IN ({})",
+                placeholders(1, emails.len())
             );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for e in &emails {
+                q = q.bind(*e);
+            }
+            for row in q.fetch_all(&mut *tx).await.context("looking up signups")? {
+                let status: String = row.try_get("status")?;
+                known.insert(
+                    row.try_get("email")?,
+                    KnownAddress {
+                        id: row.try_get("id")?,
+                        status: status.parse().map_err(anyhow::Error::msg)?,
+                        last_confirmation_sent_at: row
+                            .try_get::<Option<i64>, _>("last_confirmation_sent_at")?
+                            .map(from_millis),
+                    },
+                );
+            }
         }
         Ok(SignupBatch {
             tx,
