@@ -42,15 +42,7 @@ async fn a_send_delivers_once_to_every_confirmed_subscriber_with_every_header() 
         )
         .await
         .unwrap();
-    let gone = store
-        .get_subscriber_by_email(&SubscriberEmail::parse("r0019@example.org").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    store
-        .unsubscribe(gone.id, &Default::default())
-        .await
-        .unwrap();
+    common::unsubscribe_by_email(&store, "r0019@example.org").await;
 
     let sink = SmtpSink::start();
     let mut cmd = env.command();

@@ -101,17 +101,7 @@ async fn csv_import_reports_bad_rows_and_never_reactivates() {
     env.cli(&["subscribers", "add", "gone@example.org", "--confirmed"])
         .ok();
     let store = env.store().await;
-    let gone = store
-        .get_subscriber_by_email(
-            &verdicts::subscribers::SubscriberEmail::parse("gone@example.org").unwrap(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    store
-        .unsubscribe(gone.id, &Default::default())
-        .await
-        .unwrap();
+    common::unsubscribe_by_email(&store, "gone@example.org").await;
 
     let csv = "email,name\n\
                one@example.org,One\n\
@@ -308,17 +298,7 @@ async fn a_large_malformed_file_reports_each_bad_row_and_imports_the_rest() {
     env.cli(&["subscribers", "remove", "erased@example.org"])
         .ok();
     let store = env.store().await;
-    let gone = store
-        .get_subscriber_by_email(
-            &verdicts::subscribers::SubscriberEmail::parse("gone@example.org").unwrap(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    store
-        .unsubscribe(gone.id, &Default::default())
-        .await
-        .unwrap();
+    common::unsubscribe_by_email(&store, "gone@example.org").await;
 
     let mut csv = String::from("email,name\n");
     let mut bad: Vec<(u64, &str)> = Vec::new();

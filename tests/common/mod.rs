@@ -435,6 +435,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Unsubscribes the stored subscriber `email` as a reader's click would (test set-up).
+pub async fn unsubscribe_by_email(store: &Store, email: &str) {
+    let s = store
+        .get_subscriber_by_email(&verdicts::subscribers::SubscriberEmail::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{email} is stored"));
+    store.unsubscribe(s.id, &Default::default()).await.unwrap();
+}
+
 /// Adds `n` confirmed subscribers `{prefix}{i}@example.org` (i zero-padded to `width`).
 pub async fn add_confirmed(store: &Store, n: usize, prefix: &str, width: usize) {
     use verdicts::store::subscribers::NewSubscriber;
