@@ -766,12 +766,12 @@ fn default_imap_poll() -> DurationSetting {
 /// `bounces.imap_url`, checked when the config loads; its `Debug` hides the password.
 #[derive(Clone, Deserialize)]
 #[serde(try_from = "String")]
-pub struct ImapUrl(pub crate::bounces::imap::Mailbox);
+pub struct ImapUrl(pub crate::bounces::mailbox::Mailbox);
 
 impl TryFrom<String> for ImapUrl {
     type Error = String;
     fn try_from(value: String) -> Result<Self, String> {
-        crate::bounces::imap::Mailbox::from_url(&value).map(ImapUrl)
+        crate::bounces::mailbox::Mailbox::from_url(&value).map(ImapUrl)
     }
 }
 

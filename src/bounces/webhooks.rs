@@ -20,36 +20,7 @@ use sha2::Sha256;
 use super::BounceKind;
 use super::parse::Clues;
 
-/// Which provider a webhook call claims to come from (the path segment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    Ses,
-    Postmark,
-    Sendgrid,
-    Mailgun,
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Ses => "ses",
-            Provider::Postmark => "postmark",
-            Provider::Sendgrid => "sendgrid",
-            Provider::Mailgun => "mailgun",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Provider> {
-        match s {
-            "ses" => Some(Provider::Ses),
-            "postmark" => Some(Provider::Postmark),
-            "sendgrid" => Some(Provider::Sendgrid),
-            "mailgun" => Some(Provider::Mailgun),
-            _ => None,
-        }
-    }
-}
+pub use super::kinds::Provider;
 
 /// Why a webhook call was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,18 +3,15 @@
 
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 
+use super::send::Finished;
 use super::send::IssueSend;
 use super::watch::record_transport_change;
 use crate::issues::{AutoPause, PauseCause};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::store::deliveries::Outcome;
-
-/// An outcome on its way to the ledger, holding the permit of its message until committed.
-/// `None`: the row's lease was lost, nothing to record (another worker has it).
-pub(super) type Finished = (i64, Option<i64>, Option<Outcome>, OwnedSemaphorePermit);
 
 /// One delivery's outcome as the ledger records it.
 type Settled = (i64, Option<i64>, Outcome);

@@ -26,7 +26,6 @@ use tokio::time::Instant;
 
 use super::leases::Leases;
 use super::pacer::{Pace, Pacer};
-use super::recorder::Finished;
 use super::watch::{TransportWatch, Watch};
 use super::{Engine, Hooks, SendEnd};
 use crate::bounces::policy::Policy;
@@ -37,6 +36,10 @@ use crate::mail::transport::SendError;
 use crate::shutdown::Shutdown;
 use crate::store::deliveries::{Claimed, Outcome};
 use crate::subscribers::SubscriberStatus;
+
+/// An outcome on its way to the ledger, holding the permit of its message until committed.
+/// `None`: the row's lease was lost, nothing to record (another worker has it).
+pub(super) type Finished = (i64, Option<i64>, Option<Outcome>, OwnedSemaphorePermit);
 
 /// How often the claimer re-reads the status (pause, cancel) while sending.
 const STATUS_EVERY: Duration = Duration::from_millis(200);

@@ -5,7 +5,7 @@ use anyhow::Context;
 use sqlx::{Any, Row, Transaction};
 
 use super::Store;
-use crate::bounces::{BounceKind, MatchedBy, Source};
+use crate::bounces::kinds::{BounceKind, MatchedBy, Source};
 
 /// An event as it is stored.
 #[derive(Debug, Clone)]
