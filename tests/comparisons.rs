@@ -153,6 +153,75 @@ async fn json_array_imports_in_one_go() {
     assert_eq!(list_json(&env).len(), 4);
 }
 
+/// `comparisons list --json` imports back unchanged: every slug is left as it was (no new
+/// revision), the listing afterwards is the same, and the import is in the operator log.
+#[tokio::test]
+async fn a_listing_imports_back_unchanged() {
+    let env = TestEnv::new().await;
+    let args = page_args(&env);
+    env.cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .ok();
+    let listing = env.cli(&["comparisons", "list", "--json"]);
+    let before = listing.ok().to_string();
+    let path = env.write("listing.json", &before);
+    let out = env.cli(&["--json", "comparisons", "import", path.to_str().unwrap()]);
+    let report: Value = serde_json::from_str(out.ok()).unwrap();
+    let actions: Vec<&str> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["unchanged", "unchanged"], "{report}");
+    assert_eq!(report[0]["revision"], 1);
+    let after = env.cli(&["comparisons", "list", "--json"]);
+    assert_eq!(
+        after.ok(),
+        before,
+        "the listing is the same after the round trip"
+    );
+    let out = env.cli(&["comparisons", "import", path.to_str().unwrap()]);
+    assert!(
+        out.ok()
+            .contains("0 comparison(s) imported from 1 file(s); 2 already up to date"),
+        "{}",
+        out.stdout
+    );
+
+    // One change in the listing is an update of that slug alone.
+    let mut items: Vec<Value> = serde_json::from_str(&before).unwrap();
+    items[1]["title"] = "Claude Haiku Open Weights vs SmolVLM2 Turbo (updated)".into();
+    let path = env.write("edited.json", &Value::Array(items.clone()).to_string());
+    let out = env.cli(&["--json", "comparisons", "import", path.to_str().unwrap()]);
+    let report: Value = serde_json::from_str(out.ok()).unwrap();
+    assert_eq!(report[0]["action"], "unchanged");
+    assert_eq!(report[1]["action"], "updated");
+    assert_eq!(report[1]["revision"], 2);
+
+    // The bookkeeping fields are still checked: a revision that is not a number is an error
+    // naming it, and nothing is written.
+    items[0]["revision"] = "two".into();
+    let path = env.write("bad.json", &Value::Array(items).to_string());
+    let out = env.cli(&["comparisons", "import", path.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("[0].revision"), "{}", out.stderr);
+    assert_eq!(list_json(&env)[1]["revision"], 2);
+
+    let store = env.store().await;
+    let logged: Vec<(String, String)> = sqlx::query_as(
+        "SELECT actor, action FROM operator_log WHERE action = 'comparisons.import' ORDER BY id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        logged.len(),
+        4,
+        "four imports went through, the bad one is not logged: {logged:?}"
+    );
+    assert!(logged.iter().all(|(actor, _)| actor == "cli"), "{logged:?}");
+}
+
 /// Each bad file: exit code 2, an error naming the file and the field or line, nothing written —
 /// not even the good file given alongside it.
 #[tokio::test]

@@ -7,11 +7,9 @@
 use chrono::{DateTime, Utc};
 
 use super::issues::IssueReport;
-use super::{Activity, Actor, App, OpsError};
-use crate::comparisons::import::parse_text;
-use crate::comparisons::page::PageContext;
+use super::{Actor, App, OpsError};
 use crate::issues::IssueKey;
-use crate::store::comparisons::{StoredComparison, Upserted};
+use crate::store::comparisons::StoredComparison;
 use crate::store::operators::LogEntry;
 use crate::store::overview::{FailureKey, Keyset, RecentFailure, Window};
 use crate::store::subscribers::SubscriberRow;
@@ -154,36 +152,6 @@ impl App {
         rows.reverse();
         rows.truncate(limit);
         Ok(rows)
-    }
-
-    /// Imports uploaded text: canonical JSON (object or array) or a published page, detected by
-    /// its first character. Page text is dated `published_at` (default: now). Nothing is
-    /// written when the text does not parse.
-    pub async fn import_comparisons(
-        &self,
-        actor: &Actor,
-        name: &str,
-        text: &str,
-        published_at: Option<DateTime<Utc>>,
-    ) -> Result<Vec<Upserted>, OpsError> {
-        let ctx = PageContext {
-            base_url: self.settings().site.base_url.as_str(),
-            published_at: published_at.unwrap_or_else(Utc::now),
-        };
-        let (source, comparisons) =
-            parse_text(text, &ctx).map_err(|e| OpsError::invalid(name, e.to_string()))?;
-        let done = self
-            .store()
-            .upsert_comparisons(
-                &comparisons,
-                source,
-                source == crate::store::comparisons::Source::Page && published_at.is_none(),
-            )
-            .await?;
-        let slugs: Vec<&str> = done.iter().map(|d| d.slug.as_str()).collect();
-        self.log(actor, Activity::ComparisonsImport, None, &slugs.join(","))
-            .await?;
-        Ok(done)
     }
 
     /// Every subscriber as CSV (the same writer as `verdicts subscribers export`); logged.

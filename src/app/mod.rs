@@ -14,6 +14,7 @@
 //! [`IssueKey`]: crate::issues::IssueKey
 //! [`IssueAction`]: crate::issues::IssueAction
 
+pub mod comparisons;
 pub mod console;
 pub mod issues;
 pub mod operators;
@@ -214,6 +215,11 @@ impl App {
                 )
             })
             .await
+    }
+
+    /// Closes the database pools: the last call of a one-shot command.
+    pub async fn close(&self) {
+        self.inner.store.close().await;
     }
 
     /// Writes one operator-log entry.

@@ -2,10 +2,12 @@
 
 use chrono::Utc;
 
-use super::{Failure, ImportArgs, ListArgs, open_store, truncate};
+use super::{Failure, ImportArgs, ListArgs, open_app, open_store, truncate};
+use crate::app::Actor;
+use crate::app::comparisons::Incoming;
 use crate::comparisons::import as files;
 use crate::config::Settings;
-use crate::store::comparisons::Source;
+use crate::store::comparisons::{Source, UpsertAction};
 
 pub(super) async fn import(
     settings: &Settings,
@@ -24,27 +26,30 @@ pub(super) async fn import(
                     .join("\n"),
             )
         })?;
-    let store = open_store(settings).await?;
+    let batches: Vec<Incoming> = files
+        .into_iter()
+        .map(|file| Incoming {
+            origin: file.path.display().to_string(),
+            source: file.source,
+            keep_published_at: file.source == Source::Page && args.published_at.is_none(),
+            comparisons: file.comparisons,
+        })
+        .collect();
+    let app = open_app(settings).await?;
+    let imported = app.import_comparisons(&Actor::Cli, &batches).await;
+    app.close().await;
+    let imported = imported?;
     let mut report = Vec::new();
-    for file in &files {
-        let done = store
-            .upsert_comparisons(
-                &file.comparisons,
-                file.source,
-                file.source == Source::Page && args.published_at.is_none(),
-            )
-            .await
-            .map_err(|e| e.context(format!("importing {}", file.path.display())))?;
-        for d in done {
+    for batch in &imported {
+        for d in &batch.upserted {
             report.push(serde_json::json!({
-                "file": file.path.display().to_string(),
+                "file": batch.origin,
                 "slug": d.slug,
                 "action": d.action,
                 "revision": d.revision,
             }));
         }
     }
-    store.close().await;
     if json {
         println!("{}", serde_json::Value::Array(report));
     } else {
@@ -56,10 +61,20 @@ pub(super) async fn import(
                 r["file"].as_str().unwrap_or("")
             );
         }
+        let unchanged = imported
+            .iter()
+            .flat_map(|b| &b.upserted)
+            .filter(|d| d.action == UpsertAction::Unchanged)
+            .count();
+        let also = if unchanged > 0 {
+            format!("; {unchanged} already up to date, left as they were")
+        } else {
+            String::new()
+        };
         println!(
-            "{} comparison(s) imported from {} file(s)",
-            report.len(),
-            files.len()
+            "{} comparison(s) imported from {} file(s){also}",
+            report.len() - unchanged,
+            imported.len(),
         );
     }
     Ok(())

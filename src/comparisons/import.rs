@@ -29,7 +29,44 @@ pub struct ParsedFile {
     pub comparisons: Vec<Comparison>,
 }
 
-/// Parses canonical JSON text: one comparison object or an array of them.
+/// The bookkeeping fields `verdicts comparisons list --json` adds to each comparison. They
+/// describe the stored row, not the comparison, so an import accepts and ignores them: a
+/// listing imports back unchanged. They are still checked for their type.
+const LISTING_FIELDS: [(&str, fn(&serde_json::Value) -> bool, &str); 2] = [
+    (
+        "revision",
+        |v| v.as_u64().is_some_and(|n| n >= 1),
+        "a revision number (1 or more)",
+    ),
+    (
+        "issue_week",
+        |v| v.is_null() || v.is_string(),
+        "an ISO week or null",
+    ),
+];
+
+/// Takes the listing's bookkeeping fields off one comparison object.
+fn without_listing_fields(
+    mut item: serde_json::Value,
+    at: &str,
+) -> Result<serde_json::Value, InvalidComparison> {
+    if let Some(object) = item.as_object_mut() {
+        for (name, valid, expected) in LISTING_FIELDS {
+            if let Some(value) = object.remove(name)
+                && !valid(&value)
+            {
+                return Err(InvalidComparison::new(
+                    format!("{at}{name}"),
+                    format!("expected {expected}, found {value}"),
+                ));
+            }
+        }
+    }
+    Ok(item)
+}
+
+/// Parses canonical JSON text: one comparison object or an array of them (also the output of
+/// `verdicts comparisons list --json`, whose `revision` and `issue_week` are ignored).
 pub fn parse_json(text: &str) -> Result<Vec<Comparison>, InvalidComparison> {
     // Strict: a duplicate key is an error, not "the last one wins".
     let value: serde_json::Value = crate::json::strict_value(text.as_bytes()).map_err(|e| {
@@ -49,6 +86,7 @@ pub fn parse_json(text: &str) -> Result<Vec<Comparison>, InvalidComparison> {
             let mut seen = HashSet::new();
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
+                let item = without_listing_fields(item, &format!("[{i}]."))?;
                 let c = Comparison::from_json_value(item)
                     .map_err(|e| InvalidComparison::new(format!("[{i}].{}", e.field), e.message))?;
                 if !seen.insert(c.slug().to_string()) {
@@ -61,7 +99,9 @@ pub fn parse_json(text: &str) -> Result<Vec<Comparison>, InvalidComparison> {
             }
             Ok(out)
         }
-        value @ serde_json::Value::Object(_) => Ok(vec![Comparison::from_json_value(value)?]),
+        value @ serde_json::Value::Object(_) => Ok(vec![Comparison::from_json_value(
+            without_listing_fields(value, "")?,
+        )?]),
         _ => Err(InvalidComparison::new(
             "(top level)",
             "expected a comparison object or an array of them",

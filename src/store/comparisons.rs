@@ -25,12 +25,40 @@ impl Source {
     }
 }
 
+/// What an upsert did to one slug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpsertAction {
+    /// The slug was new.
+    Created,
+    /// The slug was stored with other content: its revision went up.
+    Updated,
+    /// The slug was stored with exactly this content (a re-import of `comparisons list
+    /// --json`): nothing was written.
+    Unchanged,
+}
+
+impl UpsertAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpsertAction::Created => "created",
+            UpsertAction::Updated => "updated",
+            UpsertAction::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl std::fmt::Display for UpsertAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What an upsert did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Upserted {
     pub slug: String,
-    /// `created` the first time a slug is seen, `updated` after.
-    pub action: &'static str,
+    pub action: UpsertAction,
     pub revision: i64,
 }
 
@@ -60,24 +88,31 @@ impl Store {
         let now = to_millis(Utc::now());
         let mut out = Vec::with_capacity(comparisons.len());
         for c in comparisons {
+            let stored: Option<(i64, String, i64)> = sqlx::query_as(
+                "SELECT published_at, document, revision FROM comparisons WHERE slug = $1",
+            )
+            .bind(c.slug())
+            .fetch_optional(&mut *tx)
+            .await?;
             let kept;
-            let c = if keep_published_at {
-                let stored: Option<i64> =
-                    sqlx::query_scalar("SELECT published_at FROM comparisons WHERE slug = $1")
-                        .bind(c.slug())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                match stored {
-                    Some(ms) => {
-                        kept = c.clone().with_published_at(from_millis(ms));
-                        &kept
-                    }
-                    None => c,
+            let c = match &stored {
+                Some((ms, _, _)) if keep_published_at => {
+                    kept = c.clone().with_published_at(from_millis(*ms));
+                    &kept
                 }
-            } else {
-                c
+                _ => c,
             };
             let document = serde_json::to_string(&c.to_json())?;
+            if let Some((_, stored_document, revision)) = &stored
+                && *stored_document == document
+            {
+                out.push(Upserted {
+                    slug: c.slug().to_string(),
+                    action: UpsertAction::Unchanged,
+                    revision: *revision,
+                });
+                continue;
+            }
             let revision: i64 = sqlx::query_scalar(
                 "INSERT INTO comparisons
                     (slug, title, url, published_at, document, source, revision, created_at, updated_at)
@@ -104,7 +139,11 @@ impl Store {
             .with_context(|| format!("saving comparison {}", c.slug()))?;
             out.push(Upserted {
                 slug: c.slug().to_string(),
-                action: if revision == 1 { "created" } else { "updated" },
+                action: if revision == 1 {
+                    UpsertAction::Created
+                } else {
+                    UpsertAction::Updated
+                },
                 revision,
             });
         }

@@ -14,11 +14,12 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::app::{Activity, Actor};
+use crate::app::Actor;
+use crate::app::comparisons::Incoming;
 use crate::comparisons::import::parse_json;
 use crate::issues::freeze::Created;
 use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey};
-use crate::store::comparisons::Source;
+use crate::store::comparisons::{Source, UpsertAction};
 use crate::subscribers::SubscriberEmail;
 
 /// Largest JSON body the admin API accepts.
@@ -81,20 +82,16 @@ async fn post_comparisons(
         message: e.to_string(),
     })?;
     let done = state
-        .store
-        .upsert_comparisons(&comparisons, Source::Api, false)
-        .await?;
-    let slugs: Vec<&str> = done.iter().map(|d| d.slug.as_str()).collect();
-    state
         .app
-        .log(
+        .import_comparisons(
             &Actor::Api,
-            Activity::ComparisonsImport,
-            None,
-            &slugs.join(","),
+            &[Incoming::new("api", Source::Api, comparisons)],
         )
-        .await?;
-    let status = if done.iter().any(|d| d.action == "created") {
+        .await?
+        .pop()
+        .map(|i| i.upserted)
+        .unwrap_or_default();
+    let status = if done.iter().any(|d| d.action == UpsertAction::Created) {
         StatusCode::CREATED
     } else {
         StatusCode::OK

@@ -453,7 +453,7 @@ pub(super) async fn upload_comparisons(
     };
     match state
         .app
-        .import_comparisons(&console.who.actor(), &source, &text, published_at)
+        .import_comparison_text(&console.who.actor(), &source, &text, published_at)
         .await
     {
         Ok(done) => {
