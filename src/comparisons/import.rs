@@ -32,7 +32,7 @@ pub struct ParsedFile {
 /// The bookkeeping fields `verdicts comparisons list --json` adds to each comparison. They
 /// describe the stored row, not the comparison, so an import accepts and ignores them: a
 /// listing imports back unchanged. They are still checked for their type.
-const LISTING_FIELDS: [(&str, fn(&serde_json::Value) -> bool, &str); 2] = [
+const LISTING_FIELDS: [ListingField; 2] = [
     (
         "revision",
         |v| v.as_u64().is_some_and(|n| n >= 1),
@@ -44,6 +44,9 @@ const LISTING_FIELDS: [(&str, fn(&serde_json::Value) -> bool, &str); 2] = [
         "an ISO week or null",
     ),
 ];
+
+/// A bookkeeping field: its name, the check of its value, and what the check expects.
+type ListingField = (&'static str, fn(&serde_json::Value) -> bool, &'static str);
 
 /// Takes the listing's bookkeeping fields off one comparison object.
 fn without_listing_fields(
