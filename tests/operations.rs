@@ -245,3 +245,37 @@ async fn a_database_failure_is_a_runtime_error_not_a_usage_error() {
         "the failed start changed nothing"
     );
 }
+
+/// Interactive commands keep their output clean: no log lines below WARN unless `-v`, and no
+/// colour codes when the output is not a terminal (as here, a pipe).
+#[tokio::test]
+async fn interactive_commands_print_no_info_lines_or_colours_off_a_terminal() {
+    let env = TestEnv::new().await;
+    let store = env.store().await;
+    seed(&store, 2).await;
+    let run = |args: &[&str]| {
+        let out = env
+            .command()
+            .env_remove("RUST_LOG")
+            .args(args)
+            .output()
+            .expect("running verdicts");
+        common::CliOutput::from(out)
+    };
+    let out = run(&["issue", "create", "--week", "2026-W47"]);
+    assert!(out.ok().contains("created issue #1 for 2026-W47"), "{out:?}");
+    assert!(
+        !out.stderr.contains("INFO") && !out.stdout.contains("INFO"),
+        "no INFO lines without -v: {out:?}"
+    );
+    assert!(!out.stderr.contains('\u{1b}'), "no ANSI codes: {out:?}");
+
+    // -v brings the INFO lines back, still without colour, and without `Some(…)`.
+    let out = run(&["-v", "issue", "pause", "2026-W47"]);
+    assert_eq!(out.code, 2, "a ready issue cannot be paused: {out:?}");
+    let out = run(&["-v", "issue", "cancel", "2026-W47"]);
+    out.ok();
+    assert!(out.stderr.contains("INFO"), "{out:?}");
+    assert!(!out.stderr.contains('\u{1b}'), "no ANSI codes: {out:?}");
+    assert!(!out.stderr.contains("Some("), "{out:?}");
+}

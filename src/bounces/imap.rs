@@ -161,7 +161,7 @@ where
             let flags = match parse(&body) {
                 Ok(report) => {
                     let p = intake.apply_report(&origin, &report, Source::Imap).await?;
-                    tracing::info!(%origin, kind = %p.kind, subscriber = ?p.subscriber_id, effect = ?p.applied.effect, "bounce mailbox message applied");
+                    tracing::info!(%origin, kind = %p.kind, subscriber = p.subscriber_id, effect = ?p.applied.effect, "bounce mailbox message applied");
                     polled.handled += 1;
                     if let Some(folder) = done_folder {
                         tokio::time::timeout(timeout, session.uid_mv(uid.to_string(), folder))

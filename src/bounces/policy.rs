@@ -187,8 +187,8 @@ pub async fn apply(
     if effect != Effect::Recorded {
         tracing::info!(
             kind = %event.kind,
-            subscriber_id = ?event.resolved.subscriber_id,
-            issue_id = ?event.resolved.issue_id,
+            subscriber_id = event.resolved.subscriber_id,
+            issue_id = event.resolved.issue_id,
             ?effect,
             "bounce event applied"
         );

@@ -39,6 +39,10 @@ pub struct Cli {
     /// Log JSON lines instead of human-readable ones (overrides log.format).
     #[arg(long, global = true)]
     pub log_json: bool,
+    /// Interactive commands log only warnings and errors: -v adds info lines, -vv debug ones
+    /// (RUST_LOG, when set, decides instead).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -376,11 +380,20 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::load(cli.config.as_deref())?;
-    telemetry::init(if cli.log_json {
-        crate::config::LogFormat::Json
-    } else {
-        settings.log.format
-    });
+    let mode = match cli.command {
+        Command::Serve | Command::Worker => telemetry::Mode::Service,
+        _ => telemetry::Mode::Interactive {
+            verbose: cli.verbose,
+        },
+    };
+    telemetry::init(
+        if cli.log_json {
+            crate::config::LogFormat::Json
+        } else {
+            settings.log.format
+        },
+        mode,
+    );
     match cli.command {
         Command::Serve => serve(settings).await,
         Command::Worker => worker(settings).await,

@@ -166,7 +166,7 @@ pub async fn run(app: App, clock: Arc<dyn Clock>, shutdown: Shutdown) {
     tracing::info!(
         cron = %s.cron.source,
         timezone = %s.timezone.0,
-        next = ?next_fire(&s.cron.schedule, s.timezone.0, after),
+        next = next_fire(&s.cron.schedule, s.timezone.0, after).map(tracing::field::display),
         "scheduler started"
     );
     loop {
