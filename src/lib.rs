@@ -1,8 +1,9 @@
 //! # verdicts
 //!
 //! The self-hosted pipeline behind the *Weekly AI Tool Verdicts* newsletter of the Ship or Skip
-//! comparison site: it stores the published "A vs B" comparisons, and (as the later parts land)
-//! renders one email a week from them and delivers it over SMTP to every confirmed subscriber.
+//! comparison site: it stores the published "A vs B" comparisons, renders one email a week from
+//! them and delivers it over SMTP to every confirmed subscriber, keeping a per-recipient ledger
+//! so that a crash never skips or repeats anyone.
 //!
 //! ## Layout
 //! - [`app`] — the application layer every front end calls: issue and subscriber operations,

@@ -1,5 +1,6 @@
 //! Shutdown signalling: SIGTERM or SIGINT (Ctrl-C) flips one watch channel that every long-running
-//! part (HTTP server, and later the scheduler and delivery workers) listens to.
+//! part listens to: the HTTP server, the scheduler, the delivery worker, the transactional mail
+//! queue and the bounce mailbox poller.
 
 use tokio::sync::watch;
 

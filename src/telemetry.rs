@@ -75,6 +75,9 @@ mod tests {
         assert!(colour_for(true, None));
         assert!(!colour_for(false, None));
         assert!(!colour_for(true, Some(OsStr::new("1"))));
-        assert!(colour_for(true, Some(OsStr::new(""))), "an empty NO_COLOR does not count");
+        assert!(
+            colour_for(true, Some(OsStr::new(""))),
+            "an empty NO_COLOR does not count"
+        );
     }
 }

@@ -632,15 +632,13 @@ async fn complaints_arriving_mid_send_pause_it_with_the_reason() {
         "{reason}"
     );
     // Rows already claimed may still leave (the rate limiter spaces them out); then nothing.
-    let mut received = sink.messages().len();
-    loop {
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        let now = sink.messages().len();
-        if now == received {
-            break;
-        }
-        received = now;
-    }
+    let received = common::quiesced(store, issue.id, || sink.messages().len()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sink.messages().len(),
+        received,
+        "nothing leaves a paused issue"
+    );
     let sent = store.delivery_counts(issue.id).await.unwrap().sent;
     assert!(
         (10..30).contains(&received),

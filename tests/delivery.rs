@@ -293,11 +293,10 @@ async fn pause_resume_and_unsubscribe_take_effect_during_a_send() {
             .unwrap();
         store.unsubscribe(s.id, &Default::default()).await.unwrap();
     }
-    // Pause through the CLI: within a second nothing more arrives.
+    // Pause through the CLI: the worker lets go of what it holds, and nothing more arrives.
     env.cli(&["issue", "pause", "1"]).ok();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let paused_at = sink.messages().len();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let paused_at = common::quiesced(&store, issue_id, || sink.messages().len()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         sink.messages().len(),
         paused_at,
@@ -340,9 +339,8 @@ async fn cancel_stops_a_send_for_good() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     env.cli(&["issue", "cancel", "1"]).ok();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let at = sink.messages().len();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let at = common::quiesced(&store, issue_id, || sink.messages().len()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.messages().len(), at);
     assert!(at < 150);
     let out = env.cli(&["issue", "resume", "1"]);
@@ -511,7 +509,25 @@ async fn a_server_that_is_down_burns_no_attempts() {
         ),
     ];
     let worker = spawn_worker(&env, &vars);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Wait until the worker has met the outage (the issue records the transport's error).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let error: Option<String> =
+            sqlx::query_scalar("SELECT transport_error FROM issues WHERE id = $1")
+                .bind(issue_id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        if let Some(error) = error {
+            assert!(error.contains(&port.to_string()), "{error}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no transport error recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         attempts(&store, issue_id).await.iter().all(|&a| a == 0),
         "no attempt burned"

@@ -263,7 +263,10 @@ async fn interactive_commands_print_no_info_lines_or_colours_off_a_terminal() {
         common::CliOutput::from(out)
     };
     let out = run(&["issue", "create", "--week", "2026-W47"]);
-    assert!(out.ok().contains("created issue #1 for 2026-W47"), "{out:?}");
+    assert!(
+        out.ok().contains("created issue #1 for 2026-W47"),
+        "{out:?}"
+    );
     assert!(
         !out.stderr.contains("INFO") && !out.stdout.contains("INFO"),
         "no INFO lines without -v: {out:?}"

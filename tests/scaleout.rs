@@ -248,7 +248,25 @@ async fn a_row_in_flight_is_never_taken_by_another_worker() {
     )
     .await;
     let first = spawn_worker(&env, &vars);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The second worker starts once the first holds rows in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let leased: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE issue_id = $1 AND lease_owner IS NOT NULL",
+        )
+        .bind(issue_id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if leased > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first worker claimed nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let second = spawn_worker(&env, &vars);
     wait_status(&store, issue_id, IssueStatus::Sent, Duration::from_secs(90)).await;
     stop(first);

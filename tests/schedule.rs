@@ -174,8 +174,16 @@ async fn end_to_end_the_schedule_fires_and_the_issue_arrives() {
             .subject()
             .starts_with("Alpha vs Beta — Weekly AI Tool Verdicts #1")
     );
-    // Later fires (every second here) find the week's issue and send nothing again.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Later fires (every second here) find the week's issue and send nothing again: wait for
+    // two more fires to be claimed, then the ledger and the server still hold four.
+    let fires = app.store.count_rows("schedule_fires").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while app.store.count_rows("schedule_fires").await.unwrap() < fires + 2 {
+        assert!(std::time::Instant::now() < deadline, "no later fire");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.store.count_rows("deliveries").await.unwrap(), 4);
+    assert_eq!(app.store.list_issues().await.unwrap().len(), 1);
     assert_eq!(sink.messages().len(), 4);
     let r = app
         .admin(reqwest::Method::GET, "/metrics")

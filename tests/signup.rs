@@ -200,6 +200,24 @@ async fn double_opt_in_then_one_click_unsubscribe() {
     app.stop().await;
 }
 
+/// Waits until the mail queue holds nothing pending and returns how many mails it sent. What
+/// the queue took is all that will ever go out, so this replaces "wait a while and see that
+/// nothing more arrives".
+async fn queue_drained(app: &TestApp) -> i64 {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (pending, sent, _) = app.store.outbound_counts().await.unwrap();
+        if pending == 0 {
+            return sent;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pending} mail(s) still queued"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_answer_never_reveals_whether_an_address_is_subscribed() {
     let sink = SmtpSink::start();
@@ -226,8 +244,8 @@ async fn the_answer_never_reveals_whether_an_address_is_subscribed() {
     assert_eq!(new, confirmed);
 
     // A repeated signup within the interval sends no second confirmation; a confirmed
-    // subscriber gets nothing new.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // subscriber gets nothing new: the queue took one mail, and it is all that went out.
+    assert_eq!(queue_drained(&app).await, 1);
     assert_eq!(sink.messages().len(), 1);
     assert_eq!(
         status_of(&app, "confirmed@example.org").await,
@@ -668,7 +686,7 @@ async fn one_mailbox_gets_a_few_confirmations_however_it_is_spelled() {
     }
     assert_eq!(answers.len(), 1, "every signup got the same answer");
     let mails = sink.wait_for(3, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(queue_drained(&app).await, 3, "three queued, not fifty");
     assert_eq!(sink.messages().len(), 3, "three confirmations, not fifty");
     assert!(mails.iter().all(|m| m.rcpt.starts_with("victim+")));
     // Another mailbox is not affected.
@@ -784,13 +802,21 @@ async fn confirmations_wait_out_a_relay_outage_without_losing_attempts() {
         let (status, _) = subscribe(&app, email).await;
         assert_eq!(status, StatusCode::OK, "{email}");
     }
-    // Tries at ~0, 1 and 3 s fail (the sender holds off 1 s, 2 s, 4 s…).
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let queued: Vec<(i64, String, Option<String>)> =
-        sqlx::query_as("SELECT attempts, status, last_error FROM outbound_mail ORDER BY id")
-            .fetch_all(app.store.pool())
-            .await
-            .unwrap();
+    // The first tries fail (the sender then holds off 1 s, 2 s, 4 s…): wait until each mail
+    // has met the outage, then look.
+    let deadline = std::time::Instant::now() + WAIT;
+    let queued: Vec<(i64, String, Option<String>)> = loop {
+        let rows: Vec<(i64, String, Option<String>)> =
+            sqlx::query_as("SELECT attempts, status, last_error FROM outbound_mail ORDER BY id")
+                .fetch_all(app.store.pool())
+                .await
+                .unwrap();
+        if rows.len() == 3 && rows.iter().all(|r| r.2.is_some()) {
+            break rows;
+        }
+        assert!(std::time::Instant::now() < deadline, "no try yet: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(queued.len(), 3);
     for (attempts, status, error) in &queued {
         assert_eq!((*attempts, status.as_str()), (0, "pending"), "{queued:?}");

@@ -49,7 +49,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The main job: HTTP server (and, as they land, scheduler and delivery worker).
+    /// The main job: HTTP server, scheduler, delivery worker, mail queue and bounce poller.
     Serve,
     /// Delivery worker only: sends issues that are `sending`, until SIGTERM. Run several
     /// against one PostgreSQL to share a send.

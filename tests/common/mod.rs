@@ -544,3 +544,30 @@ pub async fn start_send(store: &Store, issue_id: i64) -> i64 {
         .expect("starting the send")
         .expect("a ready or scheduled issue")
 }
+
+/// Waits until a stopped send is at rest: no row of the issue is leased any more and every
+/// message the server took (`received`) is settled as sent in the ledger. From then on only a new claim
+/// could send, and a paused or cancelled issue gets none. Returns the messages received.
+pub async fn quiesced(store: &Store, issue_id: i64, received: impl Fn() -> usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (leased, sent): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN status = 'sent' THEN 1 ELSE 0 END), 0)
+               FROM deliveries WHERE issue_id = $1",
+        )
+        .bind(issue_id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        let received = received();
+        if leased == 0 && received as i64 == sent {
+            return received;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still busy: {leased} leased, {sent} sent, {received} received"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
