@@ -1,10 +1,10 @@
 //! Subscriber operations for operators (add, import, remove, list): every front end's one path,
 //! with the consent record and the operator-log entry written here.
 //!
-//! The reader-facing lifecycle (signup, confirm, unsubscribe) is
-//! [`crate::subscribers::lifecycle`]; these are the operator's side of the same list.
-//! A reader's signup is decided in [`signup`] and written in batches by [`signup_writer`].
+//! These are the operator's side of the list. A reader's signup is decided in [`signup`] and
+//! written in batches by [`signup_writer`]; confirming and leaving are in [`lifecycle`].
 
+pub mod lifecycle;
 pub mod signup;
 pub mod signup_writer;
 

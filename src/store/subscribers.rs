@@ -111,10 +111,23 @@ pub struct SignupBatch<'r> {
 /// What a confirmation click did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmOutcome {
-    /// Confirmed now; a welcome mail is queued.
+    /// Confirmed now (with the mail the caller asked to queue, if any).
     Confirmed { subscriber_id: i64, email: String },
-    /// Unknown, used or expired token.
+    /// The token was used before and its reader is confirmed: nothing to do.
+    AlreadyConfirmed,
+    /// Unknown or expired token, or its reader left since.
     Invalid,
+}
+
+/// Where a confirmation token stands, for the page a link opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmationToken {
+    /// Unused and in time: the button will confirm.
+    Live,
+    /// Used, and its reader is confirmed.
+    AlreadyConfirmed,
+    /// Unknown, expired, or its reader is no longer pending.
+    Dead,
 }
 
 /// Outcome of an operator add/import of one address.
@@ -426,25 +439,36 @@ impl Store {
     }
 
     /// Whether `token_hash` is a live (unused, unexpired) confirmation token.
-    pub async fn confirmation_token_is_live(&self, token_hash: &str) -> anyhow::Result<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM confirmation_tokens
-              WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+    pub async fn confirmation_token(&self, token_hash: &str) -> anyhow::Result<ConfirmationToken> {
+        let row: Option<(Option<i64>, i64, Option<String>)> = sqlx::query_as(
+            "SELECT t.used_at, t.expires_at, s.status
+               FROM confirmation_tokens t LEFT JOIN subscribers s ON s.id = t.subscriber_id
+              WHERE t.token_hash = $1",
         )
         .bind(token_hash)
-        .bind(to_millis(Utc::now()))
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(n > 0)
+        let now = to_millis(Utc::now());
+        Ok(match row {
+            Some((None, expires_at, Some(status))) if expires_at > now && status == "pending" => {
+                ConfirmationToken::Live
+            }
+            Some((_, _, Some(status))) if status == "confirmed" => {
+                ConfirmationToken::AlreadyConfirmed
+            }
+            _ => ConfirmationToken::Dead,
+        })
     }
 
     /// Uses a confirmation token: the subscriber becomes confirmed, the token dead, any
-    /// suppression of the address lifted (they signed up themselves), and a welcome mail queued.
+    /// suppression of the address lifted (they signed up themselves), and `then` queued in the
+    /// same transaction (the caller decides which mail follows a confirmation).
     pub async fn confirm(
         &self,
         token_hash: &str,
         consent: &ConsentContext,
         suppression_hash: impl FnOnce(&str) -> String,
+        then: Option<&MailKind>,
     ) -> anyhow::Result<ConfirmOutcome> {
         let mut tx = self.begin_write().await?;
         let now = to_millis(Utc::now());
@@ -459,7 +483,10 @@ impl Store {
         .await?;
         let Some(row) = row else {
             tx.rollback().await?;
-            return Ok(ConfirmOutcome::Invalid);
+            return Ok(match self.confirmation_token(token_hash).await? {
+                ConfirmationToken::AlreadyConfirmed => ConfirmOutcome::AlreadyConfirmed,
+                _ => ConfirmOutcome::Invalid,
+            });
         };
         let id: i64 = row.try_get("subscriber_id")?;
         let confirmed = sqlx::query(
@@ -473,8 +500,17 @@ impl Store {
         .await?;
         let Some(confirmed) = confirmed else {
             // Not pending any more (confirmed through another token, or unsubscribed since).
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             tx.commit().await?;
-            return Ok(ConfirmOutcome::Invalid);
+            return Ok(if status.as_deref() == Some("confirmed") {
+                ConfirmOutcome::AlreadyConfirmed
+            } else {
+                ConfirmOutcome::Invalid
+            });
         };
         let email: String = confirmed.try_get("email")?;
         // Every other open token of this subscriber is now pointless.
@@ -490,7 +526,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         insert_consent(&mut tx, id, "confirm", now, consent).await?;
-        Self::enqueue_mail(&mut tx, &MailKind::Welcome, id, &email, now).await?;
+        if let Some(kind) = then {
+            Self::enqueue_mail(&mut tx, kind, id, &email, now).await?;
+        }
         tx.commit().await.context("committing the confirmation")?;
         Ok(ConfirmOutcome::Confirmed {
             subscriber_id: id,

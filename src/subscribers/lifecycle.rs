@@ -1,38 +1,18 @@
-//! The reader's lifecycle as the web layer uses it: sign up (double opt-in, decided and written
-//! by [`crate::app::subscribers::signup`]), confirm, unsubscribe; and the [`Composer`] of the
-//! mails they queue.
+//! What the reader's lifecycle needs below the application layer: the signup request with its
+//! fresh confirmation token, the unsubscribe URL, and the [`Composer`] of the mails the
+//! lifecycle queues. The steps themselves (signup, confirm, unsubscribe) are decided in
+//! [`crate::app::subscribers`].
 
 use std::str::FromStr;
 
 use lettre::message::Mailbox;
 use tera::Context;
 
-use super::tokens::{
-    hash_confirm_token, is_confirm_token_shape, mailbox_hash, new_confirm_token, suppression_hash,
-    unsubscribe_token, verify_unsubscribe_token,
-};
+use super::tokens::{hash_confirm_token, mailbox_hash, new_confirm_token, unsubscribe_token};
 use super::{ConsentContext, SubscriberEmail, SubscriberName};
 use crate::config::{SecretKey, Settings};
 use crate::mail::{Envelope, MailKind, compose};
 use crate::render::Renderer;
-use crate::store::Store;
-use crate::store::subscribers::ConfirmOutcome;
-
-/// What confirming and unsubscribing need, borrowed from application state.
-#[derive(Clone, Copy)]
-pub struct Lifecycle<'a> {
-    pub store: &'a Store,
-    pub secret: &'a SecretKey,
-}
-
-/// What an unsubscribe link did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnsubscribeOutcome {
-    /// Unsubscribed (or already was).
-    Done,
-    /// The token is not one of ours.
-    BadToken,
-}
 
 /// `{public_url}/unsubscribe/{token}` for a subscriber.
 pub fn unsubscribe_url(settings: &Settings, secret: &SecretKey, subscriber_id: i64) -> String {
@@ -143,57 +123,5 @@ pub fn signup_request(
         consent,
         token,
         token_hash,
-    }
-}
-
-impl Lifecycle<'_> {
-    /// Whether a confirmation link is live, without using it (for the GET page).
-    pub async fn confirmation_is_live(&self, token: &str) -> anyhow::Result<bool> {
-        if !is_confirm_token_shape(token) {
-            return Ok(false);
-        }
-        self.store
-            .confirmation_token_is_live(&hash_confirm_token(token))
-            .await
-    }
-
-    /// Uses a confirmation link.
-    pub async fn confirm(
-        &self,
-        token: &str,
-        consent: &ConsentContext,
-    ) -> anyhow::Result<ConfirmOutcome> {
-        if !is_confirm_token_shape(token) {
-            return Ok(ConfirmOutcome::Invalid);
-        }
-        let secret = self.secret;
-        let outcome = self
-            .store
-            .confirm(&hash_confirm_token(token), consent, |email| {
-                suppression_hash(secret, email)
-            })
-            .await?;
-        if let ConfirmOutcome::Confirmed { subscriber_id, .. } = &outcome {
-            tracing::info!(subscriber_id, "subscription confirmed");
-        }
-        Ok(outcome)
-    }
-
-    /// Follows an unsubscribe link (RFC 8058 one-click or the page's button).
-    pub async fn unsubscribe(
-        &self,
-        token: &str,
-        consent: &ConsentContext,
-    ) -> anyhow::Result<UnsubscribeOutcome> {
-        let Some(id) = verify_unsubscribe_token(self.secret, token) else {
-            return Ok(UnsubscribeOutcome::BadToken);
-        };
-        self.store.unsubscribe(id, consent).await?;
-        Ok(UnsubscribeOutcome::Done)
-    }
-
-    /// Whether an unsubscribe token is genuine (for the GET page).
-    pub fn unsubscribe_token_is_genuine(&self, token: &str) -> bool {
-        verify_unsubscribe_token(self.secret, token).is_some()
     }
 }

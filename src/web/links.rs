@@ -18,8 +18,8 @@ use super::error::PageError;
 use super::limits::Bucket;
 use super::pages::{base_context, message_page};
 use super::signup::consent_of;
-use crate::store::subscribers::ConfirmOutcome;
-use crate::subscribers::lifecycle::UnsubscribeOutcome;
+use crate::app::subscribers::lifecycle::UnsubscribeOutcome;
+use crate::store::subscribers::{ConfirmOutcome, ConfirmationToken};
 use crate::subscribers::tokens::{
     CONFIRM_TOKEN_LEN, UNSUBSCRIBE_TOKEN_LEN, is_confirm_token_shape,
 };
@@ -53,8 +53,26 @@ fn link_not_valid(state: &AppState) -> Result<Response, PageError> {
         state,
         StatusCode::GONE,
         "This link has expired",
-        "The confirmation link is no longer valid: it was used already, or it is older than allowed. Sign up again and we will send you a fresh one.",
+        "The confirmation link is no longer valid: it is older than allowed, or the subscription it was for has ended. Sign up again and we will send you a fresh one.",
         Some((&state.settings.http.public_url.join("/"), "Sign up again")),
+    )
+}
+
+/// A confirmation link used before, of a reader who is confirmed: nothing to do, and nothing
+/// to worry about (a second click, a mail scanner that posted, another device).
+fn already_confirmed(state: &AppState) -> Result<Response, PageError> {
+    message_page(
+        state,
+        StatusCode::OK,
+        "You are already subscribed",
+        &format!(
+            "This address is already confirmed for {}. There is nothing more to do.",
+            state.settings.newsletter.name.0
+        ),
+        Some((
+            &state.settings.http.public_url.join("archive"),
+            "Read past issues",
+        )),
     )
 }
 
@@ -69,10 +87,13 @@ async fn confirm_page(
     if token.len() != CONFIRM_TOKEN_LEN || !is_confirm_token_shape(&token) {
         return wrong_shape(&state);
     }
-    if !state.lifecycle().confirmation_is_live(&token).await? {
-        return link_not_valid(&state);
+    match state.app.confirmation_link(&token).await? {
+        ConfirmationToken::Live => {
+            button_page(&state, "web/confirm.html", &format!("confirm/{token}"))
+        }
+        ConfirmationToken::AlreadyConfirmed => already_confirmed(&state),
+        ConfirmationToken::Dead => link_not_valid(&state),
     }
-    button_page(&state, "web/confirm.html", &format!("confirm/{token}"))
 }
 
 async fn confirm(
@@ -85,7 +106,7 @@ async fn confirm(
         return wrong_shape(&state);
     }
     let consent = consent_of(&state, &headers, ip);
-    match state.lifecycle().confirm(&token, &consent).await? {
+    match state.app.confirm(&token, &consent).await? {
         ConfirmOutcome::Confirmed { .. } => {
             state.mail_signal.notify();
             message_page(
@@ -102,6 +123,7 @@ async fn confirm(
                 )),
             )
         }
+        ConfirmOutcome::AlreadyConfirmed => already_confirmed(&state),
         ConfirmOutcome::Invalid => link_not_valid(&state),
     }
 }
@@ -110,9 +132,7 @@ async fn unsubscribe_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
-    if token.len() != UNSUBSCRIBE_TOKEN_LEN
-        || !state.lifecycle().unsubscribe_token_is_genuine(&token)
-    {
+    if token.len() != UNSUBSCRIBE_TOKEN_LEN || !state.app.unsubscribe_token_is_genuine(&token) {
         return wrong_shape(&state);
     }
     button_page(
@@ -130,7 +150,7 @@ async fn unsubscribe(
 ) -> Result<Response, PageError> {
     let mut consent = consent_of(&state, &headers, ip);
     consent.source = "unsubscribe-link".into();
-    match state.lifecycle().unsubscribe(&token, &consent).await? {
+    match state.app.unsubscribe(&token, &consent).await? {
         UnsubscribeOutcome::BadToken => wrong_shape(&state),
         UnsubscribeOutcome::Done => message_page(
             &state,

@@ -36,7 +36,6 @@ use crate::mail::queue::QueueSignal;
 use crate::mail::transport::Transport;
 use crate::render::Renderer;
 use crate::store::Store;
-use crate::subscribers::lifecycle::Lifecycle;
 use limits::RateLimits;
 
 /// What every request handler may use; built once per process.
@@ -55,16 +54,6 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// Group-commit writer for signups.
     pub signup_writer: SignupWriter,
-}
-
-impl AppState {
-    /// The reader lifecycle over this state.
-    pub fn lifecycle(&self) -> Lifecycle<'_> {
-        Lifecycle {
-            store: &self.store,
-            secret: &self.secret,
-        }
-    }
 }
 
 /// The whole HTTP application.
