@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 
 use super::{Activity, Actor, App};
 use crate::delivery::Hooks;
-use crate::issues::{ActionKind, AutoPause, IssueStatus, Supervisor};
+use crate::issues::{ActionKind, AutoPause, Automatic, IssueStatus, Supervisor};
 use crate::shutdown::Shutdown;
 
 impl Supervisor for App {
@@ -49,14 +49,12 @@ impl App {
     /// issues resumed.
     pub async fn resume_window_pauses(&self) -> anyhow::Result<Vec<i64>> {
         let mut resumed = Vec::new();
-        let from = IssueStatus::Paused;
-        debug_assert!(from.allows(ActionKind::Resume));
         for id in self.store().due_window_resumes().await? {
             // Only while it is still the window's pause: an operator may have resumed,
             // cancelled or paused it again in between, or the breaker paused it.
             if self
                 .store()
-                .end_window_pause(id, from.after(ActionKind::Resume))
+                .end_window_pause(id, Automatic::EndWindowPause.moves())
                 .await?
             {
                 self.log(

@@ -34,6 +34,7 @@ mod leases;
 mod pacer;
 mod recorder;
 mod send;
+pub mod status;
 mod watch;
 
 use std::sync::Arc;

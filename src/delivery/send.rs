@@ -29,7 +29,7 @@ use super::pacer::{Pace, Pacer};
 use super::watch::{TransportWatch, Watch};
 use super::{Engine, Hooks, SendEnd};
 use crate::bounces::policy::Policy;
-use crate::issues::{AutoPause, IssueStatus, PauseCause};
+use crate::issues::{AutoPause, Automatic, IssueStatus, PauseCause};
 use crate::mail::backoff::Backoff;
 use crate::mail::newsletter::IssueMail;
 use crate::mail::transport::SendError;
@@ -311,7 +311,7 @@ impl<'s, 'a> Claiming<'s, 'a> {
                 if send
                     .engine
                     .store
-                    .finish_issue_if_done(send.issue_id)
+                    .finish_issue_if_done(send.issue_id, Automatic::Finish.moves())
                     .await?
                 {
                     return Ok(SendEnd::Finished);

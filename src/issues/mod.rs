@@ -265,6 +265,29 @@ impl IssueStatus {
     }
 }
 
+/// What verdicts does to an issue by itself, beside the operators' [`ActionKind`]s: the rest
+/// of the state machine, so that no move of an issue is written anywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Automatic {
+    /// A send with nothing pending any more is over.
+    Finish,
+    /// A pause for a full sending window ends once its time has come.
+    EndWindowPause,
+}
+
+impl Automatic {
+    /// The one status the move applies to, and the status it leaves.
+    pub fn moves(self) -> (IssueStatus, IssueStatus) {
+        match self {
+            Automatic::Finish => (IssueStatus::Sending, IssueStatus::Sent),
+            Automatic::EndWindowPause => (
+                IssueStatus::Paused,
+                IssueStatus::Paused.after(ActionKind::Resume),
+            ),
+        }
+    }
+}
+
 /// What an operator can do to an issue, without its arguments: the state machine's alphabet
 /// and the operator log's vocabulary (`issue.<name>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -460,6 +483,19 @@ impl fmt::Display for IssueStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn automatic_moves_agree_with_the_operators_state_machine() {
+        let (from, to) = Automatic::EndWindowPause.moves();
+        assert!(
+            from.allows(ActionKind::Resume),
+            "ending a pause is a resume"
+        );
+        assert_eq!(to, from.after(ActionKind::Resume));
+        let (from, to) = Automatic::Finish.moves();
+        assert_eq!((from, to), (IssueStatus::Sending, IssueStatus::Sent));
+        assert!(from.allows(ActionKind::Pause) && !to.allows(ActionKind::Pause));
+    }
 
     #[test]
     fn parses_and_prints_weeks() {

@@ -14,6 +14,7 @@ use chrono::Utc;
 use sqlx::Row;
 
 use super::{Backend, Store, placeholders, to_millis};
+use crate::delivery::status::DeliveryStatus;
 use crate::issues::IssueStatus;
 use crate::subscribers::SubscriberStatus;
 
@@ -306,9 +307,12 @@ impl Store {
             }
         }
         let one_statement = !others && (sent.is_empty() || skipped.is_empty());
-        let settled = [("sent", sent), ("skipped", skipped)]
-            .into_iter()
-            .filter(|(_, ids)| !ids.is_empty());
+        let settled = [
+            (DeliveryStatus::Sent, sent),
+            (DeliveryStatus::Skipped, skipped),
+        ]
+        .into_iter()
+        .filter(|(_, ids)| !ids.is_empty());
         if one_statement {
             // The usual batch (all sent): one statement in autocommit, not BEGIN, UPDATE, COMMIT
             // — a third of the round trips.
@@ -394,16 +398,25 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a `sending` issue `sent` once nothing is pending. Returns whether it did.
-    pub async fn finish_issue_if_done(&self, issue_id: i64) -> anyhow::Result<bool> {
+    /// Moves an issue `from` → `to` (the state machine's [`Automatic::Finish`]) once none of its
+    /// rows is pending. Returns whether it did.
+    ///
+    /// [`Automatic::Finish`]: crate::issues::Automatic::Finish
+    pub async fn finish_issue_if_done(
+        &self,
+        issue_id: i64,
+        (from, to): (IssueStatus, IssueStatus),
+    ) -> anyhow::Result<bool> {
         let now = to_millis(Utc::now());
         let done = sqlx::query(
-            "UPDATE issues SET status = 'sent', finished_at = $1
-              WHERE id = $2 AND status = 'sending'
+            "UPDATE issues SET status = $3, finished_at = $1
+              WHERE id = $2 AND status = $4
                 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = $2 AND status = 'pending')",
         )
         .bind(now)
         .bind(issue_id)
+        .bind(to.as_str())
+        .bind(from.as_str())
         .execute(&self.writer)
         .await?
         .rows_affected();
@@ -456,16 +469,24 @@ impl Store {
         Ok(q.execute(&self.writer).await?.rows_affected() > 0)
     }
 
-    /// Moves an issue paused by a full window to `to` (sending), only while it is still that
-    /// pause and its time has come (not a pause an operator or the breaker made since).
-    pub async fn end_window_pause(&self, issue_id: i64, to: IssueStatus) -> anyhow::Result<bool> {
+    /// Moves an issue paused by a full window `from` → `to` (the state machine's
+    /// [`Automatic::EndWindowPause`]), only while it is still that pause and its time has come
+    /// (not a pause an operator or the breaker made since).
+    ///
+    /// [`Automatic::EndWindowPause`]: crate::issues::Automatic::EndWindowPause
+    pub async fn end_window_pause(
+        &self,
+        issue_id: i64,
+        (from, to): (IssueStatus, IssueStatus),
+    ) -> anyhow::Result<bool> {
         let done = sqlx::query(
             "UPDATE issues SET status = $1, status_reason = NULL, resume_at = NULL
-              WHERE id = $2 AND status = 'paused' AND resume_at IS NOT NULL AND resume_at <= $3",
+              WHERE id = $2 AND status = $4 AND resume_at IS NOT NULL AND resume_at <= $3",
         )
         .bind(to.as_str())
         .bind(issue_id)
         .bind(to_millis(Utc::now()))
+        .bind(from.as_str())
         .execute(&self.writer)
         .await?
         .rows_affected();
@@ -514,7 +535,7 @@ impl Store {
 /// Settles `ids` as `sent` or `skipped` (only rows still pending). The id list is padded to a
 /// power of two with its last id, so a handful of statement shapes serve every batch size and
 /// stay prepared on the connection.
-async fn settle<'c, E>(ex: E, status: &'static str, ids: &[i64], now: i64) -> anyhow::Result<()>
+async fn settle<'c, E>(ex: E, status: DeliveryStatus, ids: &[i64], now: i64) -> anyhow::Result<()>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
@@ -528,9 +549,9 @@ where
           WHERE status = 'pending' AND id IN ({})",
         placeholders(5, width)
     );
-    let sent = status == "sent";
+    let sent = status == DeliveryStatus::Sent;
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(status)
+        .bind(status.as_str())
         .bind(i64::from(sent))
         .bind(sent.then_some(now))
         .bind(now);
