@@ -88,6 +88,10 @@ impl Application {
             comparisons,
             "verdicts is serving"
         );
+        // Confirmation and welcome mail are signed like issue mail; a key that cannot be used
+        // stops start-up naming the setting.
+        let dkim = crate::delivery::dkim::DkimSigner::from_settings(&self.state.settings.dkim)?
+            .map(Arc::new);
         let sender = tokio::spawn(queue::run(
             store.clone(),
             self.state.transport.clone(),
@@ -96,6 +100,7 @@ impl Application {
                 secret: self.state.secret.clone(),
                 renderer: self.state.renderer.clone(),
             },
+            dkim,
             self.state.mail_signal.clone(),
             shutdown.clone(),
         ));

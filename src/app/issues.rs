@@ -27,6 +27,15 @@ pub enum Done {
     TestSent { to: SubscriberEmail },
 }
 
+/// What creating the issue of a week came to.
+#[derive(Debug, Clone)]
+pub enum Creation {
+    /// The issue, made now or found.
+    Issue(IssueRow, Created),
+    /// The week has nothing new: no issue, nothing written.
+    NothingNew(IsoWeek),
+}
+
 /// An action that happened: the issue as it is now, and what was done.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Performed {
@@ -140,14 +149,32 @@ impl App {
     }
 
     /// Freezes the issue of `week` (default: the last complete week), or finds the existing one.
+    ///
+    /// A week after the current one (in `schedule.timezone`) is refused before anything is
+    /// frozen: its issue would take every unsent comparison and leave the real weeks empty.
     pub async fn create_issue(
         &self,
         actor: &Actor,
         week: Option<IsoWeek>,
-    ) -> Result<(IssueRow, Created), OpsError> {
+    ) -> Result<Creation, OpsError> {
         let settings = self.settings();
-        let week = week.unwrap_or_else(|| default_week(Utc::now(), settings));
-        let (issue, created) = create_issue(self.store(), self.renderer(), settings, week).await?;
+        let now = Utc::now();
+        let current = IsoWeek::containing(now, settings.schedule.timezone.0);
+        let week = week.unwrap_or_else(|| default_week(now, settings));
+        if week > current {
+            return Err(OpsError::invalid(
+                "week",
+                format!(
+                    "{week} is after the current week {current}: an issue can only be made for \
+                     a week that has begun"
+                ),
+            ));
+        }
+        let Some((issue, created)) =
+            create_issue(self.store(), self.renderer(), settings, week).await?
+        else {
+            return Ok(Creation::NothingNew(week));
+        };
         if created == Created::New {
             self.log(
                 actor,
@@ -157,7 +184,7 @@ impl App {
             )
             .await?;
         }
-        Ok((issue, created))
+        Ok(Creation::Issue(issue, created))
     }
 
     /// Performs `action` on the issue named `key`, if the state machine allows it from the

@@ -7,7 +7,7 @@ use chrono::Utc;
 use lettre::message::Mailbox;
 
 use super::{Failure, IssueCommand, IssueIdArg, PreviewArgs, WeekArg, open_app, truncate};
-use crate::app::issues::{Done, IssueReport};
+use crate::app::issues::{Creation, Done, IssueReport};
 use crate::app::{Actor, App};
 use crate::config::Settings;
 use crate::delivery::SendEnd;
@@ -126,7 +126,20 @@ async fn preview(app: &App, args: PreviewArgs, json: bool) -> Result<(), Failure
 }
 
 async fn create(app: &App, args: WeekArg, json: bool) -> Result<(), Failure> {
-    let (issue, created) = app.create_issue(&Actor::Cli, args.week).await?;
+    let (issue, created) = match app.create_issue(&Actor::Cli, args.week).await? {
+        Creation::Issue(issue, created) => (issue, created),
+        Creation::NothingNew(week) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "issue": null, "created": false, "week": week, "nothing_new": true })
+                );
+            } else {
+                println!("{week} has nothing new: no issue written, no email");
+            }
+            return Ok(());
+        }
+    };
     let week = issue.week;
     if json {
         println!(
@@ -143,7 +156,7 @@ async fn create(app: &App, args: WeekArg, json: bool) -> Result<(), Failure> {
                 .map_or("no number".to_string(), |n| format!("#{n}")),
             issue.status
         ),
-        (Created::New, None) => println!("{week} has nothing new: recorded as empty, no email"),
+        (Created::New, None) => println!("{week} has nothing new: no email"),
         (Created::New, Some(n)) => println!(
             "created issue #{n} for {week} with {} comparison(s): {}",
             issue.items.len(),

@@ -73,6 +73,9 @@ pub enum Command {
     /// Export the built-in templates to restyle them; check a folder of templates.
     #[command(subcommand)]
     Templates(TemplatesCommand),
+    /// Check the installation as a mailbox provider sees it (SPF, DKIM, DMARC, return path,
+    /// SMTP login, public URL, …) and say how to fix each problem. Exit 1 when a check fails.
+    Doctor,
 }
 
 #[derive(Debug, Subcommand)]
@@ -410,6 +413,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Templates(command) => templates::run(&settings, command, cli.json),
         Command::Operators(command) => operators::run(&settings, command, cli.json).await,
         Command::Dkim(command) => dkim::run(&settings, command, cli.json),
+        Command::Doctor => doctor(&settings, cli.json).await,
     }
 }
 
@@ -431,6 +435,33 @@ pub(crate) async fn open_app(settings: &Settings) -> Result<App, Failure> {
         secret,
         renderer,
     ))
+}
+
+/// `verdicts doctor`: the report, then exit 1 naming the failed checks (warnings pass).
+async fn doctor(settings: &Settings, json: bool) -> Result<(), Failure> {
+    let store = Store::connect(&settings.database).await;
+    let checks =
+        crate::app::doctor::report(settings, store.as_ref().map_err(|e| format!("{e:#}"))).await;
+    if let Ok(store) = &store {
+        store.close().await;
+    }
+    if json {
+        for c in &checks {
+            println!("{}", serde_json::to_string(c).map_err(anyhow::Error::from)?);
+        }
+    } else {
+        print!("{}", crate::app::checks::render_text(&checks));
+    }
+    let failed = crate::app::checks::failed(&checks);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(anyhow::anyhow!(
+            "{} check(s) failed: {}",
+            failed.len(),
+            failed.join(", ")
+        )))
+    }
 }
 
 async fn worker(settings: Settings) -> Result<(), Failure> {

@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::app::issues::Creation;
 use crate::app::{Activity, Actor};
 use crate::comparisons::import::parse_json;
 use crate::issues::freeze::Created;
@@ -153,7 +154,15 @@ async fn post_issue(
             field: Some("week".into()),
             message: e.to_string(),
         })?;
-    let (issue, created) = state.app.create_issue(&Actor::Api, week).await?;
+    let (issue, created) = match state.app.create_issue(&Actor::Api, week).await? {
+        Creation::Issue(issue, created) => (issue, created),
+        Creation::NothingNew(week) => {
+            return Ok((
+                StatusCode::OK,
+                Json(json!({ "issue": null, "created": false, "week": week, "nothing_new": true })),
+            ));
+        }
+    };
     let status = match created {
         Created::New => StatusCode::CREATED,
         Created::Existing => StatusCode::OK,

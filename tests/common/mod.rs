@@ -495,7 +495,8 @@ pub async fn frozen_issue(env: &TestEnv, n: usize) -> (Store, i64) {
         "2026-W47".parse().unwrap(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("week 47 has comparisons");
     (store, issue.id)
 }
 

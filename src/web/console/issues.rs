@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Console, FlashKind, Posted, parse_when, when};
 use crate::app::OpsError;
-use crate::app::issues::{Done, IssueReport};
+use crate::app::issues::{Creation, Done, IssueReport};
 use crate::issues::freeze::{Created, default_week};
 use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey};
 use crate::render::{Personalizer, SlotValues};
@@ -184,7 +184,13 @@ pub(super) async fn create(
         },
     };
     match state.app.create_issue(&console.who.actor(), week).await {
-        Ok((issue, created)) => {
+        Ok(Creation::NothingNew(week)) => Ok(console.redirect(
+            &state,
+            "/admin",
+            FlashKind::Ok,
+            &format!("{week} has no new comparisons: no issue was made, nothing to send."),
+        )),
+        Ok(Creation::Issue(issue, created)) => {
             let key = issue
                 .number
                 .map_or_else(|| issue.week.to_string(), |n| n.to_string());
