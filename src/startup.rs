@@ -118,6 +118,24 @@ impl Application {
                 }
             });
         }
+        // The doctor's warnings and failures in the log (in the background: its SMTP and DNS
+        // checks may take up to their timeouts, and serving does not wait for them).
+        {
+            let app = self.state.app.clone();
+            tokio::spawn(async move {
+                for c in app.doctor().await {
+                    if c.status != crate::app::checks::Status::Ok {
+                        tracing::warn!(
+                            check = c.check,
+                            status = %c.status,
+                            fix = c.fix.as_deref().unwrap_or_default(),
+                            "doctor: {}",
+                            c.detail
+                        );
+                    }
+                }
+            });
+        }
         // The delivery engine first: a DKIM key that cannot be used stops start-up.
         self.state.app.engine().await?;
         let worker = tokio::spawn(self.state.app.clone().run_worker(shutdown.clone()));

@@ -17,6 +17,7 @@
 pub mod checks;
 pub mod console;
 pub mod doctor;
+pub mod issue_check;
 pub mod issues;
 pub mod operators;
 pub mod subscribers;

@@ -201,7 +201,17 @@ pub enum IssueCommand {
     /// Show one issue (default: the newest) with its delivery counts, rate and ETA.
     Status(IssueIdArg),
     /// Start sending now and follow the send with a progress bar (Ctrl-C leaves it to workers).
-    Send(IssueIdArg),
+    /// Refused (exit 2, naming the check) when a pre-send check fails, unless --force.
+    Send {
+        #[command(flatten)]
+        id: IssueIdArg,
+        /// Send even though a pre-send check (`issue check`) fails.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The pre-send checks of a frozen issue (HTML size, links, images, text part,
+    /// List-Unsubscribe, subject, SpamAssassin where installed); exit 1 when one fails.
+    Check(IssueIdArg),
     /// Send the issue to one address, subject marked [TEST]; not recorded as a delivery.
     TestSend {
         #[command(flatten)]
