@@ -80,12 +80,16 @@ impl TestEnv {
 
     /// Settings for this test: defaults, this database, files under the test folder, and
     /// `extra` TOML layered on top.
+    ///
+    /// DNS goes to a loopback port where nothing answers (tests talk to loopback only; a test
+    /// that resolves starts its own dnsmasq).
     pub fn settings(&self, extra: &str) -> Settings {
         let base = format!(
             "[database]\nurl = {url:?}\nmax_connections = 5\n\
              [http]\nbind = \"127.0.0.1:0\"\n\
              [mail]\noutbox_dir = {outbox:?}\n\
-             [security]\nsecret_key_file = {key:?}\n",
+             [security]\nsecret_key_file = {key:?}\n\
+             [dns]\nnameservers = [\"127.0.0.1:9\"]\ntimeout = \"500ms\"\n",
             url = self.database_url,
             outbox = self.path().join("data/outbox").display().to_string(),
             key = self.path().join("data/secret_key").display().to_string(),
