@@ -347,7 +347,7 @@ async fn concurrent_creation_yields_one_issue() {
         create_issue(&store, &renderer, &settings, week("2026-W47")),
         create_issue(&store, &renderer, &settings, week("2026-W47")),
     );
-    let (x, y) = (x.unwrap(), y.unwrap());
+    let (x, y) = (x.unwrap().unwrap(), y.unwrap().unwrap());
     assert_eq!(x.0.id, y.0.id);
     assert_eq!(store.list_issues().await.unwrap().len(), 1);
 }

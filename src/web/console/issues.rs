@@ -453,16 +453,21 @@ pub(super) async fn action(
             &back,
         );
     };
-    let request = parse_key(&key).and_then(|k| {
-        let guard = match kind {
-            ActionKind::Send => send_guard(&form)?,
-            _ => SendGuard::default(),
-        };
-        Ok((k, typed_action(kind, &form)?, guard))
-    });
-    let (issue_key, typed, guard) = match request {
+    let request = parse_key(&key).and_then(|k| Ok((k, typed_action(kind, &form)?)));
+    let (issue_key, typed) = match request {
         Ok(r) => r,
         Err(e) => return console.ops_error(&state, e, &back),
+    };
+    // A send names an issue that exists (404 first) and carries the confirmed count.
+    let guard = match kind {
+        ActionKind::Send => match state.app.find_issue(issue_key).await {
+            Ok(_) => match send_guard(&form) {
+                Ok(guard) => guard,
+                Err(e) => return console.ops_error(&state, e, &back),
+            },
+            Err(e) => return console.ops_error(&state, e, &back),
+        },
+        _ => SendGuard::default(),
     };
     match state
         .app
