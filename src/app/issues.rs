@@ -32,7 +32,7 @@ pub enum Done {
 #[derive(Debug, Clone)]
 pub enum Creation {
     /// The issue, made now or found.
-    Issue(IssueRow, Created),
+    Issue(Box<IssueRow>, Created),
     /// The week has nothing new: no issue, nothing written.
     NothingNew(IsoWeek),
 }
@@ -195,7 +195,7 @@ impl App {
             )
             .await?;
         }
-        Ok(Creation::Issue(issue, created))
+        Ok(Creation::Issue(Box::new(issue), created))
     }
 
     /// Performs `action` on the issue named `key`, if the state machine allows it from the

@@ -128,7 +128,7 @@ async fn preview(app: &App, args: PreviewArgs, json: bool) -> Result<(), Failure
 
 async fn create(app: &App, args: WeekArg, json: bool) -> Result<(), Failure> {
     let (issue, created) = match app.create_issue(&Actor::Cli, args.week).await? {
-        Creation::Issue(issue, created) => (issue, created),
+        Creation::Issue(issue, created) => (*issue, created),
         Creation::NothingNew(week) => {
             if json {
                 println!(

@@ -92,7 +92,7 @@ pub async fn fire(app: &App, at: DateTime<Utc>) -> anyhow::Result<FireOutcome> {
         .await
         .map_err(anyhow::Error::from)?
     {
-        Creation::Issue(issue, created) => (issue, created),
+        Creation::Issue(issue, created) => (*issue, created),
         Creation::NothingNew(_) => {
             // The claimed fire is the record that this week was handled.
             tracing::info!(%week, "scheduled fire: nothing new this week");

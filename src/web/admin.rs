@@ -177,7 +177,7 @@ async fn post_issue(
             message: e.to_string(),
         })?;
     let (issue, created) = match state.app.create_issue(&Actor::Api, week).await? {
-        Creation::Issue(issue, created) => (issue, created),
+        Creation::Issue(issue, created) => (*issue, created),
         Creation::NothingNew(week) => {
             return Ok((
                 StatusCode::OK,

@@ -191,6 +191,7 @@ pub(super) async fn create(
             &format!("{week} has no new comparisons: no issue was made, nothing to send."),
         )),
         Ok(Creation::Issue(issue, created)) => {
+            let issue = *issue;
             let key = issue
                 .number
                 .map_or_else(|| issue.week.to_string(), |n| n.to_string());
