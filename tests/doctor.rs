@@ -115,16 +115,22 @@ impl Report {
     }
 }
 
+/// `verdicts ARGS…` resolving as its `--config` says (not the suite's loopback default).
+fn cli(env: &TestEnv, args: &[&str]) -> common::CliOutput {
+    common::CliOutput::from(
+        env.command()
+            .env_remove("VERDICTS__DNS__NAMESERVERS")
+            .env_remove("VERDICTS__DNS__TIMEOUT")
+            .args(args)
+            .output()
+            .unwrap(),
+    )
+}
+
 fn doctor(s: &Setup, toml: &str) -> Report {
     s.env.write("doctor.toml", toml);
     let start = Instant::now();
-    let out = common::CliOutput::from(
-        s.env
-            .command()
-            .args(["--config", "doctor.toml", "doctor", "--json"])
-            .output()
-            .unwrap(),
-    );
+    let out = cli(&s.env, &["--config", "doctor.toml", "doctor", "--json"]);
     let took = start.elapsed();
     let checks: Vec<Value> = out
         .stdout
@@ -189,7 +195,7 @@ async fn correct_records_pass_every_check_and_exit_0() {
 
     // The human report: one line per check.
     s.env.write("doctor.toml", &config(&s, &dns.address(), ""));
-    let out = s.env.cli(&["--config", "doctor.toml", "doctor"]);
+    let out = cli(&s.env, &["--config", "doctor.toml", "doctor"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let text = out.ok();
     assert!(text.lines().any(|l| l.starts_with("ok    spf ")), "{text}");
@@ -419,11 +425,11 @@ async fn bad_dns_settings_stop_start_up_naming_the_key() {
     let s = setup().await;
     s.env
         .write("bad.toml", "[dns]\nnameservers = [\"not an address\"]\n");
-    let out = s.env.cli(&["--config", "bad.toml", "doctor"]);
+    let out = cli(&s.env, &["--config", "bad.toml", "doctor"]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("dns.nameservers"), "{}", out.stderr);
     s.env.write("bad.toml", "[dns]\ntimeout = \"0s\"\n");
-    let out = s.env.cli(&["--config", "bad.toml", "doctor"]);
+    let out = cli(&s.env, &["--config", "bad.toml", "doctor"]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("dns.timeout"), "{}", out.stderr);
 }

@@ -116,6 +116,9 @@ impl TestEnv {
         cmd.current_dir(self.path())
             .env("VERDICTS__DATABASE__URL", &self.database_url)
             .env("VERDICTS__DATABASE__MAX_CONNECTIONS", "3")
+            // Loopback only, like `settings` (a test that resolves removes these).
+            .env("VERDICTS__DNS__NAMESERVERS", "[\"127.0.0.1:9\"]")
+            .env("VERDICTS__DNS__TIMEOUT", "500ms")
             .env("RUST_LOG", "info");
         cmd
     }
