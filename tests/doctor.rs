@@ -433,3 +433,66 @@ async fn bad_dns_settings_stop_start_up_naming_the_key() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("dns.timeout"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn serve_logs_the_doctors_warnings_and_failures_at_start() {
+    use std::io::{BufRead, BufReader};
+    let env = TestEnv::new().await;
+    let port = common::free_port();
+    let mut child = env
+        .command()
+        .args(["--log-json", "serve"])
+        .env("VERDICTS__HTTP__BIND", format!("127.0.0.1:{port}"))
+        .env(
+            "VERDICTS__SECURITY__SECRET_KEY",
+            "0123456789abcdef0123456789abcdef-serve",
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The shipped defaults: the example site and the outbox warn, DKIM fails (no key), and the
+    // DNS checks fail (the suite's resolver on loopback does not answer).
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && seen.len() < 6 {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let f = &v["fields"];
+        if f["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("doctor: "))
+        {
+            assert_eq!(v["level"], "WARN", "{line}");
+            assert!(f["fix"].as_str().is_some_and(|x| !x.is_empty()), "{line}");
+            seen.push((
+                f["check"].as_str().unwrap().to_string(),
+                f["status"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let has = |c: &str, s: &str| seen.iter().any(|(a, b)| a == c && b == s);
+    assert!(has("site", "warn"), "{seen:?}");
+    assert!(has("smtp", "warn"), "{seen:?}");
+    assert!(has("dkim", "fail"), "{seen:?}");
+    assert!(has("spf", "fail"), "{seen:?}");
+    assert!(
+        !seen.iter().any(|(c, _)| c == "database"),
+        "ok checks are not logged: {seen:?}"
+    );
+}
