@@ -69,6 +69,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     #[serde(default)]
     pub templates: TemplateSettings,
+    #[serde(default)]
+    pub dns: DnsSettings,
 }
 
 /// `[webhooks]`: how each provider's calls are authenticated. A provider whose keys are unset
@@ -115,6 +117,50 @@ impl Default for WebhookSettings {
 
 fn default_webhook_max_age() -> DurationSetting {
     DurationSetting(Duration::from_secs(300))
+}
+
+/// `[dns]`: the resolver every DNS look-up of verdicts uses (`doctor`, and the domain checks).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSettings {
+    /// `host:port` (or a bare address, port 53) of the servers to ask; empty: the system's
+    /// resolver configuration (`/etc/resolv.conf`).
+    #[serde(default)]
+    pub nameservers: Vec<NameServer>,
+    /// A look-up that has no answer within this is a failure (never a hang).
+    #[serde(default = "default_dns_timeout")]
+    pub timeout: DurationSetting,
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        DnsSettings {
+            nameservers: Vec::new(),
+            timeout: default_dns_timeout(),
+        }
+    }
+}
+
+fn default_dns_timeout() -> DurationSetting {
+    DurationSetting(Duration::from_secs(2))
+}
+
+/// One entry of `dns.nameservers`: `127.0.0.1:5353`, `[::1]:53` or a bare address (port 53).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct NameServer(pub SocketAddr);
+
+impl TryFrom<String> for NameServer {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let v = value.trim();
+        if let Ok(addr) = v.parse::<SocketAddr>() {
+            return Ok(NameServer(addr));
+        }
+        v.parse::<std::net::IpAddr>()
+            .map(|ip| NameServer(SocketAddr::new(ip, 53)))
+            .map_err(|_| format!("{value:?} is not an address like 127.0.0.1:53 or [::1]:53"))
+    }
 }
 
 /// `templates.dir`: a folder whose files replace the built-in templates of the same name
@@ -994,6 +1040,10 @@ impl Settings {
                 "webhooks: set both webhooks.postmark_username and webhooks.postmark_password, or neither"
                     .to_string(),
             );
+        }
+        let dns_timeout = self.dns.timeout.0;
+        if dns_timeout < Duration::from_millis(100) || dns_timeout > Duration::from_secs(60) {
+            problems.push("dns.timeout: must be between 100ms and 60s".to_string());
         }
         if let Some(path) = &self.webhooks.ses_signing_cert_file
             && !path.is_file()

@@ -45,6 +45,7 @@ pub mod cli;
 pub mod comparisons;
 pub mod config;
 pub mod delivery;
+pub mod dns;
 pub mod issues;
 pub mod json;
 pub mod mail;

@@ -88,6 +88,10 @@ impl Application {
             comparisons,
             "verdicts is serving"
         );
+        // Confirmation and welcome mail are signed like issue mail; a key that cannot be used
+        // stops start-up naming the setting.
+        let dkim = crate::delivery::dkim::DkimSigner::from_settings(&self.state.settings.dkim)?
+            .map(Arc::new);
         let sender = tokio::spawn(queue::run(
             store.clone(),
             self.state.transport.clone(),
@@ -96,6 +100,7 @@ impl Application {
                 secret: self.state.secret.clone(),
                 renderer: self.state.renderer.clone(),
             },
+            dkim,
             self.state.mail_signal.clone(),
             shutdown.clone(),
         ));
@@ -109,6 +114,24 @@ impl Application {
                     tokio::select! {
                         _ = tick.tick() => limits.retain_recent(),
                         _ = stop.clone().wait() => break,
+                    }
+                }
+            });
+        }
+        // The doctor's warnings and failures in the log (in the background: its SMTP and DNS
+        // checks may take up to their timeouts, and serving does not wait for them).
+        {
+            let app = self.state.app.clone();
+            tokio::spawn(async move {
+                for c in app.doctor().await {
+                    if c.status != crate::app::checks::Status::Ok {
+                        tracing::warn!(
+                            check = c.check,
+                            status = %c.status,
+                            fix = c.fix.as_deref().unwrap_or_default(),
+                            "doctor: {}",
+                            c.detail
+                        );
                     }
                 }
             });

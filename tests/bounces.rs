@@ -594,7 +594,8 @@ async fn complaints_arriving_mid_send_pause_it_with_the_reason() {
         "2026-W47".parse().unwrap(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("the week has comparisons");
     common::start_send(store, issue.id).await;
 
     // A complaint about one of the first messages, addressed to its VERP sender.
@@ -733,7 +734,8 @@ async fn the_bounce_mailbox_is_polled_and_the_next_issue_skips_those_readers() {
     let renderer = Renderer::new().unwrap();
     let (first, _) = create_issue(store, &renderer, &settings, "2026-W47".parse().unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .expect("the week has comparisons");
     common::start_send(store, first.id).await;
     wait_issue(store, first.id, verdicts::issues::IssueStatus::Sent).await;
     let mails = sink.wait_for(6, Duration::from_secs(10)).await;
@@ -784,7 +786,8 @@ async fn the_bounce_mailbox_is_polled_and_the_next_issue_skips_those_readers() {
     import_week(store, 48).await;
     let (second, _) = create_issue(store, &renderer, &settings, "2026-W48".parse().unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .expect("the week has comparisons");
     common::start_send(store, second.id).await;
     wait_issue(store, second.id, verdicts::issues::IssueStatus::Sent).await;
     sink.wait_for(9, Duration::from_secs(10)).await;

@@ -1570,7 +1570,11 @@ async fn failures_and_bounces_show_their_reasons() {
 
     // Sent from the console, it fails for both recipients and bounces them.
     let r = s
-        .post(&app, "/admin/issues/1/send", &[("csrf_token", &s.csrf)])
+        .post(
+            &app,
+            "/admin/issues/1/send",
+            &[("csrf_token", &s.csrf), ("confirm_recipients", "2")],
+        )
         .send()
         .await
         .unwrap();

@@ -478,7 +478,8 @@ async fn permanent_rejections(extra: &[&str]) {
         "2026-W48".parse().unwrap(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("the week has comparisons");
     assert_eq!(common::start_send(&store, next.id).await, 0);
 }
 

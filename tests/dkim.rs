@@ -472,3 +472,144 @@ async fn keygen_writes_a_key_that_signs_and_the_record_that_verifies_it() {
         &["rsa-sha256", "ed25519-sha256"],
     );
 }
+
+/// The `[dkim]` TOML of an RSA key and, optionally, an Ed25519 key beside it.
+fn dkim_toml(key: &Path, ed25519: Option<&Path>) -> String {
+    let mut t = format!(
+        "[dkim]\ndomain = \"shiporskip.example\"\nselector = \"main\"\nprivate_key_file = {:?}\n",
+        key.display().to_string()
+    );
+    if let Some(ed) = ed25519 {
+        t.push_str(&format!(
+            "ed25519_selector = \"ed\"\ned25519_key_file = {:?}\n",
+            ed.display().to_string()
+        ));
+    }
+    t
+}
+
+#[tokio::test]
+async fn confirmation_and_welcome_mails_are_signed_with_both_keys() {
+    let sink = SmtpSink::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = rsa_pkcs8(keys.path(), 2048);
+    let ed = ed25519_pkcs8(keys.path());
+    let app = common::TestApp::spawn(&format!(
+        "[mail]\ntransport = \"smtp\"\nreturn_path = \"bounces@shiporskip.example\"\n\
+         [smtp]\nurl = \"{}\"\ntimeout_seconds = 5\n{}",
+        sink.url(),
+        dkim_toml(&key, Some(&ed))
+    ))
+    .await;
+    let records = [
+        format!("main:{}", rsa_record(&key)),
+        format!("ed:{}", ed25519_record(&ed)),
+    ];
+    let r = app
+        .client
+        .post(app.url("/subscribe"))
+        .form(&[("email", "ada@example.org"), ("name", "Ada")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mails = sink.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].subject().starts_with("Confirm your subscription"));
+    // Transactional mail leaves with the plain return path (no VERP token).
+    let mail_args = mails[0]
+        .raw
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Mail-Args: "))
+        .expect("smtp-sink records MAIL FROM")
+        .to_string();
+    assert!(
+        mail_args.starts_with("<bounces@shiporskip.example>"),
+        "{mail_args}"
+    );
+    assert_verified(&mails, &records, &["rsa-sha256", "ed25519-sha256"]);
+    // A record of another key does not verify it: the check can fail.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = rsa_pkcs8(other_dir.path(), 2048);
+    let (ok, report) = dkimpy(&mails[0], &[format!("main:{}", rsa_record(&other))]);
+    assert!(!ok, "{report}");
+
+    let link = mails[0]
+        .link("http://127.0.0.1:8080/confirm/")
+        .expect("a confirmation link");
+    let path = link.trim_start_matches("http://127.0.0.1:8080");
+    let r = app.client.post(app.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mails = sink.wait_for(2, Duration::from_secs(15)).await;
+    assert_eq!(mails.len(), 2);
+    let welcome: Vec<Received> = mails
+        .into_iter()
+        .filter(|m| m.subject().starts_with("Welcome to"))
+        .collect();
+    assert_eq!(welcome.len(), 1);
+    assert_verified(&welcome, &records, &["rsa-sha256", "ed25519-sha256"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn test_sends_are_signed_rsa_and_ed25519() {
+    let env = TestEnv::new().await;
+    let key = rsa_pkcs8(env.path(), 2048);
+    let ed = ed25519_pkcs8(env.path());
+    common::frozen_issue(&env, 1).await;
+    let sink = SmtpSink::start();
+    let mut cmd = env.command();
+    cmd.args(["issue", "test-send", "1", "--to", "check@example.org"])
+        .env("VERDICTS__MAIL__TRANSPORT", "smtp")
+        .env("VERDICTS__SMTP__URL", sink.url())
+        .env("VERDICTS__SMTP__TIMEOUT_SECONDS", "5");
+    for (k, v) in dkim_vars(&key, Some(&ed)) {
+        cmd.env(k, v);
+    }
+    common::CliOutput::from(cmd.output().unwrap()).ok();
+    let mails = sink.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].subject().starts_with("[TEST]"));
+    assert_verified(
+        &mails,
+        &[
+            format!("main:{}", rsa_record(&key)),
+            format!("ed:{}", ed25519_record(&ed)),
+        ],
+        &["rsa-sha256", "ed25519-sha256"],
+    );
+}
+
+#[test]
+fn keygen_for_ed25519_names_the_second_key_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_verdicts"))
+        .current_dir(dir.path())
+        .args([
+            "dkim",
+            "keygen",
+            "--selector",
+            "ed",
+            "--algorithm",
+            "ed25519",
+            "--domain",
+            "shiporskip.example",
+            "--out",
+            "ed.pem",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("dkim.ed25519_selector = \"ed\"")
+            && text.contains("dkim.ed25519_key_file = "),
+        "{text}"
+    );
+    assert!(!text.contains("dkim.selector = \"ed\""), "{text}");
+    assert!(
+        !text.contains("dkim.private_key_file = \"ed.pem\""),
+        "{text}"
+    );
+}

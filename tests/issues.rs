@@ -225,6 +225,7 @@ async fn create(
     create_issue(store, &Renderer::new().unwrap(), &settings, week(w))
         .await
         .unwrap()
+        .expect("the week has comparisons")
 }
 
 /// Late and back-dated comparisons: each goes out exactly once, in the next issue created.
@@ -266,11 +267,23 @@ async fn selection_over_several_weeks_sends_each_comparison_once() {
     assert_eq!(w47.items, ["backdated", "w47-mon"]);
     assert_eq!(w47.number, Some(2));
 
-    // Nothing new: the week is recorded as empty and gets no number.
-    let (w48, _) = create(&env, &store, "2026-W48", "").await;
-    assert_eq!(w48.status.as_str(), "empty");
-    assert_eq!(w48.number, None);
-    assert!(w48.items.is_empty());
+    // Nothing new: no issue, nothing written.
+    let nothing = create_issue(
+        &store,
+        &Renderer::new().unwrap(),
+        &env.settings(""),
+        week("2026-W48"),
+    )
+    .await
+    .unwrap();
+    assert!(nothing.is_none());
+    assert!(
+        store
+            .get_issue_by_week(week("2026-W48"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Creating again finds the same issue; nothing changes.
     let (again, created) = create(&env, &store, "2026-W47", "").await;
@@ -334,7 +347,7 @@ async fn concurrent_creation_yields_one_issue() {
         create_issue(&store, &renderer, &settings, week("2026-W47")),
         create_issue(&store, &renderer, &settings, week("2026-W47")),
     );
-    let (x, y) = (x.unwrap(), y.unwrap());
+    let (x, y) = (x.unwrap().unwrap(), y.unwrap().unwrap());
     assert_eq!(x.0.id, y.0.id);
     assert_eq!(store.list_issues().await.unwrap().len(), 1);
 }

@@ -217,7 +217,8 @@ async fn sigterm_during_a_send_exits_cleanly_and_a_restart_completes_it() {
         "2026-W47".parse().unwrap(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("week 47 has comparisons");
     common::start_send(&store, issue.id).await;
     let sink = SmtpSink::start();
     let spawn = || {

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::checks::Check;
 use super::{Activity, Actor, App, OpsError};
 use crate::issues::freeze::{Created, create_issue, default_week};
 use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey, IssueStatus};
@@ -25,6 +26,15 @@ pub enum Done {
     Retried { deliveries: u64 },
     /// A `[TEST]` copy went to this address (not a delivery).
     TestSent { to: SubscriberEmail },
+}
+
+/// What creating the issue of a week came to.
+#[derive(Debug, Clone)]
+pub enum Creation {
+    /// The issue, made now or found.
+    Issue(Box<IssueRow>, Created),
+    /// The week has nothing new: no issue, nothing written.
+    NothingNew(IsoWeek),
 }
 
 /// An action that happened: the issue as it is now, and what was done.
@@ -65,6 +75,16 @@ pub struct SendLimits {
     pub window_seconds: u64,
     /// Messages counted in the window now (when there is a window limit).
     pub window_used: Option<i64>,
+}
+
+/// What a front end asks of a send beside the action itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendGuard {
+    /// Send even when a pre-send check fails (`--force`, `{"force": true}`, the console box).
+    pub force: bool,
+    /// The number of recipients the operator confirmed (the console's send form): the send
+    /// starts only when it is the number the issue would reach now.
+    pub confirm_recipients: Option<i64>,
 }
 
 /// How many times an action re-reads the issue when a concurrent change won the race.
@@ -140,14 +160,32 @@ impl App {
     }
 
     /// Freezes the issue of `week` (default: the last complete week), or finds the existing one.
+    ///
+    /// A week after the current one (in `schedule.timezone`) is refused before anything is
+    /// frozen: its issue would take every unsent comparison and leave the real weeks empty.
     pub async fn create_issue(
         &self,
         actor: &Actor,
         week: Option<IsoWeek>,
-    ) -> Result<(IssueRow, Created), OpsError> {
+    ) -> Result<Creation, OpsError> {
         let settings = self.settings();
-        let week = week.unwrap_or_else(|| default_week(Utc::now(), settings));
-        let (issue, created) = create_issue(self.store(), self.renderer(), settings, week).await?;
+        let now = Utc::now();
+        let current = IsoWeek::containing(now, settings.schedule.timezone.0);
+        let week = week.unwrap_or_else(|| default_week(now, settings));
+        if week > current {
+            return Err(OpsError::invalid(
+                "week",
+                format!(
+                    "{week} is after the current week {current}: an issue can only be made for \
+                     a week that has begun"
+                ),
+            ));
+        }
+        let Some((issue, created)) =
+            create_issue(self.store(), self.renderer(), settings, week).await?
+        else {
+            return Ok(Creation::NothingNew(week));
+        };
         if created == Created::New {
             self.log(
                 actor,
@@ -157,7 +195,7 @@ impl App {
             )
             .await?;
         }
-        Ok((issue, created))
+        Ok(Creation::Issue(Box::new(issue), created))
     }
 
     /// Performs `action` on the issue named `key`, if the state machine allows it from the
@@ -252,6 +290,89 @@ impl App {
         })
     }
 
+    /// How many readers a send started now would reach (the confirmed subscribers).
+    pub async fn recipients_now(&self) -> Result<i64, OpsError> {
+        Ok(self
+            .store()
+            .count_subscribers(crate::subscribers::SubscriberStatus::Confirmed)
+            .await?)
+    }
+
+    /// The pre-send checks of a frozen issue (see [`super::issue_check`]), on the message one
+    /// reader would get. Nothing is sent.
+    pub async fn check_issue(&self, key: IssueKey) -> Result<Vec<Check>, OpsError> {
+        let issue = self.find_issue(key).await?;
+        self.check_loaded(&issue).await
+    }
+
+    async fn check_loaded(&self, issue: &IssueRow) -> Result<Vec<Check>, OpsError> {
+        if issue.html.is_none() {
+            return Err(OpsError::invalid(
+                "id",
+                format!(
+                    "issue {} has no content to check (an empty week)",
+                    issue.week
+                ),
+            ));
+        }
+        let message = self.engine().await?.sample_message(issue.id).await?;
+        tokio::task::spawn_blocking(move || super::issue_check::report(&message))
+            .await
+            .map_err(|e| OpsError::Internal(anyhow::anyhow!("running the checks: {e}")))
+    }
+
+    /// Refuses a send the guard does not let through: a recipient count that is not the one
+    /// the issue would reach, or a failed pre-send check without `force`. Changes nothing.
+    async fn guard_send(&self, issue: &IssueRow, guard: SendGuard) -> Result<(), OpsError> {
+        if let Some(confirmed) = guard.confirm_recipients {
+            let now = self.recipients_now().await?;
+            if confirmed != now {
+                return Err(OpsError::invalid(
+                    "confirm_recipients",
+                    format!(
+                        "the issue would go to {now} recipients, not {confirmed}: nothing was sent; confirm {now} to send"
+                    ),
+                ));
+            }
+        }
+        if !guard.force && issue.status.allows(ActionKind::Send) {
+            let checks = self.check_loaded(issue).await?;
+            let failed = super::checks::failed(&checks);
+            if !failed.is_empty() {
+                let details: Vec<String> = checks
+                    .iter()
+                    .filter(|c| c.status == super::checks::Status::Fail)
+                    .map(|c| format!("{}: {}", c.check, c.detail))
+                    .collect();
+                return Err(OpsError::invalid(
+                    "force",
+                    format!(
+                        "not sent: the pre-send check {} failed ({}); fix the issue, or send anyway with force",
+                        failed.join(", "),
+                        details.join("; ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`App::perform`] with the guards of a send: a send is refused (nothing changes) when
+    /// the guard does not let it through; other actions are performed as they are.
+    pub async fn perform_guarded(
+        &self,
+        actor: &Actor,
+        key: IssueKey,
+        action: IssueAction,
+        guard: SendGuard,
+    ) -> Result<Performed, OpsError> {
+        let issue = self.find_issue(key).await?;
+        if action == IssueAction::Send {
+            self.guard_send(&issue, guard).await?;
+        }
+        self.perform_on(actor, issue, action).await
+    }
+
     /// What `issue send` on the command line does before it follows the send as a worker:
     /// starts the send, or joins it when the issue is already sending (after a Ctrl-C, or once
     /// `retry-failed` put recipients back in line). Joining changes nothing and is not logged.
@@ -260,12 +381,14 @@ impl App {
         &self,
         actor: &Actor,
         key: IssueKey,
+        guard: SendGuard,
     ) -> Result<(IssueRow, i64), OpsError> {
         let issue = self.find_issue(key).await?;
         if issue.status == IssueStatus::Sending {
             let total = self.store().delivery_counts(issue.id).await?.total;
             return Ok((issue, total));
         }
+        self.guard_send(&issue, guard).await?;
         match self.perform_on(actor, issue, IssueAction::Send).await? {
             Performed {
                 issue,

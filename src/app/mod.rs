@@ -14,8 +14,11 @@
 //! [`IssueKey`]: crate::issues::IssueKey
 //! [`IssueAction`]: crate::issues::IssueAction
 
+pub mod checks;
 pub mod comparisons;
 pub mod console;
+pub mod doctor;
+pub mod issue_check;
 pub mod issues;
 pub mod operators;
 pub mod subscribers;
@@ -234,5 +237,12 @@ impl App {
             .store
             .log_operator_action(&actor.to_string(), &activity.to_string(), issue_id, detail)
             .await
+    }
+}
+
+impl App {
+    /// The `doctor` report of this installation (see [`doctor`]).
+    pub async fn doctor(&self) -> Vec<checks::Check> {
+        doctor::report(self.settings(), Ok(self.store())).await
     }
 }

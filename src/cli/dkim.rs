@@ -97,9 +97,19 @@ fn keygen(
         );
         println!("publish this DNS TXT record:");
         println!("{name}. IN TXT {}", zone_strings(&record));
+        // An Ed25519 key is the second signature beside the RSA one (RFC 8463: not every
+        // receiver checks it), so it has its own keys; dkim.selector would replace the RSA key.
+        let (selector_key, file_key, note) = match algorithm {
+            Algorithm::Ed25519 => (
+                "dkim.ed25519_selector",
+                "dkim.ed25519_key_file",
+                " (beside the RSA key of dkim.selector and dkim.private_key_file)",
+            ),
+            Algorithm::Rsa => ("dkim.selector", "dkim.private_key_file", ""),
+        };
         println!(
-            "then set dkim.domain = \"{domain}\", dkim.selector = \"{selector}\" and \
-             dkim.private_key_file = \"{}\"",
+            "then set dkim.domain = \"{domain}\", {selector_key} = \"{selector}\" and \
+             {file_key} = \"{}\"{note}",
             out.display()
         );
     }

@@ -7,7 +7,7 @@ use chrono::Utc;
 use lettre::message::Mailbox;
 
 use super::{Failure, IssueCommand, IssueIdArg, PreviewArgs, WeekArg, open_app, truncate};
-use crate::app::issues::{Done, IssueReport};
+use crate::app::issues::{Creation, Done, IssueReport, SendGuard};
 use crate::app::{Actor, App};
 use crate::config::Settings;
 use crate::delivery::SendEnd;
@@ -33,7 +33,8 @@ pub(super) async fn run(
         IssueCommand::Create(args) => create(&app, args, json).await,
         IssueCommand::List => list(&app, json).await,
         IssueCommand::Status(args) => status(&app, args, json).await,
-        IssueCommand::Send(args) => send(&app, args, json).await,
+        IssueCommand::Send { id, force } => send(&app, id, force, json).await,
+        IssueCommand::Check(args) => check(&app, args, json).await,
         IssueCommand::TestSend { id, to } => {
             let to =
                 SubscriberEmail::parse(&to).map_err(|e| Failure::Input(format!("--to: {e}")))?;
@@ -126,7 +127,20 @@ async fn preview(app: &App, args: PreviewArgs, json: bool) -> Result<(), Failure
 }
 
 async fn create(app: &App, args: WeekArg, json: bool) -> Result<(), Failure> {
-    let (issue, created) = app.create_issue(&Actor::Cli, args.week).await?;
+    let (issue, created) = match app.create_issue(&Actor::Cli, args.week).await? {
+        Creation::Issue(issue, created) => (*issue, created),
+        Creation::NothingNew(week) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "issue": null, "created": false, "week": week, "nothing_new": true })
+                );
+            } else {
+                println!("{week} has nothing new: no issue written, no email");
+            }
+            return Ok(());
+        }
+    };
     let week = issue.week;
     if json {
         println!(
@@ -143,7 +157,7 @@ async fn create(app: &App, args: WeekArg, json: bool) -> Result<(), Failure> {
                 .map_or("no number".to_string(), |n| format!("#{n}")),
             issue.status
         ),
-        (Created::New, None) => println!("{week} has nothing new: recorded as empty, no email"),
+        (Created::New, None) => println!("{week} has nothing new: no email"),
         (Created::New, Some(n)) => println!(
             "created issue #{n} for {week} with {} comparison(s): {}",
             issue.items.len(),
@@ -224,11 +238,39 @@ async fn act(
     Ok(())
 }
 
-async fn send(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> {
+/// `issue check ID`: one line (or JSON object) per check; exit 1 when one fails.
+async fn check(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> {
+    let checks = app.check_issue(required(args)?).await?;
+    if json {
+        for c in &checks {
+            println!("{}", serde_json::to_string(c).map_err(anyhow::Error::from)?);
+        }
+    } else {
+        print!("{}", crate::app::checks::render_text(&checks));
+    }
+    let failed = crate::app::checks::failed(&checks);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(anyhow::anyhow!(
+            "{} check(s) failed: {}",
+            failed.len(),
+            failed.join(", ")
+        )))
+    }
+}
+
+async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<(), Failure> {
     // The engine (SMTP pool, DKIM keys) first: a key that cannot be used stops here, before
     // the issue starts.
     let engine = app.engine().await?.clone();
-    let (issue, recipients) = app.start_or_join_send(&Actor::Cli, required(args)?).await?;
+    let guard = SendGuard {
+        force,
+        confirm_recipients: None,
+    };
+    let (issue, recipients) = app
+        .start_or_join_send(&Actor::Cli, required(args)?, guard)
+        .await?;
     let store = app.store();
     let bar = if json {
         indicatif::ProgressBar::hidden()

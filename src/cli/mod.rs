@@ -77,6 +77,9 @@ pub enum Command {
     /// Export the built-in templates to restyle them; check a folder of templates.
     #[command(subcommand)]
     Templates(TemplatesCommand),
+    /// Check the installation as a mailbox provider sees it (SPF, DKIM, DMARC, return path,
+    /// SMTP login, public URL, …) and say how to fix each problem. Exit 1 when a check fails.
+    Doctor,
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,7 +205,17 @@ pub enum IssueCommand {
     /// Show one issue (default: the newest) with its delivery counts, rate and ETA.
     Status(IssueIdArg),
     /// Start sending now and follow the send with a progress bar (Ctrl-C leaves it to workers).
-    Send(IssueIdArg),
+    /// Refused (exit 2, naming the check) when a pre-send check fails, unless --force.
+    Send {
+        #[command(flatten)]
+        id: IssueIdArg,
+        /// Send even though a pre-send check (`issue check`) fails.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The pre-send checks of a frozen issue (HTML size, links, images, text part,
+    /// List-Unsubscribe, subject, SpamAssassin where installed); exit 1 when one fails.
+    Check(IssueIdArg),
     /// Send the issue to one address, subject marked [TEST]; not recorded as a delivery.
     TestSend {
         #[command(flatten)]
@@ -423,6 +436,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Templates(command) => templates::run(&settings, command, cli.json),
         Command::Operators(command) => operators::run(&settings, command, cli.json).await,
         Command::Dkim(command) => dkim::run(&settings, command, cli.json),
+        Command::Doctor => doctor(&settings, cli.json).await,
     }
 }
 
@@ -444,6 +458,33 @@ pub(crate) async fn open_app(settings: &Settings) -> Result<App, Failure> {
         secret,
         renderer,
     ))
+}
+
+/// `verdicts doctor`: the report, then exit 1 naming the failed checks (warnings pass).
+async fn doctor(settings: &Settings, json: bool) -> Result<(), Failure> {
+    let store = Store::connect(&settings.database).await;
+    let checks =
+        crate::app::doctor::report(settings, store.as_ref().map_err(|e| format!("{e:#}"))).await;
+    if let Ok(store) = &store {
+        store.close().await;
+    }
+    if json {
+        for c in &checks {
+            println!("{}", serde_json::to_string(c).map_err(anyhow::Error::from)?);
+        }
+    } else {
+        print!("{}", crate::app::checks::render_text(&checks));
+    }
+    let failed = crate::app::checks::failed(&checks);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(anyhow::anyhow!(
+            "{} check(s) failed: {}",
+            failed.len(),
+            failed.join(", ")
+        )))
+    }
 }
 
 async fn worker(settings: Settings) -> Result<(), Failure> {

@@ -180,10 +180,26 @@ impl Engine {
     ) -> anyhow::Result<()> {
         let mut mail = self.prepare(issue_id).await?;
         mail.subject = format!("[TEST] {}", mail.subject);
+        let (address, bytes) = self.test_message(&mail, to.as_str())?;
+        self.transport
+            .send_raw(
+                &crate::bounces::verp::plain_sender(&self.settings),
+                &address,
+                &bytes,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("test send to {to}: {e}"))
+    }
+
+    /// A copy of `mail` to `to` with a placeholder unsubscribe link, signed like every message.
+    fn test_message(
+        &self,
+        mail: &IssueMail,
+        to: &str,
+    ) -> anyhow::Result<(lettre::Address, Vec<u8>)> {
         let unsubscribe = self.settings.http.public_url.join("unsubscribe/TEST");
-        let values =
-            SlotValues::for_recipient(to.as_str(), &self.settings.newsletter.name.0, &unsubscribe);
-        let address: lettre::Address = to.as_str().parse()?;
+        let values = SlotValues::for_recipient(to, &self.settings.newsletter.name.0, &unsubscribe);
+        let address: lettre::Address = to.parse()?;
         let bytes = mail.message(
             &self.settings,
             self.dkim.as_deref(),
@@ -198,14 +214,14 @@ impl Engine {
                 values: &values,
             },
         )?;
-        self.transport
-            .send_raw(
-                &crate::bounces::verp::plain_sender(&self.settings),
-                &address,
-                &bytes,
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("test send to {to}: {e}"))
+        Ok((address, bytes))
+    }
+
+    /// The message one reader would get of an issue, exactly as it would leave (headers, both
+    /// parts, DKIM), for the pre-send checks. Nothing is sent.
+    pub async fn sample_message(&self, issue_id: i64) -> anyhow::Result<Vec<u8>> {
+        let mail = self.prepare(issue_id).await?;
+        Ok(self.test_message(&mail, "reader@example.org")?.1)
     }
 
     /// Sends one issue until it is finished, stopped (by an operator or automatically), or

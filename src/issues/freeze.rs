@@ -24,19 +24,20 @@ pub enum Created {
 }
 
 /// Creates the issue of `week` (or finds the one that exists): selects the comparisons, renders
-/// once, and stores subject, HTML, text and items in one transaction. A week with nothing new is
-/// recorded as empty. Safe to call from several processes at once: the database decides.
+/// once, and stores subject, HTML, text and items in one transaction. A week with nothing new
+/// leaves nothing behind: `None`, nothing written (the scheduler keeps its own record of its
+/// fires). Safe to call from several processes at once: the database decides.
 pub async fn create_issue(
     store: &Store,
     renderer: &Renderer,
     settings: &Settings,
     week: IsoWeek,
-) -> anyhow::Result<(IssueRow, Created)> {
+) -> anyhow::Result<Option<(IssueRow, Created)>> {
     let tz = settings.schedule.timezone.0;
     let mut last_conflict = String::new();
     for _ in 0..5 {
         if let Some(existing) = store.get_issue_by_week(week).await? {
-            return Ok((existing, Created::Existing));
+            return Ok(Some((existing, Created::Existing)));
         }
         let cutoff = week.end(tz);
         let items = store
@@ -44,14 +45,8 @@ pub async fn create_issue(
             .await
             .with_context(|| format!("selecting comparisons for week {week}"))?;
         let result = if items.is_empty() {
-            tracing::info!(%week, "nothing new this week: no email");
-            store
-                .insert_issue(NewIssue {
-                    week,
-                    cutoff_at: cutoff,
-                    content: None,
-                })
-                .await
+            tracing::info!(%week, "nothing new this week: no issue, no email");
+            return Ok(None);
         } else {
             let number = store.next_issue_number().await?;
             let comparisons: Vec<Comparison> = items.iter().map(|s| s.comparison.clone()).collect();
@@ -82,7 +77,7 @@ pub async fn create_issue(
                     status = %issue.status,
                     "issue created"
                 );
-                return Ok((issue, Created::New));
+                return Ok(Some((issue, Created::New)));
             }
             Err(InsertIssueError::Conflict(why)) => {
                 tracing::debug!(%week, %why, "issue creation raced; trying again");

@@ -157,7 +157,8 @@ impl Serialize for IsoWeek {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IssueStatus {
-    /// The week had nothing new: no email.
+    /// The week had nothing new: no email. Only rows written before such weeks stopped
+    /// leaving an issue behind (`issue create` now writes nothing for them) have it.
     Empty,
     /// Frozen and ready to send.
     Ready,

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use super::backoff::Backoff;
 use super::transport::{SendError, Transport};
+use crate::delivery::dkim::DkimSigner;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::store::outbound::QueuedMail;
@@ -43,10 +44,12 @@ fn retry_delay(attempts: i64) -> Duration {
     Duration::from_secs(30u64.saturating_mul(1 << attempts.clamp(0, 7)).min(3600))
 }
 
-/// Composes a queued mail. `name` is the subscriber's name as read when the batch was claimed,
-/// so a welcome greets them by it.
+/// Composes a queued mail and signs it with the configured DKIM key(s), exactly as issue mail
+/// is signed. `name` is the subscriber's name as read when the batch was claimed, so a welcome
+/// greets them by it.
 fn compose(
     composer: &Composer,
+    dkim: Option<&DkimSigner>,
     mail: &QueuedMail,
     name: Option<&str>,
 ) -> anyhow::Result<(Address, Vec<u8>)> {
@@ -54,14 +57,20 @@ fn compose(
         .subscriber_id
         .ok_or_else(|| anyhow::anyhow!("the subscriber was erased"))?;
     let message = composer.compose(&mail.kind, id, &mail.to_email, name)?;
+    let message = match dkim {
+        Some(signer) => signer.sign(&message, None),
+        None => message,
+    };
     Ok((mail.to_email.parse()?, message))
 }
 
-/// Sends queued mail until `shutdown`; finishes the batch in hand before returning.
+/// Sends queued mail until `shutdown`; finishes the batch in hand before returning. With a
+/// DKIM key configured (`dkim`), every message is signed.
 pub async fn run(
     store: Store,
     transport: Transport,
     composer: Composer,
+    dkim: Option<Arc<DkimSigner>>,
     signal: QueueSignal,
     shutdown: Shutdown,
 ) {
@@ -108,7 +117,7 @@ pub async fn run(
                 .subscriber_id
                 .and_then(|id| subscribers.get(&id))
                 .and_then(|s| s.name.as_deref());
-            let result = match compose(&composer, &mail, name) {
+            let result = match compose(&composer, dkim.as_deref(), &mail, name) {
                 Ok((to, message)) => transport.send_raw(&from, &to, &message).await,
                 Err(e) => Err(SendError::Permanent {
                     code: None,

@@ -53,6 +53,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "console/comparisons.html",
     "console/bounces.html",
     "console/log.html",
+    "console/deliverability.html",
     "console/operators.html",
 ];
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-use crate::app::issues::{Done, Performed};
+use crate::app::issues::{Creation, Done, Performed};
 use crate::app::{Actor, App, OpsError};
 use crate::issues::freeze::Created;
 use crate::issues::{IsoWeek, IssueAction};
@@ -87,10 +87,18 @@ pub async fn fire(app: &App, at: DateTime<Utc>) -> anyhow::Result<FireOutcome> {
     if !app.store().claim_fire(at, week).await? {
         return Ok(FireOutcome::AlreadyHandled);
     }
-    let (issue, created) = app
+    let (issue, created) = match app
         .create_issue(&Actor::Scheduler, Some(week))
         .await
-        .map_err(anyhow::Error::from)?;
+        .map_err(anyhow::Error::from)?
+    {
+        Creation::Issue(issue, created) => (*issue, created),
+        Creation::NothingNew(_) => {
+            // The claimed fire is the record that this week was handled.
+            tracing::info!(%week, "scheduled fire: nothing new this week");
+            return Ok(FireOutcome::Empty(week));
+        }
+    };
     if issue.number.is_none() {
         tracing::info!(%week, "scheduled fire: nothing new this week");
         return Ok(FireOutcome::Empty(week));

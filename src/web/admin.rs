@@ -16,6 +16,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::app::Actor;
 use crate::app::comparisons::Incoming;
+use crate::app::issues::{Creation, SendGuard};
 use crate::comparisons::import::parse_json;
 use crate::issues::freeze::Created;
 use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey};
@@ -30,8 +31,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/comparisons", post(post_comparisons))
         .route("/api/issues", get(list_issues).post(post_issue))
         .route("/api/issues/{id}", get(get_issue))
+        .route("/api/issues/{id}/checks", get(issue_checks))
         .route("/api/issues/{id}/{action}", post(issue_action))
         .route("/api/subscribers", get(list_subscribers))
+        .route("/api/doctor", get(doctor))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
@@ -104,6 +107,26 @@ async fn list_issues(_: Admin, State(state): State<AppState>) -> Result<Json<Val
     Ok(Json(json!({ "issues": issues })))
 }
 
+/// `GET /api/issues/{id}/checks`: the pre-send checks, `{"ok", "failed", "checks"}`.
+async fn issue_checks(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let checks = state.app.check_issue(issue_key(&key)?).await?;
+    let failed = crate::app::checks::failed(&checks);
+    Ok(Json(
+        json!({ "ok": failed.is_empty(), "failed": failed, "checks": checks }),
+    ))
+}
+
+/// `GET /api/doctor`: the `verdicts doctor` report, `{"ok", "failed": [names], "checks": [...]}`.
+async fn doctor(_: Admin, State(state): State<AppState>) -> Json<Value> {
+    let checks = state.app.doctor().await;
+    let failed = crate::app::checks::failed(&checks);
+    Json(json!({ "ok": failed.is_empty(), "failed": failed, "checks": checks }))
+}
+
 /// The `{id}` of a route: an issue number (`12`, `#12`) or a week (`2026-W47`).
 fn issue_key(key: &str) -> Result<IssueKey, ApiError> {
     key.parse::<IssueKey>().map_err(|e| ApiError::Invalid {
@@ -150,7 +173,15 @@ async fn post_issue(
             field: Some("week".into()),
             message: e.to_string(),
         })?;
-    let (issue, created) = state.app.create_issue(&Actor::Api, week).await?;
+    let (issue, created) = match state.app.create_issue(&Actor::Api, week).await? {
+        Creation::Issue(issue, created) => (*issue, created),
+        Creation::NothingNew(week) => {
+            return Ok((
+                StatusCode::OK,
+                Json(json!({ "issue": null, "created": false, "week": week, "nothing_new": true })),
+            ));
+        }
+    };
     let status = match created {
         Created::New => StatusCode::CREATED,
         Created::Existing => StatusCode::OK,
@@ -168,6 +199,9 @@ struct ActionBody {
     to: Option<String>,
     /// schedule: when (RFC 3339).
     at: Option<String>,
+    /// send: even when a pre-send check fails.
+    #[serde(default)]
+    force: bool,
 }
 
 impl ActionBody {
@@ -208,8 +242,16 @@ async fn issue_action(
 ) -> Result<Json<Value>, ApiError> {
     let kind = action.parse::<ActionKind>().map_err(ApiError::NotFound)?;
     let key = issue_key(&key)?;
-    let action = optional_body::<ActionBody>(&body)?.into_action(kind)?;
-    let done = state.app.perform(&Actor::Api, key, action).await?;
+    let body = optional_body::<ActionBody>(&body)?;
+    let guard = SendGuard {
+        force: body.force,
+        confirm_recipients: None,
+    };
+    let action = body.into_action(kind)?;
+    let done = state
+        .app
+        .perform_guarded(&Actor::Api, key, action, guard)
+        .await?;
     let deliveries = state.store.delivery_counts(done.issue.id).await?;
     Ok(Json(
         json!({ "issue": done.issue, "result": done.done, "deliveries": deliveries }),

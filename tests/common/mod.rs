@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod dns;
 pub mod imap;
 pub mod smtp;
 pub mod submission;
@@ -79,12 +80,16 @@ impl TestEnv {
 
     /// Settings for this test: defaults, this database, files under the test folder, and
     /// `extra` TOML layered on top.
+    ///
+    /// DNS goes to a loopback port where nothing answers (tests talk to loopback only; a test
+    /// that resolves starts its own dnsmasq).
     pub fn settings(&self, extra: &str) -> Settings {
         let base = format!(
             "[database]\nurl = {url:?}\nmax_connections = 5\n\
              [http]\nbind = \"127.0.0.1:0\"\n\
              [mail]\noutbox_dir = {outbox:?}\n\
-             [security]\nsecret_key_file = {key:?}\n",
+             [security]\nsecret_key_file = {key:?}\n\
+             [dns]\nnameservers = [\"127.0.0.1:9\"]\ntimeout = \"500ms\"\n",
             url = self.database_url,
             outbox = self.path().join("data/outbox").display().to_string(),
             key = self.path().join("data/secret_key").display().to_string(),
@@ -111,6 +116,9 @@ impl TestEnv {
         cmd.current_dir(self.path())
             .env("VERDICTS__DATABASE__URL", &self.database_url)
             .env("VERDICTS__DATABASE__MAX_CONNECTIONS", "3")
+            // Loopback only, like `settings` (a test that resolves removes these).
+            .env("VERDICTS__DNS__NAMESERVERS", "[\"127.0.0.1:9\"]")
+            .env("VERDICTS__DNS__TIMEOUT", "500ms")
             .env("RUST_LOG", "info");
         cmd
     }
@@ -495,7 +503,8 @@ pub async fn frozen_issue(env: &TestEnv, n: usize) -> (Store, i64) {
         "2026-W47".parse().unwrap(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("week 47 has comparisons");
     (store, issue.id)
 }
 

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Console, FlashKind, Posted, parse_when, when};
 use crate::app::OpsError;
-use crate::app::issues::{Done, IssueReport};
+use crate::app::issues::{Creation, Done, IssueReport, SendGuard};
 use crate::issues::freeze::{Created, default_week};
-use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey};
+use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey, IssueStatus};
 use crate::render::{Personalizer, SlotValues};
 use crate::subscribers::SubscriberEmail;
 use crate::web::AppState;
@@ -184,7 +184,14 @@ pub(super) async fn create(
         },
     };
     match state.app.create_issue(&console.who.actor(), week).await {
-        Ok((issue, created)) => {
+        Ok(Creation::NothingNew(week)) => Ok(console.redirect(
+            &state,
+            "/admin",
+            FlashKind::Ok,
+            &format!("{week} has no new comparisons: no issue was made, nothing to send."),
+        )),
+        Ok(Creation::Issue(issue, created)) => {
+            let issue = *issue;
             let key = issue
                 .number
                 .map_or_else(|| issue.week.to_string(), |n| n.to_string());
@@ -302,6 +309,13 @@ pub(super) async fn detail(
         .collect();
     let view = IssueView::from(&report);
     let mut ctx = console.context(&state, "");
+    // "Will go to N recipients" while a send has not started.
+    if matches!(status, IssueStatus::Ready | IssueStatus::Scheduled) {
+        ctx.insert(
+            "recipients",
+            &state.app.recipients_now().await.map_err(super::internal)?,
+        );
+    }
     ctx.insert("limits", &limits);
     ctx.insert("workers", &workers);
     ctx.insert("has_preview", &report.issue.html.is_some());
@@ -386,6 +400,33 @@ pub(super) struct ActionForm {
     /// schedule: when (UTC).
     #[serde(default)]
     at: String,
+    /// send: the number of recipients the operator typed to confirm.
+    #[serde(default)]
+    confirm_recipients: String,
+    /// send: `on` to send even when a pre-send check fails.
+    #[serde(default)]
+    force: String,
+}
+
+/// The guard of a console send: the confirmed number is required, and must parse.
+fn send_guard(form: &ActionForm) -> Result<SendGuard, OpsError> {
+    let typed = form.confirm_recipients.trim();
+    if typed.is_empty() {
+        return Err(OpsError::invalid(
+            "confirm_recipients",
+            "type the number of recipients to confirm the send: nothing was sent",
+        ));
+    }
+    let n = typed.parse::<i64>().map_err(|_| {
+        OpsError::invalid(
+            "confirm_recipients",
+            format!("{typed:?} is not a number: nothing was sent"),
+        )
+    })?;
+    Ok(SendGuard {
+        force: form.force == "on",
+        confirm_recipients: Some(n),
+    })
 }
 
 /// The typed action named in the URL, with its arguments from the form.
@@ -418,9 +459,20 @@ pub(super) async fn action(
         Ok(r) => r,
         Err(e) => return console.ops_error(&state, e, &back),
     };
+    // A send names an issue that exists (404 first) and carries the confirmed count.
+    let guard = match kind {
+        ActionKind::Send => match state.app.find_issue(issue_key).await {
+            Ok(_) => match send_guard(&form) {
+                Ok(guard) => guard,
+                Err(e) => return console.ops_error(&state, e, &back),
+            },
+            Err(e) => return console.ops_error(&state, e, &back),
+        },
+        _ => SendGuard::default(),
+    };
     match state
         .app
-        .perform(&console.who.actor(), issue_key, typed)
+        .perform_guarded(&console.who.actor(), issue_key, typed, guard)
         .await
     {
         Ok(done) => {

@@ -604,6 +604,27 @@ pub(super) async fn operator_log(
     console.render(&state, StatusCode::OK, "console/log.html", &ctx)
 }
 
+/// `GET /admin/deliverability`: the `doctor` report (DNS records, relay login, settings), each
+/// problem with its fix.
+pub(super) async fn deliverability(
+    State(state): State<AppState>,
+    console: Console,
+) -> Result<Response, PageError> {
+    let checks = state.app.doctor().await;
+    let failed = crate::app::checks::failed(&checks);
+    let mut ctx = console.context(&state, "/admin/deliverability");
+    ctx.insert("checks", &checks);
+    ctx.insert("failed", &failed);
+    ctx.insert(
+        "warnings",
+        &checks
+            .iter()
+            .filter(|c| c.status == crate::app::checks::Status::Warn)
+            .count(),
+    );
+    console.render(&state, StatusCode::OK, "console/deliverability.html", &ctx)
+}
+
 /// `GET /admin/operators` (owners only).
 pub(super) async fn operators(
     State(state): State<AppState>,

@@ -80,6 +80,7 @@ pub fn router() -> Router<AppState> {
             get(lists::comparisons).post(lists::upload_comparisons),
         )
         .route("/admin/bounces", get(lists::bounces))
+        .route("/admin/deliverability", get(lists::deliverability))
         .route("/admin/log", get(lists::operator_log))
         .route(
             "/admin/operators",
@@ -283,6 +284,7 @@ impl Console {
             ("/admin/subscribers", "Subscribers"),
             ("/admin/comparisons", "Comparisons"),
             ("/admin/bounces", "Bounces"),
+            ("/admin/deliverability", "Deliverability"),
         ];
         if self.who.role == crate::operators::Role::Owner {
             items.push(("/admin/operators", "Operators"));
