@@ -745,8 +745,10 @@ async fn failed_logins_are_counted_across_processes() {
     }
     for core in [&first, &second] {
         match core.log_in(OWNER, PASSWORD, client).await.unwrap() {
+            // About a minute from the tenth failure; eleven Argon2id hashes of a debug build
+            // on a loaded machine may have taken some of it.
             LoginOutcome::Throttled { retry_after } => assert!(
-                retry_after > Duration::from_secs(50) && retry_after <= Duration::from_secs(60),
+                retry_after > Duration::from_secs(30) && retry_after <= Duration::from_secs(60),
                 "{retry_after:?}"
             ),
             other => panic!("the address is locked in every process: {other:?}"),
