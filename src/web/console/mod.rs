@@ -43,8 +43,11 @@ pub const SESSION_COOKIE: &str = "verdicts_session";
 pub const LOGIN_CSRF_COOKIE: &str = "verdicts_login_csrf";
 /// A one-shot message for the next page ("Issue #3 scheduled").
 const FLASH_COOKIE: &str = "verdicts_flash";
-/// Largest request body the console reads (comparison uploads).
+/// Largest request body the console reads (comparison uploads). Only signed-in requests get
+/// that far: [`Console`] and [`Posted`] check the session before reading a byte of the body.
 const MAX_BODY: usize = 9 * 1024 * 1024;
+/// Largest body of the forms a stranger may post (sign-in, password reset): a few fields.
+pub const MAX_LOGIN_BODY: usize = 16 * 1024;
 
 /// What console pages may load: only the console's own CSS and script, and frames of its own
 /// (the sandboxed preview).
@@ -60,7 +63,12 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin", get(issues::dashboard))
         .route("/admin/", get(|| async { Redirect::to("/admin") }))
-        .route("/admin/login", get(auth::login_page).post(auth::login))
+        .route(
+            "/admin/login",
+            get(auth::login_page)
+                .post(auth::login)
+                .layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
         .route("/admin/logout", post(auth::logout))
         .route("/admin/progress.json", get(issues::progress))
         .route("/admin/static/console.css", get(css))
