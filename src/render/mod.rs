@@ -54,6 +54,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "console/bounces.html",
     "console/log.html",
     "console/operators.html",
+    "console/account.html",
 ];
 
 /// Every built-in template as `(name, source)`: what `verdicts templates export` writes and

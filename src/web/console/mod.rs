@@ -15,6 +15,7 @@
 //! throttled per address and per client address (429 with `Retry-After`; the rule is
 //! [`crate::app::operators::throttle`]'s).
 
+mod account;
 mod auth;
 mod issues;
 mod lists;
@@ -94,6 +95,10 @@ pub fn router() -> Router<AppState> {
             get(lists::operators).post(lists::add_operator),
         )
         .route("/admin/operators/remove", post(lists::remove_operator))
+        .route("/admin/account", get(account::account))
+        .route("/admin/account/totp/start", post(account::start))
+        .route("/admin/account/totp/confirm", post(account::confirm))
+        .route("/admin/account/totp/disable", post(account::disable))
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
@@ -295,6 +300,7 @@ impl Console {
         if self.who.role == crate::operators::Role::Owner {
             items.push(("/admin/operators", "Operators"));
         }
+        items.push(("/admin/account", "Account"));
         let nav: Vec<NavItem> = items
             .into_iter()
             .map(|(href, label)| NavItem {
