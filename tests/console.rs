@@ -1972,3 +1972,200 @@ async fn app_uri(app: &TestApp) -> String {
     let secret = verdicts::operators::totp::unseal(&app.secret, id, &sealed).expect("opens");
     verdicts::operators::totp::otpauth_uri(&secret, "test", OWNER)
 }
+
+/// Posts the `/admin/reset` request form for `email` (with its double-submit token).
+async fn ask_reset(app: &TestApp, email: &str) -> reqwest::Response {
+    let page = app.get("/admin/reset").await;
+    assert_eq!(page.status(), 200);
+    let cookie = cookie_value(&set_cookie(&page, "verdicts_login_csrf").expect("a form cookie"));
+    let token = csrf_in(&page.text().await.unwrap());
+    app.client
+        .post(app.url("/admin/reset"))
+        .header("cookie", format!("verdicts_login_csrf={cookie}"))
+        .form(&[("email", email), ("csrf_token", &token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Follows a mailed link's form: GET it, then POST the new password (and code).
+async fn follow_link(app: &TestApp, link: &str, password: &str, totp: &str) -> reqwest::Response {
+    let page = app.client.get(link).send().await.unwrap();
+    let cookie = set_cookie(&page, "verdicts_login_csrf").map(|c| cookie_value(&c));
+    let status = page.status();
+    let html = page.text().await.unwrap();
+    if status != StatusCode::OK {
+        return app.client.get(link).send().await.unwrap();
+    }
+    app.client
+        .post(link)
+        .header("cookie", format!("verdicts_login_csrf={}", cookie.unwrap()))
+        .form(&[
+            ("csrf_token", csrf_in(&html).as_str()),
+            ("password", password),
+            ("totp", totp),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The page's text without the per-request form token (to compare two answers).
+fn without_token(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    match html.find(marker) {
+        Some(start) => {
+            let start = start + marker.len();
+            let end = start + html[start..].find('"').unwrap();
+            format!("{}{}", &html[..start], &html[end..])
+        }
+        None => html.to_string(),
+    }
+}
+
+/// `/admin/reset`: the same answer for an operator and an unknown address, one mail (to the
+/// operator) with a link; opening the link changes nothing; a short password is refused and
+/// keeps the link; the link sets a new password and signs in once; an expired link is dead;
+/// a fourth request in the hour mails nothing; an operator with two-factor sign-in also needs
+/// a code.
+#[tokio::test]
+async fn a_mailed_sign_in_link_works_once_and_tells_nothing() {
+    let app = TestApp::spawn_public("").await;
+    add_operator(&app.env, OWNER, "owner");
+    let known = ask_reset(&app, OWNER).await;
+    let unknown = ask_reset(&app, "stranger@example.org").await;
+    assert_eq!(known.status(), 200);
+    assert_eq!(unknown.status(), 200);
+    let (known, unknown) = (known.text().await.unwrap(), unknown.text().await.unwrap());
+    assert!(
+        known.contains("If that address belongs to an operator"),
+        "{known}"
+    );
+    assert_eq!(
+        without_token(&known),
+        without_token(&unknown),
+        "the same answer"
+    );
+    let mails = app.outbox(1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.outbox(1).await.len(),
+        1,
+        "no mail for the unknown address"
+    );
+    let mail = &mails[0];
+    assert!(mail.contains(&format!("To: {OWNER}")), "{mail}");
+    let prefix = app.url("/admin/reset/");
+    let link = common::link_in(mail, &prefix).expect("a link");
+
+    // What the operator sees (a browser opening the link uses nothing either).
+    let dir = screenshot_dir("console");
+    for (width, height) in [(390, 844), (1280, 800)] {
+        for (name, url) in [
+            ("reset-request", app.url("/admin/reset")),
+            ("reset-link", link.clone()),
+            ("login", app.url("/admin/login")),
+        ] {
+            let out = dir.join(format!("{width}-{name}.png"));
+            // Chromium waits for this very server: not on the test's own thread.
+            tokio::task::spawn_blocking(move || common::screenshot(&url, width, height, &out))
+                .await
+                .unwrap();
+        }
+    }
+    // Opening it (a mail scanner would) uses nothing; a short password keeps it.
+    let page = app.client.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let r = follow_link(&app, &link, "short", "").await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let new_password = "a brand new password 2026";
+    let r = follow_link(&app, &link, new_password, "").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/admin");
+    assert!(set_cookie(&r, "verdicts_session").is_some());
+    // Once.
+    let r = follow_link(&app, &link, "another new password!", "").await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    // The old password is gone, the new one works.
+    assert_eq!(
+        attempt_login(&app, OWNER, PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        attempt_login(&app, OWNER, new_password).await.status(),
+        StatusCode::SEE_OTHER
+    );
+
+    // An expired link is dead.
+    ask_reset(&app, OWNER).await;
+    let mails = app.outbox(2).await;
+    let link2 = common::link_in(&mails[1], &prefix).unwrap();
+    sqlx::query("UPDATE operator_reset_tokens SET expires_at = 0 WHERE used_at IS NULL")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.client.get(&link2).send().await.unwrap().status(),
+        StatusCode::GONE
+    );
+
+    // Three links an hour: the fourth request answers the same and mails nothing.
+    let third = ask_reset(&app, OWNER).await;
+    assert_eq!(third.status(), 200);
+    app.outbox(3).await;
+    let fourth = ask_reset(&app, OWNER).await;
+    assert_eq!(fourth.status(), 200);
+    assert_eq!(
+        without_token(&fourth.text().await.unwrap()),
+        without_token(&unknown)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.outbox(3).await.len(), 3);
+
+    // With two-factor sign-in, the link alone does not sign in.
+    sqlx::query("DELETE FROM operator_reset_tokens")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let out = app.env.cli(&["--json", "operators", "totp", OWNER]);
+    let enrolment: Value = serde_json::from_str(out.ok().trim()).unwrap();
+    let uri = enrolment["otpauth_uri"].as_str().unwrap().to_string();
+    ask_reset(&app, OWNER).await;
+    let mails = app.outbox(4).await;
+    let link4 = common::link_in(&mails[3], &prefix).unwrap();
+    let page = app
+        .client
+        .get(&link4)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("name=\"totp\""), "the form asks for the code");
+    let r = follow_link(&app, &link4, "yet another password!", "").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no code");
+    assert!(set_cookie(&r, "verdicts_session").is_none());
+    let r = follow_link(&app, &link4, "yet another password!", &code_now(&uri)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "with the code");
+    app.stop().await;
+}
+
+/// Requests for sign-in links count in the login throttle: the eleventh for one address
+/// within a minute is 429 with `Retry-After`, whether or not the address is an operator.
+#[tokio::test]
+async fn sign_in_link_requests_are_throttled() {
+    let app = TestApp::spawn("").await;
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        let r = ask_reset(&app, "stranger@example.org").await;
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses[..10], [200; 10]);
+    assert_eq!(statuses[10], 429);
+    app.stop().await;
+}

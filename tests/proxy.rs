@@ -31,10 +31,9 @@ impl Drop for Nginx {
 /// `deploy/nginx.conf` for loopback: listens on a free port of 127.0.0.1 (plain HTTP: the TLS
 /// lines go), proxies to `upstream_port`.
 fn loopback_config(upstream_port: u16, port: u16) -> String {
-    let recommended = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx.conf"),
-    )
-    .unwrap();
+    let recommended =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx.conf"))
+            .unwrap();
     let mut out = String::new();
     for line in recommended.lines() {
         let code = line.split('#').next().unwrap().trim();
@@ -62,7 +61,11 @@ async fn start_nginx(app: &TestApp) -> Nginx {
     let port = common::free_port();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
-    std::fs::write(dir.path().join("verdicts.conf"), loopback_config(upstream, port)).unwrap();
+    std::fs::write(
+        dir.path().join("verdicts.conf"),
+        loopback_config(upstream, port),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("nginx.conf"),
         format!(
@@ -94,7 +97,8 @@ async fn start_nginx(app: &TestApp) -> Nginx {
             return nginx;
         }
         if let Some(status) = nginx.child.try_wait().unwrap() {
-            let log = std::fs::read_to_string(nginx._dir.path().join("error.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(nginx._dir.path().join("error.log")).unwrap_or_default();
             panic!("nginx exited with {status}: {log}");
         }
         assert!(Instant::now() < deadline, "nginx did not answer");
@@ -157,7 +161,12 @@ async fn behind_nginx_the_proxys_entry_drives_rate_limits_and_cookies_are_secure
     let s = |x: &str| Some(x.to_string());
     assert_eq!(
         ips,
-        vec![s("127.0.0.3"), s("127.0.0.3"), s("127.0.0.3"), s("127.0.0.4")],
+        vec![
+            s("127.0.0.3"),
+            s("127.0.0.3"),
+            s("127.0.0.3"),
+            s("127.0.0.4")
+        ],
         "the consent records hold the address nginx saw"
     );
 
@@ -190,7 +199,9 @@ async fn behind_nginx_slow_clients_are_cut_off() {
 
     // Headers one line a second, never finished.
     let slowloris = tokio::spawn(async move {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         stream
             .write_all(b"GET / HTTP/1.1\r\nHost: news.example.org\r\n")
             .await
@@ -198,7 +209,11 @@ async fn behind_nginx_slow_clients_are_cut_off() {
         let start = Instant::now();
         for i in 0..40 {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            if stream.write_all(format!("X-Slow-{i}: x\r\n").as_bytes()).await.is_err() {
+            if stream
+                .write_all(format!("X-Slow-{i}: x\r\n").as_bytes())
+                .await
+                .is_err()
+            {
                 return start.elapsed();
             }
             let mut probe = [0u8; 256];
@@ -257,7 +272,10 @@ async fn behind_nginx_slow_clients_are_cut_off() {
     };
     let line = b"HTTP/1.1 200 OK";
     answered += text.windows(line.len()).filter(|w| w == line).count();
-    assert!(closed, "the stalled reader is still connected ({answered} answers read)");
+    assert!(
+        closed,
+        "the stalled reader is still connected ({answered} answers read)"
+    );
     assert!(answered < PIPELINED, "every answer was sent: never cut off");
     writer.abort();
     drop(nginx);

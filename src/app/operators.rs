@@ -261,6 +261,16 @@ impl App {
         if !self.second_factor_holds(&operator, totp).await? {
             return Ok(None);
         }
+        Ok(Some(self.open_session(operator, "").await?))
+    }
+
+    /// A new session for `operator`, logged as a login (`detail` says how, when not by
+    /// password).
+    async fn open_session(
+        &self,
+        operator: OperatorRow,
+        detail: &str,
+    ) -> Result<NewSession, OpsError> {
         let token = random_token();
         let csrf_token = random_token();
         let expires_at = Utc::now() + SESSION_TTL;
@@ -274,9 +284,9 @@ impl App {
             csrf_token,
             expires_at,
         };
-        self.log(&signed_in.actor(), Activity::OperatorLogin, None, "")
+        self.log(&signed_in.actor(), Activity::OperatorLogin, None, detail)
             .await?;
-        Ok(Some(NewSession { token, signed_in }))
+        Ok(NewSession { token, signed_in })
     }
 
     /// The operator a session token belongs to, while the session lives; using it extends it
@@ -577,5 +587,142 @@ impl App {
         self.log(&who.actor(), Activity::OperatorTotp, None, &who.email)
             .await?;
         Ok(Some(codes))
+    }
+}
+
+/// How long a mailed sign-in link works.
+pub const RESET_TTL: Duration = Duration::minutes(30);
+/// Sign-in links mailed to one operator per hour at most; more requests mail nothing.
+pub const RESETS_PER_HOUR: i64 = 3;
+
+/// What a request for a sign-in link does. The page answers the same for [`Self::Mail`] and
+/// [`Self::Nothing`], so it does not tell which addresses are operators.
+#[derive(Debug)]
+pub enum ResetRequest {
+    /// Mail this link's token to this operator.
+    Mail { to: String, token: String },
+    /// Not an operator, or enough links mailed this hour.
+    Nothing,
+    /// Too many requests for this address or from this client (the login throttle's buckets).
+    Throttled { retry_after: std::time::Duration },
+}
+
+/// What following a sign-in link did.
+#[derive(Debug)]
+pub enum ResetOutcome {
+    SignedIn(NewSession),
+    /// The link was used, expired or never made.
+    Dead,
+    /// The operator has two-factor sign-in and the code was missing or wrong (the link stays).
+    CodeRefused,
+    Throttled {
+        retry_after: std::time::Duration,
+    },
+}
+
+impl App {
+    /// `/admin/reset`: a one-time sign-in link for `email`, when it is an operator. Every
+    /// request counts in the failed-login throttle (per address and per client), and at most
+    /// [`RESETS_PER_HOUR`] links per operator are made.
+    pub async fn request_reset(
+        &self,
+        email: &str,
+        client: IpAddr,
+    ) -> Result<ResetRequest, OpsError> {
+        let now_ms = || Utc::now().timestamp_millis();
+        let attempt = match throttle::reserve(self.store(), email, client, now_ms()).await? {
+            Ok(attempt) => attempt,
+            Err(retry_after) => return Ok(ResetRequest::Throttled { retry_after }),
+        };
+        throttle::finish(self.store(), attempt, true, now_ms()).await?;
+        let operator = match OperatorEmail::parse(email) {
+            Ok(email) => self.store().get_operator_by_email(email.as_str()).await?,
+            Err(_) => None,
+        };
+        let Some(operator) = operator else {
+            return Ok(ResetRequest::Nothing);
+        };
+        let now = Utc::now();
+        if self
+            .store()
+            .reset_tokens_since(operator.id, now - Duration::hours(1))
+            .await?
+            >= RESETS_PER_HOUR
+        {
+            tracing::warn!(operator = %operator.email, "sign-in link not mailed: {RESETS_PER_HOUR} this hour already");
+            return Ok(ResetRequest::Nothing);
+        }
+        let token = random_token();
+        self.store()
+            .insert_reset_token(&token_hash(&token), operator.id, now + RESET_TTL)
+            .await?;
+        Ok(ResetRequest::Mail {
+            to: operator.email,
+            token,
+        })
+    }
+
+    /// Whether `token` is a live sign-in link, and whether its operator must give a code.
+    pub async fn reset_link(&self, token: &str) -> Result<Option<bool>, OpsError> {
+        let Some(operator) = self
+            .store()
+            .live_reset_token(&token_hash(token), Utc::now())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let enrolled = self
+            .store()
+            .operator_totp(operator.id)
+            .await?
+            .is_some_and(|t| t.confirmed_at.is_some());
+        Ok(Some(enrolled))
+    }
+
+    /// Follows a sign-in link: sets `new_password` (ending the operator's other sessions) and
+    /// opens a session. An operator with two-factor sign-in must also give a code — a mailbox
+    /// alone does not get past it. The link works once.
+    pub async fn follow_reset(
+        &self,
+        token: &str,
+        new_password: &Password,
+        totp_field: &str,
+        client: IpAddr,
+    ) -> Result<ResetOutcome, OpsError> {
+        let now = Utc::now();
+        let hash = token_hash(token);
+        let Some(operator) = self.store().live_reset_token(&hash, now).await? else {
+            return Ok(ResetOutcome::Dead);
+        };
+        let now_ms = || Utc::now().timestamp_millis();
+        let attempt =
+            match throttle::reserve(self.store(), &operator.email, client, now_ms()).await? {
+                Ok(attempt) => attempt,
+                Err(retry_after) => return Ok(ResetOutcome::Throttled { retry_after }),
+            };
+        let holds = self.second_factor_holds(&operator, totp_field).await;
+        throttle::finish(self.store(), attempt, !matches!(holds, Ok(true)), now_ms()).await?;
+        if !holds? {
+            return Ok(ResetOutcome::CodeRefused);
+        }
+        if !self.store().use_reset_token(&hash, Utc::now()).await? {
+            return Ok(ResetOutcome::Dead);
+        }
+        let password = new_password.clone();
+        let password_hash = blocking(move || hash_password(&password)).await??;
+        self.store()
+            .set_operator_password(&operator.email, &password_hash)
+            .await?;
+        self.log(
+            &Actor::Operator(operator.email.clone()),
+            Activity::OperatorPasswd,
+            None,
+            "by a mailed sign-in link",
+        )
+        .await?;
+        Ok(ResetOutcome::SignedIn(
+            self.open_session(operator, "by a mailed sign-in link")
+                .await?,
+        ))
     }
 }

@@ -522,3 +522,91 @@ impl Store {
         Ok(n > 0)
     }
 }
+
+impl Store {
+    /// Reset links made for an operator since `since` (used or not).
+    pub async fn reset_tokens_since(
+        &self,
+        operator_id: i64,
+        since: DateTime<Utc>,
+    ) -> anyhow::Result<i64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM operator_reset_tokens
+              WHERE operator_id = $1 AND created_at >= $2",
+        )
+        .bind(operator_id)
+        .bind(to_millis(since))
+        .fetch_one(&self.writer)
+        .await
+        .context("counting reset links")?;
+        Ok(n)
+    }
+
+    /// Stores a reset link's token (by its hash); removes those made over a day ago (long
+    /// expired, and past the hourly count) on the way.
+    pub async fn insert_reset_token(
+        &self,
+        token_hash: &str,
+        operator_id: i64,
+        expires_at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM operator_reset_tokens WHERE created_at < $1")
+            .bind(to_millis(now - chrono::Duration::days(1)))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO operator_reset_tokens (token_hash, operator_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(operator_id)
+        .bind(to_millis(now))
+        .bind(to_millis(expires_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.context("storing a reset link")?;
+        Ok(())
+    }
+
+    /// The operator of an unused, unexpired reset link.
+    pub async fn live_reset_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<OperatorRow>> {
+        let sql = format!(
+            "SELECT {OPERATOR_COLUMNS} FROM operator_reset_tokens t
+               JOIN operators o ON o.id = t.operator_id
+              WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .bind(to_millis(now))
+            .fetch_optional(&self.writer)
+            .await
+            .context("looking up a reset link")?;
+        row.as_ref().map(operator_from_row).transpose()
+    }
+
+    /// Uses up a reset link; `false` when it was used, expired or never existed (so two
+    /// clicks at once sign in once).
+    pub async fn use_reset_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let n = sqlx::query(
+            "UPDATE operator_reset_tokens SET used_at = $1
+              WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(to_millis(now))
+        .bind(token_hash)
+        .execute(&self.writer)
+        .await
+        .context("using a reset link")?
+        .rows_affected();
+        Ok(n == 1)
+    }
+}

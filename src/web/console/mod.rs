@@ -19,6 +19,7 @@ mod account;
 mod auth;
 mod issues;
 mod lists;
+mod reset;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Form, FromRequest, FromRequestParts, Request};
@@ -68,6 +69,18 @@ pub fn router() -> Router<AppState> {
             "/admin/login",
             get(auth::login_page)
                 .post(auth::login)
+                .layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
+        .route(
+            "/admin/reset",
+            get(reset::request_page)
+                .post(reset::request)
+                .layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
+        .route(
+            "/admin/reset/{token}",
+            get(reset::link_page)
+                .post(reset::follow)
                 .layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
         )
         .route("/admin/logout", post(auth::logout))
