@@ -301,6 +301,14 @@ pub struct HttpSettings {
     /// Open connections at most; further clients wait in the listen backlog.
     #[serde(default = "default_max_connections_http")]
     pub max_connections: u32,
+    /// A response write that makes no progress this long (the client stopped reading) closes
+    /// the connection.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout: DurationSetting,
+    /// Open connections at most from one client address (an IPv6 /64 counts as one); 0: no
+    /// limit.
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: u32,
     /// Requests per minute per client address to `/confirm`, `/unsubscribe` and `/api`
     /// (each its own bucket); 0 disables the limit.
     #[serde(default = "default_http_rate_limit")]
@@ -317,6 +325,14 @@ fn default_request_timeout() -> DurationSetting {
 
 fn default_max_connections_http() -> u32 {
     1024
+}
+
+fn default_write_timeout() -> DurationSetting {
+    DurationSetting(Duration::from_secs(30))
+}
+
+fn default_max_connections_per_client() -> u32 {
+    64
 }
 
 fn default_http_rate_limit() -> u32 {
@@ -790,6 +806,33 @@ pub struct BounceSettings {
     /// the public roots.
     #[serde(default)]
     pub imap_ca_file: Option<PathBuf>,
+    /// Which mailed reports (the mailbox, `bounces import`) are applied; unset: `verp` when
+    /// `mail.return_path` is set, else `any`. Webhooks are authenticated by their provider.
+    #[serde(default)]
+    pub attribution: Option<Attribution>,
+}
+
+/// `bounces.attribution`: how much a mailed report must prove before it counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attribution {
+    /// Only reports addressed to (or quoting) a VERP address whose signed tag verifies: anyone
+    /// can mail a bounce mailbox, nobody else can make that address.
+    Verp,
+    /// Also the weaker clues: the original's Message-ID, its List-Unsubscribe link, the
+    /// recipient the report names (for reports that do not come back to our envelope sender).
+    Any,
+}
+
+impl BounceSettings {
+    /// `bounces.attribution`, or its default for this `mail.return_path`.
+    pub fn attribution(&self, return_path_set: bool) -> Attribution {
+        self.attribution.unwrap_or(if return_path_set {
+            Attribution::Verp
+        } else {
+            Attribution::Any
+        })
+    }
 }
 
 impl Default for BounceSettings {
@@ -801,6 +844,7 @@ impl Default for BounceSettings {
             imap_poll: default_imap_poll(),
             imap_done_folder: None,
             imap_ca_file: None,
+            attribution: None,
         }
     }
 }
@@ -1135,6 +1179,16 @@ impl Settings {
         if self.http.max_connections == 0 {
             problems.push("http.max_connections: must be at least 1".to_string());
         }
+        if self.bounces.attribution == Some(Attribution::Verp) && self.mail.return_path.is_none() {
+            problems.push(
+                "bounces.attribution: `verp` needs mail.return_path (the VERP envelope sender)"
+                    .to_string(),
+            );
+        }
+        let write = self.http.write_timeout.0;
+        if write < Duration::from_millis(10) || write > Duration::from_secs(3600) {
+            problems.push("http.write_timeout: must be between 10ms and 1h".to_string());
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -1342,6 +1396,14 @@ mod tests {
             ("[http]\nheader_timeout = \"0s\"", "http.header_timeout:"),
             ("[http]\nheader_timeout = \"soon\"", "http.header_timeout:"),
             ("[http]\nmax_connections = 0", "http.max_connections:"),
+            ("[http]\nwrite_timeout = \"0s\"", "http.write_timeout:"),
+            ("[http]\nwrite_timeout = \"never\"", "http.write_timeout:"),
+            (
+                "[http]\nmax_connections_per_client = -1",
+                "http.max_connections_per_client",
+            ),
+            ("[bounces]\nattribution = \"verp\"", "bounces.attribution:"),
+            ("[bounces]\nattribution = \"some\"", "bounces.attribution"),
             ("[dkim]\ndomain = \"x.org\"", "dkim: set all"),
             (
                 "[dkim]\ned25519_selector = \"e\"",

@@ -156,6 +156,17 @@ impl Application {
             ))
         });
         let limits = web::serve::ConnectionLimits::from(&self.state.settings.http);
+        if self.state.settings.signup.trust_forwarded_for
+            && limits.max_connections_per_client != 0
+            && limits.max_connections_per_client < limits.max_connections
+        {
+            tracing::warn!(
+                max_connections_per_client = limits.max_connections_per_client,
+                "behind a proxy (signup.trust_forwarded_for) every connection comes from the proxy: \
+                 http.max_connections_per_client caps the proxy itself; set it to 0 and limit \
+                 per client in the proxy (deploy/nginx.conf)"
+            );
+        }
         let app = web::router(self.state);
         web::serve::serve(self.listener, app, limits, shutdown.clone())
             .await

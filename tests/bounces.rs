@@ -43,6 +43,14 @@ fn base_vars() -> Vec<(String, String)> {
     ]
 }
 
+/// [`base_vars`] with `bounces.attribution = "any"`: the fallbacks (Message-ID,
+/// List-Unsubscribe, recipient) count too.
+fn any_vars() -> Vec<(String, String)> {
+    let mut v = base_vars();
+    v.push(("VERDICTS__BOUNCES__ATTRIBUTION".into(), "any".into()));
+    v
+}
+
 fn smtp_vars(sink: &SmtpSink) -> Vec<(String, String)> {
     let mut v = base_vars();
     v.push(("VERDICTS__MAIL__TRANSPORT".into(), "smtp".into()));
@@ -168,7 +176,7 @@ async fn fixture_reports_of_real_mtas_are_classified_attributed_and_applied_once
         .collect();
     let mut args = vec!["--json", "bounces", "import"];
     args.extend(paths.iter().map(String::as_str));
-    let out = run(&env, &args, &base_vars());
+    let out = run(&env, &args, &any_vars());
     let lines = json_lines(out.ok());
     let got: Vec<Line> = lines
         .iter()
@@ -271,7 +279,7 @@ async fn fixture_reports_of_real_mtas_are_classified_attributed_and_applied_once
 
     // The same reports again: every one a repeat, nothing changes.
     let before_consents = store.count_rows("consents").await.unwrap();
-    let out = run(&env, &args, &base_vars());
+    let out = run(&env, &args, &any_vars());
     let again = json_lines(out.ok());
     assert_eq!(again.len(), 12);
     assert!(
@@ -331,6 +339,70 @@ async fn fixture_reports_of_real_mtas_are_classified_attributed_and_applied_once
         &base_vars(),
     );
     assert_eq!(out.code, 2, "{}", out.stdout);
+}
+
+/// Anyone can mail the bounce mailbox. With `mail.return_path` set, the default
+/// `bounces.attribution = "verp"` applies only reports that come back to a VERP address whose
+/// signed tag verifies: a DSN sent to the bare bounce address, naming a confirmed reader and
+/// quoting a guessable Message-ID, bounces nobody. With `any` (the old behaviour) it would.
+#[tokio::test]
+async fn a_forged_dsn_without_our_verp_address_bounces_nobody() {
+    let env = TestEnv::new().await;
+    let store = setup(&env, 6).await;
+    run(&env, &["issue", "send", "1"], &base_vars()).ok();
+    let forge = |name: &str, rcpt: &str, message_id: &str| {
+        let text = std::fs::read_to_string(fixture("postfix-hard.eml"))
+            .unwrap()
+            .replace("{VERP:2}", RETURN_PATH)
+            .replace("r0001@example.org", rcpt)
+            .replace("issue-1.sub-2@", message_id)
+            .replace("4XyZ1k2Lm9z9sWq@relay", &format!("{name}@relay"));
+        env.write(&format!("{name}.eml"), &text)
+            .display()
+            .to_string()
+    };
+    // The recipient alone, and the recipient with the (sequential, guessable) Message-ID.
+    let bare = forge("bare", "r0003@example.org", "unknown-1@");
+    let guessed = forge("guessed", "r0004@example.org", "issue-1.sub-5@");
+    let genuine = filled(&env, "postfix-hard.eml").display().to_string();
+    let before_events = store.count_rows("bounce_events").await.unwrap();
+    let out = run(
+        &env,
+        &["--json", "bounces", "import", &bare, &guessed, &genuine],
+        &base_vars(),
+    );
+    let lines = json_lines(out.ok());
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    for line in &lines[..2] {
+        assert_eq!(line["kind"], "hard", "{line}");
+        assert!(line["subscriber"].is_null(), "{line}");
+        assert!(line["issue"].is_null(), "{line}");
+        assert_eq!(line["effect"], "unattributed", "{line}");
+    }
+    assert_eq!(lines[2]["matched_by"], "verp", "{}", lines[2]);
+    assert_eq!(lines[2]["subscriber"], "r0001@example.org");
+    use SubscriberStatus::*;
+    assert_eq!(status_of(&store, "r0003@example.org").await, Confirmed);
+    assert_eq!(status_of(&store, "r0004@example.org").await, Confirmed);
+    assert_eq!(status_of(&store, "r0001@example.org").await, Bounced);
+    let attributed: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM bounce_events WHERE subscriber_id IS NOT NULL",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(attributed, 1, "only the VERP report names a reader");
+    assert_eq!(
+        store.count_rows("bounce_events").await.unwrap(),
+        before_events + 3
+    );
+
+    // `any` keeps the fallbacks: the same forged reports (new copies) would bounce them.
+    let bare = forge("bare2", "r0003@example.org", "unknown-2@");
+    let out = run(&env, &["--json", "bounces", "import", &bare], &any_vars());
+    let line = &json_lines(out.ok())[0];
+    assert_eq!(line["matched_by"], "recipient", "{line}");
+    assert_eq!(status_of(&store, "r0003@example.org").await, Bounced);
 }
 
 #[tokio::test]

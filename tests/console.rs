@@ -121,6 +121,16 @@ impl Session {
 
 /// Fetches the login form (its double-submit cookie and token) and posts `email`/`password`.
 async fn attempt_login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    attempt_login_with_code(app, email, password, "").await
+}
+
+/// [`attempt_login`] with the form's two-factor field `totp`.
+async fn attempt_login_with_code(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    totp: &str,
+) -> reqwest::Response {
     let page = app.get("/admin/login").await;
     assert_eq!(page.status(), 200);
     let cookie = cookie_value(&set_cookie(&page, "verdicts_login_csrf").expect("a login cookie"));
@@ -137,6 +147,7 @@ async fn attempt_login(app: &TestApp, email: &str, password: &str) -> reqwest::R
             ("email", email),
             ("password", password),
             ("csrf_token", &token),
+            ("totp", totp),
         ])
         .send()
         .await
@@ -1732,5 +1743,435 @@ async fn every_console_page_escapes_content_and_sends_its_csp() {
             .unwrap()
             .contains("frame-ancestors 'none'")
     );
+    app.stop().await;
+}
+
+/// The code an authenticator app shows now for an `otpauth://` URI.
+fn code_now(uri: &str) -> String {
+    let totp = totp_rs::Totp::from_url(uri).expect("a valid otpauth URI");
+    totp.generate(chrono::Utc::now().timestamp() as u64)
+        .to_string()
+}
+
+/// Issue 26, finding 7: two-factor sign-in (RFC 6238). `verdicts operators totp` enrols; then
+/// the password alone, a wrong code, a reused code or a used recovery code gets the same 401
+/// as a wrong password and no session; a fresh code or an unused recovery code signs in. The
+/// database holds neither the secret nor the recovery codes. `--disable` removes it.
+#[tokio::test]
+async fn two_factor_codes_right_wrong_reused_and_missing() {
+    let app = TestApp::spawn("").await;
+    add_operator(&app.env, OWNER, "owner");
+    let out = app.env.cli(&["--json", "operators", "totp", OWNER]);
+    let enrolment: Value = serde_json::from_str(out.ok().trim()).unwrap();
+    let uri = enrolment["otpauth_uri"].as_str().unwrap().to_string();
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    let codes: Vec<String> = enrolment["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    let human = app.env.cli(&["operators", "list"]);
+    human.ok();
+
+    let refused = |r: &reqwest::Response, what: &str| {
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert!(
+            set_cookie(r, "verdicts_session").is_none(),
+            "{what}: no session"
+        );
+    };
+    let r = attempt_login_with_code(&app, OWNER, PASSWORD, "").await;
+    refused(&r, "an enrolled operator without a code");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("Wrong address or password"), "{body}");
+    assert!(body.contains("name=\"totp\""), "the form asks for the code");
+    let code = code_now(&uri);
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    refused(
+        &attempt_login_with_code(&app, OWNER, PASSWORD, &wrong).await,
+        "a wrong code",
+    );
+    refused(
+        &attempt_login_with_code(&app, OWNER, PASSWORD, "12345").await,
+        "five digits",
+    );
+    refused(
+        &attempt_login_with_code(&app, OWNER, "wrong password!", &code).await,
+        "a right code with a wrong password",
+    );
+    let r = attempt_login_with_code(&app, OWNER, PASSWORD, &code).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the right code");
+    assert!(set_cookie(&r, "verdicts_session").is_some());
+    refused(
+        &attempt_login_with_code(&app, OWNER, PASSWORD, &code).await,
+        "the same code again (within its step)",
+    );
+    // A recovery code works once, typed in any case.
+    let r = attempt_login_with_code(&app, OWNER, PASSWORD, &codes[0].to_uppercase()).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "an unused recovery code");
+    refused(
+        &attempt_login_with_code(&app, OWNER, PASSWORD, &codes[0]).await,
+        "a used recovery code",
+    );
+    let actions: Vec<String> = log(&app.store).await.into_iter().map(|(_, a)| a).collect();
+    assert!(
+        actions.contains(&"operators.totp".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"operators.recovery_code".to_string()),
+        "{actions:?}"
+    );
+
+    // What the database holds gives neither the secret nor a recovery code.
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .unwrap()
+        .to_string();
+    let sealed: String = sqlx::query_scalar("SELECT secret_sealed FROM operator_totp")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert!(!sealed.contains(&secret), "{sealed}");
+    let hashes: Vec<String> = sqlx::query_scalar("SELECT code_hash FROM operator_recovery_codes")
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(hashes.len(), 10);
+    for c in &codes {
+        let bare = c.replace('-', "");
+        assert!(
+            hashes.iter().all(|h| !h.contains(&bare)),
+            "{c} stored in clear"
+        );
+    }
+
+    // Unknown operator: exit 2, nothing written. --disable: the password alone again.
+    let out = app.env.cli(&["operators", "totp", "nobody@example.org"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = app.env.cli(&["operators", "totp", OWNER, "--disable"]);
+    assert!(out.ok().contains("removed"), "{}", out.stdout);
+    assert_eq!(app.store.count_rows("operator_totp").await.unwrap(), 0);
+    assert_eq!(
+        app.store
+            .count_rows("operator_recovery_codes")
+            .await
+            .unwrap(),
+        0
+    );
+    login(&app, OWNER).await;
+    app.stop().await;
+}
+
+/// Enrolment on the console, in Chromium: the account page shows a QR code (inline SVG) and
+/// the key; a wrong code leaves it off; the right one turns it on and shows the recovery codes
+/// once; then signing in needs a code. Screenshots at 390 and 1280 px.
+#[tokio::test]
+async fn an_operator_turns_on_two_factor_on_the_console() {
+    let app = TestApp::spawn_public("").await;
+    add_operator(&app.env, OWNER, "owner");
+    let driver = start_chromedriver();
+    let dir = screenshot_dir("console");
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&driver, 390, profile.path()).await;
+    sign_in(&client, &app).await;
+    client.goto(&app.url("/admin/account")).await.unwrap();
+    expect_text(&client, "#totp-off", "Off").await;
+    click(&client, "form[action='/admin/account/totp/start'] button").await;
+    expect_text(&client, "#flash", "Scan the code").await;
+    let svg = client
+        .find(Locator::Css("#totp-qr svg"))
+        .await
+        .expect("a QR code");
+    let size = svg.rectangle().await.unwrap();
+    assert!(size.2 >= 150.0, "QR width {}", size.2);
+    shot(&client, &dir, "390-9-account-scan").await;
+    let secret = client
+        .find(Locator::Css("#totp-secret"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    fill(&client, "#confirm-totp", "000000").await;
+    click(&client, "form[action='/admin/account/totp/confirm'] button").await;
+    expect_text(&client, "#flash", "not right").await;
+    assert_eq!(
+        sqlx::query_scalar::<_, Option<i64>>("SELECT confirmed_at FROM operator_totp")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap(),
+        None,
+        "a wrong code leaves it pending"
+    );
+    let r = attempt_login(&app, OWNER, PASSWORD).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "pending: the password alone still signs in"
+    );
+    let uri = app_uri(&app).await;
+    assert!(uri.contains(&secret), "the page shows the stored secret");
+    fill(&client, "#confirm-totp", &code_now(&uri)).await;
+    click(&client, "form[action='/admin/account/totp/confirm'] button").await;
+    expect_text(&client, "#recovery-codes", "-").await;
+    let mut recovery = Vec::new();
+    for el in client
+        .find_all(Locator::Css("#recovery-codes li code"))
+        .await
+        .unwrap()
+    {
+        recovery.push(el.text().await.unwrap());
+    }
+    assert_eq!(recovery.len(), 10);
+    shot(&client, &dir, "390-9-account-recovery-codes").await;
+    // The codes are not shown again.
+    client.goto(&app.url("/admin/account")).await.unwrap();
+    expect_text(&client, "#totp-on", "10 recovery codes left").await;
+    assert!(!client.source().await.unwrap().contains(&recovery[0]));
+    let overflow = client
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "horizontal overflow {overflow}"
+    );
+    client.close().await.unwrap();
+
+    // Now the password alone does not sign in; a recovery code does, once.
+    let r = attempt_login(&app, OWNER, PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = attempt_login_with_code(&app, OWNER, PASSWORD, &recovery[0]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    // At desktop width, signing in with the form's code field.
+    let client = browser(&driver, 1280, tempfile::tempdir().unwrap().path()).await;
+    client.goto(&app.url("/admin/login")).await.unwrap();
+    fill(&client, "#email", OWNER).await;
+    fill(&client, "#password", PASSWORD).await;
+    fill(&client, "#totp", &recovery[1]).await;
+    shot(&client, &dir, "1280-0-login-two-factor").await;
+    click(&client, "button[type=submit]").await;
+    expect_text(&client, "h1", "Dashboard").await;
+    client.goto(&app.url("/admin/account")).await.unwrap();
+    expect_text(&client, "#totp-on", "8 recovery codes left").await;
+    shot(&client, &dir, "1280-9-account-on").await;
+    client.close().await.unwrap();
+    app.stop().await;
+}
+
+/// The otpauth URI of the owner's stored secret, rebuilt the way an app would hold it (the
+/// test has the app's secret key).
+async fn app_uri(app: &TestApp) -> String {
+    let (id, sealed): (i64, String) =
+        sqlx::query_as("SELECT operator_id, secret_sealed FROM operator_totp")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    let secret = verdicts::operators::totp::unseal(&app.secret, id, &sealed).expect("opens");
+    verdicts::operators::totp::otpauth_uri(&secret, "test", OWNER)
+}
+
+/// Posts the `/admin/reset` request form for `email` (with its double-submit token).
+async fn ask_reset(app: &TestApp, email: &str) -> reqwest::Response {
+    let page = app.get("/admin/reset").await;
+    assert_eq!(page.status(), 200);
+    let cookie = cookie_value(&set_cookie(&page, "verdicts_login_csrf").expect("a form cookie"));
+    let token = csrf_in(&page.text().await.unwrap());
+    app.client
+        .post(app.url("/admin/reset"))
+        .header("cookie", format!("verdicts_login_csrf={cookie}"))
+        .form(&[("email", email), ("csrf_token", &token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Follows a mailed link's form: GET it, then POST the new password (and code).
+async fn follow_link(app: &TestApp, link: &str, password: &str, totp: &str) -> reqwest::Response {
+    let page = app.client.get(link).send().await.unwrap();
+    let cookie = set_cookie(&page, "verdicts_login_csrf").map(|c| cookie_value(&c));
+    let status = page.status();
+    let html = page.text().await.unwrap();
+    if status != StatusCode::OK {
+        return app.client.get(link).send().await.unwrap();
+    }
+    app.client
+        .post(link)
+        .header("cookie", format!("verdicts_login_csrf={}", cookie.unwrap()))
+        .form(&[
+            ("csrf_token", csrf_in(&html).as_str()),
+            ("password", password),
+            ("totp", totp),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The page's text without the per-request form token (to compare two answers).
+fn without_token(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    match html.find(marker) {
+        Some(start) => {
+            let start = start + marker.len();
+            let end = start + html[start..].find('"').unwrap();
+            format!("{}{}", &html[..start], &html[end..])
+        }
+        None => html.to_string(),
+    }
+}
+
+/// `/admin/reset`: the same answer for an operator and an unknown address, one mail (to the
+/// operator) with a link; opening the link changes nothing; a short password is refused and
+/// keeps the link; the link sets a new password and signs in once; an expired link is dead;
+/// a fourth request in the hour mails nothing; an operator with two-factor sign-in also needs
+/// a code.
+#[tokio::test]
+async fn a_mailed_sign_in_link_works_once_and_tells_nothing() {
+    let app = TestApp::spawn_public("").await;
+    add_operator(&app.env, OWNER, "owner");
+    let known = ask_reset(&app, OWNER).await;
+    let unknown = ask_reset(&app, "stranger@example.org").await;
+    assert_eq!(known.status(), 200);
+    assert_eq!(unknown.status(), 200);
+    let (known, unknown) = (known.text().await.unwrap(), unknown.text().await.unwrap());
+    assert!(
+        known.contains("If that address belongs to an operator"),
+        "{known}"
+    );
+    assert_eq!(
+        without_token(&known),
+        without_token(&unknown),
+        "the same answer"
+    );
+    let mails = app.outbox(1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.outbox(1).await.len(),
+        1,
+        "no mail for the unknown address"
+    );
+    let mail = &mails[0];
+    assert!(mail.contains(&format!("To: {OWNER}")), "{mail}");
+    let prefix = app.url("/admin/reset/");
+    let link = common::link_in(mail, &prefix).expect("a link");
+
+    // What the operator sees (a browser opening the link uses nothing either).
+    let dir = screenshot_dir("console");
+    for (width, height) in [(390, 844), (1280, 800)] {
+        for (name, url) in [
+            ("reset-request", app.url("/admin/reset")),
+            ("reset-link", link.clone()),
+            ("login", app.url("/admin/login")),
+        ] {
+            let out = dir.join(format!("{width}-{name}.png"));
+            // Chromium waits for this very server: not on the test's own thread.
+            tokio::task::spawn_blocking(move || common::screenshot(&url, width, height, &out))
+                .await
+                .unwrap();
+        }
+    }
+    // Opening it (a mail scanner would) uses nothing; a short password keeps it.
+    let page = app.client.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let r = follow_link(&app, &link, "short", "").await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let new_password = "a brand new password 2026";
+    let r = follow_link(&app, &link, new_password, "").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/admin");
+    assert!(set_cookie(&r, "verdicts_session").is_some());
+    // Once.
+    let r = follow_link(&app, &link, "another new password!", "").await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    // The old password is gone, the new one works.
+    assert_eq!(
+        attempt_login(&app, OWNER, PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        attempt_login(&app, OWNER, new_password).await.status(),
+        StatusCode::SEE_OTHER
+    );
+
+    // An expired link is dead.
+    ask_reset(&app, OWNER).await;
+    let mails = app.outbox(2).await;
+    let link2 = common::link_in(&mails[1], &prefix).unwrap();
+    sqlx::query("UPDATE operator_reset_tokens SET expires_at = 0 WHERE used_at IS NULL")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.client.get(&link2).send().await.unwrap().status(),
+        StatusCode::GONE
+    );
+
+    // Three links an hour: the fourth request answers the same and mails nothing.
+    let third = ask_reset(&app, OWNER).await;
+    assert_eq!(third.status(), 200);
+    app.outbox(3).await;
+    let fourth = ask_reset(&app, OWNER).await;
+    assert_eq!(fourth.status(), 200);
+    assert_eq!(
+        without_token(&fourth.text().await.unwrap()),
+        without_token(&unknown)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.outbox(3).await.len(), 3);
+
+    // With two-factor sign-in, the link alone does not sign in.
+    sqlx::query("DELETE FROM operator_reset_tokens")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let out = app.env.cli(&["--json", "operators", "totp", OWNER]);
+    let enrolment: Value = serde_json::from_str(out.ok().trim()).unwrap();
+    let uri = enrolment["otpauth_uri"].as_str().unwrap().to_string();
+    ask_reset(&app, OWNER).await;
+    let mails = app.outbox(4).await;
+    let link4 = common::link_in(&mails[3], &prefix).unwrap();
+    let page = app
+        .client
+        .get(&link4)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("name=\"totp\""), "the form asks for the code");
+    let r = follow_link(&app, &link4, "yet another password!", "").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no code");
+    assert!(set_cookie(&r, "verdicts_session").is_none());
+    let r = follow_link(&app, &link4, "yet another password!", &code_now(&uri)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "with the code");
+    app.stop().await;
+}
+
+/// Requests for sign-in links count in the login throttle: the eleventh for one address
+/// within a minute is 429 with `Retry-After`, whether or not the address is an operator.
+#[tokio::test]
+async fn sign_in_link_requests_are_throttled() {
+    let app = TestApp::spawn("").await;
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        let r = ask_reset(&app, "stranger@example.org").await;
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses[..10], [200; 10]);
+    assert_eq!(statuses[10], 429);
     app.stop().await;
 }

@@ -172,6 +172,10 @@ async fn export_neutralises_formula_cells() {
         "+1+cmd|' /C calc'!A0",
         "-2+3",
         "\t=1+1",
+        // A spreadsheet that splits on `;` (or `,`) starts a cell inside these.
+        ";=cmd|' /C calc'!A0;",
+        "Ada,=1+1",
+        "Bo; \"@SUM(1)\"",
         "Ada = fine",
     ];
     for (i, name) in names.iter().enumerate() {
@@ -195,6 +199,15 @@ async fn export_neutralises_formula_cells() {
                 !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
                 "a formula cell: {cell:?}"
             );
+            // Whatever the spreadsheet splits on, no piece of the cell starts a formula.
+            for piece in cell.split([',', ';', '\t', '\r', '\n']) {
+                assert!(
+                    !piece
+                        .trim_start_matches([' ', '"'])
+                        .starts_with(['=', '+', '-', '@']),
+                    "a formula once split on , ; or tab: {piece:?} in {cell:?}"
+                );
+            }
         }
         exported.push((record[0].to_string(), record[1].to_string()));
     }
@@ -202,10 +215,12 @@ async fn export_neutralises_formula_cells() {
     for (i, name) in names.iter().enumerate() {
         let (email, cell) = &exported[i];
         assert_eq!(email, &format!("f{i}@example.org"));
-        let expected = if name.starts_with("Ada") {
-            name.to_string()
-        } else {
-            format!("'{}", name.trim())
+        let expected = match *name {
+            "Ada = fine" => name.to_string(),
+            ";=cmd|' /C calc'!A0;" => ";'=cmd|' /C calc'!A0;".to_string(),
+            "Ada,=1+1" => "Ada,'=1+1".to_string(),
+            "Bo; \"@SUM(1)\"" => "Bo;' \"@SUM(1)\"".to_string(),
+            _ => format!("'{}", name.trim()),
         };
         assert_eq!(cell, &expected, "the text is kept, only neutralised");
     }

@@ -152,13 +152,22 @@ fn sns_string_to_sign(m: &Value) -> String {
     s
 }
 
+/// A notification signed now.
 fn sns(keys: &Keys, id: &str, message: &Value) -> Value {
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    sns_at(keys, id, message, &now)
+}
+
+/// A notification SNS published (and signed) at `timestamp`.
+fn sns_at(keys: &Keys, id: &str, message: &Value, timestamp: &str) -> Value {
     let mut m = json!({
         "Type": "Notification",
         "MessageId": id,
         "TopicArn": TOPIC,
         "Message": message.to_string(),
-        "Timestamp": "2026-11-23T09:00:20.123Z",
+        "Timestamp": timestamp,
         "SignatureVersion": "2",
         "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000000000000000000000.pem",
         "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x"
@@ -278,6 +287,48 @@ async fn ses_notifications_are_verified_with_the_sns_certificate() {
     for e in ["r0003@example.org", "r0004@example.org"] {
         assert_eq!(status_of(&app, e).await, SubscriberStatus::Confirmed);
     }
+    app.stop().await;
+}
+
+/// A validly signed notification is refused once it is older than `webhooks.max_age` (a
+/// replay: the issue found one from 2020 applied), or when it claims to come from the future.
+#[tokio::test]
+async fn stale_ses_notifications_are_refused() {
+    let keys = keys();
+    let app = app(&keys).await;
+    let old = (chrono::Utc::now() - chrono::Duration::minutes(6))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    let ahead = (chrono::Utc::now() + chrono::Duration::minutes(6))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    for (what, timestamp) in [
+        ("from 2020", "2020-03-01T12:00:00.000Z"),
+        ("six minutes old", old.as_str()),
+        ("six minutes ahead", ahead.as_str()),
+        ("not a time", "yesterday"),
+    ] {
+        let body = sns_at(&keys, what, &ses_bounce("r0001@example.org"), timestamp).to_string();
+        let (status, text) = post(&app, "ses", body.as_bytes(), &[]).await;
+        assert_eq!(status, 403, "{what}: {text}");
+        assert!(text.contains("imestamp"), "{what}: {text}");
+    }
+    assert_eq!(events(&app).await, 0);
+    assert_eq!(
+        status_of(&app, "r0001@example.org").await,
+        SubscriberStatus::Confirmed
+    );
+    // A minute old is within the default five.
+    let recent = (chrono::Utc::now() - chrono::Duration::minutes(1))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    let body = sns_at(&keys, "recent", &ses_bounce("r0001@example.org"), &recent).to_string();
+    let (status, text) = post(&app, "ses", body.as_bytes(), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        status_of(&app, "r0001@example.org").await,
+        SubscriberStatus::Bounced
+    );
     app.stop().await;
 }
 

@@ -78,6 +78,9 @@ pub enum Activity {
     OperatorPasswd,
     OperatorLogin,
     OperatorLogout,
+    OperatorTotp,
+    OperatorTotpDisable,
+    OperatorRecoveryCode,
 }
 
 impl fmt::Display for Activity {
@@ -95,6 +98,9 @@ impl fmt::Display for Activity {
             Activity::OperatorPasswd => f.write_str("operators.passwd"),
             Activity::OperatorLogin => f.write_str("operators.login"),
             Activity::OperatorLogout => f.write_str("operators.logout"),
+            Activity::OperatorTotp => f.write_str("operators.totp"),
+            Activity::OperatorTotpDisable => f.write_str("operators.totp.disable"),
+            Activity::OperatorRecoveryCode => f.write_str("operators.recovery_code"),
         }
     }
 }

@@ -12,6 +12,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::{Activity, Actor, App, OpsError};
+use crate::operators::totp::{self, SecondFactor};
 use crate::operators::{OperatorEmail, Password, Role, dummy_hash, hash_password, verify_password};
 use crate::store::operators::OperatorRow;
 
@@ -209,12 +210,26 @@ impl App {
         password: &str,
         client: IpAddr,
     ) -> Result<LoginOutcome, OpsError> {
+        self.sign_in(email, password, "", client).await
+    }
+
+    /// [`App::log_in`] with the login form's `totp` field: an operator enrolled in two-factor
+    /// sign-in also needs a code of their authenticator app not used before, or an unused
+    /// recovery code. Any failure is the same [`LoginOutcome::Refused`] (and counts toward
+    /// the throttle), so the answer never tells that the password was right.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        totp: &str,
+        client: IpAddr,
+    ) -> Result<LoginOutcome, OpsError> {
         let now_ms = || chrono::Utc::now().timestamp_millis();
         let attempt = match throttle::reserve(self.store(), email, client, now_ms()).await? {
             Ok(attempt) => attempt,
             Err(retry_after) => return Ok(LoginOutcome::Throttled { retry_after }),
         };
-        let result = self.check_login(email, password).await;
+        let result = self.check_login(email, password, totp).await;
         let failed = matches!(result, Ok(None));
         throttle::finish(self.store(), attempt, failed, now_ms()).await?;
         Ok(match result? {
@@ -229,6 +244,7 @@ impl App {
         &self,
         email: &str,
         password: &str,
+        totp: &str,
     ) -> Result<Option<NewSession>, OpsError> {
         let operator = match OperatorEmail::parse(email) {
             Ok(email) => self.store().get_operator_by_email(email.as_str()).await?,
@@ -242,6 +258,19 @@ impl App {
         let Some(operator) = operator.filter(|_| matches) else {
             return Ok(None);
         };
+        if !self.second_factor_holds(&operator, totp).await? {
+            return Ok(None);
+        }
+        Ok(Some(self.open_session(operator, "").await?))
+    }
+
+    /// A new session for `operator`, logged as a login (`detail` says how, when not by
+    /// password).
+    async fn open_session(
+        &self,
+        operator: OperatorRow,
+        detail: &str,
+    ) -> Result<NewSession, OpsError> {
         let token = random_token();
         let csrf_token = random_token();
         let expires_at = Utc::now() + SESSION_TTL;
@@ -255,9 +284,9 @@ impl App {
             csrf_token,
             expires_at,
         };
-        self.log(&signed_in.actor(), Activity::OperatorLogin, None, "")
+        self.log(&signed_in.actor(), Activity::OperatorLogin, None, detail)
             .await?;
-        Ok(Some(NewSession { token, signed_in }))
+        Ok(NewSession { token, signed_in })
     }
 
     /// The operator a session token belongs to, while the session lives; using it extends it
@@ -320,5 +349,380 @@ mod tests {
             Some(cap)
         );
         assert_eq!(renewed_expiry(t, login, cap), None);
+    }
+}
+
+/// A two-factor enrolment just made: what the operator's app and safe need, shown once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Enrolment {
+    /// `otpauth://totp/…` for the authenticator app.
+    pub uri: String,
+    /// Single-use recovery codes (`xxxxx-xxxxx`).
+    pub recovery_codes: Vec<String>,
+}
+
+/// Whether an operator has two-factor sign-in, as the console shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotpState {
+    Off,
+    /// Enrolment started on the console, waiting for the first code.
+    Pending,
+    On {
+        recovery_codes_left: i64,
+    },
+}
+
+fn now_seconds() -> u64 {
+    u64::try_from(Utc::now().timestamp()).unwrap_or(0)
+}
+
+impl App {
+    /// For an operator enrolled in two-factor sign-in, whether `field` (the login form's
+    /// `totp`) is a code of this step (± one) not accepted before, or an unused recovery code
+    /// (which is then used up). Operators without a confirmed enrolment pass.
+    async fn second_factor_holds(
+        &self,
+        operator: &OperatorRow,
+        field: &str,
+    ) -> Result<bool, OpsError> {
+        let Some(row) = self.store().operator_totp(operator.id).await? else {
+            return Ok(true);
+        };
+        if row.confirmed_at.is_none() {
+            return Ok(true);
+        }
+        match totp::parse_field(field) {
+            Ok(Some(SecondFactor::Code(code))) => {
+                let Some(secret) = totp::unseal(self.secret(), operator.id, &row.secret_sealed)
+                else {
+                    tracing::error!(
+                        operator = %operator.email,
+                        "the two-factor secret does not open with security.secret_key (was the key changed?)"
+                    );
+                    return Ok(false);
+                };
+                let Some(step) = totp::matching_step(&secret, &code, now_seconds()) else {
+                    return Ok(false);
+                };
+                let step = i64::try_from(step).unwrap_or(i64::MAX);
+                Ok(self.store().claim_totp_step(operator.id, step).await?)
+            }
+            Ok(Some(SecondFactor::Recovery(code))) => {
+                let hash = totp::recovery_hash(self.secret(), &code);
+                let used = self.store().use_recovery_code(operator.id, &hash).await?;
+                if used {
+                    let left = self.store().recovery_codes_left(operator.id).await?;
+                    self.log(
+                        &Actor::Operator(operator.email.clone()),
+                        Activity::OperatorRecoveryCode,
+                        None,
+                        &format!("{left} left"),
+                    )
+                    .await?;
+                }
+                Ok(used)
+            }
+            Ok(None) | Err(_) => Ok(false),
+        }
+    }
+
+    async fn operator_named(&self, email: &OperatorEmail) -> Result<OperatorRow, OpsError> {
+        self.store()
+            .get_operator_by_email(email.as_str())
+            .await?
+            .ok_or_else(|| OpsError::invalid("email", format!("{email} is not an operator")))
+    }
+
+    fn issuer(&self) -> String {
+        self.settings().newsletter.name.0.clone()
+    }
+
+    /// Enrols `email` in two-factor sign-in from the command line: a new secret (replacing any
+    /// earlier one) required from the next sign-in, and new recovery codes. Sessions stay.
+    pub async fn enrol_totp(
+        &self,
+        actor: &Actor,
+        email: &OperatorEmail,
+    ) -> Result<Enrolment, OpsError> {
+        self.may_manage_operators(actor).await?;
+        let operator = self.operator_named(email).await?;
+        let secret = totp::new_secret();
+        let codes = totp::new_recovery_codes();
+        let hashes: Vec<String> = codes
+            .iter()
+            .map(|c| totp::recovery_hash(self.secret(), c))
+            .collect();
+        self.store()
+            .put_operator_totp(
+                operator.id,
+                &totp::seal(self.secret(), operator.id, &secret),
+                true,
+                &hashes,
+            )
+            .await?;
+        self.log(actor, Activity::OperatorTotp, None, email.as_str())
+            .await?;
+        Ok(Enrolment {
+            uri: totp::otpauth_uri(&secret, &self.issuer(), email.as_str()),
+            recovery_codes: codes,
+        })
+    }
+
+    /// Removes `email`'s two-factor secret and recovery codes; `false` when there was none.
+    pub async fn disable_totp(
+        &self,
+        actor: &Actor,
+        email: &OperatorEmail,
+    ) -> Result<bool, OpsError> {
+        self.may_manage_operators(actor).await?;
+        let operator = self.operator_named(email).await?;
+        let removed = self.store().delete_operator_totp(operator.id).await?;
+        if removed {
+            self.log(actor, Activity::OperatorTotpDisable, None, email.as_str())
+                .await?;
+        }
+        Ok(removed)
+    }
+
+    /// Turns the signed-in operator's own two-factor sign-in off, given a current code or a
+    /// recovery code (a stolen session alone cannot); `false` when the code does not hold.
+    pub async fn disable_own_totp(&self, who: &SignedIn, field: &str) -> Result<bool, OpsError> {
+        let Some(operator) = self.store().get_operator_by_email(&who.email).await? else {
+            return Ok(false);
+        };
+        match self.store().operator_totp(operator.id).await? {
+            Some(row) if row.confirmed_at.is_some() => {}
+            _ => return Ok(false),
+        }
+        if !self.second_factor_holds(&operator, field).await? {
+            return Ok(false);
+        }
+        self.store().delete_operator_totp(operator.id).await?;
+        self.log(
+            &who.actor(),
+            Activity::OperatorTotpDisable,
+            None,
+            &who.email,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// The signed-in operator's two-factor state.
+    pub async fn totp_state(&self, who: &SignedIn) -> Result<TotpState, OpsError> {
+        Ok(match self.store().operator_totp(who.operator_id).await? {
+            None => TotpState::Off,
+            Some(row) if row.confirmed_at.is_none() => TotpState::Pending,
+            Some(_) => TotpState::On {
+                recovery_codes_left: self.store().recovery_codes_left(who.operator_id).await?,
+            },
+        })
+    }
+
+    /// Starts (or shows again) the signed-in operator's own enrolment on the console: the
+    /// `otpauth://` URI of a pending secret, which counts only once a code of it is confirmed
+    /// ([`App::confirm_totp`]). `None` when two-factor sign-in is on already.
+    pub async fn begin_totp(&self, who: &SignedIn) -> Result<Option<String>, OpsError> {
+        let secret = match self.store().operator_totp(who.operator_id).await? {
+            Some(row) if row.confirmed_at.is_some() => return Ok(None),
+            Some(row) => totp::unseal(self.secret(), who.operator_id, &row.secret_sealed),
+            None => None,
+        };
+        let secret = match secret {
+            Some(secret) => secret,
+            None => {
+                let secret = totp::new_secret();
+                self.store()
+                    .put_operator_totp(
+                        who.operator_id,
+                        &totp::seal(self.secret(), who.operator_id, &secret),
+                        false,
+                        &[],
+                    )
+                    .await?;
+                secret
+            }
+        };
+        Ok(Some(totp::otpauth_uri(&secret, &self.issuer(), &who.email)))
+    }
+
+    /// Confirms the signed-in operator's pending enrolment with a first code: from now on it is
+    /// asked for at sign-in. Returns the new recovery codes (shown once); `None` when the code
+    /// is wrong or nothing is pending.
+    pub async fn confirm_totp(
+        &self,
+        who: &SignedIn,
+        field: &str,
+    ) -> Result<Option<Vec<String>>, OpsError> {
+        let Some(row) = self.store().operator_totp(who.operator_id).await? else {
+            return Ok(None);
+        };
+        if row.confirmed_at.is_some() {
+            return Ok(None);
+        }
+        let Ok(Some(SecondFactor::Code(code))) = totp::parse_field(field) else {
+            return Ok(None);
+        };
+        let Some(secret) = totp::unseal(self.secret(), who.operator_id, &row.secret_sealed) else {
+            return Ok(None);
+        };
+        let Some(step) = totp::matching_step(&secret, &code, now_seconds()) else {
+            return Ok(None);
+        };
+        if !self
+            .store()
+            .claim_totp_step(who.operator_id, i64::try_from(step).unwrap_or(i64::MAX))
+            .await?
+        {
+            return Ok(None);
+        }
+        let codes = totp::new_recovery_codes();
+        let hashes: Vec<String> = codes
+            .iter()
+            .map(|c| totp::recovery_hash(self.secret(), c))
+            .collect();
+        self.store()
+            .put_recovery_codes(who.operator_id, &hashes)
+            .await?;
+        self.log(&who.actor(), Activity::OperatorTotp, None, &who.email)
+            .await?;
+        Ok(Some(codes))
+    }
+}
+
+/// How long a mailed sign-in link works.
+pub const RESET_TTL: Duration = Duration::minutes(30);
+/// Sign-in links mailed to one operator per hour at most; more requests mail nothing.
+pub const RESETS_PER_HOUR: i64 = 3;
+
+/// What a request for a sign-in link does. The page answers the same for [`Self::Mail`] and
+/// [`Self::Nothing`], so it does not tell which addresses are operators.
+#[derive(Debug)]
+pub enum ResetRequest {
+    /// Mail this link's token to this operator.
+    Mail { to: String, token: String },
+    /// Not an operator, or enough links mailed this hour.
+    Nothing,
+    /// Too many requests for this address or from this client (the login throttle's buckets).
+    Throttled { retry_after: std::time::Duration },
+}
+
+/// What following a sign-in link did.
+#[derive(Debug)]
+pub enum ResetOutcome {
+    SignedIn(NewSession),
+    /// The link was used, expired or never made.
+    Dead,
+    /// The operator has two-factor sign-in and the code was missing or wrong (the link stays).
+    CodeRefused,
+    Throttled {
+        retry_after: std::time::Duration,
+    },
+}
+
+impl App {
+    /// `/admin/reset`: a one-time sign-in link for `email`, when it is an operator. Every
+    /// request counts in the failed-login throttle (per address and per client), and at most
+    /// [`RESETS_PER_HOUR`] links per operator are made.
+    pub async fn request_reset(
+        &self,
+        email: &str,
+        client: IpAddr,
+    ) -> Result<ResetRequest, OpsError> {
+        let now_ms = || Utc::now().timestamp_millis();
+        let attempt = match throttle::reserve(self.store(), email, client, now_ms()).await? {
+            Ok(attempt) => attempt,
+            Err(retry_after) => return Ok(ResetRequest::Throttled { retry_after }),
+        };
+        throttle::finish(self.store(), attempt, true, now_ms()).await?;
+        let operator = match OperatorEmail::parse(email) {
+            Ok(email) => self.store().get_operator_by_email(email.as_str()).await?,
+            Err(_) => None,
+        };
+        let Some(operator) = operator else {
+            return Ok(ResetRequest::Nothing);
+        };
+        let now = Utc::now();
+        if self
+            .store()
+            .reset_tokens_since(operator.id, now - Duration::hours(1))
+            .await?
+            >= RESETS_PER_HOUR
+        {
+            tracing::warn!(operator = %operator.email, "sign-in link not mailed: {RESETS_PER_HOUR} this hour already");
+            return Ok(ResetRequest::Nothing);
+        }
+        let token = random_token();
+        self.store()
+            .insert_reset_token(&token_hash(&token), operator.id, now + RESET_TTL)
+            .await?;
+        Ok(ResetRequest::Mail {
+            to: operator.email,
+            token,
+        })
+    }
+
+    /// Whether `token` is a live sign-in link, and whether its operator must give a code.
+    pub async fn reset_link(&self, token: &str) -> Result<Option<bool>, OpsError> {
+        let Some(operator) = self
+            .store()
+            .live_reset_token(&token_hash(token), Utc::now())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let enrolled = self
+            .store()
+            .operator_totp(operator.id)
+            .await?
+            .is_some_and(|t| t.confirmed_at.is_some());
+        Ok(Some(enrolled))
+    }
+
+    /// Follows a sign-in link: sets `new_password` (ending the operator's other sessions) and
+    /// opens a session. An operator with two-factor sign-in must also give a code — a mailbox
+    /// alone does not get past it. The link works once.
+    pub async fn follow_reset(
+        &self,
+        token: &str,
+        new_password: &Password,
+        totp_field: &str,
+        client: IpAddr,
+    ) -> Result<ResetOutcome, OpsError> {
+        let now = Utc::now();
+        let hash = token_hash(token);
+        let Some(operator) = self.store().live_reset_token(&hash, now).await? else {
+            return Ok(ResetOutcome::Dead);
+        };
+        let now_ms = || Utc::now().timestamp_millis();
+        let attempt =
+            match throttle::reserve(self.store(), &operator.email, client, now_ms()).await? {
+                Ok(attempt) => attempt,
+                Err(retry_after) => return Ok(ResetOutcome::Throttled { retry_after }),
+            };
+        let holds = self.second_factor_holds(&operator, totp_field).await;
+        throttle::finish(self.store(), attempt, !matches!(holds, Ok(true)), now_ms()).await?;
+        if !holds? {
+            return Ok(ResetOutcome::CodeRefused);
+        }
+        if !self.store().use_reset_token(&hash, Utc::now()).await? {
+            return Ok(ResetOutcome::Dead);
+        }
+        let password = new_password.clone();
+        let password_hash = blocking(move || hash_password(&password)).await??;
+        self.store()
+            .set_operator_password(&operator.email, &password_hash)
+            .await?;
+        self.log(
+            &Actor::Operator(operator.email.clone()),
+            Activity::OperatorPasswd,
+            None,
+            "by a mailed sign-in link",
+        )
+        .await?;
+        Ok(ResetOutcome::SignedIn(
+            self.open_session(operator, "by a mailed sign-in link")
+                .await?,
+        ))
     }
 }

@@ -229,13 +229,82 @@ impl SubscriberImportRun {
     }
 }
 
-/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a tab or carriage return
-/// before one) gets a leading `'`, the OWASP advice for CSV injection: names come from the
-/// public signup form, and the export is opened by an operator.
+/// What starts a formula in a spreadsheet cell (OWASP's list; tab and CR are separators below).
+const FORMULA_START: [char; 4] = ['=', '+', '-', '@'];
+/// What a spreadsheet may split a line on: comma, semicolon or tab, whatever the file's own
+/// delimiter is, and line breaks.
+const CELL_SPLIT: [char; 5] = [',', ';', '\t', '\r', '\n'];
+
+/// A cell that a spreadsheet would run as a formula gets a `'` (the OWASP advice for CSV
+/// injection) — at its start, and after every comma, semicolon, tab or line break inside it,
+/// since a spreadsheet that splits on another delimiter than ours (`;` in much of Europe, tab)
+/// starts a new cell there: `;=cmd|' /C calc'!A0` becomes `;'=cmd|' /C calc'!A0`. Leading
+/// spaces and `"` do not hide a formula. Only `'` is ever added; names come from the public
+/// signup form, and the export is opened by an operator.
 pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}").into()
-    } else {
-        cell.into()
+    let risky = |rest: &str| {
+        rest.starts_with(['\t', '\r'])
+            || rest
+                .trim_start_matches([' ', '"'])
+                .starts_with(FORMULA_START)
+    };
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(cell.match_indices(CELL_SPLIT).map(|(i, d)| i + d.len()))
+        .filter(|&i| risky(&cell[i..]))
+        .collect();
+    if starts.is_empty() {
+        return cell.into();
+    }
+    let mut out = String::with_capacity(cell.len() + starts.len());
+    let mut from = 0;
+    for at in starts {
+        out.push_str(&cell[from..at]);
+        out.push('\'');
+        from = at;
+    }
+    out.push_str(&cell[from..]);
+    out.into()
+}
+
+#[cfg(test)]
+mod spreadsheet_tests {
+    use super::spreadsheet_safe;
+    use proptest::prelude::*;
+
+    #[test]
+    fn cells_are_safe_whatever_the_delimiter() {
+        for (given, expected) in [
+            ("Ada Lovelace", "Ada Lovelace"),
+            ("=1+1", "'=1+1"),
+            (";=cmd|' /C calc'!A0;", ";'=cmd|' /C calc'!A0;"),
+            ("a,=1", "a,'=1"),
+            ("a\t@x", "a\t'@x"),
+            ("a; \"=1\"", "a;' \"=1\""),
+            ("\t=1", "'\t'=1"),
+            ("x-y, z+w", "x-y, z+w"),
+        ] {
+            assert_eq!(spreadsheet_safe(given), expected, "{given:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Split on comma, semicolon, tab or a line break, no piece starts a formula; only `'`
+        /// is ever added; a safe cell is left alone.
+        #[test]
+        fn no_piece_starts_a_formula(cell in "[a-z =+@\"',;\t\r\n-]{0,24}") {
+            let safe = spreadsheet_safe(&cell);
+            prop_assert!(!safe.starts_with(['=', '+', '-', '@', '\t', '\r']));
+            for piece in safe.split([',', ';', '\t', '\r', '\n']) {
+                prop_assert!(
+                    !piece.trim_start_matches([' ', '"']).starts_with(['=', '+', '-', '@']),
+                    "{:?} → {:?}", cell, safe
+                );
+            }
+            prop_assert_eq!(safe.replace('\'', ""), cell.replace('\'', ""));
+            if safe.len() == cell.len() {
+                prop_assert_eq!(safe.as_ref(), cell.as_str());
+            }
+        }
     }
 }

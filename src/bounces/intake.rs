@@ -13,7 +13,7 @@ use super::parse::{ParseError, Report, parse};
 use super::policy::{Applied, Event, Policy, apply};
 use super::resolve::resolve;
 use super::{BounceKind, MatchedBy, Source};
-use crate::config::{SecretKey, Settings};
+use crate::config::{Attribution, SecretKey, Settings};
 use crate::store::Store;
 
 /// One message read from a path: where it came from and its bytes.
@@ -156,7 +156,25 @@ impl Intake<'_> {
         event: Classified<'_>,
         source: Source,
     ) -> anyhow::Result<Processed> {
-        let resolved = resolve(self.store, self.settings, self.secret, event.clues).await?;
+        let mut resolved = resolve(self.store, self.settings, self.secret, event.clues).await?;
+        let mailed = matches!(source, Source::Import | Source::Imap);
+        let attribution = self
+            .settings
+            .bounces
+            .attribution(self.settings.mail.return_path.is_some());
+        if mailed
+            && attribution == Attribution::Verp
+            && resolved.matched_by != Some(MatchedBy::Verp)
+        {
+            // Anyone can mail the bounce mailbox: without our signed envelope address, the
+            // report names nobody (and counts toward no issue's bounce rate).
+            tracing::warn!(
+                origin,
+                matched_by = ?resolved.matched_by,
+                "a mailed report without a valid VERP address: not attributed (bounces.attribution = \"verp\")"
+            );
+            resolved = Default::default();
+        }
         let applied = apply(
             self.store,
             self.policy,

@@ -2,7 +2,7 @@
 //!
 //! | provider | authentication | payload |
 //! |---|---|---|
-//! | Amazon SES (via SNS) | SNS message signature, `SignatureVersion` 2 (RSA-SHA256) over the canonical string, checked against the signing certificate in `webhooks.ses_signing_cert_file` | SNS `Notification` whose `Message` is the SES JSON (`Bounce`, `Complaint`) |
+//! | Amazon SES (via SNS) | SNS message signature, `SignatureVersion` 2 (RSA-SHA256) over the canonical string, checked against the signing certificate in `webhooks.ses_signing_cert_file`; the signed `Timestamp` within `webhooks.max_age` | SNS `Notification` whose `Message` is the SES JSON (`Bounce`, `Complaint`) |
 //! | Postmark | HTTP Basic auth set in the webhook URL (`webhooks.postmark_username`/`_password`) | one JSON record (`RecordType` `Bounce` / `SpamComplaint`) |
 //! | SendGrid | Signed Event Webhook: ECDSA P-256 / SHA-256 over timestamp ‖ body, public key `webhooks.sendgrid_public_key` | JSON array of events (`bounce`, `dropped`, `spamreport`, …) |
 //! | Mailgun | HMAC-SHA256(signing key, timestamp ‖ token), token single use, timestamp within `webhooks.max_age` | `{signature, event-data}` (`failed`, `complained`) |
@@ -116,6 +116,8 @@ pub fn ses(
     body: &[u8],
     cert_der: &[u8],
     topic_arn: Option<&str>,
+    now: i64,
+    max_age_seconds: i64,
 ) -> Result<Vec<ProviderEvent>, WebhookError> {
     let env: SnsEnvelope = serde_json::from_slice(body)
         .map_err(|e| WebhookError::Forbidden(format!("not an SNS message: {e}")))?;
@@ -145,6 +147,11 @@ pub fn ses(
             env.topic_arn
         )));
     }
+    // The signed Timestamp (ISO 8601) is when SNS published the message: a validly signed
+    // notification replayed later is refused like any other stale call.
+    let published = chrono::DateTime::parse_from_rfc3339(&env.timestamp)
+        .map_err(|_| WebhookError::Forbidden("the Timestamp is not an ISO 8601 time".into()))?;
+    check_fresh(&published.timestamp().to_string(), now, max_age_seconds)?;
     if env.kind != "Notification" {
         tracing::warn!(
             kind = %env.kind,

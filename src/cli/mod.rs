@@ -131,6 +131,14 @@ pub enum OperatorsCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Turn on two-factor sign-in (TOTP, RFC 6238) for an operator: prints the otpauth:// URI
+    /// for their authenticator app and ten single-use recovery codes; a new run replaces both.
+    Totp {
+        email: String,
+        /// Remove the operator's two-factor secret and recovery codes instead.
+        #[arg(long)]
+        disable: bool,
+    },
 }
 
 fn parse_role(s: &str) -> Result<crate::operators::Role, String> {

@@ -1,4 +1,4 @@
-//! `verdicts operators add|list|remove|passwd`: console accounts, managed on the server.
+//! `verdicts operators add|list|remove|passwd|totp`: console accounts, managed on the server.
 
 use std::io::BufRead;
 
@@ -51,9 +51,50 @@ pub(super) async fn run(
             );
             Ok(())
         }
+        OperatorsCommand::Totp { email, disable } => {
+            let email = checked(&email)?;
+            totp(&app, &email, disable, json).await
+        }
     };
     app.store().close().await;
     result
+}
+
+async fn totp(app: &App, email: &OperatorEmail, disable: bool, json: bool) -> Result<(), Failure> {
+    if disable {
+        let removed = app.disable_totp(&Actor::Cli, email).await?;
+        print(
+            json,
+            serde_json::json!({ "operator": email, "totp_removed": removed }),
+            || {
+                if removed {
+                    format!("two-factor sign-in removed for {email}; the password alone signs in")
+                } else {
+                    format!("{email} had no two-factor sign-in")
+                }
+            },
+        );
+        return Ok(());
+    }
+    let enrolment = app.enrol_totp(&Actor::Cli, email).await?;
+    print(
+        json,
+        serde_json::json!({
+            "operator": email,
+            "otpauth_uri": enrolment.uri,
+            "recovery_codes": enrolment.recovery_codes,
+        }),
+        || {
+            format!(
+                "two-factor sign-in is on for {email}; from the next sign-in the console asks for a code.\n\
+                 Add this to the authenticator app (or scan it on the console's Account page):\n\n  {}\n\n\
+                 Recovery codes, each works once in place of a code (keep them safe, they are not shown again):\n\n  {}",
+                enrolment.uri,
+                enrolment.recovery_codes.join("\n  ")
+            )
+        },
+    );
+    Ok(())
 }
 
 fn print(json: bool, value: serde_json::Value, human: impl FnOnce() -> String) {

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod error;
 pub mod newsletter;
 pub mod queue;
+pub mod reset;
 pub mod smtp_pool;
 pub mod tls;
 pub mod transport;

@@ -14,6 +14,8 @@ use serde::Serialize;
 
 use crate::subscribers::SubscriberEmail;
 
+pub mod totp;
+
 /// What an operator may do: an owner also manages operators; an editor runs the newsletter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

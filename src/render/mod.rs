@@ -55,6 +55,8 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "console/log.html",
     "console/deliverability.html",
     "console/operators.html",
+    "console/account.html",
+    "console/reset.html",
 ];
 
 /// Every built-in template as `(name, source)`: what `verdicts templates export` writes and

@@ -358,3 +358,255 @@ impl Store {
         )
     }
 }
+
+/// An operator's two-factor enrolment as stored (the secret still sealed).
+#[derive(Debug, Clone)]
+pub struct TotpRow {
+    pub secret_sealed: String,
+    /// `None` while an enrolment started on the console waits for its first code.
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// The last step a code was accepted for.
+    pub last_step: i64,
+}
+
+impl Store {
+    /// Replaces an operator's two-factor secret and recovery codes (hashes); `confirmed` makes
+    /// it required at sign-in at once.
+    pub async fn put_operator_totp(
+        &self,
+        operator_id: i64,
+        secret_sealed: &str,
+        confirmed: bool,
+        recovery_hashes: &[String],
+    ) -> anyhow::Result<()> {
+        let now = to_millis(Utc::now());
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM operator_totp WHERE operator_id = $1")
+            .bind(operator_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM operator_recovery_codes WHERE operator_id = $1")
+            .bind(operator_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO operator_totp (operator_id, secret_sealed, created_at, confirmed_at, last_step)
+             VALUES ($1, $2, $3, $4, 0)",
+        )
+        .bind(operator_id)
+        .bind(secret_sealed)
+        .bind(now)
+        .bind(confirmed.then_some(now))
+        .execute(&mut *tx)
+        .await?;
+        for hash in recovery_hashes {
+            sqlx::query(
+                "INSERT INTO operator_recovery_codes (operator_id, code_hash) VALUES ($1, $2)",
+            )
+            .bind(operator_id)
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await.context("storing a two-factor secret")?;
+        Ok(())
+    }
+
+    /// An operator's two-factor enrolment, confirmed or pending.
+    pub async fn operator_totp(&self, operator_id: i64) -> anyhow::Result<Option<TotpRow>> {
+        let row = sqlx::query(
+            "SELECT secret_sealed, confirmed_at, last_step FROM operator_totp WHERE operator_id = $1",
+        )
+        .bind(operator_id)
+        .fetch_optional(&self.writer)
+        .await
+        .context("reading a two-factor enrolment")?;
+        row.map(|r| -> anyhow::Result<TotpRow> {
+            let confirmed: Option<i64> = r.try_get("confirmed_at")?;
+            Ok(TotpRow {
+                secret_sealed: r.try_get("secret_sealed")?,
+                confirmed_at: confirmed.map(from_millis),
+                last_step: r.try_get("last_step")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records that a code of `step` was accepted, and confirms a pending enrolment; `false`
+    /// when a code of this or a later step was accepted before (a reused code), so each code
+    /// counts once, across processes.
+    pub async fn claim_totp_step(&self, operator_id: i64, step: i64) -> anyhow::Result<bool> {
+        let n = sqlx::query(
+            "UPDATE operator_totp SET last_step = $1, confirmed_at = COALESCE(confirmed_at, $2)
+              WHERE operator_id = $3 AND last_step < $1",
+        )
+        .bind(step)
+        .bind(to_millis(Utc::now()))
+        .bind(operator_id)
+        .execute(&self.writer)
+        .await
+        .context("recording a two-factor code")?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Uses up a recovery code; `false` when it is not one of the operator's unused codes.
+    pub async fn use_recovery_code(
+        &self,
+        operator_id: i64,
+        code_hash: &str,
+    ) -> anyhow::Result<bool> {
+        let n = sqlx::query(
+            "UPDATE operator_recovery_codes SET used_at = $1
+              WHERE operator_id = $2 AND code_hash = $3 AND used_at IS NULL",
+        )
+        .bind(to_millis(Utc::now()))
+        .bind(operator_id)
+        .bind(code_hash)
+        .execute(&self.writer)
+        .await
+        .context("using a recovery code")?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Replaces an operator's recovery codes (hashes).
+    pub async fn put_recovery_codes(
+        &self,
+        operator_id: i64,
+        recovery_hashes: &[String],
+    ) -> anyhow::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM operator_recovery_codes WHERE operator_id = $1")
+            .bind(operator_id)
+            .execute(&mut *tx)
+            .await?;
+        for hash in recovery_hashes {
+            sqlx::query(
+                "INSERT INTO operator_recovery_codes (operator_id, code_hash) VALUES ($1, $2)",
+            )
+            .bind(operator_id)
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await.context("storing recovery codes")?;
+        Ok(())
+    }
+
+    /// Unused recovery codes of an operator.
+    pub async fn recovery_codes_left(&self, operator_id: i64) -> anyhow::Result<i64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM operator_recovery_codes
+              WHERE operator_id = $1 AND used_at IS NULL",
+        )
+        .bind(operator_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    /// Removes an operator's two-factor secret and recovery codes; `false` when there was none.
+    pub async fn delete_operator_totp(&self, operator_id: i64) -> anyhow::Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query("DELETE FROM operator_totp WHERE operator_id = $1")
+            .bind(operator_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM operator_recovery_codes WHERE operator_id = $1")
+            .bind(operator_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await.context("removing a two-factor secret")?;
+        Ok(n > 0)
+    }
+}
+
+impl Store {
+    /// Reset links made for an operator since `since` (used or not).
+    pub async fn reset_tokens_since(
+        &self,
+        operator_id: i64,
+        since: DateTime<Utc>,
+    ) -> anyhow::Result<i64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM operator_reset_tokens
+              WHERE operator_id = $1 AND created_at >= $2",
+        )
+        .bind(operator_id)
+        .bind(to_millis(since))
+        .fetch_one(&self.writer)
+        .await
+        .context("counting reset links")?;
+        Ok(n)
+    }
+
+    /// Stores a reset link's token (by its hash); removes those made over a day ago (long
+    /// expired, and past the hourly count) on the way.
+    pub async fn insert_reset_token(
+        &self,
+        token_hash: &str,
+        operator_id: i64,
+        expires_at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM operator_reset_tokens WHERE created_at < $1")
+            .bind(to_millis(now - chrono::Duration::days(1)))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO operator_reset_tokens (token_hash, operator_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(operator_id)
+        .bind(to_millis(now))
+        .bind(to_millis(expires_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.context("storing a reset link")?;
+        Ok(())
+    }
+
+    /// The operator of an unused, unexpired reset link.
+    pub async fn live_reset_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<OperatorRow>> {
+        let sql = format!(
+            "SELECT {OPERATOR_COLUMNS} FROM operator_reset_tokens t
+               JOIN operators o ON o.id = t.operator_id
+              WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .bind(to_millis(now))
+            .fetch_optional(&self.writer)
+            .await
+            .context("looking up a reset link")?;
+        row.as_ref().map(operator_from_row).transpose()
+    }
+
+    /// Uses up a reset link; `false` when it was used, expired or never existed (so two
+    /// clicks at once sign in once).
+    pub async fn use_reset_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let n = sqlx::query(
+            "UPDATE operator_reset_tokens SET used_at = $1
+              WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(to_millis(now))
+        .bind(token_hash)
+        .execute(&self.writer)
+        .await
+        .context("using a reset link")?
+        .rows_affected();
+        Ok(n == 1)
+    }
+}

@@ -86,7 +86,7 @@ impl RateLimits {
 
 /// What one client is, for counting: an IPv4 address, or an IPv6 /64 — one host or home
 /// network gets a whole /64 and could otherwise rotate through its addresses.
-fn network_of(ip: IpAddr) -> IpAddr {
+pub(crate) fn network_of(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -72,7 +72,7 @@ async fn authenticate(
             let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).map_err(|e| {
                 WebhookError::Forbidden(format!("webhooks.ses_signing_cert_file: {e:?}"))
             })?;
-            webhooks::ses(body, &der, w.ses_topic_arn.as_deref()).map(Some)
+            webhooks::ses(body, &der, w.ses_topic_arn.as_deref(), now, max_age).map(Some)
         }
         Provider::Postmark => {
             let (Some(user), Some(password)) = (&w.postmark_username, &w.postmark_password) else {

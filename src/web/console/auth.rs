@@ -25,6 +25,9 @@ pub(super) struct LoginForm {
     password: String,
     #[serde(default)]
     csrf_token: String,
+    /// Two-factor code (or a recovery code), for operators who turned it on.
+    #[serde(default)]
+    totp: String,
 }
 
 /// Renders the login page with `token` as its double-submit CSRF token (set as a cookie too).
@@ -83,7 +86,7 @@ pub(super) async fn login(
     }
     let outcome = state
         .app
-        .log_in(&form.email, &form.password, client)
+        .sign_in(&form.email, &form.password, &form.totp, client)
         .await
         .map_err(super::internal)?;
     let session = match outcome {
@@ -94,7 +97,7 @@ pub(super) async fn login(
                 StatusCode::UNAUTHORIZED,
                 &cookie_token,
                 &form.email,
-                Some("Wrong address or password."),
+                Some("Wrong address or password (or two-factor code)."),
             );
         }
         LoginOutcome::Throttled { retry_after } => {

@@ -15,9 +15,11 @@
 //! throttled per address and per client address (429 with `Retry-After`; the rule is
 //! [`crate::app::operators::throttle`]'s).
 
+mod account;
 mod auth;
 mod issues;
 mod lists;
+mod reset;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Form, FromRequest, FromRequestParts, Request};
@@ -43,8 +45,11 @@ pub const SESSION_COOKIE: &str = "verdicts_session";
 pub const LOGIN_CSRF_COOKIE: &str = "verdicts_login_csrf";
 /// A one-shot message for the next page ("Issue #3 scheduled").
 const FLASH_COOKIE: &str = "verdicts_flash";
-/// Largest request body the console reads (comparison uploads).
+/// Largest request body the console reads (comparison uploads). Only signed-in requests get
+/// that far: [`Console`] and [`Posted`] check the session before reading a byte of the body.
 const MAX_BODY: usize = 9 * 1024 * 1024;
+/// Largest body of the forms a stranger may post (sign-in, password reset): a few fields.
+pub const MAX_LOGIN_BODY: usize = 16 * 1024;
 
 /// What console pages may load: only the console's own CSS and script, and frames of its own
 /// (the sandboxed preview).
@@ -60,7 +65,24 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin", get(issues::dashboard))
         .route("/admin/", get(|| async { Redirect::to("/admin") }))
-        .route("/admin/login", get(auth::login_page).post(auth::login))
+        .route(
+            "/admin/login",
+            get(auth::login_page)
+                .post(auth::login)
+                .layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
+        .route(
+            "/admin/reset",
+            get(reset::request_page)
+                .post(reset::request)
+                .layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
+        .route(
+            "/admin/reset/{token}",
+            get(reset::link_page)
+                .post(reset::follow)
+                .layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
         .route("/admin/logout", post(auth::logout))
         .route("/admin/progress.json", get(issues::progress))
         .route("/admin/static/console.css", get(css))
@@ -87,6 +109,10 @@ pub fn router() -> Router<AppState> {
             get(lists::operators).post(lists::add_operator),
         )
         .route("/admin/operators/remove", post(lists::remove_operator))
+        .route("/admin/account", get(account::account))
+        .route("/admin/account/totp/start", post(account::start))
+        .route("/admin/account/totp/confirm", post(account::confirm))
+        .route("/admin/account/totp/disable", post(account::disable))
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
@@ -289,6 +315,7 @@ impl Console {
         if self.who.role == crate::operators::Role::Owner {
             items.push(("/admin/operators", "Operators"));
         }
+        items.push(("/admin/account", "Account"));
         let nav: Vec<NavItem> = items
             .into_iter()
             .map(|(href, label)| NavItem {
