@@ -70,7 +70,13 @@ async fn commit_batch(
             );
             break;
         }
-        tracing::warn!(error = %e, tries, "recording outcomes failed; retrying");
+        crate::log_repeated!(
+            warn,
+            "send:record",
+            e,
+            tries,
+            "recording outcomes failed; retrying"
+        );
         tokio::time::sleep(Duration::from_millis(200 * tries.min(25))).await;
     }
     outcomes

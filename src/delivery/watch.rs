@@ -92,6 +92,12 @@ pub(super) async fn record_transport_change(
     }
     let stored = change.as_ref().map(|(e, since)| (e.as_str(), *since));
     if let Err(e) = store.set_transport_error(issue_id, stored).await {
-        tracing::warn!(issue_id, error = %e, "recording the transport error failed");
+        crate::log_repeated!(
+            warn,
+            "send:transport-error",
+            e,
+            issue_id,
+            "recording the transport error failed"
+        );
     }
 }
