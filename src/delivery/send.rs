@@ -467,6 +467,18 @@ impl<'s, 'a> Claiming<'s, 'a> {
                     .await;
                 return Ok(Some(end));
             }
+            // While the transport fails, a try is one message: wait for the one in flight
+            // before the next, rather than failing a whole window against a dead relay.
+            while send.backoff.streak() > 0 && !self.inflight.is_empty() {
+                self.inflight.next().await;
+            }
+            if !send.backoff.remaining().is_zero() {
+                // It failed: the rest of the claim goes back at once (no attempt counted), and
+                // the claimer waits before the next try.
+                self.release(std::iter::once(c.id).chain(rest.map(|c| c.id)))
+                    .await;
+                return Ok(None);
+            }
             if full && self.next.is_none() && rest.len() < send.concurrency {
                 self.next = Some(self.prefetch());
             }

@@ -1,4 +1,4 @@
-//! How long a sender holds off after its transport failed: 1 s, doubling up to [`MAX_WAIT`],
+//! How long a sender holds off after its transport failed: 1 s, then [`MAX_WAIT`] (2 s),
 //! reset by the first accepted message. Shared by the newsletter send and the transactional
 //! mail queue.
 //!
@@ -18,7 +18,7 @@ use chrono::Utc;
 /// The longest wait between two tries of a failing transport: one message (or one window of
 /// them) every few seconds is cheap for a relay that is down, and a relay that is back is used
 /// again at most this long after.
-pub const MAX_WAIT: Duration = Duration::from_secs(4);
+pub const MAX_WAIT: Duration = Duration::from_secs(2);
 
 /// A try: which run of sending a message belongs to (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +94,7 @@ mod tests {
             })
             .collect();
         // Each wait runs from `now`; allow for the milliseconds this test takes.
-        for (got, want) in waits.iter().zip([1000, 2000, 4000, 4000, 4000]) {
+        for (got, want) in waits.iter().zip([1000, 2000, 2000, 2000, 2000]) {
             assert!(*got <= want && *got + 500 > want, "{waits:?}");
         }
         assert_eq!(b.streak(), 5);

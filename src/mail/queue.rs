@@ -5,7 +5,7 @@
 //! A refusal of one mail (4xx, 5xx) counts an attempt of that mail: it is retried with a
 //! growing delay and given up after [`MAX_ATTEMPTS`]. A failing transport (the relay down,
 //! unreachable or refusing our login) is nobody's attempt: the mail and the rest of its batch
-//! go back in line untouched, and the loop holds off ([`Backoff`]: 1 s doubling to 4 s) until
+//! go back in line untouched, and the loop holds off ([`Backoff`]: 1 s, then 2 s) until
 //! the relay takes mail again — so an outage of any length loses no confirmation mail.
 
 use std::sync::Arc;
