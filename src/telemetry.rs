@@ -30,8 +30,9 @@ pub fn log_now(site: &'static str, message: &str) -> Option<u64> {
     use std::collections::HashMap;
     use std::sync::{LazyLock, Mutex};
     use std::time::Instant;
-    static SEEN: LazyLock<Mutex<HashMap<&'static str, (String, Instant, u64)>>> =
-        LazyLock::new(Default::default);
+    /// Per site: the last message logged, when, and how many were left out since.
+    type Seen = HashMap<&'static str, (String, Instant, u64)>;
+    static SEEN: LazyLock<Mutex<Seen>> = LazyLock::new(Default::default);
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     let now = Instant::now();
     match seen.get_mut(site) {
