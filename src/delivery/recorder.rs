@@ -77,7 +77,9 @@ async fn commit_batch(
             tries,
             "recording outcomes failed; retrying"
         );
-        tokio::time::sleep(Duration::from_millis(200 * tries.min(25))).await;
+        // At most a second apart: outcomes are recorded within a second of the database's
+        // return, and the window (held by them) opens again.
+        tokio::time::sleep(Duration::from_millis(200 * tries.min(5))).await;
     }
     outcomes
         .iter()

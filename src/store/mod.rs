@@ -71,7 +71,13 @@ impl Store {
         let options = |max: u32| {
             AnyPoolOptions::new()
                 .max_connections(max)
-                .acquire_timeout(Duration::from_secs(30))
+                // While PostgreSQL is down, sqlx retries connecting with a backoff of up to a
+                // fifth of this: 10 s keeps it at 2 s, so a sender is back within about 2 s of
+                // the server's return (at 30 s it took 4-6 s).
+                .acquire_timeout(Duration::from_secs(match backend {
+                    Backend::Postgres => 10,
+                    Backend::Sqlite => 30,
+                }))
                 // The default pings every connection before handing it out: a round trip per
                 // query. A broken connection fails its query instead, which callers handle.
                 .test_before_acquire(false)
