@@ -796,3 +796,33 @@ async fn issue_send_rides_out_a_60_s_postgresql_outage() {
         ))
     ));
 }
+
+/// A sending issue that no process sends says so in `issue status` (a lone `issue send` that
+/// exited used to leave it `sending` with no hint); a sent one does not.
+#[tokio::test]
+async fn issue_status_says_when_no_worker_sends_an_issue() {
+    let env = TestEnv::new().await;
+    let (store, issue_id) = common::frozen_issue(&env, 3).await;
+    let out = env.cli(&["issue", "status", "1"]);
+    assert!(
+        !out.ok().contains("stuck:"),
+        "not sending yet: {}",
+        out.stdout
+    );
+    common::start_send(&store, issue_id).await;
+    let out = env.cli(&["issue", "status", "1"]);
+    assert!(
+        out.ok()
+            .contains("stuck:    no worker is sending it: start `verdicts serve`"),
+        "{}",
+        out.stdout
+    );
+    let json = env.cli(&["issue", "status", "1", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(json.ok()).unwrap();
+    assert!(
+        report["stuck"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("no worker is sending it")),
+        "{report}"
+    );
+}

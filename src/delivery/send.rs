@@ -469,7 +469,8 @@ impl<'s, 'a> Claiming<'s, 'a> {
             }
             // While the transport fails, a try is one message: wait for the one in flight
             // before the next, rather than failing a whole window against a dead relay.
-            while send.backoff.streak() > 0 && !self.inflight.is_empty() {
+            // (Refusals of messages do not do this: each is that message's own.)
+            while !self.inflight.is_empty() && send.watch.lock().expect("watch lock").is_failing() {
                 self.inflight.next().await;
             }
             if !send.backoff.remaining().is_zero() {

@@ -54,6 +54,11 @@ impl TransportWatch {
         }
     }
 
+    /// Whether the transport fails now (since its last failure, nothing was accepted).
+    pub(super) fn is_failing(&self) -> bool {
+        self.failing.is_some()
+    }
+
     /// The state to record and report, if it changed since the last call.
     fn take_change(&mut self) -> Option<TransportState> {
         std::mem::take(&mut self.changed).then(|| self.failing.clone())

@@ -267,3 +267,18 @@ pub fn from_millis(ms: i64) -> DateTime<Utc> {
         .single()
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient;
+
+    #[test]
+    fn connection_failures_are_transient_and_wrong_queries_are_not() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = anyhow::Error::from(sqlx::Error::Io(refused)).context("claiming deliveries");
+        assert!(is_transient(&e), "through a context: {e:#}");
+        assert!(is_transient(&anyhow::Error::from(sqlx::Error::PoolTimedOut)));
+        assert!(!is_transient(&anyhow::Error::from(sqlx::Error::RowNotFound)));
+        assert!(!is_transient(&anyhow::anyhow!("issue 3 has no content to send")));
+    }
+}
