@@ -767,6 +767,14 @@ pub struct DeliverySettings {
     /// The sliding window of `window_limit`.
     #[serde(default = "default_window")]
     pub window: DurationSetting,
+    /// After SIGTERM, how long the process may take to record what it sent; the rest is left
+    /// to the lease (as after kill -9) and the process exits.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: DurationSetting,
+}
+
+fn default_shutdown_grace() -> DurationSetting {
+    DurationSetting(Duration::from_secs(10))
 }
 
 fn default_window() -> DurationSetting {
@@ -1067,6 +1075,12 @@ impl Settings {
         }
         if self.delivery.stall_after.0.is_zero() {
             problems.push("delivery.stall_after: must be more than 0".to_string());
+        }
+        if self.delivery.shutdown_grace.0.is_zero()
+            || self.delivery.shutdown_grace.0 > Duration::from_secs(3600)
+        {
+            problems
+                .push("delivery.shutdown_grace: must be more than 0 and at most 1h".to_string());
         }
         for (key, rate) in [
             (

@@ -39,6 +39,22 @@ impl Shutdown {
     }
 }
 
+/// Ends the process `grace` after shutdown was requested, if it is still running then: what it
+/// could not record by then (the database is down) is left to the leases, as after kill -9.
+/// For the binary's long-running commands only (never inside tests that share a process).
+pub fn exit_after(stop: Shutdown, grace: std::time::Duration) {
+    tokio::spawn(async move {
+        stop.wait().await;
+        tokio::time::sleep(grace).await;
+        tracing::error!(
+            grace = %humantime::format_duration(grace),
+            "shutdown took longer than delivery.shutdown_grace; exiting and leaving what was \
+             not recorded to the leases (those messages may be sent again)"
+        );
+        std::process::exit(1);
+    });
+}
+
 /// Triggers `trigger` on the first SIGTERM or SIGINT.
 pub fn on_signals(trigger: ShutdownTrigger) {
     tokio::spawn(async move {

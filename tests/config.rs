@@ -51,6 +51,16 @@ async fn bad_environment_values_name_the_key() {
         ),
         ("VERDICTS__DELIVERY__WINDOW", "a day", "delivery.window:"),
         (
+            "VERDICTS__DELIVERY__SHUTDOWN_GRACE",
+            "0s",
+            "delivery.shutdown_grace: must be more than 0 and at most 1h",
+        ),
+        (
+            "VERDICTS__DELIVERY__SHUTDOWN_GRACE",
+            "soon",
+            "delivery.shutdown_grace:",
+        ),
+        (
             "VERDICTS__DELIVERY__WINDOW_LIMIT",
             "-5",
             "delivery.window_limit:",

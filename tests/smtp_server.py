@@ -7,6 +7,7 @@ Every event goes to --log as one JSON line:
   {"event": "auth", "user": ..., "password": ..., "tls": bool, "ok": bool}
   {"event": "message", "mail_from": ..., "rcpt": [...], "tls": bool, "auth": user or null,
    "smtputf8": bool, "file": path}
+  {"event": "refused", "rcpt": [...], "reply": "421 ..."}   (--refuse-every)
 Each message is written to --out as N.eml. Prints READY once it listens.
 """
 
@@ -39,8 +40,20 @@ class Handler:
     def __init__(self, args):
         self.args = args
         self.count = 0
+        self.seen = 0
 
     async def handle_DATA(self, server, session, envelope):
+        with LOCK:
+            self.seen += 1
+            refuse = self.args.refuse_every and self.seen % self.args.refuse_every == 0
+        if refuse:
+            # A relay refusing this one message (a per-message rate limit, greylisting): the
+            # reply to the end of DATA; with 421 the server then closes the connection.
+            reply = self.args.refuse_reply
+            log(self.args, {"event": "refused", "rcpt": envelope.rcpt_tos, "reply": reply})
+            if reply.startswith("421") and server.transport is not None:
+                asyncio.get_running_loop().call_later(0.05, server.transport.close)
+            return reply
         with LOCK:
             self.count += 1
             n = self.count
@@ -124,6 +137,10 @@ def main():
     p.add_argument("--idle-mode", choices=["421", "close"], default="close")
     p.add_argument("--close-after-message", action="store_true", help="one message a connection")
     p.add_argument("--smtputf8", action="store_true", help="announce SMTPUTF8")
+    p.add_argument("--refuse-every", type=int, default=0,
+                   help="refuse every Nth message (1: all) at the end of DATA")
+    p.add_argument("--refuse-reply", default="421 4.7.0 too many messages, try again later",
+                   help="the reply of --refuse-every")
     args = p.parse_args()
 
     context = None

@@ -62,6 +62,10 @@ pub struct IssueReport {
     pub limits: SendLimits,
     /// The workers sending it now (heartbeat within two leases), with their rates.
     pub workers: Vec<WorkerRow>,
+    /// Why a send with pending deliveries is not moving, when this process can tell: the
+    /// database refuses writes, or no worker is sending it. (A failing transport is the issue's
+    /// `transport_error`.)
+    pub stuck: Option<String>,
 }
 
 /// The installation-wide sending limits (`delivery.rate_per_second`, `delivery.window_limit`
@@ -136,7 +140,13 @@ impl App {
         };
         let alive = std::time::Duration::from_secs(2 * d.lease_seconds);
         let workers = self.store().workers_sending(issue.id, alive).await?;
+        let stuck = if issue.status == IssueStatus::Sending && deliveries.pending > 0 {
+            self.why_stuck(workers.is_empty()).await
+        } else {
+            None
+        };
         Ok(IssueReport {
+            stuck,
             limits,
             workers,
             issue,
@@ -146,6 +156,29 @@ impl App {
             deliveries,
             rate_per_second,
             eta_seconds,
+        })
+    }
+
+    /// Why a sending issue does not move: the database refuses writes (nothing can be claimed
+    /// or recorded), or no worker is listed (heartbeats are writes too, so this comes second).
+    async fn why_stuck(&self, no_workers: bool) -> Option<String> {
+        let probe = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.store().probe_write(),
+        )
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 5 s")));
+        if let Err(e) = probe {
+            return Some(format!(
+                "the database refuses writes ({}): no delivery can be claimed or recorded; \
+                 the send goes on by itself once it takes writes again",
+                e.root_cause()
+            ));
+        }
+        no_workers.then(|| {
+            "no worker is sending it: start `verdicts serve`, `verdicts worker` or \
+             `verdicts issue send`"
+                .to_string()
         })
     }
 

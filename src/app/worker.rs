@@ -85,12 +85,12 @@ impl App {
         let hooks = Hooks::new(&self);
         while !shutdown.is_triggered() {
             if let Err(e) = self.resume_window_pauses().await {
-                tracing::warn!(error = %e, "resuming window pauses failed");
+                crate::log_repeated!(warn, "worker:resume", e, "resuming window pauses failed");
             }
             let ids = match self.store().sending_issue_ids().await {
                 Ok(ids) => ids,
                 Err(e) => {
-                    tracing::warn!(error = %e, "listing issues to send failed");
+                    crate::log_repeated!(warn, "worker:list", e, "listing issues to send failed");
                     Vec::new()
                 }
             };
@@ -98,7 +98,13 @@ impl App {
             for id in ids {
                 match engine.send_issue(id, shutdown.clone(), &hooks).await {
                     Ok(end) => tracing::info!(issue_id = id, ?end, "worker pass"),
-                    Err(e) => tracing::warn!(issue_id = id, error = %e, "sending failed"),
+                    Err(e) => crate::log_repeated!(
+                        warn,
+                        "worker:send",
+                        e,
+                        issue_id = id,
+                        "sending failed"
+                    ),
                 }
                 if shutdown.is_triggered() {
                     break;

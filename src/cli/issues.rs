@@ -285,6 +285,7 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
     );
     let (trigger, stop) = crate::shutdown::channel();
     crate::shutdown::on_signals(trigger);
+    crate::shutdown::exit_after(stop.clone(), app.settings().delivery.shutdown_grace.0);
     // The bar moves with this process's committed outcomes, and is re-synchronised with the
     // ledger every few seconds (other workers may share the send). Counting the ledger is a
     // scan of the issue's rows, so it is never done per batch — and not at all under `--json`.
@@ -311,8 +312,30 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
         progress: Some(&progress),
         transport_error: Some(&on_transport_error),
     };
+    // When the database failure was last shown: the send waits for the database as a worker
+    // does (a restart, an outage), and says so at most every 30 s.
+    let mut shown: Option<std::time::Instant> = None;
     let end = loop {
-        let end = engine.send_issue(issue.id, stop.clone(), &hooks).await?;
+        let end = match engine.send_issue(issue.id, stop.clone(), &hooks).await {
+            Ok(end) => end,
+            Err(e) if crate::store::is_transient(&e) && !stop.is_triggered() => {
+                if shown.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(30)) {
+                    shown = Some(std::time::Instant::now());
+                    bar.suspend(|| {
+                        eprintln!(
+                            "the database fails ({e:#}); the send waits for it and goes on by \
+                             itself (Ctrl-C to stop; the rest stays pending)"
+                        )
+                    });
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                    _ = stop.clone().wait() => break SendEnd::Shutdown,
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+
         // A full sending window pauses the send until it has room: wait for it here too, so
         // `issue send` alone (no worker running) still finishes the send.
         let resume_at = match end {
@@ -371,6 +394,7 @@ async fn status(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> 
         complaint_rate,
         limits,
         workers,
+        stuck,
     } = report;
     println!(
         "week:     {} ({})",
@@ -393,6 +417,9 @@ async fn status(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> 
             "transport: failing since {}: {error}",
             since.format("%Y-%m-%d %H:%M:%S UTC")
         );
+    }
+    if let Some(stuck) = &stuck {
+        println!("stuck:    {stuck}");
     }
     println!("subject:  {}", issue.subject.as_deref().unwrap_or("-"));
     println!("cutoff:   {}", issue.cutoff_at.format("%Y-%m-%d %H:%M UTC"));

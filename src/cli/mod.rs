@@ -501,15 +501,18 @@ async fn worker(settings: Settings) -> Result<(), Failure> {
     app.engine().await?;
     let (trigger, stop) = shutdown::channel();
     shutdown::on_signals(trigger);
+    shutdown::exit_after(stop.clone(), settings.delivery.shutdown_grace.0);
     app.clone().run_worker(stop).await;
     app.store().close().await;
     Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<(), Failure> {
+    let grace = settings.delivery.shutdown_grace.0;
     let app = Application::build(settings).await?;
     let (trigger, stop) = shutdown::channel();
     shutdown::on_signals(trigger);
+    shutdown::exit_after(stop.clone(), grace);
     app.run_until_stopped(stop).await?;
     Ok(())
 }

@@ -153,7 +153,9 @@ impl Leases {
                     }
                     held.lost.extend(lost);
                 }
-                Err(e) => tracing::warn!(issue_id, error = %e, "heartbeat failed"),
+                Err(e) => {
+                    crate::log_repeated!(warn, "send:heartbeat", e, issue_id, "heartbeat failed")
+                }
             }
         }
     }

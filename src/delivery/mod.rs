@@ -14,12 +14,16 @@
 //!   pending).
 //! - **Outcomes are group-committed**: a recorder settles whatever has finished in one
 //!   transaction, so the database is not the bottleneck.
-//! - **Failures** are classified: 4xx replies retry with exponential backoff and jitter up to
+//! - **Failures** are classified: a 4xx reply to a message (421 included) is that message's: it
+//!   is tried again at once on another connection, and after `MESSAGE_TRIES` (3) tries it
+//!   counts an attempt and retries with exponential backoff and jitter up to
 //!   `delivery.max_attempts`; 5xx fail at once, and 550/551/553 mark the subscriber bounced.
 //! - **Transport failures are the transport's**: an unreachable server, a TLS failure, a refused
 //!   login, AUTH not offered, a timeout (see [`SendError::Transport`]) put the message back
-//!   *without* counting an attempt and pause claiming with growing waits until the server
-//!   answers again. Each new such error is stored on the issue (with since when) and reported as
+//!   *without* counting an attempt and pause claiming with growing waits (1 s, then 2 s;
+//!   [`crate::mail::backoff`]) until the server answers again. The waits count failed *tries*
+//!   (a window of messages failing together is one; while failing, a try is one message and
+//!   the rest of a claim goes back at once), and the first accepted message anywhere ends them. Each new such error is stored on the issue (with since when) and reported as
 //!   it happens; once no message has been accepted for `delivery.stall_after`, the issue pauses
 //!   with the error as its reason. `delivery.pause_after_failures` consecutive failed messages
 //!   pause the issue too. The engine decides these pauses; the application layer applies and

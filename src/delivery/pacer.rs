@@ -135,7 +135,7 @@ impl Pacer {
             && n > 0
             && let Err(e) = self.store.return_sends(bucket, n).await
         {
-            tracing::warn!(error = %e, "giving back unused sends failed");
+            crate::log_repeated!(warn, "send:pacer", e, "giving back unused sends failed");
         }
     }
 

@@ -70,8 +70,16 @@ async fn commit_batch(
             );
             break;
         }
-        tracing::warn!(error = %e, tries, "recording outcomes failed; retrying");
-        tokio::time::sleep(Duration::from_millis(200 * tries.min(25))).await;
+        crate::log_repeated!(
+            warn,
+            "send:record",
+            e,
+            tries,
+            "recording outcomes failed; retrying"
+        );
+        // At most a second apart: outcomes are recorded within a second of the database's
+        // return, and the window (held by them) opens again.
+        tokio::time::sleep(Duration::from_millis(200 * tries.min(5))).await;
     }
     outcomes
         .iter()

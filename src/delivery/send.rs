@@ -49,6 +49,11 @@ const BREAKER_EVERY: Duration = Duration::from_secs(2);
 /// Rows claimed at a time, as a multiple of `delivery.concurrency`: enough that the window
 /// rarely waits for a claim, few enough that a lease covers them easily.
 const CLAIM_FACTOR: usize = 4;
+/// Tries of one message, each on another connection, before a refusal of it (a 4xx reply,
+/// 421 included) counts as an attempt: a relay that refuses some messages now and then costs a
+/// reconnect, not a retry hours later; one that refuses this message every time cannot keep it
+/// forever.
+pub(super) const MESSAGE_TRIES: u32 = 3;
 
 /// A claim running ahead: when it started (ms, its leases run from then) and its rows.
 type Prefetch = JoinHandle<anyhow::Result<(i64, Vec<Claimed>)>>;
@@ -193,10 +198,25 @@ impl<'a> IssueSend<'a> {
             },
         );
         let d = &engine.settings.delivery;
-        let result = engine
-            .transport
-            .send_raw_unless(from, &to, &bytes, self.shutdown.clone().wait())
-            .await;
+        let try_ = self.backoff.try_now();
+        let mut tries = 0;
+        let result = loop {
+            tries += 1;
+            let result = engine
+                .transport
+                .send_raw_unless(from, &to, &bytes, self.shutdown.clone().wait())
+                .await;
+            match result {
+                // The pool dropped the connection that refused it: the next try takes another.
+                Err(SendError::Transient { .. })
+                    if tries < MESSAGE_TRIES && !self.shutdown.is_triggered() =>
+                {
+                    tracing::debug!(delivery_id = c.id, tries, "message refused; trying again");
+                }
+                other => break other,
+            }
+        };
+        let now = Utc::now().timestamp_millis();
         Some(match result {
             Ok(()) => {
                 self.backoff.accepted();
@@ -217,7 +237,7 @@ impl<'a> IssueSend<'a> {
                 // worker's (a resumed send, or another worker with a working transport, takes
                 // it without delay).
                 self.watch.lock().expect("watch lock").failed(&message);
-                self.backoff.failed(now);
+                self.backoff.failed(try_, now);
                 self.pacer.unused().await;
                 Outcome::Release {
                     retry_at_ms: now,
@@ -226,6 +246,10 @@ impl<'a> IssueSend<'a> {
             }
             // lettre's message carries the reply code ("transient error (450): …").
             Err(SendError::Transient { message, .. }) => {
+                // The message's, not the relay's: the send waits only when nothing was
+                // accepted anywhere since this message went out (the relay refuses everything).
+                self.backoff.failed(try_, now);
+                let message = format!("{message} ({tries} tries)");
                 if c.attempts + 1 >= i64::from(d.max_attempts) {
                     Outcome::Failed {
                         error: format!("{message} (after {} attempts)", c.attempts + 1),
@@ -300,7 +324,8 @@ impl<'s, 'a> Claiming<'s, 'a> {
             }
             let wait = send.backoff.remaining();
             if !wait.is_zero() {
-                self.drive(nap(wait.min(Duration::from_secs(1)), &send.shutdown))
+                // In short naps: an acceptance of a message still in flight ends the wait.
+                self.drive(nap(wait.min(Duration::from_millis(100)), &send.shutdown))
                     .await;
                 continue;
             }
@@ -361,7 +386,12 @@ impl<'s, 'a> Claiming<'s, 'a> {
                     self.status_read_at = None;
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "checking complaint and bounce rates failed"),
+                Err(e) => crate::log_repeated!(
+                    warn,
+                    "send:breaker",
+                    e,
+                    "checking complaint and bounce rates failed"
+                ),
             }
         }
         if self
@@ -437,6 +467,19 @@ impl<'s, 'a> Claiming<'s, 'a> {
                     .await;
                 return Ok(Some(end));
             }
+            // While the transport fails, a try is one message: wait for the one in flight
+            // before the next, rather than failing a whole window against a dead relay.
+            // (Refusals of messages do not do this: each is that message's own.)
+            while !self.inflight.is_empty() && send.watch.lock().expect("watch lock").is_failing() {
+                self.inflight.next().await;
+            }
+            if !send.backoff.remaining().is_zero() {
+                // It failed: the rest of the claim goes back at once (no attempt counted), and
+                // the claimer waits before the next try.
+                self.release(std::iter::once(c.id).chain(rest.map(|c| c.id)))
+                    .await;
+                return Ok(None);
+            }
             if full && self.next.is_none() && rest.len() < send.concurrency {
                 self.next = Some(self.prefetch());
             }
@@ -506,7 +549,7 @@ impl<'s, 'a> Claiming<'s, 'a> {
         let engine = self.send.engine;
         let release = engine.store.release_leases(&engine.owner, &ids);
         if let Err(e) = self.drive(release).await {
-            tracing::warn!(error = %e, "handing back leases failed");
+            crate::log_repeated!(warn, "send:release", e, "handing back leases failed");
         }
         self.send.leases.done(ids);
     }

@@ -54,6 +54,11 @@ impl TransportWatch {
         }
     }
 
+    /// Whether the transport fails now (since its last failure, nothing was accepted).
+    pub(super) fn is_failing(&self) -> bool {
+        self.failing.is_some()
+    }
+
     /// The state to record and report, if it changed since the last call.
     fn take_change(&mut self) -> Option<TransportState> {
         std::mem::take(&mut self.changed).then(|| self.failing.clone())
@@ -92,6 +97,12 @@ pub(super) async fn record_transport_change(
     }
     let stored = change.as_ref().map(|(e, since)| (e.as_str(), *since));
     if let Err(e) = store.set_transport_error(issue_id, stored).await {
-        tracing::warn!(issue_id, error = %e, "recording the transport error failed");
+        crate::log_repeated!(
+            warn,
+            "send:transport-error",
+            e,
+            issue_id,
+            "recording the transport error failed"
+        );
     }
 }

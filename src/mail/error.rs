@@ -6,8 +6,9 @@
 pub enum SendError {
     /// The transport cannot carry mail now, whoever the recipient: the server cannot be reached,
     /// TLS fails, the login is refused (535) or AUTH is not offered, a step timed out, the
-    /// server is closing (421) or wants a login (530). Never the recipient's fault: no attempt
-    /// is counted.
+    /// server is closing (421 before any message) or wants a login (530). Never the
+    /// recipient's fault: no attempt is counted. (A 4xx — 421 too — in reply to a message on a
+    /// working connection is that message's: [`classify_message_reply`].)
     #[error("{message}")]
     Transport { message: String },
     /// Worth retrying, counted as an attempt: a 4xx reply to this message (`code`).
@@ -29,6 +30,19 @@ pub enum SendError {
 /// ` (550)` for a reply code, nothing when there was no reply.
 fn code_text(code: Option<u16>) -> String {
     code.map(|c| format!(" ({c})")).unwrap_or_default()
+}
+
+/// A failed reply to one message (MAIL, RCPT, DATA or its end) on a connection that was
+/// working: any 4xx — 421 included — is this message's, to be tried again on another
+/// connection ([`SendError::Transient`]); the rest as [`classify`].
+pub fn classify_message_reply(e: lettre::transport::smtp::Error) -> SendError {
+    match e.status().map(u16::from) {
+        Some(code @ 400..=499) => SendError::Transient {
+            code: Some(code),
+            message: e.to_string(),
+        },
+        _ => classify(e),
+    }
 }
 
 /// lettre's error → our classification. No reply at all (network, TLS, a reply that does not

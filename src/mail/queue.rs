@@ -5,7 +5,7 @@
 //! A refusal of one mail (4xx, 5xx) counts an attempt of that mail: it is retried with a
 //! growing delay and given up after [`MAX_ATTEMPTS`]. A failing transport (the relay down,
 //! unreachable or refusing our login) is nobody's attempt: the mail and the rest of its batch
-//! go back in line untouched, and the loop holds off ([`Backoff`]: 1 s doubling to 32 s) until
+//! go back in line untouched, and the loop holds off ([`Backoff`]: 1 s, then 2 s) until
 //! the relay takes mail again — so an outage of any length loses no confirmation mail.
 
 use std::sync::Arc;
@@ -93,7 +93,12 @@ pub async fn run(
         let batch = match store.claim_outbound(BATCH, LEASE).await {
             Ok(batch) => batch,
             Err(e) => {
-                tracing::warn!(error = %e, "claiming queued mail failed; retrying");
+                crate::log_repeated!(
+                    warn,
+                    "queue:claim",
+                    e,
+                    "claiming queued mail failed; retrying"
+                );
                 Vec::new()
             }
         };
@@ -105,7 +110,12 @@ pub async fn run(
             Ok(found) => found,
             Err(e) => {
                 // The batch stays leased and is taken again when the lease runs out.
-                tracing::warn!(error = %e, "reading subscribers for queued mail failed; retrying");
+                crate::log_repeated!(
+                    warn,
+                    "queue:read",
+                    e,
+                    "reading subscribers for queued mail failed; retrying"
+                );
                 tokio::time::sleep(IDLE_POLL).await;
                 continue;
             }
@@ -117,6 +127,7 @@ pub async fn run(
                 .subscriber_id
                 .and_then(|id| subscribers.get(&id))
                 .and_then(|s| s.name.as_deref());
+            let try_ = backoff.try_now();
             let result = match compose(&composer, dkim.as_deref(), &mail, name) {
                 Ok((to, message)) => transport.send_raw(&from, &to, &message).await,
                 Err(e) => Err(SendError::Permanent {
@@ -135,12 +146,14 @@ pub async fn run(
                 Err(SendError::Transport { message: e }) => {
                     // Not this mail's fault, nor the next ones': they go back in line as they
                     // were (no attempt counted, due now) and the loop holds off.
-                    backoff.failed(chrono::Utc::now().timestamp_millis());
+                    backoff.failed(try_, chrono::Utc::now().timestamp_millis());
                     let back: Vec<i64> = std::iter::once(mail.id)
                         .chain(rest.by_ref().map(|m| m.id))
                         .collect();
-                    tracing::warn!(
-                        error = %e,
+                    crate::log_repeated!(
+                        warn,
+                        "queue:transport",
+                        e,
                         mails = back.len(),
                         retry_in = ?backoff.remaining(),
                         "the SMTP transport fails; queued mail put back, no attempt counted"
@@ -160,12 +173,18 @@ pub async fn run(
                 }
             };
             if let Err(e) = recorded {
-                tracing::warn!(id = mail.id, error = %e, "recording a mail outcome failed");
+                crate::log_repeated!(
+                    warn,
+                    "queue:record",
+                    e,
+                    id = mail.id,
+                    "recording a mail outcome failed"
+                );
             }
         }
         // One write for the whole batch. A crash before it re-sends at most this batch.
         if let Err(e) = store.outbound_sent(&sent).await {
-            tracing::warn!(error = %e, "recording sent mail failed");
+            crate::log_repeated!(warn, "queue:record-sent", e, "recording sent mail failed");
         }
         // The relay's quota counts every message: confirmations and welcomes go into the
         // sending window too (they are never held back by it).

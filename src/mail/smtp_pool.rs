@@ -42,7 +42,7 @@ use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter};
 use tokio::sync::Mutex;
 
-use super::error::{SendError, classify};
+use super::error::{SendError, classify_message_reply};
 use super::tls::TlsTrust;
 use crate::config::SmtpTls;
 
@@ -340,7 +340,7 @@ impl SmtpPool {
                 reconnect: !mail_replied
                     && (error.status().is_some_and(|c| u16::from(c) == 421)
                         || (error.status().is_none() && !error.is_client())),
-                error: classify(error),
+                error: classify_message_reply(error),
             }),
             Err(_) => Err(TransferError {
                 error: SendError::Transport {

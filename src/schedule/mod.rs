@@ -194,7 +194,12 @@ pub async fn run(app: App, clock: Arc<dyn Clock>, shutdown: Shutdown) {
             after = at;
         }
         if let Err(e) = app.start_due_scheduled(now).await {
-            tracing::warn!(error = %e, "starting scheduled issues failed");
+            crate::log_repeated!(
+                warn,
+                "schedule:start",
+                e,
+                "starting scheduled issues failed"
+            );
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}

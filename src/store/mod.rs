@@ -71,7 +71,13 @@ impl Store {
         let options = |max: u32| {
             AnyPoolOptions::new()
                 .max_connections(max)
-                .acquire_timeout(Duration::from_secs(30))
+                // While PostgreSQL is down, sqlx retries connecting with a backoff of up to a
+                // fifth of this: 10 s keeps it at 2 s, so a sender is back within about 2 s of
+                // the server's return (at 30 s it took 4-6 s).
+                .acquire_timeout(Duration::from_secs(match backend {
+                    Backend::Postgres => 10,
+                    Backend::Sqlite => 30,
+                }))
                 // The default pings every connection before handing it out: a round trip per
                 // query. A broken connection fails its query instead, which callers handle.
                 .test_before_acquire(false)
@@ -96,7 +102,20 @@ impl Store {
             .await
             .with_context(|| format!("connecting to {}", settings.url.redacted()))?;
         let writer = match backend {
+            // A failed COMMIT (a full disk, an I/O error) may leave SQLite's transaction rolled
+            // back while sqlx still counts it open: the rollback sqlx queues then fails ("no
+            // transaction is active") and every later `BEGIN IMMEDIATE` on that connection is
+            // refused with "begin_with at non-zero transaction depth". A connection that comes
+            // back still in a transaction is closed instead (SQLite rolls back whatever is
+            // left), and the next write opens a fresh one.
             Backend::Sqlite => options(1)
+                .after_release(|conn, _meta| {
+                    Box::pin(async move {
+                        // Runs after the queued rollback: the worker handles commands in order.
+                        sqlx::Connection::ping(conn).await?;
+                        Ok(!sqlx::Connection::is_in_transaction(conn))
+                    })
+                })
                 .connect(&url)
                 .await
                 .with_context(|| format!("connecting to {}", settings.url.redacted()))?,
@@ -163,10 +182,61 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the database takes writes now: one small committed write through the writer
+    /// (the single-row `write_probe` table), so a full disk, a read-only file or a database in
+    /// recovery shows here even while reads work. For `/readyz` and `issue status`.
+    pub async fn probe_write(&self) -> anyhow::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO write_probe (id, at) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(to_millis(Utc::now()))
+        .execute(&mut *tx)
+        .await
+        .context("writing")?;
+        tx.commit().await.context("committing")?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.writer.close().await;
         self.pool.close().await;
     }
+}
+
+/// Whether `e` may go away by itself: the database cannot be reached or is restarting
+/// (PostgreSQL's connection and shutdown errors, a pool timeout, a broken socket), or SQLite
+/// is busy, full or failing I/O. A caller that can wait retries these rather than giving up.
+pub fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let Some(e) = cause.downcast_ref::<sqlx::Error>() else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                // PostgreSQL: connection exceptions (08…), shutdown / cannot connect now
+                // (57P01-57P03), serialisation and deadlock (40001, 40P01). SQLite (primary
+                // code, the low byte of the extended one; PostgreSQL's codes have five
+                // characters, SQLite's at most four digits): BUSY 5, LOCKED 6, IOERR 10,
+                // FULL 13, CANTOPEN 14.
+                let code: &str = &code;
+                if code.len() == 5 {
+                    code.starts_with("08")
+                        || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01")
+                } else {
+                    code.parse::<i32>()
+                        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
+                }
+            }),
+            _ => false,
+        }
+    })
 }
 
 /// `$start, $start+1, …` (`n` of them): numbered placeholders for dynamic IN lists and
@@ -196,4 +266,25 @@ pub fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
         .single()
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient;
+
+    #[test]
+    fn connection_failures_are_transient_and_wrong_queries_are_not() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = anyhow::Error::from(sqlx::Error::Io(refused)).context("claiming deliveries");
+        assert!(is_transient(&e), "through a context: {e:#}");
+        assert!(is_transient(&anyhow::Error::from(
+            sqlx::Error::PoolTimedOut
+        )));
+        assert!(!is_transient(&anyhow::Error::from(
+            sqlx::Error::RowNotFound
+        )));
+        assert!(!is_transient(&anyhow::anyhow!(
+            "issue 3 has no content to send"
+        )));
+    }
 }

@@ -50,7 +50,7 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, None),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, None),
             ApiError::Internal(e) => {
-                tracing::error!(error = ?e, "admin API request failed");
+                crate::log_repeated!(error, "web:api", e, "admin API request failed");
                 return (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     Json(json!({ "error": "internal error; see the server log" })),
@@ -95,7 +95,7 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         match self {
             PageError::Internal(e) => {
-                tracing::error!(error = ?e, "page request failed");
+                crate::log_repeated!(error, "web:page", e, "page request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, Html(GENERIC_500)).into_response()
             }
         }

@@ -130,6 +130,10 @@ pub struct ServerOptions<'a> {
     pub close_after_message: bool,
     /// Listen here (e.g. a port a test saw refused before), else on a free port.
     pub port: Option<u16>,
+    /// Refuse every Nth message (1: every one) at the end of DATA with `refuse_reply` (default
+    /// `421 4.7.0 …`, after which the server closes the connection).
+    pub refuse_every: u32,
+    pub refuse_reply: Option<&'a str>,
 }
 
 /// A running server, killed on drop.
@@ -179,6 +183,12 @@ impl Submission {
         }
         if o.close_after_message {
             cmd.arg("--close-after-message");
+        }
+        if o.refuse_every > 0 {
+            cmd.args(["--refuse-every", &o.refuse_every.to_string()]);
+        }
+        if let Some(reply) = o.refuse_reply {
+            cmd.args(["--refuse-reply", reply]);
         }
         let mut child = cmd
             .stdout(Stdio::piped())

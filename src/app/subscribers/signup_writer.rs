@@ -55,7 +55,13 @@ impl SignupWriter {
                     }
                     Err(e) => {
                         let message = format!("{e:#}");
-                        tracing::error!(error = %message, signups = requests.len(), "writing signups failed");
+                        crate::log_repeated!(
+                            error,
+                            "signups:write",
+                            message,
+                            signups = requests.len(),
+                            "writing signups failed"
+                        );
                         for reply in replies {
                             let _ = reply.send(Err(message.clone()));
                         }
