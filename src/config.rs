@@ -603,6 +603,12 @@ pub struct SignupSettings {
     /// `redirect` may return to; empty: the origin of `site.base_url`.
     #[serde(default)]
     pub allowed_origins: Vec<WebOrigin>,
+    /// Throwaway domains refused at signup, their subdomains included.
+    #[serde(default)]
+    pub blocked_domains: Vec<String>,
+    /// More blocked domains, one a line (`#` starts a comment); read at start-up.
+    #[serde(default)]
+    pub blocked_domains_file: Option<PathBuf>,
 }
 
 /// `scheme://host[:port]` of a web page, as browsers send it in `Origin`.
@@ -1040,6 +1046,21 @@ impl Settings {
                 "webhooks: set both webhooks.postmark_username and webhooks.postmark_password, or neither"
                     .to_string(),
             );
+        }
+        for domain in &self.signup.blocked_domains {
+            if !is_dns_name(domain.trim().trim_end_matches('.')) {
+                problems.push(format!(
+                    "signup.blocked_domains: {domain:?} is not a domain name"
+                ));
+            }
+        }
+        if let Some(path) = &self.signup.blocked_domains_file
+            && !path.is_file()
+        {
+            problems.push(format!(
+                "signup.blocked_domains_file: {} is not a file",
+                path.display()
+            ));
         }
         let dns_timeout = self.dns.timeout.0;
         if dns_timeout < Duration::from_millis(100) || dns_timeout > Duration::from_secs(60) {

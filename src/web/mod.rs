@@ -30,6 +30,7 @@ use axum::response::IntoResponse;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::app::App;
+use crate::app::subscribers::door::Door;
 use crate::app::subscribers::signup_writer::SignupWriter;
 use crate::config::{SecretKey, Settings};
 use crate::mail::queue::QueueSignal;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// Group-commit writer for signups.
     pub signup_writer: SignupWriter,
+    /// The signup domain check (block lists, DNS), asked before a signup is queued.
+    pub door: Arc<Door>,
 }
 
 /// The whole HTTP application.
