@@ -609,6 +609,20 @@ pub struct SignupSettings {
     /// More blocked domains, one a line (`#` starts a comment); read at start-up.
     #[serde(default)]
     pub blocked_domains_file: Option<PathBuf>,
+    /// A reader still pending this long after signing up gets one reminder (by the worker).
+    #[serde(default = "default_reminder_after")]
+    pub reminder_after: DurationSetting,
+    /// A reader still pending this long after signing up is deleted (by the worker).
+    #[serde(default = "default_pending_ttl")]
+    pub pending_ttl: DurationSetting,
+}
+
+fn default_reminder_after() -> DurationSetting {
+    DurationSetting(Duration::from_secs(24 * 3600))
+}
+
+fn default_pending_ttl() -> DurationSetting {
+    DurationSetting(Duration::from_secs(7 * 24 * 3600))
 }
 
 /// `scheme://host[:port]` of a web page, as browsers send it in `Origin`.
@@ -1061,6 +1075,13 @@ impl Settings {
                 "signup.blocked_domains_file: {} is not a file",
                 path.display()
             ));
+        }
+        if self.signup.reminder_after.0 < Duration::from_secs(1) {
+            problems.push("signup.reminder_after: must be at least 1s".to_string());
+        }
+        if self.signup.pending_ttl.0 <= self.signup.reminder_after.0 {
+            problems
+                .push("signup.pending_ttl: must be longer than signup.reminder_after".to_string());
         }
         let dns_timeout = self.dns.timeout.0;
         if dns_timeout < Duration::from_millis(100) || dns_timeout > Duration::from_secs(60) {

@@ -5,6 +5,7 @@
 //! written in batches by [`signup_writer`]; confirming and leaving are in [`lifecycle`].
 
 pub mod door;
+pub mod hygiene;
 pub mod lifecycle;
 pub mod signup;
 pub mod signup_writer;
