@@ -7,6 +7,7 @@
 pub mod door;
 pub mod hygiene;
 pub mod lifecycle;
+pub mod manage;
 pub mod signup;
 pub mod signup_writer;
 

@@ -44,6 +44,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "web/signup.html",
     "web/confirm.html",
     "web/unsubscribe.html",
+    "web/manage.html",
     "web/embed.html",
     "console/base.html",
     "console/login.html",

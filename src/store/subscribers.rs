@@ -3,6 +3,7 @@
 
 mod hygiene;
 mod import;
+pub mod manage;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -14,6 +14,7 @@ pub mod health;
 pub use crate::json;
 pub mod limits;
 pub mod links;
+pub mod manage;
 pub mod metrics;
 pub mod pages;
 pub mod serve;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(signup::router(&state))
         .merge(embed::router())
         .merge(links::router(&state))
+        .merge(manage::router(&state))
         .merge(health::router())
         .merge(metrics::router())
         .merge(archive::router())
