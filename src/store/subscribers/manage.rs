@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use crate::store::{Store, from_millis, to_millis};
+use std::collections::HashMap;
+
+use crate::store::{Store, from_millis, placeholders, to_millis};
 
 /// One consent record, for the reader's export.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +26,48 @@ pub struct BounceEvent {
     pub reason: String,
 }
 
+/// What the console shows of a reader besides the row: the pause, and when a pending reader
+/// signed up last.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReaderState {
+    pub paused_until: Option<DateTime<Utc>>,
+    pub last_signup_at: Option<DateTime<Utc>>,
+}
+
 impl Store {
+    /// [`ReaderState`] of the readers `ids` (a console page of them).
+    pub async fn reader_states(&self, ids: &[i64]) -> anyhow::Result<HashMap<i64, ReaderState>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT id, paused_until, COALESCE(last_confirmation_sent_at, created_at) AS last_signup_at
+             FROM subscribers WHERE id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>("id")?,
+                    ReaderState {
+                        paused_until: r
+                            .try_get::<Option<i64>, _>("paused_until")?
+                            .map(from_millis),
+                        last_signup_at: r
+                            .try_get::<Option<i64>, _>("last_signup_at")?
+                            .map(from_millis),
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// Until when the reader is paused, if they are.
     pub async fn paused_until(&self, subscriber_id: i64) -> anyhow::Result<Option<DateTime<Utc>>> {
         let at: Option<Option<i64>> =
