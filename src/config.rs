@@ -619,6 +619,26 @@ pub struct SignupSettings {
     /// `redirect` may return to; empty: the origin of `site.base_url`.
     #[serde(default)]
     pub allowed_origins: Vec<WebOrigin>,
+    /// Throwaway domains refused at signup, their subdomains included.
+    #[serde(default)]
+    pub blocked_domains: Vec<String>,
+    /// More blocked domains, one a line (`#` starts a comment); read at start-up.
+    #[serde(default)]
+    pub blocked_domains_file: Option<PathBuf>,
+    /// A reader still pending this long after signing up gets one reminder (by the worker).
+    #[serde(default = "default_reminder_after")]
+    pub reminder_after: DurationSetting,
+    /// A reader still pending this long after signing up is deleted (by the worker).
+    #[serde(default = "default_pending_ttl")]
+    pub pending_ttl: DurationSetting,
+}
+
+fn default_reminder_after() -> DurationSetting {
+    DurationSetting(Duration::from_secs(24 * 3600))
+}
+
+fn default_pending_ttl() -> DurationSetting {
+    DurationSetting(Duration::from_secs(7 * 24 * 3600))
 }
 
 /// `scheme://host[:port]` of a web page, as browsers send it in `Origin`.
@@ -1098,6 +1118,28 @@ impl Settings {
                 "webhooks: set both webhooks.postmark_username and webhooks.postmark_password, or neither"
                     .to_string(),
             );
+        }
+        for domain in &self.signup.blocked_domains {
+            if !is_dns_name(domain.trim().trim_end_matches('.')) {
+                problems.push(format!(
+                    "signup.blocked_domains: {domain:?} is not a domain name"
+                ));
+            }
+        }
+        if let Some(path) = &self.signup.blocked_domains_file
+            && !path.is_file()
+        {
+            problems.push(format!(
+                "signup.blocked_domains_file: {} is not a file",
+                path.display()
+            ));
+        }
+        if self.signup.reminder_after.0 < Duration::from_secs(1) {
+            problems.push("signup.reminder_after: must be at least 1s".to_string());
+        }
+        if self.signup.pending_ttl.0 <= self.signup.reminder_after.0 {
+            problems
+                .push("signup.pending_ttl: must be longer than signup.reminder_after".to_string());
         }
         let dns_timeout = self.dns.timeout.0;
         if dns_timeout < Duration::from_millis(100) || dns_timeout > Duration::from_secs(60) {

@@ -8,6 +8,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::app::subscribers::door::Door;
 use crate::app::subscribers::signup_writer::SignupWriter;
 use crate::config::Settings;
 use crate::mail::queue::{self, QueueSignal};
@@ -41,6 +42,7 @@ impl Application {
         let renderer = Arc::new(Renderer::from_settings(&settings)?);
         let transport = Transport::from_settings(&settings)?;
         let rate_limits = RateLimits::from_settings(&settings);
+        let door = Arc::new(Door::new(&settings.signup, &settings.dns)?);
         let listener = TcpListener::bind(settings.http.bind)
             .await
             .with_context(|| format!("http.bind: cannot listen on {}", settings.http.bind))?;
@@ -65,6 +67,7 @@ impl Application {
                 mail_signal: QueueSignal::default(),
                 rate_limits,
                 signup_writer,
+                door,
             },
         })
     }

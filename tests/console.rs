@@ -2175,3 +2175,68 @@ async fn sign_in_link_requests_are_throttled() {
     assert_eq!(statuses[10], 429);
     app.stop().await;
 }
+
+/// The subscribers list shows who is paused (until when) and how long a pending reader has
+/// waited since signing up.
+#[tokio::test]
+async fn the_subscribers_list_shows_pauses_and_pending_age() {
+    let app = TestApp::spawn("").await;
+    add_operator(&app.env, OWNER, "owner");
+    seed(&app, 2).await;
+    let r = app
+        .client
+        .post(app.url("/subscribe"))
+        .form(&[("email", "waiting@example.org")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 24 * 3600 * 1000_i64;
+    sqlx::query("UPDATE subscribers SET paused_until = $1 WHERE email = 'reader00@example.org'")
+        .bind(now + 20 * day)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE subscribers SET last_confirmation_sent_at = $1 WHERE email = 'waiting@example.org'",
+    )
+    .bind(now - 2 * day - 3 * 3600 * 1000 - 60_000)
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+    // A pause that has passed shows nothing.
+    sqlx::query("UPDATE subscribers SET paused_until = $1 WHERE email = 'reader01@example.org'")
+        .bind(now - day)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let session = login(&app, OWNER).await;
+    let html = session
+        .get(&app, "/admin/subscribers")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row = |email: &str| {
+        let at = html.find(&format!("<td>{email}</td>")).expect(email);
+        html[at..at + html[at..].find("</tr>").unwrap()].to_string()
+    };
+    let paused = chrono::DateTime::from_timestamp_millis(now + 20 * day)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    assert!(
+        row("reader00@example.org").contains(&format!("paused until {paused}")),
+        "{}",
+        row("reader00@example.org")
+    );
+    assert!(!row("reader01@example.org").contains("paused"));
+    assert!(
+        row("waiting@example.org").contains("pending for 2 d 3 h"),
+        "{}",
+        row("waiting@example.org")
+    );
+}

@@ -66,6 +66,8 @@ pub struct BounceReport {
 pub struct SubscriberSearch {
     pub counts: Vec<(SubscriberStatus, i64)>,
     pub found: Page<SubscriberRow, i64>,
+    /// The pause and last signup of the readers found, by id.
+    pub states: std::collections::HashMap<i64, crate::store::subscribers::manage::ReaderState>,
 }
 
 impl App {
@@ -108,8 +110,10 @@ impl App {
             .store()
             .search_subscribers(query, status, at, PAGE_SIZE as i64)
             .await?;
+        let ids: Vec<i64> = window.rows.iter().map(|s| s.id).collect();
         Ok(SubscriberSearch {
             counts: self.store().subscriber_counts().await?,
+            states: self.store().reader_states(&ids).await?,
             found: Page::of(window, |s| s.id),
         })
     }

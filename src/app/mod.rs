@@ -49,6 +49,8 @@ pub enum Actor {
     /// verdicts itself: automatic pauses (failures, a stalled transport, the circuit breaker,
     /// a full sending window) and resumes (the window has room again).
     System,
+    /// A reader on their own manage page (`/manage/{token}`).
+    Reader,
 }
 
 impl fmt::Display for Actor {
@@ -59,6 +61,7 @@ impl fmt::Display for Actor {
             Actor::Scheduler => f.write_str("scheduler"),
             Actor::Operator(email) => write!(f, "operator:{email}"),
             Actor::System => f.write_str("system"),
+            Actor::Reader => f.write_str("reader"),
         }
     }
 }

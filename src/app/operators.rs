@@ -107,9 +107,11 @@ impl App {
                     "only an owner can manage operators".into(),
                 )),
             },
-            Actor::Api | Actor::Scheduler | Actor::System => Err(OpsError::Forbidden(
-                "operators are managed from the command line or by an owner".into(),
-            )),
+            Actor::Api | Actor::Scheduler | Actor::System | Actor::Reader => {
+                Err(OpsError::Forbidden(
+                    "operators are managed from the command line or by an owner".into(),
+                ))
+            }
         }
     }
 

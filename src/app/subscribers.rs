@@ -4,7 +4,10 @@
 //! These are the operator's side of the list. A reader's signup is decided in [`signup`] and
 //! written in batches by [`signup_writer`]; confirming and leaving are in [`lifecycle`].
 
+pub mod door;
+pub mod hygiene;
 pub mod lifecycle;
+pub mod manage;
 pub mod signup;
 pub mod signup_writer;
 

@@ -11,6 +11,10 @@ use crate::delivery::Hooks;
 use crate::issues::{ActionKind, AutoPause, Automatic, IssueStatus, Supervisor};
 use crate::shutdown::Shutdown;
 
+/// How often the worker runs the pending readers' reminders and purge
+/// ([`App::pending_hygiene`]) between sends.
+const HYGIENE_EVERY: Duration = Duration::from_secs(2);
+
 impl Supervisor for App {
     fn auto_pause<'a>(
         &'a self,
@@ -83,9 +87,16 @@ impl App {
         };
         tracing::info!(owner = %engine.owner, "delivery worker started");
         let hooks = Hooks::new(&self);
+        let mut hygiene_due = tokio::time::Instant::now();
         while !shutdown.is_triggered() {
             if let Err(e) = self.resume_window_pauses().await {
                 crate::log_repeated!(warn, "worker:resume", e, "resuming window pauses failed");
+            }
+            if tokio::time::Instant::now() >= hygiene_due {
+                hygiene_due = tokio::time::Instant::now() + HYGIENE_EVERY;
+                if let Err(e) = self.pending_hygiene(chrono::Utc::now()).await {
+                    tracing::warn!(error = %format!("{e:#}"), "pending reminders and purge failed");
+                }
             }
             let ids = match self.store().sending_issue_ids().await {
                 Ok(ids) => ids,

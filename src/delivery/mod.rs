@@ -56,7 +56,7 @@ use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::store::deliveries::Claimed;
 use crate::store::workers::WorkerInfo;
-use crate::subscribers::lifecycle::unsubscribe_url;
+use crate::subscribers::lifecycle::{manage_url, unsubscribe_url};
 
 /// Everything a worker needs; built once per process.
 #[derive(Clone)]
@@ -161,7 +161,8 @@ impl Engine {
         let address: lettre::Address = email.parse().context("stored address")?;
         let unsubscribe = unsubscribe_url(&self.settings, &self.secret, sid);
         let values =
-            SlotValues::for_recipient(email, &self.settings.newsletter.name.0, &unsubscribe);
+            SlotValues::for_recipient(email, &self.settings.newsletter.name.0, &unsubscribe)
+                .with_manage_link(&manage_url(&self.settings, &self.secret, sid));
         let bytes = prepared.message(
             &self.settings,
             self.dkim.as_deref(),

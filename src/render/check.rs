@@ -127,6 +127,12 @@ fn sample_context(settings: &Settings) -> Context {
     ctx.insert("archive_url", &public.join("archive"));
     ctx.insert("feed_url", &public.join("archive/feed.xml"));
     ctx.insert("ttl_hours", &48);
+    // web/manage.html
+    ctx.insert("status_text", "subscribed");
+    ctx.insert("confirmed", &true);
+    ctx.insert("paused_until", &Option::<String>::None);
+    ctx.insert("pause_weeks", &[2, 4, 8]);
+    ctx.insert("notice", &Option::<String>::None);
     ctx.insert("raw_url", &public.join("embed/snippet.html"));
     ctx.insert("origins", &[settings.site.base_url.as_str()]);
     ctx.insert(

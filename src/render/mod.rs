@@ -7,6 +7,7 @@
 //! [`Slot`] markers and filled in by [`Personalizer`], a plain concatenation of pre-split pieces,
 //! never by running Tera or mrml again.
 
+pub mod cadence;
 pub mod check;
 mod personalize;
 
@@ -43,6 +44,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "web/signup.html",
     "web/confirm.html",
     "web/unsubscribe.html",
+    "web/manage.html",
     "web/embed.html",
     "console/base.html",
     "console/login.html",
@@ -441,6 +443,14 @@ pub fn page_context(s: &Settings) -> Context {
     ctx.insert("site_name", &s.site.name.0);
     ctx.insert("postal_address", &s.newsletter.postal_address.0);
     ctx.insert("home_url", &s.http.public_url.join("/"));
+    ctx.insert(
+        "schedule_sentence",
+        &cadence::schedule_sentence(
+            &s.schedule.cron.schedule,
+            s.schedule.timezone.0,
+            chrono::Utc::now(),
+        ),
+    );
     ctx
 }
 

@@ -95,6 +95,18 @@ impl SlotValues {
         }
     }
 
+    /// Adds the reader's "Manage your subscription" link to the footer slot (issue mail).
+    pub fn with_manage_link(mut self, manage_url: &str) -> Self {
+        self.footer_link_html.push_str(&format!(
+            " · <a href=\"{}\" style=\"{LINK_STYLE}\">Manage your subscription</a>",
+            escape_html(manage_url)
+        ));
+        self.footer_link_text.push_str(&format!(
+            "\nManage your subscription (pause, your data): {manage_url}"
+        ));
+        self
+    }
+
     /// For the public web version: no personal data, a signup link instead of unsubscribe.
     pub fn for_archive(newsletter_name: &str, signup_url: &str) -> Self {
         SlotValues {

@@ -1,7 +1,9 @@
 //! Subscribers in the database: signup, confirmation, unsubscribe, operator changes, erasure.
 //! Every transition is one transaction that also writes its consent record.
 
+mod hygiene;
 mod import;
+pub mod manage;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -259,7 +261,7 @@ impl SignupBatch<'_> {
         for (i, write) in writes.iter().enumerate() {
             if let SignupWrite::Restart { subscriber_id } = *write {
                 sqlx::query(
-                    "UPDATE subscribers SET status = 'pending',
+                    "UPDATE subscribers SET status = 'pending', reminded_at = NULL,
                             updated_at = $1, last_confirmation_sent_at = $1 WHERE id = $2",
                 )
                 .bind(now)

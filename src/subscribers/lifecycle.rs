@@ -8,7 +8,9 @@ use std::str::FromStr;
 use lettre::message::Mailbox;
 use tera::Context;
 
-use super::tokens::{hash_confirm_token, mailbox_hash, new_confirm_token, unsubscribe_token};
+use super::tokens::{
+    hash_confirm_token, mailbox_hash, manage_token, new_confirm_token, unsubscribe_token,
+};
 use super::{ConsentContext, SubscriberEmail, SubscriberName};
 use crate::config::{SecretKey, Settings};
 use crate::mail::{Envelope, MailKind, compose};
@@ -20,6 +22,14 @@ pub fn unsubscribe_url(settings: &Settings, secret: &SecretKey, subscriber_id: i
         "unsubscribe/{}",
         unsubscribe_token(secret, subscriber_id)
     ))
+}
+
+/// `{public_url}/manage/{token}`: the reader's own page (pause, data, leave).
+pub fn manage_url(settings: &Settings, secret: &SecretKey, subscriber_id: i64) -> String {
+    settings
+        .http
+        .public_url
+        .join(&format!("manage/{}", manage_token(secret, subscriber_id)))
 }
 
 /// Builds transactional mails (confirmation, welcome) when the sender takes them from the queue.

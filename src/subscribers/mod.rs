@@ -77,6 +77,11 @@ impl SubscriberEmail {
         &self.0
     }
 
+    /// The domain after the `@` (ASCII, lower case as stored).
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map_or("", |(_, d)| d)
+    }
+
     /// The mailbox this address reaches however it is spelled: lower case, without a
     /// `+tag`, and for Gmail without dots. For counting per mailbox only — mail still goes to
     /// the address as given.

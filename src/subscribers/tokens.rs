@@ -83,6 +83,36 @@ pub fn verify_unsubscribe_token(secret: &SecretKey, token: &str) -> Option<i64> 
     }
 }
 
+/// The token of a reader's manage page (`/manage/{token}`): like the unsubscribe token
+/// (`base64url(id ‖ HMAC-SHA256(secret, purpose ‖ id)[..16])`, 32 characters) under its own
+/// purpose, so neither token opens the other's page.
+pub fn manage_token(secret: &SecretKey, subscriber_id: i64) -> String {
+    let id = subscriber_id.to_be_bytes();
+    let tag = mac(secret, MANAGE_PURPOSE, &id);
+    let mut raw = [0u8; 24];
+    raw[..8].copy_from_slice(&id);
+    raw[8..].copy_from_slice(&tag[..16]);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+const MANAGE_PURPOSE: &str = "verdicts/manage/v1:";
+
+/// The subscriber id a manage token stands for, if it is genuine.
+pub fn verify_manage_token(secret: &SecretKey, token: &str) -> Option<i64> {
+    if token.len() != UNSUBSCRIBE_TOKEN_LEN || !is_base64url(token) {
+        return None;
+    }
+    let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
+    let (id, tag) = raw.split_at(8);
+    let expected = mac(secret, MANAGE_PURPOSE, id);
+    use subtle::ConstantTimeEq;
+    if bool::from(expected[..16].ct_eq(tag)) {
+        Some(i64::from_be_bytes(id.try_into().ok()?))
+    } else {
+        None
+    }
+}
+
 /// The suppression key of an address (normalised, lower-case).
 pub fn suppression_hash(secret: &SecretKey, email: &str) -> String {
     hex::encode(mac(

@@ -33,6 +33,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/unsubscribe/{token}",
             get(unsubscribe_page).post(unsubscribe),
         )
+        .route("/unsubscribe/{token}/stay", get(stay_subscribed))
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .route_layer(from_fn_with_state(
             (state.clone(), Bucket::Links),
@@ -114,8 +115,13 @@ async fn confirm(
                 StatusCode::OK,
                 "You're in",
                 &format!(
-                    "Your subscription to {} is confirmed. The next issue arrives on Monday morning.",
-                    state.settings.newsletter.name.0
+                    "Your subscription to {} is confirmed. {}.",
+                    state.settings.newsletter.name.0,
+                    crate::render::cadence::schedule_sentence(
+                        &state.settings.schedule.cron.schedule,
+                        state.settings.schedule.timezone.0,
+                        chrono::Utc::now(),
+                    )
                 ),
                 Some((
                     &state.settings.http.public_url.join("archive"),
@@ -139,6 +145,34 @@ async fn unsubscribe_page(
         &state,
         "web/unsubscribe.html",
         &format!("unsubscribe/{token}"),
+    )
+}
+
+/// "Stay subscribed" on the unsubscribe page: nothing changes, and the reader is told so.
+async fn stay_subscribed(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    if token.len() != UNSUBSCRIBE_TOKEN_LEN || !state.app.unsubscribe_token_is_genuine(&token) {
+        return wrong_shape(&state);
+    }
+    message_page(
+        &state,
+        StatusCode::OK,
+        "You are still subscribed",
+        &format!(
+            "Nothing has changed: you keep getting {}. {}.",
+            state.settings.newsletter.name.0,
+            crate::render::cadence::schedule_sentence(
+                &state.settings.schedule.cron.schedule,
+                state.settings.schedule.timezone.0,
+                chrono::Utc::now(),
+            )
+        ),
+        Some((
+            &state.settings.http.public_url.join("archive"),
+            "Read past issues",
+        )),
     )
 }
 

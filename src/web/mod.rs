@@ -14,6 +14,7 @@ pub mod health;
 pub use crate::json;
 pub mod limits;
 pub mod links;
+pub mod manage;
 pub mod metrics;
 pub mod pages;
 pub mod serve;
@@ -30,6 +31,7 @@ use axum::response::IntoResponse;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::app::App;
+use crate::app::subscribers::door::Door;
 use crate::app::subscribers::signup_writer::SignupWriter;
 use crate::config::{SecretKey, Settings};
 use crate::mail::queue::QueueSignal;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// Group-commit writer for signups.
     pub signup_writer: SignupWriter,
+    /// The signup domain check (block lists, DNS), asked before a signup is queued.
+    pub door: Arc<Door>,
 }
 
 /// The whole HTTP application.
@@ -63,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(signup::router(&state))
         .merge(embed::router())
         .merge(links::router(&state))
+        .merge(manage::router(&state))
         .merge(health::router())
         .merge(metrics::router())
         .merge(archive::router())

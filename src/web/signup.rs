@@ -262,6 +262,20 @@ async fn subscribe(
             );
         }
     };
+    // The domain must take mail and not be a throwaway one: asked before the batch (DNS is
+    // never waited on inside a transaction); nothing is written for a refused signup.
+    if let Some(message) = state.door.check(signup.email.domain()).await.message() {
+        if let Some(r) = back_to(Err(message)) {
+            return Ok(r);
+        }
+        return reply(
+            &state,
+            &format,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            message,
+            Some(&form),
+        );
+    }
     let consent = consent_of(&state, &headers, ip);
     let outcome = state
         .signup_writer

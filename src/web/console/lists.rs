@@ -16,6 +16,7 @@ use crate::app::OpsError;
 use crate::app::console::Page;
 use crate::operators::{OperatorEmail, Password, Role};
 use crate::store::overview::{FailureKey, Keyset};
+use crate::store::subscribers::manage::ReaderState;
 use crate::store::subscribers::{AddOutcome, SubscriberRow};
 use crate::subscribers::{SubscriberEmail, SubscriberName, SubscriberStatus};
 use crate::web::AppState;
@@ -101,16 +102,39 @@ struct SubscriberView {
     name: String,
     status: &'static str,
     created_at: String,
+    /// "paused until …" for a paused reader, "pending for …" for one not confirmed yet.
+    note: String,
 }
 
-impl From<SubscriberRow> for SubscriberView {
-    fn from(s: SubscriberRow) -> Self {
+impl SubscriberView {
+    fn of(s: SubscriberRow, state: ReaderState, now: chrono::DateTime<chrono::Utc>) -> Self {
+        let note = match (s.status, state.paused_until, state.last_signup_at) {
+            (SubscriberStatus::Confirmed, Some(until), _) if until > now => {
+                format!("paused until {}", when(until))
+            }
+            (SubscriberStatus::Pending, _, Some(at)) => {
+                format!("pending for {}", age(now - at))
+            }
+            _ => String::new(),
+        };
         SubscriberView {
             email: s.email,
             name: s.name.unwrap_or_default(),
             status: s.status.as_str(),
             created_at: when(s.created_at),
+            note,
         }
+    }
+}
+
+/// "3 d 4 h", "5 h 12 min", "40 min": how long, to the two largest units.
+fn age(d: chrono::Duration) -> String {
+    let minutes = d.num_minutes().max(0);
+    let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    match (days, hours) {
+        (0, 0) => format!("{mins} min"),
+        (0, h) => format!("{h} h {mins} min"),
+        (d, h) => format!("{d} d {h} h"),
     }
 }
 
@@ -197,7 +221,10 @@ pub(super) async fn subscribers(
             .found
             .rows
             .into_iter()
-            .map(SubscriberView::from)
+            .map(|s| {
+                let state = search.states.get(&s.id).copied().unwrap_or_default();
+                SubscriberView::of(s, state, chrono::Utc::now())
+            })
             .collect::<Vec<_>>(),
     );
     console.render(&state, StatusCode::OK, "console/subscribers.html", &ctx)
@@ -560,7 +587,7 @@ pub(super) async fn bounces(
             .bounced
             .rows
             .into_iter()
-            .map(SubscriberView::from)
+            .map(|s| SubscriberView::of(s, ReaderState::default(), chrono::Utc::now()))
             .collect::<Vec<_>>(),
     );
     ctx.insert("bounced_pager", &bounced_pager);
