@@ -49,6 +49,7 @@ fn bench(c: &mut Criterion) {
         number: 12,
         week: "2026-W47".parse().unwrap(),
         comparisons: &comparisons,
+        secret: &settings.secret_key().unwrap(),
     };
     c.bench_function("full_render_10_comparisons", |b| {
         b.iter(|| renderer.render_issue(&settings, black_box(&input)).unwrap())

@@ -41,6 +41,7 @@ fn the_captured_pages_render_with_every_name_score_and_count() {
                 number: 12,
                 week: week("2026-W47"),
                 comparisons: &comparisons,
+                secret: &verdicts::config::SecretKey::from_bytes(b"test key for rendering issues"),
             },
         )
         .unwrap();
@@ -123,6 +124,7 @@ fn ten_comparisons_stay_under_gmail_clipping() {
                 number: 99,
                 week: week("2026-W47"),
                 comparisons: &ten,
+                secret: &verdicts::config::SecretKey::from_bytes(b"test key for rendering issues"),
             },
         )
         .unwrap();
@@ -163,6 +165,7 @@ fn hostile_content_renders_as_text_everywhere() {
                 number: 1,
                 week: week("2026-W47"),
                 comparisons: std::slice::from_ref(&c),
+                secret: &verdicts::config::SecretKey::from_bytes(b"test key for rendering issues"),
             },
         )
         .expect("mrml never fails on hostile text");

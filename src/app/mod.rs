@@ -16,6 +16,7 @@
 
 pub mod comparisons;
 pub mod console;
+pub mod engagement;
 pub mod issues;
 pub mod operators;
 pub mod subscribers;

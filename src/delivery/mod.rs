@@ -139,7 +139,8 @@ impl Engine {
         else {
             anyhow::bail!("issue {} has no content to send", issue.week);
         };
-        let mut mail = IssueMail::new(number, &subject, &Personalizer::new(&html, &text));
+        let mut mail = IssueMail::new(number, &subject, &Personalizer::new(&html, &text))
+            .with_votes(&self.secret);
         if self.dkim.is_some() {
             mail.prepare_dkim(&self.settings)?;
         }
@@ -155,8 +156,12 @@ impl Engine {
         let email = c.email.as_deref().context("erased subscriber")?;
         let address: lettre::Address = email.parse().context("stored address")?;
         let unsubscribe = unsubscribe_url(&self.settings, &self.secret, sid);
-        let values =
-            SlotValues::for_recipient(email, &self.settings.newsletter.name.0, &unsubscribe);
+        let values = SlotValues::for_recipient(
+            email,
+            &self.settings.newsletter.name.0,
+            &unsubscribe,
+            prepared.vote_reader(sid),
+        );
         let bytes = prepared.message(
             &self.settings,
             self.dkim.as_deref(),
@@ -180,8 +185,12 @@ impl Engine {
         let mut mail = self.prepare(issue_id).await?;
         mail.subject = format!("[TEST] {}", mail.subject);
         let unsubscribe = self.settings.http.public_url.join("unsubscribe/TEST");
-        let values =
-            SlotValues::for_recipient(to.as_str(), &self.settings.newsletter.name.0, &unsubscribe);
+        let values = SlotValues::for_recipient(
+            to.as_str(),
+            &self.settings.newsletter.name.0,
+            &unsubscribe,
+            crate::engagement::SAMPLE_READER.to_string(),
+        );
         let address: lettre::Address = to.as_str().parse()?;
         let bytes = mail.message(
             &self.settings,

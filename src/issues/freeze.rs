@@ -62,6 +62,7 @@ pub async fn create_issue(
                         number,
                         week,
                         comparisons: &comparisons,
+                        secret: &settings.secret_key()?,
                     },
                 )
                 .with_context(|| format!("rendering issue #{number} for week {week}"))?;
@@ -147,6 +148,7 @@ pub async fn preview_issue(
             number,
             week,
             comparisons: &comparisons,
+            secret: &settings.secret_key()?,
         },
     )?;
     Ok(Some(Preview {

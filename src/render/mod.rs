@@ -19,7 +19,8 @@ use serde::Serialize;
 use tera::{Context, Tera};
 
 use crate::comparisons::{Comparison, PanelVerdict, Persona, Verdict};
-use crate::config::Settings;
+use crate::config::{SecretKey, Settings};
+use crate::engagement::{Choice, click_token, vote_choice_token};
 use crate::issues::IsoWeek;
 
 /// `(name, source)` of every template, compiled into the binary.
@@ -44,6 +45,8 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "web/confirm.html",
     "web/unsubscribe.html",
     "web/embed.html",
+    "web/vote.html",
+    "web/privacy.html",
     "console/base.html",
     "console/login.html",
     "console/message.html",
@@ -88,6 +91,8 @@ pub struct IssueInput<'a> {
     pub number: i64,
     pub week: IsoWeek,
     pub comparisons: &'a [Comparison],
+    /// Signs the issue's vote and click links (`security.secret_key`).
+    pub secret: &'a SecretKey,
 }
 
 #[derive(Serialize)]
@@ -105,6 +110,9 @@ struct ToolView<'a> {
     ship: u32,
     skip: u32,
     percent: u32,
+    /// The reader's "Ship" and "Skip" links (`/vote/…`, with the reader's part as a slot).
+    ship_url: String,
+    skip_url: String,
 }
 
 #[derive(Serialize)]
@@ -130,7 +138,12 @@ struct QuoteView<'a> {
 #[derive(Serialize)]
 struct ComparisonView<'a> {
     title: &'a str,
-    url: &'a str,
+    /// The link to the comparison page: through `/r/…` when `tracking.clicks` is on.
+    url: String,
+    /// The comparison page itself.
+    page_url: &'a str,
+    /// "Panel: ship A; split on B".
+    bottom_line: String,
     rule: String,
     tools: Vec<ToolView<'a>>,
     scorecard: Vec<ScoreRow>,
@@ -188,7 +201,49 @@ fn pick_quote(c: &Comparison) -> &crate::comparisons::Review {
         .expect("a checked comparison has reviews")
 }
 
-fn comparison_view(c: &Comparison) -> ComparisonView<'_> {
+/// Where a comparison's links and buttons point, per issue (the same for every recipient).
+struct Links<'a> {
+    secret: &'a SecretKey,
+    public: &'a crate::config::HttpUrl,
+    number: i64,
+    clicks: bool,
+}
+
+impl Links<'_> {
+    fn vote(&self, position: u16, tool: u8, choice: Choice) -> String {
+        format!(
+            "{}{}{}",
+            self.public.join("vote/"),
+            Slot::VoteReader.marker(),
+            vote_choice_token(self.secret, self.number, position, tool, choice)
+        )
+    }
+
+    fn page(&self, position: u16, page_url: &str) -> String {
+        if self.clicks {
+            self.public
+                .join(&format!("r/{}", click_token(self.secret, self.number, position)))
+        } else {
+            page_url.to_string()
+        }
+    }
+}
+
+/// The panel's verdicts in one line: "Panel: ship SmolVLM2-2B; split on Claude Haiku".
+pub fn bottom_line(c: &Comparison) -> String {
+    let calls: Vec<String> = c
+        .tools()
+        .iter()
+        .map(|t| match t.panel.verdict {
+            PanelVerdict::Ship => format!("ship {}", t.name),
+            PanelVerdict::Skip => format!("skip {}", t.name),
+            PanelVerdict::Mixed => format!("split on {}", t.name),
+        })
+        .collect();
+    format!("Panel: {}", calls.join("; "))
+}
+
+fn comparison_view<'c>(c: &'c Comparison, position: u16, links: &Links<'_>) -> ComparisonView<'c> {
     let tools: Vec<ToolView<'_>> = c
         .tools()
         .iter()
@@ -209,6 +264,8 @@ fn comparison_view(c: &Comparison) -> ComparisonView<'_> {
                 ship: t.panel.ship,
                 skip: t.panel.skip,
                 percent: t.panel.ship_percent(),
+                ship_url: links.vote(position, i as u8, Choice::Ship),
+                skip_url: links.vote(position, i as u8, Choice::Skip),
             }
         })
         .collect();
@@ -247,7 +304,9 @@ fn comparison_view(c: &Comparison) -> ComparisonView<'_> {
     let quoted = pick_quote(c);
     ComparisonView {
         title: c.title(),
-        url: c.url(),
+        url: links.page(position, c.url()),
+        page_url: c.url(),
+        bottom_line: bottom_line(c),
         rule: "-".repeat(c.title().chars().count().min(72)),
         tools,
         scorecard,
@@ -322,9 +381,23 @@ impl Renderer {
                 .render("email/subject.txt", &ctx)
                 .context("rendering the subject")?,
         );
-        let views: Vec<ComparisonView<'_>> =
-            input.comparisons.iter().map(comparison_view).collect();
         let public = &settings.http.public_url;
+        let links = Links {
+            secret: input.secret,
+            public,
+            number: input.number,
+            clicks: settings.tracking.clicks,
+        };
+        anyhow::ensure!(
+            input.comparisons.len() <= usize::from(u16::MAX),
+            "too many comparisons for one issue"
+        );
+        let views: Vec<ComparisonView<'_>> = input
+            .comparisons
+            .iter()
+            .enumerate()
+            .map(|(i, c)| comparison_view(c, i as u16, &links))
+            .collect();
         ctx.insert("subject", &subject);
         ctx.insert(
             "preview",
@@ -350,6 +423,9 @@ impl Renderer {
         ctx.insert("comparisons", &views);
         ctx.insert("personal_line", Slot::PersonalLine.marker());
         ctx.insert("footer_link", Slot::FooterLink.marker());
+        ctx.insert("votes_begin", Slot::VotesBegin.marker());
+        ctx.insert("votes_end", Slot::VotesEnd.marker());
+        ctx.insert("privacy_url", &public.join("privacy"));
 
         let mjml = self
             .tera
@@ -438,6 +514,7 @@ pub fn page_context(s: &Settings) -> Context {
     ctx.insert("site_name", &s.site.name.0);
     ctx.insert("postal_address", &s.newsletter.postal_address.0);
     ctx.insert("home_url", &s.http.public_url.join("/"));
+    ctx.insert("privacy_url", &s.http.public_url.join("privacy"));
     ctx
 }
 
