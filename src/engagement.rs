@@ -301,7 +301,10 @@ mod tests {
             assert_eq!(verify_vote_token(&k, &forged), None, "byte {i}");
         }
         // Another key, another issue's links with this reader's part, wrong shapes.
-        assert_eq!(verify_vote_token(&key("another key, long enough......"), &t), None);
+        assert_eq!(
+            verify_vote_token(&key("another key, long enough......"), &t),
+            None
+        );
         let other_issue = vote_choice_token(&k, 13, 3, 1, Choice::Skip);
         let spliced = format!("{}{}", &t[..VOTE_READER_LEN], other_issue);
         assert_eq!(verify_vote_token(&k, &spliced), None);

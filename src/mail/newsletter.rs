@@ -12,8 +12,8 @@ use lettre::message::{Body, Mailbox};
 
 use super::{Envelope, compose_with_boundary};
 use crate::config::{SecretKey, Settings};
-use crate::engagement::VoteReaderSigner;
 use crate::delivery::dkim::{BodyPrefix, DkimSigner};
+use crate::engagement::VoteReaderSigner;
 use crate::render::{Part, Personalizer, Slot, SlotValues};
 
 /// A body part encoded once: encoded fixed pieces and the slots between them.
@@ -282,12 +282,8 @@ mod tests {
         assert!(prefix.len() > "fixed text ".len() * 300, "{prefix:?}");
         let key = SigningKey::generate(Algorithm::Ed25519).unwrap().0;
         let signer = DkimSigner::new("shiporskip.example", [("s", key)]);
-        let values = SlotValues::for_recipient(
-            "ada@example.org",
-            "News",
-            "https://x/u/1",
-            "R".repeat(28),
-        );
+        let values =
+            SlotValues::for_recipient("ada@example.org", "News", "https://x/u/1", "R".repeat(28));
         let recipient = || Recipient {
             to: Mailbox::new(None, "ada@example.org".parse().unwrap()),
             message_id_local: "issue-3.sub-1",

@@ -204,25 +204,33 @@ fn pick_quote(c: &Comparison) -> &crate::comparisons::Review {
 /// Where a comparison's links and buttons point, per issue (the same for every recipient).
 struct Links<'a> {
     secret: &'a SecretKey,
+    reader_placeholder: String,
     public: &'a crate::config::HttpUrl,
     number: i64,
     clicks: bool,
 }
+
+/// What the vote links carry in place of the reader's part until the HTML is out of mrml,
+/// which writes private-use characters in attribute values as `\u{e000}` (so the slot marker
+/// cannot go through it). Followed by a random nonce per render: content cannot spell it.
+const READER_PLACEHOLDER_PREFIX: &str = "verdicts-reader-";
 
 impl Links<'_> {
     fn vote(&self, position: u16, tool: u8, choice: Choice) -> String {
         format!(
             "{}{}{}",
             self.public.join("vote/"),
-            Slot::VoteReader.marker(),
+            self.reader_placeholder,
             vote_choice_token(self.secret, self.number, position, tool, choice)
         )
     }
 
     fn page(&self, position: u16, page_url: &str) -> String {
         if self.clicks {
-            self.public
-                .join(&format!("r/{}", click_token(self.secret, self.number, position)))
+            self.public.join(&format!(
+                "r/{}",
+                click_token(self.secret, self.number, position)
+            ))
         } else {
             page_url.to_string()
         }
@@ -384,6 +392,10 @@ impl Renderer {
         let public = &settings.http.public_url;
         let links = Links {
             secret: input.secret,
+            reader_placeholder: format!(
+                "{READER_PLACEHOLDER_PREFIX}{:032x}",
+                rand::random::<u128>()
+            ),
             public,
             number: input.number,
             clicks: settings.tracking.clicks,
@@ -431,11 +443,14 @@ impl Renderer {
             .tera
             .render("email/issue.mjml", &ctx)
             .context("rendering templates/email/issue.mjml")?;
-        let html = inline_css(&mjml_to_html(&mjml)?, &mj_style_css(&mjml))?;
+        let reader = Slot::VoteReader.marker();
+        let html = inline_css(&mjml_to_html(&mjml)?, &mj_style_css(&mjml))?
+            .replace(&links.reader_placeholder, reader);
         let text = self
             .tera
             .render("email/issue.txt", &ctx)
-            .context("rendering templates/email/issue.txt")?;
+            .context("rendering templates/email/issue.txt")?
+            .replace(&links.reader_placeholder, reader);
         Ok(RenderedIssue {
             subject,
             html,
@@ -663,6 +678,36 @@ fn mjml_error_position(mjml: &str, e: &mrml::prelude::parser::Error) -> (Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vote_links_carry_the_reader_slot_in_both_parts() {
+        let settings = Settings::from_toml("").unwrap();
+        let comparisons = check::sample_comparisons(&settings).unwrap();
+        let secret = SecretKey::from_bytes(b"a key for this test only");
+        let issue = Renderer::new()
+            .unwrap()
+            .render_issue(
+                &settings,
+                &IssueInput {
+                    number: 3,
+                    week: "2026-W47".parse().unwrap(),
+                    comparisons: &comparisons,
+                    secret: &secret,
+                },
+            )
+            .unwrap();
+        let vote = format!(
+            "{}{}",
+            settings.http.public_url.join("vote/"),
+            Slot::VoteReader.marker()
+        );
+        let links = 4 * comparisons.len();
+        assert_eq!(issue.html.matches(&format!("href=\"{vote}")).count(), links);
+        assert_eq!(issue.text.matches(&vote).count(), links);
+        assert!(!issue.html.contains("\\u{e000}"), "no escaped marker");
+        assert!(!issue.html.contains(READER_PLACEHOLDER_PREFIX));
+        assert!(!issue.text.contains(READER_PLACEHOLDER_PREFIX));
+    }
 
     #[test]
     fn angles_in_attribute_values_are_escaped_and_nothing_else_changes() {

@@ -80,10 +80,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row
-            .map(stored_from_row)
-            .transpose()?
-            .map(|s| s.comparison))
+        Ok(row.map(stored_from_row).transpose()?.map(|s| s.comparison))
     }
 
     /// A subscriber's status (`None`: no such subscriber, or erased).

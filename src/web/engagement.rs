@@ -66,7 +66,11 @@ async fn vote_page(
     let mut ctx = vote_context(&state, &v);
     ctx.insert(
         "action_url",
-        &state.settings.http.public_url.join(&format!("vote/{token}")),
+        &state
+            .settings
+            .http
+            .public_url
+            .join(&format!("vote/{token}")),
     );
     Ok(Html(state.renderer.render_page("web/vote.html", &ctx)?).into_response())
 }
@@ -113,11 +117,7 @@ async fn tallies(
         return not_found(&state);
     };
     match state.app.vote_tallies(slug).await? {
-        Some(t) => Ok((
-            [(header::CACHE_CONTROL, "public, max-age=60")],
-            Json(t),
-        )
-            .into_response()),
+        Some(t) => Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(t)).into_response()),
         None => Ok((
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({ "error": format!("no comparison {slug:?}") })),
