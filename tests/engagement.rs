@@ -100,6 +100,52 @@ async fn vote_rows(store: &Store) -> Vec<(i64, i64, String, String)> {
     .unwrap()
 }
 
+/// Signs an operator in to the console over HTTP; returns the session cookie.
+async fn console_session(app: &TestApp) -> String {
+    use std::io::Write;
+    let mut child = app
+        .env
+        .command()
+        .args(["operators", "add", "ada@example.org", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery staple\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let cookie_of = |r: &reqwest::Response, name: &str| -> String {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix(&format!("{name}=")))
+            .map(|v| v.split(';').next().unwrap().to_string())
+            .unwrap_or_else(|| panic!("a {name} cookie"))
+    };
+    let page = app.get("/admin/login").await;
+    let csrf = cookie_of(&page, "verdicts_login_csrf");
+    let r = app
+        .client
+        .post(app.url("/admin/login"))
+        .header("cookie", format!("verdicts_login_csrf={csrf}"))
+        .form(&[
+            ("email", "ada@example.org"),
+            ("password", "correct horse battery staple"),
+            ("csrf_token", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    cookie_of(&r, "verdicts_session")
+}
+
 async fn tallies(app: &TestApp, slug: &str) -> serde_json::Value {
     let r = app.get(&format!("/votes/{slug}.json")).await;
     assert_eq!(r.status(), 200);
@@ -184,6 +230,35 @@ async fn votes_from_received_mail_count_once_per_reader_per_tool() {
             {"name": "Claude 4 Sonnet", "ship": 0, "skip": 2},
             {"name": "SmolVLM2-2B", "ship": 1, "skip": 0}], "voters": 2})
     );
+
+    // The next issue shows these tallies in a short block.
+    let next = serde_json::Value::Array(vec![comparison_json(
+        "epsilon-vs-zeta",
+        "Epsilon vs Zeta",
+        "2026-11-25T10:00:00Z",
+    )])
+    .to_string();
+    app.store
+        .upsert_comparisons(&parse_json(&next).unwrap(), Source::Json, false)
+        .await
+        .unwrap();
+    let (issue2, _) = verdicts::issues::freeze::create_issue(
+        &app.store,
+        &verdicts::render::Renderer::new().unwrap(),
+        &app.env.settings(""),
+        "2026-W48".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let text2 = issue2.text.unwrap();
+    assert!(
+        text2.contains(
+            "Last issue, readers said:\n    Alpha vs Beta: Claude 4 Sonnet 0% ship (2 votes) · SmolVLM2-2B 100% ship (1 vote)\n"
+        ),
+        "{text2}"
+    );
+    assert!(!text2.contains("Gamma vs Delta:"), "no votes, no line");
+    assert!(issue2.html.unwrap().contains("Last issue, readers said"));
 
     // Stored votes name nobody: no subscriber id or address, only the keyed hash.
     let columns: Vec<String> = match app.store.backend() {

@@ -42,6 +42,7 @@ fn the_captured_pages_render_with_every_name_score_and_count() {
                 week: week("2026-W47"),
                 comparisons: &comparisons,
                 secret: &verdicts::config::SecretKey::from_bytes(b"test key for rendering issues"),
+                previous: &[],
             },
         )
         .unwrap();
@@ -125,6 +126,7 @@ fn ten_comparisons_stay_under_gmail_clipping() {
                 week: week("2026-W47"),
                 comparisons: &ten,
                 secret: &verdicts::config::SecretKey::from_bytes(b"test key for rendering issues"),
+                previous: &[],
             },
         )
         .unwrap();
@@ -166,6 +168,7 @@ fn hostile_content_renders_as_text_everywhere() {
                 week: week("2026-W47"),
                 comparisons: std::slice::from_ref(&c),
                 secret: &verdicts::config::SecretKey::from_bytes(b"test key for rendering issues"),
+                previous: &[],
             },
         )
         .expect("mrml never fails on hostile text");

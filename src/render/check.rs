@@ -115,6 +115,10 @@ fn sample_context(settings: &Settings) -> Context {
         ),
         ("form_snippet", "<form method=\"post\">…</form>"),
         ("fetch_snippet", "<form id=\"verdicts-signup\">…</form>"),
+        ("comparison_title", "Claude 4 Sonnet vs SmolVLM2-2B"),
+        ("tool", "SmolVLM2-2B"),
+        ("choice", "ship"),
+        ("choice_label", "Ship"),
     ] {
         ctx.insert(key, value);
     }
@@ -127,6 +131,8 @@ fn sample_context(settings: &Settings) -> Context {
     ctx.insert("archive_url", &public.join("archive"));
     ctx.insert("feed_url", &public.join("archive/feed.xml"));
     ctx.insert("ttl_hours", &48);
+    ctx.insert("comparison_url", settings.site.base_url.as_str());
+    ctx.insert("clicks", &true);
     ctx.insert("raw_url", &public.join("embed/snippet.html"));
     ctx.insert("origins", &[settings.site.base_url.as_str()]);
     ctx.insert(
@@ -254,6 +260,7 @@ pub fn check(dir: Option<&Path>, settings: &Settings) -> Report {
             week,
             comparisons: &sample,
             secret: &secret,
+            previous: &[],
         };
         match renderer.render_issue(settings, &input) {
             Ok(issue) => {

@@ -93,6 +93,45 @@ pub struct IssueInput<'a> {
     pub comparisons: &'a [Comparison],
     /// Signs the issue's vote and click links (`security.secret_key`).
     pub secret: &'a SecretKey,
+    /// The readers' votes on the previous issue's comparisons (those with votes), shown in a
+    /// short block.
+    pub previous: &'a [ReaderTally],
+}
+
+/// The readers' votes on one comparison of an earlier issue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReaderTally {
+    pub title: String,
+    pub url: String,
+    /// `(tool name, ship, skip)` per tool.
+    pub tools: Vec<(String, i64, i64)>,
+    pub voters: i64,
+}
+
+impl ReaderTally {
+    /// "Claude 4 Sonnet 72% ship (14 votes) · SmolVLM2-2B 40% ship (10 votes)".
+    pub fn summary(&self) -> String {
+        self.tools
+            .iter()
+            .filter(|(_, ship, skip)| ship + skip > 0)
+            .map(|(name, ship, skip)| {
+                let n = ship + skip;
+                format!(
+                    "{name} {}% ship ({n} vote{})",
+                    (ship * 100 + n / 2) / n,
+                    if n == 1 { "" } else { "s" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+}
+
+#[derive(Serialize)]
+struct PreviousView<'a> {
+    title: &'a str,
+    url: &'a str,
+    summary: String,
 }
 
 #[derive(Serialize)]
@@ -438,6 +477,17 @@ impl Renderer {
         ctx.insert("votes_begin", Slot::VotesBegin.marker());
         ctx.insert("votes_end", Slot::VotesEnd.marker());
         ctx.insert("privacy_url", &public.join("privacy"));
+        let previous: Vec<PreviousView<'_>> = input
+            .previous
+            .iter()
+            .filter(|t| t.voters > 0)
+            .map(|t| PreviousView {
+                title: &t.title,
+                url: &t.url,
+                summary: t.summary(),
+            })
+            .collect();
+        ctx.insert("previous", &previous);
 
         let mjml = self
             .tera
@@ -693,6 +743,7 @@ mod tests {
                     week: "2026-W47".parse().unwrap(),
                     comparisons: &comparisons,
                     secret: &secret,
+                    previous: &[],
                 },
             )
             .unwrap();
