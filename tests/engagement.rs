@@ -447,6 +447,33 @@ async fn click_links_are_the_same_for_everyone_and_count_gets_only() {
         "{metrics}"
     );
 
+    // The console's issue page shows the same.
+    let session = console_session(&app).await;
+    let page = app
+        .client
+        .get(app.url("/admin/issues/1"))
+        .header("cookie", format!("verdicts_session={session}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let section = &page[page
+        .find("id=\"engagement\"")
+        .expect("an engagement section")..];
+    assert!(
+        section.contains(&format!(
+            "<td><a href=\"{SITE}/compare/alpha-vs-beta\">{SITE}/compare/alpha-vs-beta</a></td><td>1 click</td>"
+        )),
+        "{section}"
+    );
+    assert!(
+        section
+            .contains("<td>alpha-vs-beta</td><td>SmolVLM2-2B</td><td>0 ship</td><td>1 skip</td>"),
+        "{section}"
+    );
+
     // The web version has no vote links (there is nobody to vote as) and no leftover markers.
     let archive = app.get("/archive/1").await.text().await.unwrap();
     assert!(!archive.contains("/vote/"), "{archive}");

@@ -31,7 +31,9 @@ fn week(s: &str) -> IsoWeek {
 
 #[test]
 fn the_captured_pages_render_with_every_name_score_and_count() {
-    let settings = verdicts::config::Settings::from_toml("").unwrap();
+    // Plain links, so the comparison pages themselves are in the mail (see tests/engagement.rs
+    // for the counted `/r/` links).
+    let settings = verdicts::config::Settings::from_toml("[tracking]\nclicks = false").unwrap();
     let comparisons = [page(SONNET_PAGE), page(HAIKU_PAGE)];
     let r = Renderer::new()
         .unwrap()
@@ -55,6 +57,7 @@ fn the_captured_pages_render_with_every_name_score_and_count() {
         "ada@example.org",
         "Weekly AI Tool Verdicts",
         "https://news.example/unsubscribe/TOKEN",
+        verdicts::engagement::SAMPLE_READER.to_string(),
     );
     let (html, text) = (p.html(&v), p.text(&v));
     for c in &comparisons {
@@ -134,6 +137,7 @@ fn ten_comparisons_stay_under_gmail_clipping() {
         "a.very.long.address.for.testing@subdomain.example.org",
         "Weekly AI Tool Verdicts",
         "https://news.example/unsubscribe/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        verdicts::engagement::SAMPLE_READER.to_string(),
     ));
     assert_eq!(html.matches("Read the full comparison").count(), 10);
     assert!(
@@ -174,7 +178,12 @@ fn hostile_content_renders_as_text_everywhere() {
         .expect("mrml never fails on hostile text");
     let p = Personalizer::new(&r.html, &r.text);
     for values in [
-        SlotValues::for_recipient("a@example.org", "W", "https://x/unsubscribe/T"),
+        SlotValues::for_recipient(
+            "a@example.org",
+            "W",
+            "https://x/unsubscribe/T",
+            verdicts::engagement::SAMPLE_READER.to_string(),
+        ),
         SlotValues::for_archive("W", "https://x/"),
     ] {
         let html = p.html(&values);
