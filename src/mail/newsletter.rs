@@ -21,6 +21,8 @@ use crate::render::{Part, Personalizer, Slot, SlotValues};
 struct EncodedPart {
     pieces: Vec<EncodedPiece>,
     encoded_len: usize,
+    /// How often each slot occurs, to size a message's body at once.
+    slot_counts: [usize; Slot::COUNT],
 }
 
 #[derive(Debug, Clone)]
@@ -62,14 +64,28 @@ impl EncodedPart {
                 EncodedPiece::Slot(_) => 0,
             })
             .sum();
+        let mut slot_counts = [0; Slot::COUNT];
+        for p in &pieces {
+            if let EncodedPiece::Slot(s) = p {
+                slot_counts[s.index()] += 1;
+            }
+        }
         EncodedPart {
             pieces,
             encoded_len,
+            slot_counts,
         }
     }
 
     fn fill<'v>(&self, votes: bool, value: impl Fn(Slot) -> &'v str) -> Body {
-        let mut out = Vec::with_capacity(self.encoded_len + 1024);
+        // Quoted-printable at most triples a value; each piece may end with a soft break.
+        let values: usize = self
+            .slot_counts
+            .iter()
+            .zip(Slot::ALL)
+            .map(|(n, s)| n * (value(s).len() * 3 + 3))
+            .sum();
+        let mut out = Vec::with_capacity(self.encoded_len + values);
         let mut skipping = false;
         for piece in &self.pieces {
             match piece {

@@ -26,13 +26,28 @@ pub enum Slot {
 }
 
 impl Slot {
-    const ALL: [Slot; 5] = [
+    /// Every slot, in [`Slot::index`] order.
+    pub const ALL: [Slot; Slot::COUNT] = [
         Slot::PersonalLine,
         Slot::FooterLink,
         Slot::VoteReader,
         Slot::VotesBegin,
         Slot::VotesEnd,
     ];
+
+    /// The slot's place in [`Slot::ALL`] (to count or size per slot).
+    pub fn index(self) -> usize {
+        match self {
+            Slot::PersonalLine => 0,
+            Slot::FooterLink => 1,
+            Slot::VoteReader => 2,
+            Slot::VotesBegin => 3,
+            Slot::VotesEnd => 4,
+        }
+    }
+
+    /// How many kinds of slot there are.
+    pub const COUNT: usize = 5;
 
     /// The marker left in the rendered issue.
     pub fn marker(self) -> &'static str {
@@ -163,6 +178,9 @@ struct Split {
     source: String,
     pieces: Vec<Piece>,
     literal_len: usize,
+    /// How often each slot occurs (in [`Slot::ALL`] order), to size the output exactly: a
+    /// reallocation would copy the whole issue again.
+    slot_counts: [usize; Slot::COUNT],
 }
 
 impl Split {
@@ -198,10 +216,17 @@ impl Split {
                 Piece::Slot(_) => 0,
             })
             .sum();
+        let mut slot_counts = [0; Slot::COUNT];
+        for p in &pieces {
+            if let Piece::Slot(s) = p {
+                slot_counts[s.index()] += 1;
+            }
+        }
         Split {
             source: source.to_string(),
             pieces,
             literal_len,
+            slot_counts,
         }
     }
 
@@ -213,7 +238,11 @@ impl Split {
     }
 
     fn fill<'v>(&self, votes: bool, value: impl Fn(Slot) -> &'v str) -> String {
-        let mut out = String::with_capacity(self.literal_len + 512);
+        let values: usize = Slot::ALL
+            .iter()
+            .map(|&s| self.slot_counts[s.index()] * value(s).len())
+            .sum();
+        let mut out = String::with_capacity(self.literal_len + values);
         let mut skipping = false;
         for part in self.parts() {
             match part {
