@@ -15,8 +15,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use lettre::message::{Body, Mailbox};
 use verdicts::comparisons::Comparison;
 use verdicts::comparisons::page::PageContext;
-use verdicts::config::Settings;
+use verdicts::config::{SecretKey, Settings};
 use verdicts::delivery::dkim::{Algorithm, BodyHasher, DkimSigner, SigningKey};
+use verdicts::engagement::VoteReaderSigner;
 use verdicts::mail::newsletter::{IssueMail, Recipient};
 use verdicts::mail::{Envelope, compose};
 use verdicts::render::{IssueInput, Personalizer, Renderer, SlotValues};
@@ -49,20 +50,28 @@ fn bench(c: &mut Criterion) {
         number: 12,
         week: "2026-W47".parse().unwrap(),
         comparisons: &comparisons,
+        secret: &SecretKey::from_bytes(b"bench key, not a secret"),
+        previous: &[],
     };
     c.bench_function("full_render_10_comparisons", |b| {
         b.iter(|| renderer.render_issue(&settings, black_box(&input)).unwrap())
     });
     let rendered = renderer.render_issue(&settings, &input).unwrap();
     let personalizer = Personalizer::new(&rendered.html, &rendered.text);
+    // The reader's part of the vote links: one HMAC per recipient, keyed once per issue.
+    let votes = VoteReaderSigner::new(&SecretKey::from_bytes(b"bench key, not a secret"), 12);
     let mut n = 0u64;
     c.bench_function("personalize_one_recipient", |b| {
         b.iter(|| {
             n += 1;
             let email = format!("reader{n}@example.org");
             let url = format!("https://news.example/unsubscribe/{n:032x}");
-            let values =
-                SlotValues::for_recipient(&email, "Weekly AI Tool Verdicts", black_box(&url));
+            let values = SlotValues::for_recipient(
+                &email,
+                "Weekly AI Tool Verdicts",
+                black_box(&url),
+                votes.token(n as i64),
+            );
             let html = personalizer.html(&values);
             let text = personalizer.text(&values);
             black_box((html, text))
@@ -73,7 +82,12 @@ fn bench(c: &mut Criterion) {
     let recipient = |n: u64| {
         let email = format!("reader{n}@example.org");
         let url = format!("https://news.example/unsubscribe/{n:032x}");
-        let values = SlotValues::for_recipient(&email, "Weekly AI Tool Verdicts", &url);
+        let values = SlotValues::for_recipient(
+            &email,
+            "Weekly AI Tool Verdicts",
+            &url,
+            votes.token(n as i64),
+        );
         (email, url, values)
     };
     c.bench_function("message_encode_whole_body", |b| {
@@ -136,6 +150,7 @@ fn bench_dkim(c: &mut Criterion, settings: &Settings, subject: &str, personalize
         "reader1@example.org",
         "Weekly AI Tool Verdicts",
         "https://news.example/unsubscribe/1",
+        "A".repeat(28),
     );
     let message = |signer: Option<&DkimSigner>| {
         mail.message(

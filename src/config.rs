@@ -71,6 +71,27 @@ pub struct Settings {
     pub templates: TemplateSettings,
     #[serde(default)]
     pub dns: DnsSettings,
+    pub tracking: TrackingSettings,
+}
+
+/// `[tracking]`: what the newsletter counts about its readers (see `GET /privacy`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingSettings {
+    /// `tracking.clicks`: comparison links in issue emails go through `/r/{token}`, the same
+    /// for every recipient, and each GET counts one click; `false`: plain links.
+    #[serde(default = "default_true")]
+    pub clicks: bool,
+}
+
+impl Default for TrackingSettings {
+    fn default() -> Self {
+        TrackingSettings { clicks: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[webhooks]`: how each provider's calls are authenticated. A provider whose keys are unset

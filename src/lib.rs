@@ -19,6 +19,8 @@
 //! - [`render`] — Tera + mrml rendering, once per issue, and per-recipient slot filling.
 //! - [`delivery`] — the delivery engine: leased claims, a bounded window, group-committed
 //!   outcomes, retries and bounces, DKIM.
+//! - [`engagement`] — reader votes and click counts without tracking: the signed tokens of
+//!   `/vote/` and `/r/` links and the keyed voter hash.
 //! - [`json`] — the strict JSON reader (objects only where asked, duplicate keys refused).
 //! - [`mail`] — message composition: every header built in Rust.
 //! - [`bounces`] — VERP return paths, DSN/ARF parsing, attributing reports to subscribers, the
@@ -46,6 +48,7 @@ pub mod comparisons;
 pub mod config;
 pub mod delivery;
 pub mod dns;
+pub mod engagement;
 pub mod issues;
 pub mod json;
 pub mod mail;

@@ -31,7 +31,9 @@ fn week(s: &str) -> IsoWeek {
 
 #[test]
 fn the_captured_pages_render_with_every_name_score_and_count() {
-    let settings = verdicts::config::Settings::from_toml("").unwrap();
+    // Plain links, so the comparison pages themselves are in the mail (see tests/engagement.rs
+    // for the counted `/r/` links).
+    let settings = verdicts::config::Settings::from_toml("[tracking]\nclicks = false").unwrap();
     let comparisons = [page(SONNET_PAGE), page(HAIKU_PAGE)];
     let r = Renderer::new()
         .unwrap()
@@ -41,6 +43,8 @@ fn the_captured_pages_render_with_every_name_score_and_count() {
                 number: 12,
                 week: week("2026-W47"),
                 comparisons: &comparisons,
+                secret: &verdicts::config::SecretKey::from_bytes(b"test key for rendering issues"),
+                previous: &[],
             },
         )
         .unwrap();
@@ -53,6 +57,7 @@ fn the_captured_pages_render_with_every_name_score_and_count() {
         "ada@example.org",
         "Weekly AI Tool Verdicts",
         "https://news.example/unsubscribe/TOKEN",
+        verdicts::engagement::SAMPLE_READER.to_string(),
     );
     let (html, text) = (p.html(&v), p.text(&v));
     for c in &comparisons {
@@ -123,6 +128,8 @@ fn ten_comparisons_stay_under_gmail_clipping() {
                 number: 99,
                 week: week("2026-W47"),
                 comparisons: &ten,
+                secret: &verdicts::config::SecretKey::from_bytes(b"test key for rendering issues"),
+                previous: &[],
             },
         )
         .unwrap();
@@ -130,6 +137,7 @@ fn ten_comparisons_stay_under_gmail_clipping() {
         "a.very.long.address.for.testing@subdomain.example.org",
         "Weekly AI Tool Verdicts",
         "https://news.example/unsubscribe/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        verdicts::engagement::SAMPLE_READER.to_string(),
     ));
     assert_eq!(html.matches("Read the full comparison").count(), 10);
     assert!(
@@ -163,12 +171,19 @@ fn hostile_content_renders_as_text_everywhere() {
                 number: 1,
                 week: week("2026-W47"),
                 comparisons: std::slice::from_ref(&c),
+                secret: &verdicts::config::SecretKey::from_bytes(b"test key for rendering issues"),
+                previous: &[],
             },
         )
         .expect("mrml never fails on hostile text");
     let p = Personalizer::new(&r.html, &r.text);
     for values in [
-        SlotValues::for_recipient("a@example.org", "W", "https://x/unsubscribe/T"),
+        SlotValues::for_recipient(
+            "a@example.org",
+            "W",
+            "https://x/unsubscribe/T",
+            verdicts::engagement::SAMPLE_READER.to_string(),
+        ),
         SlotValues::for_archive("W", "https://x/"),
     ] {
         let html = p.html(&values);

@@ -18,6 +18,7 @@ pub mod checks;
 pub mod comparisons;
 pub mod console;
 pub mod doctor;
+pub mod engagement;
 pub mod issue_check;
 pub mod issues;
 pub mod operators;

@@ -76,6 +76,7 @@ async fn preview(app: &App, args: PreviewArgs, json: bool) -> Result<(), Failure
         to.email.as_ref(),
         &settings.newsletter.name.0,
         &unsubscribe_url,
+        crate::engagement::SAMPLE_READER.to_string(),
     );
     let personalizer = Personalizer::new(&preview.rendered.html, &preview.rendered.text);
     let html = personalizer.html(&values);

@@ -144,7 +144,8 @@ impl Engine {
         else {
             anyhow::bail!("issue {} has no content to send", issue.week);
         };
-        let mut mail = IssueMail::new(number, &subject, &Personalizer::new(&html, &text));
+        let mut mail = IssueMail::new(number, &subject, &Personalizer::new(&html, &text))
+            .with_votes(&self.secret);
         if self.dkim.is_some() {
             mail.prepare_dkim(&self.settings)?;
         }
@@ -160,9 +161,13 @@ impl Engine {
         let email = c.email.as_deref().context("erased subscriber")?;
         let address: lettre::Address = email.parse().context("stored address")?;
         let unsubscribe = unsubscribe_url(&self.settings, &self.secret, sid);
-        let values =
-            SlotValues::for_recipient(email, &self.settings.newsletter.name.0, &unsubscribe)
-                .with_manage_link(&manage_url(&self.settings, &self.secret, sid));
+        let values = SlotValues::for_recipient(
+            email,
+            &self.settings.newsletter.name.0,
+            &unsubscribe,
+            prepared.vote_reader(sid),
+        )
+        .with_manage_link(&manage_url(&self.settings, &self.secret, sid));
         let bytes = prepared.message(
             &self.settings,
             self.dkim.as_deref(),
@@ -203,7 +208,12 @@ impl Engine {
         to: &str,
     ) -> anyhow::Result<(lettre::Address, Vec<u8>)> {
         let unsubscribe = self.settings.http.public_url.join("unsubscribe/TEST");
-        let values = SlotValues::for_recipient(to, &self.settings.newsletter.name.0, &unsubscribe);
+        let values = SlotValues::for_recipient(
+            to,
+            &self.settings.newsletter.name.0,
+            &unsubscribe,
+            crate::engagement::SAMPLE_READER.to_string(),
+        );
         let address: lettre::Address = to.parse()?;
         let bytes = mail.message(
             &self.settings,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::comparisons::Comparison;
 use crate::config::Settings;
 use crate::issues::IsoWeek;
-use crate::render::{IssueInput, RenderedIssue, Renderer};
+use crate::render::{IssueInput, ReaderTally, RenderedIssue, Renderer};
 use crate::store::Store;
 use crate::store::issues::{InsertIssueError, IssueRow, NewIssue};
 
@@ -14,6 +14,35 @@ use crate::store::issues::{InsertIssueError, IssueRow, NewIssue};
 /// `schedule.timezone` (what the Monday-morning send carries).
 pub fn default_week(now: DateTime<Utc>, settings: &Settings) -> IsoWeek {
     IsoWeek::containing(now, settings.schedule.timezone.0).previous()
+}
+
+/// The readers' votes on the comparisons of the issue before `number`, for its short block.
+async fn previous_tallies(store: &Store, number: i64) -> anyhow::Result<Vec<ReaderTally>> {
+    let Some(previous) = store.get_issue_by_number(number - 1).await? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (id, _) in store.issue_comparison_ids(previous.id).await? {
+        let counts = store.vote_counts(id).await?;
+        if counts.voters == 0 {
+            continue;
+        }
+        let Some(c) = store.comparison_by_id(id).await? else {
+            continue;
+        };
+        out.push(ReaderTally {
+            title: c.title().to_string(),
+            url: c.url().to_string(),
+            tools: c
+                .tools()
+                .iter()
+                .zip(counts.tools)
+                .map(|(t, n)| (t.name.clone(), n.ship, n.skip))
+                .collect(),
+            voters: counts.voters,
+        });
+    }
+    Ok(out)
 }
 
 /// Whether [`create_issue`] made the issue or found it already there.
@@ -57,6 +86,8 @@ pub async fn create_issue(
                         number,
                         week,
                         comparisons: &comparisons,
+                        secret: &settings.secret_key()?,
+                        previous: &previous_tallies(store, number).await?,
                     },
                 )
                 .with_context(|| format!("rendering issue #{number} for week {week}"))?;
@@ -142,6 +173,8 @@ pub async fn preview_issue(
             number,
             week,
             comparisons: &comparisons,
+            secret: &settings.secret_key()?,
+            previous: &previous_tallies(store, number).await?,
         },
     )?;
     Ok(Some(Preview {

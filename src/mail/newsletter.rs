@@ -11,8 +11,9 @@ use lettre::message::header::{ContentTransferEncoding, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox};
 
 use super::{Envelope, compose_with_boundary};
-use crate::config::Settings;
+use crate::config::{SecretKey, Settings};
 use crate::delivery::dkim::{BodyPrefix, DkimSigner};
+use crate::engagement::VoteReaderSigner;
 use crate::render::{Part, Personalizer, Slot, SlotValues};
 
 /// A body part encoded once: encoded fixed pieces and the slots between them.
@@ -20,6 +21,8 @@ use crate::render::{Part, Personalizer, Slot, SlotValues};
 struct EncodedPart {
     pieces: Vec<EncodedPiece>,
     encoded_len: usize,
+    /// How often each slot occurs, to size a message's body at once.
+    slot_counts: [usize; Slot::COUNT],
 }
 
 #[derive(Debug, Clone)]
@@ -61,16 +64,34 @@ impl EncodedPart {
                 EncodedPiece::Slot(_) => 0,
             })
             .sum();
+        let mut slot_counts = [0; Slot::COUNT];
+        for p in &pieces {
+            if let EncodedPiece::Slot(s) = p {
+                slot_counts[s.index()] += 1;
+            }
+        }
         EncodedPart {
             pieces,
             encoded_len,
+            slot_counts,
         }
     }
 
-    fn fill<'v>(&self, value: impl Fn(Slot) -> &'v str) -> Body {
-        let mut out = Vec::with_capacity(self.encoded_len + 1024);
+    fn fill<'v>(&self, votes: bool, value: impl Fn(Slot) -> &'v str) -> Body {
+        // Quoted-printable at most triples a value; each piece may end with a soft break.
+        let values: usize = self
+            .slot_counts
+            .iter()
+            .zip(Slot::ALL)
+            .map(|(n, s)| n * (value(s).len() * 3 + 3))
+            .sum();
+        let mut out = Vec::with_capacity(self.encoded_len + values);
+        let mut skipping = false;
         for piece in &self.pieces {
             match piece {
+                EncodedPiece::Slot(Slot::VotesBegin) => skipping = !votes,
+                EncodedPiece::Slot(Slot::VotesEnd) => skipping = false,
+                _ if skipping => {}
                 EncodedPiece::Fixed(b) => out.extend_from_slice(b),
                 EncodedPiece::Slot(s) => encode_piece(value(*s), &mut out),
             }
@@ -94,6 +115,8 @@ pub struct IssueMail {
     boundary: String,
     /// The DKIM body hash of what every body starts with (see [`IssueMail::prepare_dkim`]).
     dkim_prefix: Option<BodyPrefix>,
+    /// Signs each recipient's part of the vote links (keyed once per issue).
+    votes: Option<VoteReaderSigner>,
 }
 
 /// Who one message goes to, and the values of their slots.
@@ -115,6 +138,22 @@ impl IssueMail {
             text: EncodedPart::new(personalizer.text_parts()),
             boundary: format!("=_verdicts_{:032x}", rand::random::<u128>()),
             dkim_prefix: None,
+            votes: None,
+        }
+    }
+
+    /// Signs the readers' parts of the vote links with `secret` (see [`IssueMail::vote_reader`]).
+    pub fn with_votes(mut self, secret: &SecretKey) -> IssueMail {
+        self.votes = Some(VoteReaderSigner::new(secret, self.number));
+        self
+    }
+
+    /// The reader's part of the vote links in their message (one HMAC); without a key
+    /// ([`IssueMail::with_votes`]) a placeholder whose links are not genuine.
+    pub fn vote_reader(&self, subscriber_id: i64) -> String {
+        match &self.votes {
+            Some(signer) => signer.token(subscriber_id),
+            None => crate::engagement::SAMPLE_READER.to_string(),
         }
     }
 
@@ -123,8 +162,13 @@ impl IssueMail {
     /// part). Found as what the bodies of two made-up recipients share, so it is exactly the
     /// bytes lettre writes; [`DkimSigner::sign`] checks each message starts with them.
     pub fn prepare_dkim(&mut self, settings: &Settings) -> anyhow::Result<()> {
-        let sample = |email: &str, url: &str| {
-            let values = SlotValues::for_recipient(email, &settings.newsletter.name.0, url);
+        let sample = |email: &str, url: &str, reader: &str| {
+            let values = SlotValues::for_recipient(
+                email,
+                &settings.newsletter.name.0,
+                url,
+                reader.repeat(crate::engagement::VOTE_READER_LEN),
+            );
             self.message(
                 settings,
                 None,
@@ -136,8 +180,8 @@ impl IssueMail {
                 },
             )
         };
-        let a = sample("a@a.invalid", "https://a.invalid/unsubscribe/A")?;
-        let b = sample("z@z.invalid", "https://z.invalid/unsubscribe/Z")?;
+        let a = sample("a@a.invalid", "https://a.invalid/unsubscribe/A", "A")?;
+        let b = sample("z@z.invalid", "https://z.invalid/unsubscribe/Z", "Z")?;
         let prefix = BodyPrefix::common(&a, &b);
         tracing::info!(
             issue = self.number,
@@ -163,8 +207,8 @@ impl IssueMail {
                 message_id_local: r.message_id_local,
                 subject: &self.subject,
                 unsubscribe_url: r.unsubscribe_url,
-                text: self.text.fill(|s| r.values.text_value(s)),
-                html: self.html.fill(|s| r.values.html_value(s)),
+                text: self.text.fill(r.values.votes, |s| r.values.text_value(s)),
+                html: self.html.fill(r.values.votes, |s| r.values.html_value(s)),
                 feedback_id: Some(&super::feedback_id(settings, self.number)),
             },
             Some(&self.boundary),
@@ -217,8 +261,9 @@ mod tests {
             "ünï@example.org",
             "News ✓",
             "https://x.example/unsubscribe/AAAA",
+            "R".repeat(28),
         );
-        let body = mail.html.fill(|s| values.html_value(s));
+        let body = mail.html.fill(true, |s| values.html_value(s));
         for line in body.as_ref().split(|b| *b == b'\n') {
             assert!(line.len() <= 77, "{}", String::from_utf8_lossy(line));
             assert!(line.iter().all(|b| b.is_ascii()));
@@ -228,7 +273,7 @@ mod tests {
             crlf(&p.html(&values)),
             "decoding gives exactly the personalised HTML"
         );
-        let text_body = mail.text.fill(|s| values.text_value(s));
+        let text_body = mail.text.fill(true, |s| values.text_value(s));
         assert_eq!(decode(&text_body), crlf(&p.text(&values)));
     }
 
@@ -253,7 +298,8 @@ mod tests {
         assert!(prefix.len() > "fixed text ".len() * 300, "{prefix:?}");
         let key = SigningKey::generate(Algorithm::Ed25519).unwrap().0;
         let signer = DkimSigner::new("shiporskip.example", [("s", key)]);
-        let values = SlotValues::for_recipient("ada@example.org", "News", "https://x/u/1");
+        let values =
+            SlotValues::for_recipient("ada@example.org", "News", "https://x/u/1", "R".repeat(28));
         let recipient = || Recipient {
             to: Mailbox::new(None, "ada@example.org".parse().unwrap()),
             message_id_local: "issue-3.sub-1",

@@ -115,6 +115,10 @@ fn sample_context(settings: &Settings) -> Context {
         ),
         ("form_snippet", "<form method=\"post\">…</form>"),
         ("fetch_snippet", "<form id=\"verdicts-signup\">…</form>"),
+        ("comparison_title", "Claude 4 Sonnet vs SmolVLM2-2B"),
+        ("tool", "SmolVLM2-2B"),
+        ("choice", "ship"),
+        ("choice_label", "Ship"),
     ] {
         ctx.insert(key, value);
     }
@@ -133,6 +137,8 @@ fn sample_context(settings: &Settings) -> Context {
     ctx.insert("paused_until", &Option::<String>::None);
     ctx.insert("pause_weeks", &[2, 4, 8]);
     ctx.insert("notice", &Option::<String>::None);
+    ctx.insert("comparison_url", settings.site.base_url.as_str());
+    ctx.insert("clicks", &true);
     ctx.insert("raw_url", &public.join("embed/snippet.html"));
     ctx.insert("origins", &[settings.site.base_url.as_str()]);
     ctx.insert(
@@ -253,10 +259,14 @@ pub fn check(dir: Option<&Path>, settings: &Settings) -> Report {
     };
     if !sample.is_empty() {
         let week: IsoWeek = "2026-W47".parse().expect("a valid week");
+        // A sample key: the links have their real length, the templates need no secret.
+        let secret = crate::config::SecretKey::from_bytes(b"verdicts templates check sample key");
         let input = IssueInput {
             number: 1,
             week,
             comparisons: &sample,
+            secret: &secret,
+            previous: &[],
         };
         match renderer.render_issue(settings, &input) {
             Ok(issue) => {

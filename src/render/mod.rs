@@ -20,7 +20,8 @@ use serde::Serialize;
 use tera::{Context, Tera};
 
 use crate::comparisons::{Comparison, PanelVerdict, Persona, Verdict};
-use crate::config::Settings;
+use crate::config::{SecretKey, Settings};
+use crate::engagement::{Choice, click_token, vote_choice_token};
 use crate::issues::IsoWeek;
 
 /// `(name, source)` of every template, compiled into the binary.
@@ -46,6 +47,8 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "web/unsubscribe.html",
     "web/manage.html",
     "web/embed.html",
+    "web/vote.html",
+    "web/privacy.html",
     "console/base.html",
     "console/login.html",
     "console/message.html",
@@ -93,6 +96,47 @@ pub struct IssueInput<'a> {
     pub number: i64,
     pub week: IsoWeek,
     pub comparisons: &'a [Comparison],
+    /// Signs the issue's vote and click links (`security.secret_key`).
+    pub secret: &'a SecretKey,
+    /// The readers' votes on the previous issue's comparisons (those with votes), shown in a
+    /// short block.
+    pub previous: &'a [ReaderTally],
+}
+
+/// The readers' votes on one comparison of an earlier issue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReaderTally {
+    pub title: String,
+    pub url: String,
+    /// `(tool name, ship, skip)` per tool.
+    pub tools: Vec<(String, i64, i64)>,
+    pub voters: i64,
+}
+
+impl ReaderTally {
+    /// "Claude 4 Sonnet 72% ship (14 votes) · SmolVLM2-2B 40% ship (10 votes)".
+    pub fn summary(&self) -> String {
+        self.tools
+            .iter()
+            .filter(|(_, ship, skip)| ship + skip > 0)
+            .map(|(name, ship, skip)| {
+                let n = ship + skip;
+                format!(
+                    "{name} {}% ship ({n} vote{})",
+                    (ship * 100 + n / 2) / n,
+                    if n == 1 { "" } else { "s" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+}
+
+#[derive(Serialize)]
+struct PreviousView<'a> {
+    title: &'a str,
+    url: &'a str,
+    summary: String,
 }
 
 #[derive(Serialize)]
@@ -110,6 +154,9 @@ struct ToolView<'a> {
     ship: u32,
     skip: u32,
     percent: u32,
+    /// The reader's "Ship" and "Skip" links (`/vote/…`, with the reader's part as a slot).
+    ship_url: String,
+    skip_url: String,
 }
 
 #[derive(Serialize)]
@@ -135,7 +182,12 @@ struct QuoteView<'a> {
 #[derive(Serialize)]
 struct ComparisonView<'a> {
     title: &'a str,
-    url: &'a str,
+    /// The link to the comparison page: through `/r/…` when `tracking.clicks` is on.
+    url: String,
+    /// The comparison page itself.
+    page_url: &'a str,
+    /// "Panel: ship A; split on B".
+    bottom_line: String,
     rule: String,
     tools: Vec<ToolView<'a>>,
     scorecard: Vec<ScoreRow>,
@@ -193,7 +245,57 @@ fn pick_quote(c: &Comparison) -> &crate::comparisons::Review {
         .expect("a checked comparison has reviews")
 }
 
-fn comparison_view(c: &Comparison) -> ComparisonView<'_> {
+/// Where a comparison's links and buttons point, per issue (the same for every recipient).
+struct Links<'a> {
+    secret: &'a SecretKey,
+    reader_placeholder: String,
+    public: &'a crate::config::HttpUrl,
+    number: i64,
+    clicks: bool,
+}
+
+/// What the vote links carry in place of the reader's part until the HTML is out of mrml,
+/// which writes private-use characters in attribute values as `\u{e000}` (so the slot marker
+/// cannot go through it). Followed by a random nonce per render: content cannot spell it.
+const READER_PLACEHOLDER_PREFIX: &str = "verdicts-reader-";
+
+impl Links<'_> {
+    fn vote(&self, position: u16, tool: u8, choice: Choice) -> String {
+        format!(
+            "{}{}{}",
+            self.public.join("vote/"),
+            self.reader_placeholder,
+            vote_choice_token(self.secret, self.number, position, tool, choice)
+        )
+    }
+
+    fn page(&self, position: u16, page_url: &str) -> String {
+        if self.clicks {
+            self.public.join(&format!(
+                "r/{}",
+                click_token(self.secret, self.number, position)
+            ))
+        } else {
+            page_url.to_string()
+        }
+    }
+}
+
+/// The panel's verdicts in one line: "Panel: ship SmolVLM2-2B; split on Claude Haiku".
+pub fn bottom_line(c: &Comparison) -> String {
+    let calls: Vec<String> = c
+        .tools()
+        .iter()
+        .map(|t| match t.panel.verdict {
+            PanelVerdict::Ship => format!("ship {}", t.name),
+            PanelVerdict::Skip => format!("skip {}", t.name),
+            PanelVerdict::Mixed => format!("split on {}", t.name),
+        })
+        .collect();
+    format!("Panel: {}", calls.join("; "))
+}
+
+fn comparison_view<'c>(c: &'c Comparison, position: u16, links: &Links<'_>) -> ComparisonView<'c> {
     let tools: Vec<ToolView<'_>> = c
         .tools()
         .iter()
@@ -214,6 +316,8 @@ fn comparison_view(c: &Comparison) -> ComparisonView<'_> {
                 ship: t.panel.ship,
                 skip: t.panel.skip,
                 percent: t.panel.ship_percent(),
+                ship_url: links.vote(position, i as u8, Choice::Ship),
+                skip_url: links.vote(position, i as u8, Choice::Skip),
             }
         })
         .collect();
@@ -252,7 +356,9 @@ fn comparison_view(c: &Comparison) -> ComparisonView<'_> {
     let quoted = pick_quote(c);
     ComparisonView {
         title: c.title(),
-        url: c.url(),
+        url: links.page(position, c.url()),
+        page_url: c.url(),
+        bottom_line: bottom_line(c),
         rule: "-".repeat(c.title().chars().count().min(72)),
         tools,
         scorecard,
@@ -327,9 +433,27 @@ impl Renderer {
                 .render("email/subject.txt", &ctx)
                 .context("rendering the subject")?,
         );
-        let views: Vec<ComparisonView<'_>> =
-            input.comparisons.iter().map(comparison_view).collect();
         let public = &settings.http.public_url;
+        let links = Links {
+            secret: input.secret,
+            reader_placeholder: format!(
+                "{READER_PLACEHOLDER_PREFIX}{:032x}",
+                rand::random::<u128>()
+            ),
+            public,
+            number: input.number,
+            clicks: settings.tracking.clicks,
+        };
+        anyhow::ensure!(
+            input.comparisons.len() <= usize::from(u16::MAX),
+            "too many comparisons for one issue"
+        );
+        let views: Vec<ComparisonView<'_>> = input
+            .comparisons
+            .iter()
+            .enumerate()
+            .map(|(i, c)| comparison_view(c, i as u16, &links))
+            .collect();
         ctx.insert("subject", &subject);
         ctx.insert(
             "preview",
@@ -355,16 +479,33 @@ impl Renderer {
         ctx.insert("comparisons", &views);
         ctx.insert("personal_line", Slot::PersonalLine.marker());
         ctx.insert("footer_link", Slot::FooterLink.marker());
+        ctx.insert("votes_begin", Slot::VotesBegin.marker());
+        ctx.insert("votes_end", Slot::VotesEnd.marker());
+        ctx.insert("privacy_url", &public.join("privacy"));
+        let previous: Vec<PreviousView<'_>> = input
+            .previous
+            .iter()
+            .filter(|t| t.voters > 0)
+            .map(|t| PreviousView {
+                title: &t.title,
+                url: &t.url,
+                summary: t.summary(),
+            })
+            .collect();
+        ctx.insert("previous", &previous);
 
         let mjml = self
             .tera
             .render("email/issue.mjml", &ctx)
             .context("rendering templates/email/issue.mjml")?;
-        let html = inline_css(&mjml_to_html(&mjml)?, &mj_style_css(&mjml))?;
+        let reader = Slot::VoteReader.marker();
+        let html = inline_css(&mjml_to_html(&mjml)?, &mj_style_css(&mjml))?
+            .replace(&links.reader_placeholder, reader);
         let text = self
             .tera
             .render("email/issue.txt", &ctx)
-            .context("rendering templates/email/issue.txt")?;
+            .context("rendering templates/email/issue.txt")?
+            .replace(&links.reader_placeholder, reader);
         Ok(RenderedIssue {
             subject,
             html,
@@ -451,6 +592,7 @@ pub fn page_context(s: &Settings) -> Context {
             chrono::Utc::now(),
         ),
     );
+    ctx.insert("privacy_url", &s.http.public_url.join("privacy"));
     ctx
 }
 
@@ -599,6 +741,37 @@ fn mjml_error_position(mjml: &str, e: &mrml::prelude::parser::Error) -> (Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vote_links_carry_the_reader_slot_in_both_parts() {
+        let settings = Settings::from_toml("").unwrap();
+        let comparisons = check::sample_comparisons(&settings).unwrap();
+        let secret = SecretKey::from_bytes(b"a key for this test only");
+        let issue = Renderer::new()
+            .unwrap()
+            .render_issue(
+                &settings,
+                &IssueInput {
+                    number: 3,
+                    week: "2026-W47".parse().unwrap(),
+                    comparisons: &comparisons,
+                    secret: &secret,
+                    previous: &[],
+                },
+            )
+            .unwrap();
+        let vote = format!(
+            "{}{}",
+            settings.http.public_url.join("vote/"),
+            Slot::VoteReader.marker()
+        );
+        let links = 4 * comparisons.len();
+        assert_eq!(issue.html.matches(&format!("href=\"{vote}")).count(), links);
+        assert_eq!(issue.text.matches(&vote).count(), links);
+        assert!(!issue.html.contains("\\u{e000}"), "no escaped marker");
+        assert!(!issue.html.contains(READER_PLACEHOLDER_PREFIX));
+        assert!(!issue.text.contains(READER_PLACEHOLDER_PREFIX));
+    }
 
     #[test]
     fn angles_in_attribute_values_are_escaped_and_nothing_else_changes() {

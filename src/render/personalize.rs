@@ -18,16 +18,45 @@ pub enum Slot {
     PersonalLine,
     /// The unsubscribe link (mail) or the signup link (archive).
     FooterLink,
+    /// The reader's part of every vote link (mail: [`crate::engagement::VoteReaderSigner`]).
+    VoteReader,
+    /// Where a comparison's vote links begin and end: the web version leaves them out.
+    VotesBegin,
+    VotesEnd,
 }
 
 impl Slot {
-    const ALL: [Slot; 2] = [Slot::PersonalLine, Slot::FooterLink];
+    /// Every slot, in [`Slot::index`] order.
+    pub const ALL: [Slot; Slot::COUNT] = [
+        Slot::PersonalLine,
+        Slot::FooterLink,
+        Slot::VoteReader,
+        Slot::VotesBegin,
+        Slot::VotesEnd,
+    ];
+
+    /// The slot's place in [`Slot::ALL`] (to count or size per slot).
+    pub fn index(self) -> usize {
+        match self {
+            Slot::PersonalLine => 0,
+            Slot::FooterLink => 1,
+            Slot::VoteReader => 2,
+            Slot::VotesBegin => 3,
+            Slot::VotesEnd => 4,
+        }
+    }
+
+    /// How many kinds of slot there are.
+    pub const COUNT: usize = 5;
 
     /// The marker left in the rendered issue.
     pub fn marker(self) -> &'static str {
         match self {
             Slot::PersonalLine => "\u{E000}verdicts:personal_line\u{E001}",
             Slot::FooterLink => "\u{E000}verdicts:footer_link\u{E001}",
+            Slot::VoteReader => "\u{E000}verdicts:vote_reader\u{E001}",
+            Slot::VotesBegin => "\u{E000}verdicts:votes_begin\u{E001}",
+            Slot::VotesEnd => "\u{E000}verdicts:votes_end\u{E001}",
         }
     }
 }
@@ -39,6 +68,11 @@ pub struct SlotValues {
     pub personal_line_text: String,
     pub footer_link_html: String,
     pub footer_link_text: String,
+    /// The reader's part of the vote links (mail); empty for the web version.
+    pub vote_reader: String,
+    /// Whether the vote links are kept (mail) or left out with what lies between
+    /// [`Slot::VotesBegin`] and [`Slot::VotesEnd`] (the web version: nobody to vote as).
+    pub votes: bool,
 }
 
 /// Minimal HTML escaping for values we insert after rendering.
@@ -65,6 +99,8 @@ impl SlotValues {
         match slot {
             Slot::PersonalLine => &self.personal_line_html,
             Slot::FooterLink => &self.footer_link_html,
+            Slot::VoteReader => &self.vote_reader,
+            Slot::VotesBegin | Slot::VotesEnd => "",
         }
     }
 
@@ -73,11 +109,19 @@ impl SlotValues {
         match slot {
             Slot::PersonalLine => &self.personal_line_text,
             Slot::FooterLink => &self.footer_link_text,
+            Slot::VoteReader => &self.vote_reader,
+            Slot::VotesBegin | Slot::VotesEnd => "",
         }
     }
 
-    /// For the email to one subscriber.
-    pub fn for_recipient(email: &str, newsletter_name: &str, unsubscribe_url: &str) -> Self {
+    /// For the email to one subscriber; `vote_reader` is their part of the vote links
+    /// ([`crate::engagement::VoteReaderSigner::token`], base64url: the same in HTML and text).
+    pub fn for_recipient(
+        email: &str,
+        newsletter_name: &str,
+        unsubscribe_url: &str,
+        vote_reader: String,
+    ) -> Self {
         SlotValues {
             personal_line_html: format!(
                 "Sent to {} because you subscribed to {} and confirmed your address.",
@@ -92,6 +136,8 @@ impl SlotValues {
                 escape_html(unsubscribe_url)
             ),
             footer_link_text: format!("Unsubscribe with one click: {unsubscribe_url}"),
+            vote_reader,
+            votes: true,
         }
     }
 
@@ -120,6 +166,8 @@ impl SlotValues {
                 escape_html(signup_url)
             ),
             footer_link_text: format!("Get it every week: {signup_url}"),
+            vote_reader: String::new(),
+            votes: false,
         }
     }
 }
@@ -142,32 +190,36 @@ struct Split {
     source: String,
     pieces: Vec<Piece>,
     literal_len: usize,
+    /// How often each slot occurs (in [`Slot::ALL`] order), to size the output exactly: a
+    /// reallocation would copy the whole issue again.
+    slot_counts: [usize; Slot::COUNT],
 }
 
 impl Split {
     fn new(source: &str) -> Split {
         let mut pieces = Vec::new();
         let mut pos = 0;
-        loop {
-            let next = Slot::ALL
+        // Markers all start with MARKER_START; content never holds it (see `forbidden_char`).
+        let mut search = 0;
+        while let Some(i) = source[search..].find(MARKER_START) {
+            let at = search + i;
+            match Slot::ALL
                 .iter()
-                .filter_map(|s| source[pos..].find(s.marker()).map(|i| (pos + i, *s)))
-                .min_by_key(|(i, _)| *i);
-            match next {
-                Some((at, slot)) => {
+                .find(|s| source[at..].starts_with(s.marker()))
+            {
+                Some(&slot) => {
                     if at > pos {
                         pieces.push(Piece::Literal(pos..at));
                     }
                     pieces.push(Piece::Slot(slot));
                     pos = at + slot.marker().len();
+                    search = pos;
                 }
-                None => {
-                    if pos < source.len() {
-                        pieces.push(Piece::Literal(pos..source.len()));
-                    }
-                    break;
-                }
+                None => search = at + MARKER_START.len_utf8(),
             }
+        }
+        if pos < source.len() {
+            pieces.push(Piece::Literal(pos..source.len()));
         }
         let literal_len = pieces
             .iter()
@@ -176,10 +228,17 @@ impl Split {
                 Piece::Slot(_) => 0,
             })
             .sum();
+        let mut slot_counts = [0; Slot::COUNT];
+        for p in &pieces {
+            if let Piece::Slot(s) = p {
+                slot_counts[s.index()] += 1;
+            }
+        }
         Split {
             source: source.to_string(),
             pieces,
             literal_len,
+            slot_counts,
         }
     }
 
@@ -190,10 +249,18 @@ impl Split {
         })
     }
 
-    fn fill<'v>(&self, value: impl Fn(Slot) -> &'v str) -> String {
-        let mut out = String::with_capacity(self.literal_len + 512);
+    fn fill<'v>(&self, votes: bool, value: impl Fn(Slot) -> &'v str) -> String {
+        let values: usize = Slot::ALL
+            .iter()
+            .map(|&s| self.slot_counts[s.index()] * value(s).len())
+            .sum();
+        let mut out = String::with_capacity(self.literal_len + values);
+        let mut skipping = false;
         for part in self.parts() {
             match part {
+                Part::Slot(Slot::VotesBegin) => skipping = !votes,
+                Part::Slot(Slot::VotesEnd) => skipping = false,
+                _ if skipping => {}
                 Part::Literal(l) => out.push_str(l),
                 Part::Slot(s) => out.push_str(value(s)),
             }
@@ -218,11 +285,11 @@ impl Personalizer {
     }
 
     pub fn html(&self, values: &SlotValues) -> String {
-        self.html.fill(|s| values.html_value(s))
+        self.html.fill(values.votes, |s| values.html_value(s))
     }
 
     pub fn text(&self, values: &SlotValues) -> String {
-        self.text.fill(|s| values.text_value(s))
+        self.text.fill(values.votes, |s| values.text_value(s))
     }
 
     /// The HTML's pieces in order, for encoders that work on the fixed text once.
@@ -249,7 +316,12 @@ mod tests {
             Slot::FooterLink.marker()
         );
         let p = Personalizer::new(&html, Slot::FooterLink.marker());
-        let v = SlotValues::for_recipient("o'neil&co@example.org", "News", "https://x/u/T?a=1&b=2");
+        let v = SlotValues::for_recipient(
+            "o'neil&co@example.org",
+            "News",
+            "https://x/u/T?a=1&b=2",
+            "R".into(),
+        );
         let out = p.html(&v);
         assert!(
             out.contains("Sent to o&#39;neil&amp;co@example.org"),
@@ -261,5 +333,24 @@ mod tests {
             p.text(&v),
             "Unsubscribe with one click: https://x/u/T?a=1&b=2"
         );
+    }
+
+    #[test]
+    fn the_web_version_leaves_the_vote_links_out() {
+        let text = format!(
+            "a{}/vote/{}S{}b{}c",
+            Slot::VotesBegin.marker(),
+            Slot::VoteReader.marker(),
+            Slot::VotesEnd.marker(),
+            Slot::PersonalLine.marker(),
+        );
+        let p = Personalizer::new("", &text);
+        let mail = SlotValues::for_recipient("a@b.c", "N", "u", "READER".into());
+        assert_eq!(
+            p.text(&mail),
+            "a/vote/READERSbSent to a@b.c because you subscribed to N and confirmed your address.c"
+        );
+        let web = SlotValues::for_archive("N", "s");
+        assert_eq!(p.text(&web), "abYou are reading the web version of N.c");
     }
 }

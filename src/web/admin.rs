@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/issues", get(list_issues).post(post_issue))
         .route("/api/issues/{id}", get(get_issue))
         .route("/api/issues/{id}/checks", get(issue_checks))
+        .route("/api/issues/{id}/engagement", get(get_engagement))
         .route("/api/issues/{id}/{action}", post(issue_action))
         .route("/api/subscribers", get(list_subscribers))
         .route("/api/doctor", get(doctor))
@@ -143,6 +144,15 @@ async fn get_issue(
     Ok(Json(
         json!({ "issue": state.app.find_issue(issue_key(&key)?).await? }),
     ))
+}
+
+/// Clicks per comparison link and reader votes per tool of one issue.
+async fn get_engagement(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<crate::app::engagement::Engagement>, ApiError> {
+    Ok(Json(state.app.issue_engagement(issue_key(&key)?).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]

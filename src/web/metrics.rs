@@ -119,6 +119,25 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         Ok(stats) => crate::bounces::register_metrics(&mut registry, &stats),
         Err(e) => tracing::warn!(error = %e, "reading bounce metrics failed"),
     }
+    match state.store.engagement_totals().await {
+        Ok((clicks, votes)) => {
+            let c = Counter::<u64>::default();
+            c.inc_by(clicks as u64);
+            registry.register(
+                "link_clicks",
+                "Clicks on comparison links of issue emails (counted per link, not per reader)",
+                c,
+            );
+            let v = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+            v.set(votes);
+            registry.register(
+                "reader_votes",
+                "Reader Ship/Skip votes stored (one per reader per tool)",
+                v,
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "reading engagement metrics failed"),
+    }
     let next = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
     let schedule = &state.settings.schedule;
     if let Some(at) = crate::schedule::next_fire(

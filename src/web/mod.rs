@@ -7,6 +7,7 @@ pub mod bearer;
 pub mod client;
 pub mod console;
 pub mod embed;
+pub mod engagement;
 pub mod error;
 pub mod headers;
 pub mod health;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(embed::router())
         .merge(links::router(&state))
         .merge(manage::router(&state))
+        .merge(engagement::router(&state))
         .merge(health::router())
         .merge(metrics::router())
         .merge(archive::router())

@@ -36,12 +36,27 @@ pub fn start_chromedriver() -> Driver {
 /// A browser whose viewport is `width` CSS pixels wide. Below 500 px (where a headless window
 /// cannot go) the page is laid out as on a phone of that width, through device emulation.
 pub async fn browser(driver: &Driver, width: u32, profile: &Path) -> fantoccini::Client {
+    browser_with(driver, width, profile, true).await
+}
+
+/// Like [`browser`], with JavaScript turned off when `javascript` is false (pages that must
+/// work without it).
+pub async fn browser_with(
+    driver: &Driver,
+    width: u32,
+    profile: &Path,
+    javascript: bool,
+) -> fantoccini::Client {
     let mut args = super::chromium_args(profile);
     args.push(format!("--window-size={},1400", width.max(500)));
     let mut options = serde_json::json!({
         "binary": super::chromium().display().to_string(),
         "args": args,
     });
+    if !javascript {
+        options["prefs"] =
+            serde_json::json!({ "profile.managed_default_content_settings.javascript": 2 });
+    }
     if width < 500 {
         options["mobileEmulation"] = serde_json::json!({
             "deviceMetrics": { "width": width, "height": 1400, "pixelRatio": 1.0 }

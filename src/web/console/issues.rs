@@ -239,6 +239,11 @@ pub(super) async fn detail(
         .failed_deliveries(key, 100)
         .await
         .map_err(super::internal)?;
+    let engagement = state
+        .app
+        .issue_engagement(key)
+        .await
+        .map_err(super::internal)?;
     #[derive(Serialize)]
     struct ActionView {
         name: &'static str,
@@ -322,6 +327,7 @@ pub(super) async fn detail(
     ctx.insert("issue", &view);
     ctx.insert("counts", &report.deliveries);
     ctx.insert("actions", &actions);
+    ctx.insert("engagement", &engagement);
     ctx.insert(
         "schedule_default",
         &(Utc::now() + chrono::Duration::hours(1))

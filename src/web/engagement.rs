@@ -1,0 +1,133 @@
+//! Readers talk back: `GET|POST /vote/{token}`, `GET /votes/{slug}.json` (CORS for
+//! `signup.allowed_origins`), `GET /r/{token}` and `GET /privacy`.
+//!
+//! A GET of a vote link shows one button and changes nothing (mail scanners follow links); the
+//! POST counts. A link that is not genuine, or whose reader has left or been erased: 404.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use super::AppState;
+use super::error::PageError;
+use super::limits::Bucket;
+use super::pages::{base_context, message_page, not_found};
+use crate::app::engagement::VoteLink;
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    let links = Router::new()
+        .route("/vote/{token}", get(vote_page).post(vote))
+        .route("/r/{token}", get(click))
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .route_layer(from_fn_with_state(
+            (state.clone(), Bucket::Links),
+            super::limits::enforce,
+        ));
+    Router::new()
+        .merge(super::headers::token_pages(links))
+        .route("/votes/{file}", get(tallies).layer(tallies_cors(state)))
+        .route("/privacy", get(privacy))
+}
+
+/// The tallies may be read by the comparison site's pages (the signup's origins), no one else's.
+fn tallies_cors(state: &AppState) -> CorsLayer {
+    let allowed: Vec<HeaderValue> = super::embed::origins(state)
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([Method::GET])
+        .max_age(std::time::Duration::from_secs(3600))
+}
+
+fn vote_context(state: &AppState, v: &VoteLink) -> tera::Context {
+    let mut ctx = base_context(state);
+    ctx.insert("comparison_title", &v.comparison_title);
+    ctx.insert("comparison_url", &v.comparison_url);
+    ctx.insert("tool", &v.tool);
+    ctx.insert("choice", v.choice.as_str());
+    ctx.insert("choice_label", v.choice.label());
+    ctx
+}
+
+async fn vote_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    let Some(v) = state.app.vote_link(&token).await? else {
+        return not_found(&state);
+    };
+    let mut ctx = vote_context(&state, &v);
+    ctx.insert(
+        "action_url",
+        &state
+            .settings
+            .http
+            .public_url
+            .join(&format!("vote/{token}")),
+    );
+    Ok(Html(state.renderer.render_page("web/vote.html", &ctx)?).into_response())
+}
+
+async fn vote(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    let Some(v) = state.app.cast_vote(&token).await? else {
+        return not_found(&state);
+    };
+    message_page(
+        &state,
+        StatusCode::OK,
+        "Thanks, your vote is counted",
+        &format!(
+            "{} for {} in “{}”. Changed your mind? Use the other link in the email: your vote is replaced, never counted twice.",
+            v.choice.label(),
+            v.tool,
+            v.comparison_title
+        ),
+        Some((&v.comparison_url, "Read the full comparison")),
+    )
+}
+
+/// 302 to the comparison; a GET counts one click, a HEAD (link checkers) counts nothing.
+async fn click(
+    State(state): State<AppState>,
+    method: Method,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    let count = method == Method::GET;
+    let Some(url) = state.app.follow_click(&token, count).await? else {
+        return not_found(&state);
+    };
+    Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
+}
+
+async fn tallies(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+) -> Result<Response, PageError> {
+    let Some(slug) = file.strip_suffix(".json") else {
+        return not_found(&state);
+    };
+    match state.app.vote_tallies(slug).await? {
+        Some(t) => Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(t)).into_response()),
+        None => Ok((
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": format!("no comparison {slug:?}") })),
+        )
+            .into_response()),
+    }
+}
+
+async fn privacy(State(state): State<AppState>) -> Result<Response, PageError> {
+    let mut ctx = base_context(&state);
+    ctx.insert("clicks", &state.settings.tracking.clicks);
+    Ok(Html(state.renderer.render_page("web/privacy.html", &ctx)?).into_response())
+}
