@@ -2218,7 +2218,12 @@ fn table_rows(html: &str, id: &str) -> Vec<Vec<String>> {
         .map(|row| {
             row.split("<td")
                 .skip(1)
-                .map(|cell| strip(&format!("<td{}", &cell[..cell.find("</td>").unwrap_or(cell.len())])))
+                .map(|cell| {
+                    strip(&format!(
+                        "<td{}",
+                        &cell[..cell.find("</td>").unwrap_or(cell.len())]
+                    ))
+                })
                 .collect()
         })
         .collect()
@@ -2242,12 +2247,21 @@ async fn the_console_tells_a_readers_whole_story() {
     // The dashboard: subscribers by status, what waits for the next issue, the log in the nav.
     let page = get("/admin").await;
     let counts = &page[page.find("id=\"subscriber-counts\"").expect("counts")..];
-    assert!(counts.contains("confirmed</a> <strong>3</strong>"), "{counts}");
+    assert!(
+        counts.contains("confirmed</a> <strong>3</strong>"),
+        "{counts}"
+    );
     assert!(counts.contains("bounced</a> <strong>0</strong>"));
     assert!(page.contains("2 comparisons in no issue yet"), "{page}");
     assert!(page.contains("Alpha vs Beta") && page.contains("Gamma vs Delta"));
-    assert!(page.contains("<a href=\"/admin/log\""), "the log is in the navigation");
-    assert!(page.contains("action=\"/admin/issues\""), "something to create an issue from");
+    assert!(
+        page.contains("<a href=\"/admin/log\""),
+        "the log is in the navigation"
+    );
+    assert!(
+        page.contains("action=\"/admin/issues\""),
+        "something to create an issue from"
+    );
     let id = create_issue(&app).await;
     let page = get("/admin").await;
     assert!(page.contains("Nothing waiting"), "{page}");
@@ -2281,7 +2295,10 @@ async fn the_console_tells_a_readers_whole_story() {
         .iter()
         .find(|m| m.contains("To: reader01@example.org"))
         .expect("reader01's issue");
-    let dsn = app.env.write("dsn.eml", &hard_bounce_for("reader01@example.org", original));
+    let dsn = app.env.write(
+        "dsn.eml",
+        &hard_bounce_for("reader01@example.org", original),
+    );
     app.env
         .cli(&["--json", "bounces", "import", dsn.to_str().unwrap()])
         .ok();
@@ -2314,7 +2331,8 @@ async fn the_console_tells_a_readers_whole_story() {
     assert!(page.contains(&format!("href=\"/admin/subscribers/{}\"", reader.id)));
 
     // The reader's page: every consent event, delivery and report, with times and sources.
-    let path: &'static str = Box::leak(format!("/admin/subscribers/{}", reader.id).into_boxed_str());
+    let path: &'static str =
+        Box::leak(format!("/admin/subscribers/{}", reader.id).into_boxed_str());
     let page = get(path).await;
     assert!(page.contains("<h1>reader01@example.org</h1>"), "{page}");
     let history = table_rows(&page, "history");
@@ -2328,18 +2346,29 @@ async fn the_console_tells_a_readers_whole_story() {
                 .unwrap()
         }
     };
-    let consents = count("SELECT CAST(COUNT(*) AS BIGINT) FROM consents WHERE subscriber_id = $1").await;
+    let consents =
+        count("SELECT CAST(COUNT(*) AS BIGINT) FROM consents WHERE subscriber_id = $1").await;
     let deliveries =
         count("SELECT CAST(COUNT(*) AS BIGINT) FROM deliveries WHERE subscriber_id = $1").await;
     let bounces =
         count("SELECT CAST(COUNT(*) AS BIGINT) FROM bounce_events WHERE subscriber_id = $1").await;
     assert_eq!((deliveries, bounces), (1, 1));
     let arrival = if consents == 0 { 1 } else { 0 };
-    assert_eq!(history.len() as i64, consents + arrival + deliveries + bounces, "{history:?}");
+    assert_eq!(
+        history.len() as i64,
+        consents + arrival + deliveries + bounces,
+        "{history:?}"
+    );
     let what: Vec<&str> = history.iter().map(|r| r[1].as_str()).collect();
     assert!(what.contains(&"Issue #1 · 2026-W47 sent"), "{what:?}");
-    assert!(what.contains(&"Hard bounce (issue #1 · 2026-W47)"), "{what:?}");
-    let bounce_row = history.iter().find(|r| r[1].starts_with("Hard bounce")).unwrap();
+    assert!(
+        what.contains(&"Hard bounce (issue #1 · 2026-W47)"),
+        "{what:?}"
+    );
+    let bounce_row = history
+        .iter()
+        .find(|r| r[1].starts_with("Hard bounce"))
+        .unwrap();
     assert_eq!(bounce_row[2], source);
     assert!(bounce_row[3].contains("User unknown"), "{bounce_row:?}");
     // Oldest first.

@@ -213,11 +213,18 @@ async fn counters_stay_exact_through_imports_sends_bounces_and_erasure() {
     );
     assert_eq!(counts.sent_last_minute, 30);
     // Erasing a reader who was mailed keeps their delivery row (counted) without them.
-    env.cli(&["subscribers", "remove", "r0000@example.org"]).ok();
+    env.cli(&["subscribers", "remove", "r0000@example.org"])
+        .ok();
     assert_counters_exact(&store, "erasing a reader who was sent the issue").await;
     let totals = store.metric_totals().await.unwrap();
-    assert!(totals.deliveries.contains(&("sent".to_string(), 30)), "{totals:?}");
-    assert!(totals.subscribers.contains(&("confirmed".to_string(), 62)), "{totals:?}");
+    assert!(
+        totals.deliveries.contains(&("sent".to_string(), 30)),
+        "{totals:?}"
+    );
+    assert!(
+        totals.subscribers.contains(&("confirmed".to_string(), 62)),
+        "{totals:?}"
+    );
     // Deleting the issue takes its counters with it.
     sqlx::query("DELETE FROM issues WHERE id = $1")
         .bind(issue_id)

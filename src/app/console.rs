@@ -83,7 +83,10 @@ pub struct DashboardFigures {
 
 impl App {
     /// Subscribers by status and the comparisons waiting for the next issue.
-    pub async fn dashboard_figures(&self, now: DateTime<Utc>) -> Result<DashboardFigures, OpsError> {
+    pub async fn dashboard_figures(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<DashboardFigures, OpsError> {
         Ok(DashboardFigures {
             subscribers: self.store().subscriber_counts().await?,
             waiting: self.store().unissued_comparisons(now, u32::MAX).await?,

@@ -515,7 +515,7 @@ mod tests {
     #[test]
     fn rates_are_rounded() {
         assert_eq!(rounded_rate(232.3791), "232/s");
-        assert_eq!(rounded_rate(3.14159), "3.1/s");
+        assert_eq!(rounded_rate(3.04), "3.0/s");
         assert_eq!(rounded_rate(0.0), "0/s");
         assert_eq!(rounded_rate(f64::NAN), "0/s");
     }

@@ -6,8 +6,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::subscribers::SubscriberRow;
 use super::overview::{Keyset, Window};
+use super::subscribers::SubscriberRow;
 use super::{Store, from_millis};
 use crate::bounces::kinds::{BounceKind, MatchedBy, Source};
 use crate::delivery::status::DeliveryStatus;
@@ -174,7 +174,9 @@ impl Store {
     ) -> anyhow::Result<Window<BounceEvent>> {
         let page = |newer: bool, key: i64| async move {
             let sql = if newer {
-                format!("SELECT {BOUNCE_COLUMNS} {BOUNCE_FROM} WHERE b.id > $1 ORDER BY b.id LIMIT $2")
+                format!(
+                    "SELECT {BOUNCE_COLUMNS} {BOUNCE_FROM} WHERE b.id > $1 ORDER BY b.id LIMIT $2"
+                )
             } else {
                 format!(
                     "SELECT {BOUNCE_COLUMNS} {BOUNCE_FROM} WHERE b.id < $1 ORDER BY b.id DESC LIMIT $2"

@@ -41,8 +41,8 @@ impl Store {
                 "SELECT status, CAST(SUM(n) AS BIGINT) FROM delivery_counts
                   GROUP BY status HAVING SUM(n) <> 0 ORDER BY status",
             )
-                .fetch_all(&self.pool)
-                .await?,
+            .fetch_all(&self.pool)
+            .await?,
         )?;
         let since = super::to_millis(chrono::Utc::now()) - 60_000;
         let sent_last_minute: i64 = sqlx::query_scalar(

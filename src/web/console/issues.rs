@@ -106,10 +106,7 @@ pub(super) async fn dashboard(
     };
     let activity = app.recent_activity(20).await.map_err(super::internal)?;
     let now = Utc::now();
-    let figures = app
-        .dashboard_figures(now)
-        .await
-        .map_err(super::internal)?;
+    let figures = app.dashboard_figures(now).await.map_err(super::internal)?;
     #[derive(Serialize)]
     struct Count {
         status: &'static str,

@@ -588,14 +588,19 @@ pub(super) async fn bounces(
         .into_iter()
         .map(|e| {
             let (issue, issue_url) = match (e.number, e.week) {
-                (Some(n), Some(week)) => (format!("#{n} · {week}"), Some(format!("/admin/issues/{n}"))),
+                (Some(n), Some(week)) => {
+                    (format!("#{n} · {week}"), Some(format!("/admin/issues/{n}")))
+                }
                 (None, Some(week)) => (week.clone(), Some(format!("/admin/issues/{week}"))),
                 _ => (String::new(), None),
             };
             EventView {
                 at: when(e.received_at),
                 kind: e.kind.as_str(),
-                reader_url: e.subscriber_id.filter(|_| e.email.is_some()).map(|id| format!("/admin/subscribers/{id}")),
+                reader_url: e
+                    .subscriber_id
+                    .filter(|_| e.email.is_some())
+                    .map(|id| format!("/admin/subscribers/{id}")),
                 email: e.email.unwrap_or_else(|| {
                     if e.subscriber_id.is_none() && e.matched_by.is_none() {
                         "(not matched)".into()

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Console, PageError, when};
-use crate::store::history::ReaderHistory;
 use crate::bounces::kinds::BounceKind;
 use crate::delivery::status::DeliveryStatus;
+use crate::store::history::ReaderHistory;
 use crate::web::AppState;
 
 #[derive(Serialize)]
@@ -109,8 +109,7 @@ pub(super) async fn reader(
         let detail = [
             c.ip.map(|ip| format!("from {ip}")),
             c.user_agent,
-            c.consent_text_version
-                .map(|v| format!("consent text {v}")),
+            c.consent_text_version.map(|v| format!("consent text {v}")),
         ]
         .into_iter()
         .flatten()
