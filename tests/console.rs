@@ -2240,3 +2240,234 @@ async fn the_subscribers_list_shows_pauses_and_pending_age() {
         row("waiting@example.org")
     );
 }
+
+/// A DSN for `rcpt` quoting the message we sent (its Message-ID ties it to the delivery).
+fn hard_bounce_for(rcpt: &str, original: &str) -> String {
+    format!(
+        "Return-Path: <>\r\nDate: Mon, 23 Nov 2026 09:00:10 +0000\r\n\
+         From: MAILER-DAEMON@relay.example.net (Mail Delivery System)\r\nTo: verdicts@shiporskip.example\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\nMessage-Id: <dsn-1@relay.example.net>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain\r\n\r\n<{rcpt}>: 550 5.1.1 User unknown\r\n\r\n\
+         --b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.example.net\r\n\r\n\
+         Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n\
+         --b1\r\nContent-Type: message/rfc822\r\n\r\n{original}\r\n--b1--\r\n"
+    )
+}
+
+/// The rows of the table `id` in `html`, each as its cells' text (tags stripped).
+fn table_rows(html: &str, id: &str) -> Vec<Vec<String>> {
+    let Some(start) = html.find(&format!("id=\"{id}\"")) else {
+        return Vec::new();
+    };
+    let table = &html[start..];
+    let table = &table[..table.find("</table>").unwrap()];
+    let body = &table[table.find("<tbody>").unwrap()..];
+    let strip = |cell: &str| {
+        let mut out = String::new();
+        let mut in_tag = false;
+        for c in cell.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => out.push(c),
+                _ => {}
+            }
+        }
+        out.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    body.split("<tr")
+        .skip(1)
+        .map(|row| {
+            row.split("<td")
+                .skip(1)
+                .map(|cell| {
+                    strip(&format!(
+                        "<td{}",
+                        &cell[..cell.find("</td>").unwrap_or(cell.len())]
+                    ))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_console_tells_a_readers_whole_story() {
+    let app = TestApp::spawn_public("").await;
+    seed(&app, 3).await;
+    add_operator(&app.env, OWNER, "owner");
+    let s = login(&app, OWNER).await;
+    let get = |path: &'static str| {
+        let (s, app) = (&s, &app);
+        async move {
+            let r = s.get(app, path).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.text().await.unwrap()
+        }
+    };
+
+    // The dashboard: subscribers by status, what waits for the next issue, the log in the nav.
+    let page = get("/admin").await;
+    let counts = &page[page.find("id=\"subscriber-counts\"").expect("counts")..];
+    assert!(
+        counts.contains("confirmed</a> <strong>3</strong>"),
+        "{counts}"
+    );
+    assert!(counts.contains("bounced</a> <strong>0</strong>"));
+    assert!(page.contains("2 comparisons in no issue yet"), "{page}");
+    assert!(page.contains("Alpha vs Beta") && page.contains("Gamma vs Delta"));
+    assert!(
+        page.contains("<a href=\"/admin/log\""),
+        "the log is in the navigation"
+    );
+    assert!(
+        page.contains("action=\"/admin/issues\""),
+        "something to create an issue from"
+    );
+    let id = create_issue(&app).await;
+    let page = get("/admin").await;
+    assert!(page.contains("Nothing waiting"), "{page}");
+    assert!(
+        !page.contains("action=\"/admin/issues\""),
+        "no create form with nothing to put in an issue"
+    );
+
+    // Sent to the outbox; nothing failed, so no "Retry failed".
+    let r = s
+        .post(
+            &app,
+            "/admin/issues/1/send",
+            &[("csrf_token", &s.csrf), ("confirm_recipients", "3")],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while issue_status(&app.store, id).await != IssueStatus::Sent {
+        assert!(Instant::now() < deadline, "the send did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = get("/admin/issues/1").await;
+    assert!(!page.contains("id=\"do-retry-failed\""), "nothing failed");
+
+    // reader01's message comes back as a hard bounce.
+    let mails = app.outbox(3).await;
+    let original = mails
+        .iter()
+        .find(|m| m.contains("To: reader01@example.org"))
+        .expect("reader01's issue");
+    let dsn = app.env.write(
+        "dsn.eml",
+        &hard_bounce_for("reader01@example.org", original),
+    );
+    app.env
+        .cli(&["--json", "bounces", "import", dsn.to_str().unwrap()])
+        .ok();
+    let (kind, code, matched, source): (String, Option<String>, Option<String>, String) =
+        sqlx::query_as("SELECT kind, status_code, matched_by, source FROM bounce_events")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(kind, "hard");
+
+    // The bounces page: when, kind, code and reason, issue, how it was matched, from where.
+    let page = get("/admin/bounces").await;
+    let rows = table_rows(&page, "bounce-events");
+    assert_eq!(rows.len(), 1, "{page}");
+    let row = &rows[0];
+    assert_eq!(row[1], "hard");
+    assert_eq!(row[2], "reader01@example.org");
+    assert_eq!(row[3], code.clone().unwrap_or_default());
+    assert!(row[4].contains("User unknown"), "{row:?}");
+    assert_eq!(row[5], "#1 · 2026-W47");
+    assert_eq!(row[6], matched.clone().unwrap_or_default());
+    assert_eq!(row[7], source);
+    assert!(page.contains("href=\"/admin/issues/1\""));
+    let reader = app
+        .store
+        .get_subscriber_by_email(&SubscriberEmail::parse("reader01@example.org").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(page.contains(&format!("href=\"/admin/subscribers/{}\"", reader.id)));
+
+    // The reader's page: every consent event, delivery and report, with times and sources.
+    let path: &'static str =
+        Box::leak(format!("/admin/subscribers/{}", reader.id).into_boxed_str());
+    let page = get(path).await;
+    assert!(page.contains("<h1>reader01@example.org</h1>"), "{page}");
+    let history = table_rows(&page, "history");
+    let count = |sql: &'static str| {
+        let pool = app.store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(reader.id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let consents =
+        count("SELECT CAST(COUNT(*) AS BIGINT) FROM consents WHERE subscriber_id = $1").await;
+    let deliveries =
+        count("SELECT CAST(COUNT(*) AS BIGINT) FROM deliveries WHERE subscriber_id = $1").await;
+    let bounces =
+        count("SELECT CAST(COUNT(*) AS BIGINT) FROM bounce_events WHERE subscriber_id = $1").await;
+    assert_eq!((deliveries, bounces), (1, 1));
+    let arrival = if consents == 0 { 1 } else { 0 };
+    assert_eq!(
+        history.len() as i64,
+        consents + arrival + deliveries + bounces,
+        "{history:?}"
+    );
+    let what: Vec<&str> = history.iter().map(|r| r[1].as_str()).collect();
+    assert!(what.contains(&"Issue #1 · 2026-W47 sent"), "{what:?}");
+    assert!(
+        what.contains(&"Hard bounce (issue #1 · 2026-W47)"),
+        "{what:?}"
+    );
+    let bounce_row = history
+        .iter()
+        .find(|r| r[1].starts_with("Hard bounce"))
+        .unwrap();
+    assert_eq!(bounce_row[2], source);
+    assert!(bounce_row[3].contains("User unknown"), "{bounce_row:?}");
+    // Oldest first.
+    let times: Vec<&str> = history.iter().map(|r| r[0].as_str()).collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted);
+    assert!(page.contains("bounced"), "the reader's status");
+
+    // No such reader: a 404 page, not an error.
+    for path in ["/admin/subscribers/999999", "/admin/subscribers/nobody"] {
+        let r = s.get(&app, path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+
+    // What the operator sees, at phone width and on a desktop.
+    let driver = start_chromedriver();
+    let dir = screenshot_dir("console");
+    for width in [390, 1280] {
+        let profile = tempfile::tempdir().unwrap();
+        let client = browser(&driver, width, profile.path()).await;
+        sign_in(&client, &app).await;
+        shot(&client, &dir, &format!("{width}-day-dashboard")).await;
+        for (name, path, heading) in [
+            ("bounces", "/admin/bounces", "Bounces and failures"),
+            ("reader", path, "reader01@example.org"),
+            ("log", "/admin/log", "Operator log"),
+        ] {
+            client.goto(&app.url(path)).await.unwrap();
+            expect_text(&client, "h1", heading).await;
+            shot(&client, &dir, &format!("{width}-day-{name}")).await;
+        }
+        client.close().await.unwrap();
+    }
+    println!("screenshots of the console in {}", dir.display());
+    app.stop().await;
+}

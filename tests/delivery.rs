@@ -53,10 +53,12 @@ async fn a_send_delivers_once_to_every_confirmed_subscriber_with_every_header() 
     let out = common::CliOutput::from(cmd.output().unwrap());
     assert!(
         out.ok()
-            .contains("Finished — 19 sent, 0 failed, 0 skipped, 0 pending of 19"),
+            .contains(": finished — 19 sent, 0 failed, 0 skipped, 0 pending of 19"),
         "{}",
         out.stdout
     );
+    // Words, not the Rust value (`Finished`, `Stopped(Paused)`).
+    assert!(!out.stdout.contains("Finished") && !out.stdout.contains("Stopped("));
     let mails = sink.wait_for(19, Duration::from_secs(10)).await;
     let counts = per_recipient(&mails);
     assert_eq!(counts.len(), 19);

@@ -143,6 +143,21 @@ async fn a_week_with_nothing_new_leaves_no_issue_through_cli_api_and_console() {
         text.contains("2026-W40 has nothing new: no issue written"),
         "{text}"
     );
+    // What was looked at, and what to do about it.
+    assert!(
+        text.contains("no comparison published before 2026-10-05 00:00 UTC waits for an issue")
+            && text.contains("verdicts comparisons import"),
+        "{text}"
+    );
+    // `issue send` with no issue says that nothing went out, and how to name one.
+    let out = app.env.cli(&["issue", "send"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("no issue given, nothing was sent")
+            && out.stderr.contains("verdicts issue list"),
+        "{out:?}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
     let out = app
         .env
         .cli(&["--json", "issue", "create", "--week", "2026-W41"]);

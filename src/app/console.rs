@@ -10,6 +10,7 @@ use super::issues::IssueReport;
 use super::{Actor, App, OpsError};
 use crate::issues::IssueKey;
 use crate::store::comparisons::StoredComparison;
+use crate::store::history::{BounceEvent, ReaderHistory};
 use crate::store::operators::LogEntry;
 use crate::store::overview::{FailureKey, Keyset, RecentFailure, Window};
 use crate::store::subscribers::SubscriberRow;
@@ -70,7 +71,42 @@ pub struct SubscriberSearch {
     pub states: std::collections::HashMap<i64, crate::store::subscribers::manage::ReaderState>,
 }
 
+/// The dashboard's figures beside the issues.
+#[derive(Debug, Clone)]
+pub struct DashboardFigures {
+    /// Subscribers by status, every status (from the counters: no table scan).
+    pub subscribers: Vec<(SubscriberStatus, i64)>,
+    /// Comparisons in no issue yet and published before now, oldest first: what the next
+    /// issue takes (up to `newsletter.max_items`).
+    pub waiting: Vec<StoredComparison>,
+    /// `newsletter.max_items`.
+    pub max_items: u32,
+}
+
 impl App {
+    /// Subscribers by status and the comparisons waiting for the next issue.
+    pub async fn dashboard_figures(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<DashboardFigures, OpsError> {
+        Ok(DashboardFigures {
+            subscribers: self.store().subscriber_counts().await?,
+            waiting: self.store().unissued_comparisons(now, u32::MAX).await?,
+            max_items: self.settings().newsletter.max_items,
+        })
+    }
+
+    /// One reader and their history; `None` when there is no subscriber `id`.
+    pub async fn reader(&self, id: i64) -> Result<Option<ReaderHistory>, OpsError> {
+        Ok(self.store().reader_history(id).await?)
+    }
+
+    /// A page of the bounce and complaint reports, newest first.
+    pub async fn bounce_events(&self, at: Keyset<i64>) -> Result<Page<BounceEvent, i64>, OpsError> {
+        let window = self.store().bounce_events(at, PAGE_SIZE as i64).await?;
+        Ok(Page::of(window, |e| e.id))
+    }
+
     /// When `schedule.cron` fires next, in `schedule.timezone`.
     pub fn next_scheduled_fire(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let schedule = &self.settings().schedule;

@@ -137,7 +137,13 @@ async fn create(app: &App, args: WeekArg, json: bool) -> Result<(), Failure> {
                     serde_json::json!({ "issue": null, "created": false, "week": week, "nothing_new": true })
                 );
             } else {
-                println!("{week} has nothing new: no issue written, no email");
+                let cutoff = week.end(app.settings().schedule.timezone.0);
+                println!(
+                    "{week} has nothing new: no issue written, no email — no comparison \
+                     published before {} waits for an issue (`verdicts comparisons import` \
+                     adds them)",
+                    cutoff.format("%Y-%m-%d %H:%M UTC")
+                );
             }
             return Ok(());
         }
@@ -269,9 +275,14 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
         force,
         confirm_recipients: None,
     };
-    let (issue, recipients) = app
-        .start_or_join_send(&Actor::Cli, required(args)?, guard)
-        .await?;
+    let key = args.id.ok_or_else(|| {
+        Failure::Input(
+            "ID: no issue given, nothing was sent; give the issue number (12) or its week \
+             (2026-W47) — `verdicts issue list` shows them"
+                .into(),
+        )
+    })?;
+    let (issue, recipients) = app.start_or_join_send(&Actor::Cli, key, guard).await?;
     let store = app.store();
     let bar = if json {
         indicatif::ProgressBar::hidden()
@@ -280,9 +291,16 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
     };
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} settled · {per_sec} · ETA {eta}",
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} settled · {rate} · ETA {eta}",
         )
-        .expect("a valid template"),
+        .expect("a valid template")
+        // indicatif's {per_sec} prints 232.3791/s: whole messages per second are enough.
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&rounded_rate(state.per_sec()));
+            },
+        ),
     );
     let (trigger, stop) = crate::shutdown::channel();
     crate::shutdown::on_signals(trigger);
@@ -368,15 +386,50 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
     if json {
         println!(
             "{}",
-            serde_json::json!({ "week": issue.week, "end": format!("{end:?}"), "deliveries": c })
+            serde_json::json!({ "week": issue.week, "end": end_slug(end), "deliveries": c })
         );
     } else {
         println!(
-            "{}: {end:?} — {} sent, {} failed, {} skipped, {} pending of {}",
-            issue.week, c.sent, c.failed, c.skipped, c.pending, c.total
+            "{}: {} — {} sent, {} failed, {} skipped, {} pending of {}",
+            issue.week,
+            end_text(end),
+            c.sent,
+            c.failed,
+            c.skipped,
+            c.pending,
+            c.total
         );
     }
     Ok(())
+}
+
+/// A rate for the progress bar: whole messages per second (one decimal below 10).
+fn rounded_rate(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        "0/s".into()
+    } else if per_sec < 10.0 {
+        format!("{per_sec:.1}/s")
+    } else {
+        format!("{per_sec:.0}/s")
+    }
+}
+
+/// How a send ended, for people.
+fn end_text(end: SendEnd) -> String {
+    match end {
+        SendEnd::Finished => "finished".into(),
+        SendEnd::Stopped(status) => format!("stopped, the issue is {status}"),
+        SendEnd::Shutdown => "stopped by a signal, the rest is sent at the next start".into(),
+    }
+}
+
+/// How a send ended, for `--json`: `finished`, `shutdown` or the status the issue left to.
+fn end_slug(end: SendEnd) -> &'static str {
+    match end {
+        SendEnd::Finished => "finished",
+        SendEnd::Stopped(status) => status.as_str(),
+        SendEnd::Shutdown => "shutdown",
+    }
 }
 
 async fn status(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> {
@@ -479,4 +532,28 @@ async fn status(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> 
         println!("          {slug}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{end_slug, end_text, rounded_rate};
+    use crate::delivery::SendEnd;
+    use crate::issues::IssueStatus;
+
+    #[test]
+    fn rates_are_rounded() {
+        assert_eq!(rounded_rate(232.3791), "232/s");
+        assert_eq!(rounded_rate(3.04), "3.0/s");
+        assert_eq!(rounded_rate(0.0), "0/s");
+        assert_eq!(rounded_rate(f64::NAN), "0/s");
+    }
+
+    #[test]
+    fn a_send_ends_in_words_not_debug_values() {
+        assert_eq!(end_text(SendEnd::Finished), "finished");
+        let paused = SendEnd::Stopped(IssueStatus::Paused);
+        assert_eq!(end_text(paused), "stopped, the issue is paused");
+        assert_eq!(end_slug(paused), "paused");
+        assert!(!end_text(SendEnd::Shutdown).contains("Shutdown"));
+    }
 }

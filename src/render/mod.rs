@@ -57,6 +57,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "console/subscribers.html",
     "console/comparisons.html",
     "console/bounces.html",
+    "console/reader.html",
     "console/log.html",
     "console/deliverability.html",
     "console/operators.html",

@@ -213,8 +213,8 @@ impl Store {
     pub async fn issue_bounce_stats(&self) -> anyhow::Result<Vec<IssueBounceStats>> {
         let rows = sqlx::query(
             "SELECT i.number,
-               (SELECT CAST(COUNT(*) AS BIGINT) FROM deliveries d
-                 WHERE d.issue_id = i.id AND d.status = 'sent') AS sent,
+               COALESCE((SELECT c.n FROM delivery_counts c
+                 WHERE c.issue_id = i.id AND c.status = 'sent'), 0) AS sent,
                (SELECT CAST(COUNT(*) AS BIGINT) FROM bounce_events b
                  WHERE b.issue_id = i.id AND b.kind = 'hard') AS hard,
                (SELECT CAST(COUNT(*) AS BIGINT) FROM bounce_events b

@@ -10,6 +10,7 @@ pub mod bounces;
 pub mod comparisons;
 pub mod deliveries;
 pub mod engagement;
+pub mod history;
 pub mod issues;
 pub mod limits;
 pub mod metrics;

@@ -73,23 +73,29 @@ pub struct RecentFailure {
     pub at: DateTime<Utc>,
 }
 
-/// `text` as a LIKE pattern that matches it anywhere, with `\` escaping LIKE's wildcards.
-fn contains_pattern(text: &str) -> String {
-    let mut p = String::with_capacity(text.len() + 2);
-    p.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
+/// Most addresses a search finds (and pages through); a longer start narrows it.
+pub const SEARCH_CAP: i64 = 10_000;
+
+/// The page of `ids` (newest first) that `at` names, at most `limit`, and how many ids come
+/// before it.
+fn window_of(ids: &[i64], at: Keyset<i64>, limit: usize) -> (Vec<i64>, i64) {
+    let start = match at {
+        Keyset::Newest => 0,
+        Keyset::After(key) => ids.partition_point(|&id| id >= key),
+        Keyset::Before(key) => ids.partition_point(|&id| id > key).saturating_sub(limit),
+    };
+    let end = (start + limit).min(ids.len());
+    (ids[start..end].to_vec(), start as i64)
 }
 
 impl Store {
-    /// A page of the subscribers whose address contains `query` (any case), optionally of one
-    /// status, newest first, at most `limit`, starting `at` a subscriber id.
+    /// A page of the subscribers whose address starts with `query` (any case), optionally of
+    /// one status, newest first, at most `limit`, starting `at` a subscriber id.
+    ///
+    /// Nothing here reads the whole table: without a query the page walks the primary key (or
+    /// `subscribers_by_status`) and the total comes from `subscriber_counts`; with one, the
+    /// addresses found are a range of the email index, at most [`SEARCH_CAP`] of them, paged
+    /// in memory (the total then says "at most").
     pub async fn search_subscribers(
         &self,
         query: &str,
@@ -97,38 +103,96 @@ impl Store {
         at: Keyset<i64>,
         limit: i64,
     ) -> anyhow::Result<Window<super::subscribers::SubscriberRow>> {
-        const FILTER: &str = "($1 = '' OR status = $1) AND LOWER(email) LIKE LOWER($2) ESCAPE '\\'";
-        let status = status.map_or("", SubscriberStatus::as_str);
-        let pattern = contains_pattern(query.trim());
-        let page = |newer: bool, key: i64| {
+        let query = query.trim().to_lowercase();
+        let (ids, total, newer) = if query.is_empty() {
+            self.newest_subscribers(status, at, limit).await?
+        } else {
+            let mut found = self.subscribers_starting_with(&query, status).await?;
+            found.sort_unstable_by(|a, b| b.cmp(a));
+            let (ids, newer) = window_of(&found, at, limit as usize);
+            (ids, found.len() as i64, newer)
+        };
+        let mut found = self.get_subscribers(&ids).await?;
+        Ok(Window {
+            rows: ids.iter().filter_map(|id| found.remove(id)).collect(),
+            total,
+            newer,
+        })
+    }
+
+    /// Ids of the subscribers whose address starts with `prefix` (lower case), at most
+    /// [`SEARCH_CAP`], by a range of the email index (`subscribers_by_email_bytes` on
+    /// PostgreSQL, so the range is one whatever the database's collation).
+    async fn subscribers_starting_with(
+        &self,
+        prefix: &str,
+        status: Option<SubscriberStatus>,
+    ) -> anyhow::Result<Vec<i64>> {
+        let email = match self.backend {
+            super::Backend::Sqlite => "email",
+            super::Backend::Postgres => "(email COLLATE \"C\")",
+        };
+        let sql = format!(
+            "SELECT id FROM subscribers WHERE {email} >= $1 AND {email} < $2
+               AND ($3 = '' OR status = $3) LIMIT $4"
+        );
+        // Every address that starts with `prefix` sorts below `prefix` + the last code point.
+        let upper = format!("{prefix}\u{10FFFF}");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(prefix)
+            .bind(upper)
+            .bind(status.map_or("", SubscriberStatus::as_str))
+            .bind(SEARCH_CAP)
+            .fetch_all(&self.pool)
+            .await
+            .context("searching subscribers")?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// A page of all subscribers (or those of one status), newest first: the ids, the total
+    /// and how many are newer than the page.
+    async fn newest_subscribers(
+        &self,
+        status: Option<SubscriberStatus>,
+        at: Keyset<i64>,
+        limit: i64,
+    ) -> anyhow::Result<(Vec<i64>, i64, i64)> {
+        // Two shapes, so the planner walks `subscribers_by_status` for one status (an `OR` with
+        // the empty status would read the whole primary key for a rare one).
+        let filter = if status.is_some() {
+            "status = $1"
+        } else {
+            "$1 = ''"
+        };
+        let status_text = status.map_or("", SubscriberStatus::as_str);
+        let page = |newer: bool, key: i64| async move {
             let sql = if newer {
                 format!(
-                    "SELECT id FROM subscribers WHERE {FILTER} AND id > $3 ORDER BY id LIMIT $4"
+                    "SELECT id FROM subscribers WHERE {filter} AND id > $2 ORDER BY id LIMIT $3"
                 )
             } else {
                 format!(
-                    "SELECT id FROM subscribers WHERE {FILTER} AND id < $3 ORDER BY id DESC LIMIT $4"
+                    "SELECT id FROM subscribers WHERE {filter} AND id < $2 ORDER BY id DESC LIMIT $3"
                 )
             };
-            let pattern = pattern.clone();
-            async move {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(status)
-                    .bind(pattern)
-                    .bind(key)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-                    .context("searching subscribers")?;
-                let mut ids: Vec<i64> = rows
-                    .iter()
-                    .map(|r| r.try_get("id"))
-                    .collect::<Result<_, _>>()?;
-                if newer {
-                    ids.reverse();
-                }
-                anyhow::Ok(ids)
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(status_text)
+                .bind(key)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .context("listing subscribers")?;
+            let mut ids: Vec<i64> = rows
+                .iter()
+                .map(|r| r.try_get("id"))
+                .collect::<Result<_, _>>()?;
+            if newer {
+                ids.reverse();
             }
+            anyhow::Ok(ids)
         };
         let ids = match at {
             Keyset::Newest => page(false, i64::MAX).await?,
@@ -142,35 +206,33 @@ impl Store {
                 }
             }
         };
-        let count = |above: i64| {
-            let pattern = pattern.clone();
-            async move {
-                let sql = format!("SELECT COUNT(*) FROM subscribers WHERE {FILTER} AND id > $3");
+        let counts = self.subscriber_counts().await?;
+        let total = counts
+            .iter()
+            .filter(|(s, _)| status.is_none_or(|want| *s == want))
+            .map(|(_, n)| n)
+            .sum();
+        let newer = match ids.first() {
+            // The first page's newest row: nothing is newer (no count).
+            Some(_) if at == Keyset::Newest => 0,
+            Some(&first) => {
+                let sql = format!("SELECT COUNT(*) FROM subscribers WHERE {filter} AND id > $2");
                 sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
-                    .bind(status)
-                    .bind(pattern)
-                    .bind(above)
+                    .bind(status_text)
+                    .bind(first)
                     .fetch_one(&self.pool)
                     .await
-                    .context("counting subscribers")
+                    .context("counting subscribers")?
             }
-        };
-        let total = count(i64::MIN).await?;
-        let newer = match ids.first() {
-            Some(&first) => count(first).await?,
             None => 0,
         };
-        let mut found = self.get_subscribers(&ids).await?;
-        Ok(Window {
-            rows: ids.iter().filter_map(|id| found.remove(id)).collect(),
-            total,
-            newer,
-        })
+        Ok((ids, total, newer))
     }
 
-    /// How many subscribers have each status (every status, zeros included).
+    /// How many subscribers have each status (every status, zeros included), from the
+    /// counters triggers keep (`subscriber_counts`).
     pub async fn subscriber_counts(&self) -> anyhow::Result<Vec<(SubscriberStatus, i64)>> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM subscribers GROUP BY status")
+        let rows = sqlx::query("SELECT status, n FROM subscriber_counts")
             .fetch_all(&self.pool)
             .await
             .context("counting subscribers by status")?;
@@ -263,9 +325,10 @@ impl Store {
                 }
             }
         };
-        let sql = format!("SELECT COUNT(*) {FAILED}");
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&self.pool)
+        let total: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM delivery_counts WHERE status = 'failed'",
+        )
+        .fetch_one(&self.pool)
             .await
             .context("counting failed deliveries")?;
         let newer = match rows.first() {
@@ -288,8 +351,20 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::{Keyset, window_of};
+
     #[test]
-    fn like_wildcards_are_escaped() {
-        assert_eq!(super::contains_pattern("a_b%c\\"), "%a\\_b\\%c\\\\%");
+    fn a_search_is_paged_in_memory() {
+        let ids: Vec<i64> = (1..=250).rev().collect();
+        let (first, skipped) = window_of(&ids, Keyset::Newest, 100);
+        assert_eq!((first[0], first[99], skipped), (250, 151, 0));
+        let (second, skipped) = window_of(&ids, Keyset::After(151), 100);
+        assert_eq!((second[0], second[99], skipped), (150, 51, 100));
+        let (third, skipped) = window_of(&ids, Keyset::After(51), 100);
+        assert_eq!((third.len(), third[49], skipped), (50, 1, 200));
+        assert_eq!(window_of(&ids, Keyset::Before(50), 100), (second, 100));
+        // Fewer than a page newer: the newest page.
+        assert_eq!(window_of(&ids, Keyset::Before(200), 100).1, 0);
+        assert!(window_of(&ids, Keyset::After(1), 100).0.is_empty());
     }
 }

@@ -738,13 +738,15 @@ impl Store {
         rows.iter().map(subscriber_from_row).collect()
     }
 
-    /// How many subscribers have each status.
+    /// How many subscribers have a status: the counter triggers keep (`subscriber_counts`),
+    /// exact at every commit, not a count of the table (900,000 index entries at a million).
     pub async fn count_subscribers(&self, status: SubscriberStatus) -> anyhow::Result<i64> {
         Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM subscribers WHERE status = $1")
+            sqlx::query_scalar::<_, i64>("SELECT n FROM subscriber_counts WHERE status = $1")
                 .bind(status.as_str())
-                .fetch_one(&self.pool)
-                .await?,
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
         )
     }
 

@@ -106,6 +106,18 @@ pub(super) async fn dashboard(
     };
     let activity = app.recent_activity(20).await.map_err(super::internal)?;
     let now = Utc::now();
+    let figures = app.dashboard_figures(now).await.map_err(super::internal)?;
+    #[derive(Serialize)]
+    struct Count {
+        status: &'static str,
+        count: i64,
+    }
+    #[derive(Serialize)]
+    struct Waiting {
+        title: String,
+        slug: String,
+        published: String,
+    }
     let schedule = &state.settings.schedule;
     let mut ctx = console.context(&state, "/admin");
     ctx.insert(
@@ -122,6 +134,32 @@ pub(super) async fn dashboard(
                     .format("%a %Y-%m-%d %H:%M")
             )
         }),
+    );
+    ctx.insert(
+        "subscriber_counts",
+        &figures
+            .subscribers
+            .iter()
+            .map(|(s, n)| Count {
+                status: s.as_str(),
+                count: *n,
+            })
+            .collect::<Vec<_>>(),
+    );
+    ctx.insert("waiting_total", &figures.waiting.len());
+    ctx.insert("max_items", &figures.max_items);
+    ctx.insert(
+        "waiting",
+        &figures
+            .waiting
+            .iter()
+            .take(figures.max_items as usize)
+            .map(|c| Waiting {
+                title: c.comparison.title().to_string(),
+                slug: c.comparison.slug().to_string(),
+                published: when(c.comparison.published_at()),
+            })
+            .collect::<Vec<_>>(),
     );
     ctx.insert("timezone", &schedule.timezone.0.name());
     ctx.insert("cron", &schedule.cron.schedule.to_string());
@@ -269,6 +307,8 @@ pub(super) async fn detail(
     ]
     .into_iter()
     .filter(|(kind, _, _)| status.allows(*kind))
+    // A form only where its action can do something: no "Retry failed" with nothing failed.
+    .filter(|(kind, _, _)| *kind != ActionKind::RetryFailed || report.deliveries.failed > 0)
     .map(|(kind, label, style)| ActionView {
         name: kind.as_str(),
         label,

@@ -98,6 +98,7 @@ fn pager<T, K: Display>(
 
 #[derive(Serialize)]
 struct SubscriberView {
+    id: i64,
     email: String,
     name: String,
     status: &'static str,
@@ -118,6 +119,7 @@ impl SubscriberView {
             _ => String::new(),
         };
         SubscriberView {
+            id: s.id,
             email: s.email,
             name: s.name.unwrap_or_default(),
             status: s.status.as_str(),
@@ -185,8 +187,8 @@ pub(super) async fn subscribers(
     let found_label = match (query.q.trim(), status) {
         ("", None) => "Newest subscribers".to_string(),
         ("", Some(s)) => format!("Newest {s} subscribers"),
-        (q, None) => format!("Addresses containing “{q}”"),
-        (q, Some(s)) => format!("{s} addresses containing “{q}”"),
+        (q, None) => format!("Addresses starting with “{q}”"),
+        (q, Some(s)) => format!("{s} addresses starting with “{q}”"),
     };
     let mut ctx = console.context(&state, "/admin/subscribers");
     ctx.insert(
@@ -509,10 +511,14 @@ pub(super) struct BouncesQuery {
     failures_after: String,
     #[serde(default)]
     failures_before: String,
+    #[serde(default)]
+    events_after: String,
+    #[serde(default)]
+    events_before: String,
 }
 
-/// `GET /admin/bounces[?bounced_after=ID|bounced_before=ID][&failures_after=K|failures_before=K]`:
-/// two lists, each paged on its own.
+/// `GET /admin/bounces[?events_after=ID|events_before=ID][&bounced_after=ID|bounced_before=ID]
+/// [&failures_after=K|failures_before=K]`: three lists, each paged on its own.
 pub(super) async fn bounces(
     State(state): State<AppState>,
     console: Console,
@@ -529,7 +535,14 @@ pub(super) async fn bounces(
         )?;
         Ok((bounced, failures))
     });
-    let (bounced_at, failures_at) = match places {
+    let places = places.and_then(|(bounced, failures)| {
+        let events = keyset::<i64>(
+            ("events_after", &query.events_after),
+            ("events_before", &query.events_before),
+        )?;
+        Ok((bounced, failures, events))
+    });
+    let (bounced_at, failures_at, events_at) = match places {
         Ok(p) => p,
         Err(e) => return console.ops_error(&state, e, "/admin/bounces"),
     };
@@ -537,6 +550,23 @@ pub(super) async fn bounces(
         Ok(r) => r,
         Err(e) => return console.ops_error(&state, e, "/admin"),
     };
+    let events = match state.app.bounce_events(events_at).await {
+        Ok(r) => r,
+        Err(e) => return console.ops_error(&state, e, "/admin"),
+    };
+    #[derive(Serialize)]
+    struct EventView {
+        at: String,
+        kind: &'static str,
+        email: String,
+        reader_url: Option<String>,
+        status_code: String,
+        reason: String,
+        issue: String,
+        issue_url: Option<String>,
+        matched_by: &'static str,
+        source: &'static str,
+    }
     #[derive(Serialize)]
     struct FailureView {
         key: String,
@@ -546,13 +576,26 @@ pub(super) async fn bounces(
         error: String,
         at: String,
     }
-    // Each list's links keep the other list where it is.
+    // Each list's links keep the other lists where they are.
+    let events_pager = pager(
+        &events,
+        "/admin/bounces",
+        &[
+            ("bounced_after", &query.bounced_after),
+            ("bounced_before", &query.bounced_before),
+            ("failures_after", &query.failures_after),
+            ("failures_before", &query.failures_before),
+        ],
+        "events_",
+    );
     let bounced_pager = pager(
         &report.bounced,
         "/admin/bounces",
         &[
             ("failures_after", &query.failures_after),
             ("failures_before", &query.failures_before),
+            ("events_after", &query.events_after),
+            ("events_before", &query.events_before),
         ],
         "bounced_",
     );
@@ -562,9 +605,45 @@ pub(super) async fn bounces(
         &[
             ("bounced_after", &query.bounced_after),
             ("bounced_before", &query.bounced_before),
+            ("events_after", &query.events_after),
+            ("events_before", &query.events_before),
         ],
         "failures_",
     );
+    let events_view: Vec<EventView> = events
+        .rows
+        .into_iter()
+        .map(|e| {
+            let (issue, issue_url) = match (e.number, e.week) {
+                (Some(n), Some(week)) => {
+                    (format!("#{n} · {week}"), Some(format!("/admin/issues/{n}")))
+                }
+                (None, Some(week)) => (week.clone(), Some(format!("/admin/issues/{week}"))),
+                _ => (String::new(), None),
+            };
+            EventView {
+                at: when(e.received_at),
+                kind: e.kind.as_str(),
+                reader_url: e
+                    .subscriber_id
+                    .filter(|_| e.email.is_some())
+                    .map(|id| format!("/admin/subscribers/{id}")),
+                email: e.email.unwrap_or_else(|| {
+                    if e.subscriber_id.is_none() && e.matched_by.is_none() {
+                        "(not matched)".into()
+                    } else {
+                        "(erased)".into()
+                    }
+                }),
+                status_code: e.status_code.unwrap_or_default(),
+                reason: e.reason,
+                issue,
+                issue_url,
+                matched_by: e.matched_by.map_or("", |m| m.as_str()),
+                source: e.source.as_str(),
+            }
+        })
+        .collect();
     let failures: Vec<FailureView> = report
         .failures
         .rows
@@ -591,6 +670,8 @@ pub(super) async fn bounces(
             .collect::<Vec<_>>(),
     );
     ctx.insert("bounced_pager", &bounced_pager);
+    ctx.insert("events", &events_view);
+    ctx.insert("events_pager", &events_pager);
     ctx.insert("failures", &failures);
     ctx.insert("failures_pager", &failures_pager);
     console.render(&state, StatusCode::OK, "console/bounces.html", &ctx)

@@ -19,6 +19,7 @@ mod account;
 mod auth;
 mod issues;
 mod lists;
+mod reader;
 mod reset;
 
 use axum::Router;
@@ -96,6 +97,7 @@ pub fn router() -> Router<AppState> {
             get(lists::subscribers).post(lists::add_subscriber),
         )
         .route("/admin/subscribers/remove", post(lists::remove_subscriber))
+        .route("/admin/subscribers/{id}", get(reader::reader))
         .route("/admin/subscribers.csv", get(lists::export_subscribers))
         .route(
             "/admin/comparisons",
@@ -311,6 +313,7 @@ impl Console {
             ("/admin/comparisons", "Comparisons"),
             ("/admin/bounces", "Bounces"),
             ("/admin/deliverability", "Deliverability"),
+            ("/admin/log", "Log"),
         ];
         if self.who.role == crate::operators::Role::Owner {
             items.push(("/admin/operators", "Operators"));
