@@ -140,12 +140,7 @@ impl App {
         };
         let alive = std::time::Duration::from_secs(2 * d.lease_seconds);
         let workers = self.store().workers_sending(issue.id, alive).await?;
-        // Only a send that has not moved for a minute can be stuck: a moving one costs the
-        // report no probe write (the console reads this on every page load).
-        let stuck = if issue.status == IssueStatus::Sending
-            && deliveries.pending > 0
-            && deliveries.sent_last_minute == 0
-        {
+        let stuck = if issue.status == IssueStatus::Sending && deliveries.pending > 0 {
             self.why_stuck(workers.is_empty()).await
         } else {
             None
