@@ -43,6 +43,12 @@ impl Drop for Tmpfs {
     }
 }
 
+/// One fault test at a time: two of them stop or restart the machine's one PostgreSQL cluster,
+/// which would fail whatever else of this binary runs on it at that moment (a test database
+/// being created, a send being recorded), and the timing figures want the machine to
+/// themselves.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `pg_ctlcluster … main <action>` on the machine's one PostgreSQL cluster.
 fn pg_cluster(action: &str) -> bool {
     let version = std::fs::read_dir("/etc/postgresql")
@@ -236,6 +242,7 @@ fn fill(dir: &Path) -> PathBuf {
 /// why, and the log says it once rather than per request.
 #[tokio::test]
 async fn a_full_disk_heals_without_a_restart() {
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::new().await;
     if env.is_postgres() {
         eprintln!("skipped: the full disk test is SQLite's (PostgreSQL runs elsewhere)");
@@ -456,6 +463,7 @@ fn refused_by_rcpt(server: &Submission) -> HashMap<String, usize> {
 /// twice, and the send keeps most of its clean rate (the figure goes to bench/).
 #[tokio::test]
 async fn a_relay_refusing_every_fifth_message_costs_little() {
+    let _serial = SERIAL.lock().await;
     // bench/faults.sh sends more.
     let n = std::env::var("VERDICTS_FAULTS_N")
         .ok()
@@ -519,6 +527,7 @@ async fn a_relay_refusing_every_fifth_message_costs_little() {
 /// `delivery.max_attempts` attempts: no recipient is retried forever.
 #[tokio::test]
 async fn a_message_refused_every_time_counts_an_attempt_every_three_tries() {
+    let _serial = SERIAL.lock().await;
     let (server, _env, store, issue_id, _took, out) = send_through(
         3,
         1,
@@ -569,6 +578,7 @@ async fn outage(sink: SmtpSink, down: Duration, before: &mut Vec<String>) -> (Sm
 /// of its return each time, no attempt is counted and nobody is missed.
 #[tokio::test]
 async fn the_relay_down_for_1_s_and_for_10_s() {
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::new().await;
     let n = 1500;
     let s = common::workers::sending(
@@ -619,6 +629,7 @@ async fn the_relay_down_for_1_s_and_for_10_s() {
 /// and finishes with rc 0; nobody is missed.
 #[tokio::test]
 async fn issue_send_rides_out_a_postgresql_restart() {
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::new().await;
     if !env.is_postgres() {
         eprintln!("skipped: restarting the database is PostgreSQL's");
@@ -668,6 +679,7 @@ async fn issue_send_rides_out_a_postgresql_restart() {
 /// after PostgreSQL is back, another worker finishes the send and nobody is missing.
 #[tokio::test]
 async fn sigterm_with_postgresql_stopped_exits_within_the_grace() {
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::new().await;
     if !env.is_postgres() {
         eprintln!("skipped: stopping the database is PostgreSQL's");
@@ -736,6 +748,7 @@ async fn sigterm_with_postgresql_stopped_exits_within_the_grace() {
 #[tokio::test]
 #[ignore = "stops PostgreSQL for 60 s; run by bench/faults.sh"]
 async fn issue_send_rides_out_a_60_s_postgresql_outage() {
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::new().await;
     if !env.is_postgres() {
         eprintln!("skipped: stopping the database is PostgreSQL's");
@@ -801,6 +814,7 @@ async fn issue_send_rides_out_a_60_s_postgresql_outage() {
 /// exited used to leave it `sending` with no hint); a sent one does not.
 #[tokio::test]
 async fn issue_status_says_when_no_worker_sends_an_issue() {
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::new().await;
     let (store, issue_id) = common::frozen_issue(&env, 3).await;
     let out = env.cli(&["issue", "status", "1"]);
