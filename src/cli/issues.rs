@@ -248,23 +248,7 @@ async fn act(
 /// `issue check ID`: one line (or JSON object) per check; exit 1 when one fails.
 async fn check(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> {
     let checks = app.check_issue(required(args)?).await?;
-    if json {
-        for c in &checks {
-            println!("{}", serde_json::to_string(c).map_err(anyhow::Error::from)?);
-        }
-    } else {
-        print!("{}", crate::app::checks::render_text(&checks));
-    }
-    let failed = crate::app::checks::failed(&checks);
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::Runtime(anyhow::anyhow!(
-            "{} check(s) failed: {}",
-            failed.len(),
-            failed.join(", ")
-        )))
-    }
+    super::print_checks(&checks, json)
 }
 
 async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<(), Failure> {

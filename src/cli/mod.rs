@@ -476,14 +476,23 @@ async fn doctor(settings: &Settings, json: bool) -> Result<(), Failure> {
     if let Ok(store) = &store {
         store.close().await;
     }
+    print_checks(&checks, json)
+}
+
+/// Prints a report of checks (`doctor`, `issue check`): one line, or one JSON object, per
+/// check; a failed check makes the command exit 1, naming every failed check.
+pub(crate) fn print_checks(
+    checks: &[crate::app::checks::Check],
+    json: bool,
+) -> Result<(), Failure> {
     if json {
-        for c in &checks {
+        for c in checks {
             println!("{}", serde_json::to_string(c).map_err(anyhow::Error::from)?);
         }
     } else {
-        print!("{}", crate::app::checks::render_text(&checks));
+        print!("{}", crate::app::checks::render_text(checks));
     }
-    let failed = crate::app::checks::failed(&checks);
+    let failed = crate::app::checks::failed(checks);
     if failed.is_empty() {
         Ok(())
     } else {
