@@ -204,7 +204,7 @@ async fn issue_status(store: &Store, id: i64) -> IssueStatus {
     store.get_issue(id).await.unwrap().unwrap().status
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_are_managed_from_the_command_line() {
     let env = TestEnv::new().await;
     let store = env.store().await;
@@ -325,7 +325,7 @@ async fn operators_are_managed_from_the_command_line() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_use_strict_cookies_and_die_on_logout() {
     let app = TestApp::spawn("").await;
     add_operator(&app.env, OWNER, "owner");
@@ -438,7 +438,7 @@ async fn set_session_times(store: &Store, expires_at: i64, created_at: i64) {
 
 /// A session ends 12 hours after its last use (sliding), 7 days after login at the latest;
 /// its expiry is written about once a minute, not on every request.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_renewed_on_use_at_most_once_a_minute() {
     const MINUTE: i64 = 60_000;
     const HOUR: i64 = 60 * MINUTE;
@@ -502,7 +502,7 @@ async fn sessions_are_renewed_on_use_at_most_once_a_minute() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookies_are_secure_behind_https() {
     let port = common::free_port();
     let app = TestApp::spawn(&format!(
@@ -520,7 +520,7 @@ async fn cookies_are_secure_behind_https() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_without_the_right_csrf_token_is_403_and_changes_nothing() {
     let app = TestApp::spawn("").await;
     seed(&app, 2).await;
@@ -609,7 +609,7 @@ async fn a_post_without_the_right_csrf_token_is_403_and_changes_nothing() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_operators_cookie_never_acts_as_another() {
     let app = TestApp::spawn("").await;
     add_operator(&app.env, OWNER, "owner");
@@ -667,7 +667,7 @@ async fn one_operators_cookie_never_acts_as_another() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_wrong_passwords_get_429() {
     let app = TestApp::spawn("").await;
     add_operator(&app.env, OWNER, "owner");
@@ -702,7 +702,7 @@ async fn ten_wrong_passwords_get_429() {
 /// Only failures count: a correct password after a few wrong ones works, successful logins
 /// never use up the allowance (on one address or from one client), and the tenth failure
 /// still locks the address.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_failed_logins_are_throttled() {
     let app = TestApp::spawn("").await;
     add_operator(&app.env, OWNER, "owner");
@@ -732,7 +732,7 @@ async fn only_failed_logins_are_throttled() {
 /// failures: ten wrong passwords for one address, spread over both, lock it in both, and a
 /// success in either still never counts. Before, each process counted its own, so N `serve`
 /// processes behind one address gave a guesser N times the tries.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_are_counted_across_processes() {
     use verdicts::app::operators::LoginOutcome;
     let app = TestApp::spawn("").await;
@@ -782,7 +782,7 @@ async fn failed_logins_are_counted_across_processes() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_owners_manage_operators() {
     let app = TestApp::spawn("").await;
     add_operator(&app.env, OWNER, "owner");
@@ -910,7 +910,7 @@ async fn only_owners_manage_operators() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_state_is_a_409_page_and_bad_input_changes_nothing() {
     let app = TestApp::spawn("").await;
     seed(&app, 2).await;
@@ -1057,7 +1057,7 @@ async fn sign_in(client: &fantoccini::Client, app: &TestApp) {
     expect_text(client, "h1", "Dashboard").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_runs_an_issue_in_a_browser() {
     let sink = SmtpSink::start();
     let app = TestApp::spawn_public(&format!(
@@ -1291,7 +1291,7 @@ async fn an_operator_runs_an_issue_in_a_browser() {
     sink.shutdown();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_are_searched_counted_and_exported() {
     let app = TestApp::spawn("").await;
     seed(&app, 3).await;
@@ -1435,7 +1435,7 @@ fn addresses_in(html: &str, id: &str) -> Vec<String> {
 
 /// Subscribers, bounced subscribers, failed deliveries and the operator log come a page at a
 /// time, with plain links to the newer and older pages (the filters kept) and the counts.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_lists_are_paged_with_plain_links() {
     let app = TestApp::spawn("").await;
     seed(&app, 250).await;
@@ -1567,7 +1567,7 @@ async fn long_lists_are_paged_with_plain_links() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_and_bounces_show_their_reasons() {
     // A relay that refuses every recipient for good.
     let sink = SmtpSink::start_with(&["-f", "RCPT", "-B", "550 5.1.1 User unknown"]);
@@ -1678,7 +1678,7 @@ async fn failures_and_bounces_show_their_reasons() {
     sink.shutdown();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_console_page_escapes_content_and_sends_its_csp() {
     let app = TestApp::spawn("").await;
     let mut evil = comparison_json(
@@ -1757,7 +1757,7 @@ fn code_now(uri: &str) -> String {
 /// the password alone, a wrong code, a reused code or a used recovery code gets the same 401
 /// as a wrong password and no session; a fresh code or an unused recovery code signs in. The
 /// database holds neither the secret nor the recovery codes. `--disable` removes it.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_factor_codes_right_wrong_reused_and_missing() {
     let app = TestApp::spawn("").await;
     add_operator(&app.env, OWNER, "owner");
@@ -1869,7 +1869,7 @@ async fn two_factor_codes_right_wrong_reused_and_missing() {
 /// Enrolment on the console, in Chromium: the account page shows a QR code (inline SVG) and
 /// the key; a wrong code leaves it off; the right one turns it on and shows the recovery codes
 /// once; then signing in needs a code. Screenshots at 390 and 1280 px.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_turns_on_two_factor_on_the_console() {
     let app = TestApp::spawn_public("").await;
     add_operator(&app.env, OWNER, "owner");
@@ -2034,7 +2034,7 @@ fn without_token(html: &str) -> String {
 /// keeps the link; the link sets a new password and signs in once; an expired link is dead;
 /// a fourth request in the hour mails nothing; an operator with two-factor sign-in also needs
 /// a code.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mailed_sign_in_link_works_once_and_tells_nothing() {
     let app = TestApp::spawn_public("").await;
     add_operator(&app.env, OWNER, "owner");
@@ -2160,7 +2160,7 @@ async fn a_mailed_sign_in_link_works_once_and_tells_nothing() {
 
 /// Requests for sign-in links count in the login throttle: the eleventh for one address
 /// within a minute is 429 with `Retry-After`, whether or not the address is an operator.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_link_requests_are_throttled() {
     let app = TestApp::spawn("").await;
     let mut statuses = Vec::new();
@@ -2178,7 +2178,7 @@ async fn sign_in_link_requests_are_throttled() {
 
 /// The subscribers list shows who is paused (until when) and how long a pending reader has
 /// waited since signing up.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_subscribers_list_shows_pauses_and_pending_age() {
     let app = TestApp::spawn("").await;
     add_operator(&app.env, OWNER, "owner");
@@ -2294,7 +2294,7 @@ fn table_rows(html: &str, id: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_tells_a_readers_whole_story() {
     let app = TestApp::spawn_public("").await;
     seed(&app, 3).await;

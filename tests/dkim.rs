@@ -222,7 +222,7 @@ fn assert_verified(mails: &[Received], records: &[String], algorithms: &[&str]) 
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsa_pkcs8_key_from_openssl_genpkey_verifies() {
     let env = TestEnv::new().await;
     let key = rsa_pkcs8(env.path(), 2048);
@@ -241,7 +241,7 @@ async fn rsa_pkcs8_key_from_openssl_genpkey_verifies() {
     assert!(!ok, "another key's record must not verify:\n{report}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsa_pkcs1_key_from_openssl_genrsa_traditional_verifies() {
     let env = TestEnv::new().await;
     let key = rsa_pkcs1(env.path(), 2048);
@@ -249,7 +249,7 @@ async fn rsa_pkcs1_key_from_openssl_genrsa_traditional_verifies() {
     assert_verified(&mails, &[rsa_record(&key)], &["rsa-sha256"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ed25519_keys_in_pkcs8_and_as_a_seed_verify() {
     let env = TestEnv::new().await;
     let key = ed25519_pkcs8(env.path());
@@ -263,7 +263,7 @@ async fn ed25519_keys_in_pkcs8_and_as_a_seed_verify() {
     assert_verified(&mails, &[record], &["ed25519-sha256"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dual_rsa_and_ed25519_signatures_both_verify() {
     let env = TestEnv::new().await;
     let rsa = rsa_pkcs8(env.path(), 2048);
@@ -287,7 +287,7 @@ async fn dual_rsa_and_ed25519_signatures_both_verify() {
     assert!(report.contains("verified 1: False"), "{report}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_keys_stop_the_send_before_anything_changes() {
     let env = TestEnv::new().await;
     let (store, issue_id) = common::frozen_issue(&env, 2).await;
@@ -388,7 +388,7 @@ fn record_from_zone_line(line: &str) -> String {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keygen_writes_a_key_that_signs_and_the_record_that_verifies_it() {
     let env = TestEnv::new().await;
     // RSA, the default: the human output.
@@ -488,7 +488,7 @@ fn dkim_toml(key: &Path, ed25519: Option<&Path>) -> String {
     t
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmation_and_welcome_mails_are_signed_with_both_keys() {
     let sink = SmtpSink::start();
     let keys = tempfile::tempdir().unwrap();
@@ -551,7 +551,7 @@ async fn confirmation_and_welcome_mails_are_signed_with_both_keys() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_sends_are_signed_rsa_and_ed25519() {
     let env = TestEnv::new().await;
     let key = rsa_pkcs8(env.path(), 2048);

@@ -152,7 +152,7 @@ async fn tallies(app: &TestApp, slug: &str) -> serde_json::Value {
     r.json().await.unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn votes_from_received_mail_count_once_per_reader_per_tool() {
     let app = app_with_issue("").await;
     let sink = SmtpSink::start();
@@ -334,7 +334,7 @@ async fn votes_from_received_mail_count_once_per_reader_per_tool() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn click_links_are_the_same_for_everyone_and_count_gets_only() {
     let app = app_with_issue("").await;
     let sink = SmtpSink::start();
@@ -483,7 +483,7 @@ async fn click_links_are_the_same_for_everyone_and_count_gets_only() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tracking_clicks_false_gives_plain_links() {
     let app = app_with_issue("[tracking]\nclicks = false\n").await;
     let sink = SmtpSink::start();
@@ -503,7 +503,7 @@ async fn tracking_clicks_false_gives_plain_links() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tallies_answer_cors_for_the_site_only() {
     let app = app_with_issue("[site]\nbase_url = \"https://shiporskip.example\"\n").await;
     let r = app
@@ -561,7 +561,7 @@ fn form_action(page: &str) -> String {
     page[at..at + page[at..].find('"').unwrap()].to_string()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_vote_page_works_without_javascript_on_a_phone_and_a_desktop() {
     use common::browser::{browser, browser_with, shot, start_chromedriver};
     use fantoccini::Locator;

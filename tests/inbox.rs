@@ -90,7 +90,7 @@ fn next_week() -> String {
     format!("{}-W{:02}", w.year(), w.week())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_issue_for_a_future_week_through_cli_api_and_console() {
     let app = TestApp::spawn("").await;
     seed(&app, 2).await;
@@ -133,7 +133,7 @@ async fn no_issue_for_a_future_week_through_cli_api_and_console() {
     assert_eq!(body["issue"]["items"].as_array().unwrap().len(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_week_with_nothing_new_leaves_no_issue_through_cli_api_and_console() {
     let app = TestApp::spawn("").await;
     seed(&app, 1).await;
@@ -320,7 +320,7 @@ fn status_of<'a>(checks: &'a [Value], name: &str) -> &'a str {
         .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_check_reports_every_check_of_a_frozen_issue() {
     let (app, id) = ready_issue(1, false).await;
     let out = app.env.cli(&["--json", "issue", "check", "1"]);
@@ -360,7 +360,7 @@ async fn issue_check_reports_every_check_of_a_frozen_issue() {
     assert_eq!(out.code, 2, "{}", out.stderr);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_check_refuses_the_send_naming_it_until_forced_over_cli_and_api() {
     let (app, id) = ready_issue(3, true).await;
     let out = app.env.cli(&["issue", "check", "1"]);
@@ -405,7 +405,7 @@ async fn a_failed_check_refuses_the_send_naming_it_until_forced_over_cli_and_api
     assert_eq!(deliveries(&app, id).await, 3);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_sends_a_failing_issue_with_force() {
     let (app, id) = ready_issue(2, true).await;
     let out = app.env.cli(&["issue", "send", "1", "--force"]);
@@ -414,7 +414,7 @@ async fn the_cli_sends_a_failing_issue_with_force() {
     assert_eq!(status(&app, id).await, IssueStatus::Sent);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_send_needs_the_right_recipient_count_and_force_over_http() {
     let (app, id) = ready_issue(3, false).await;
     add_owner(&app.env);
@@ -496,7 +496,7 @@ async fn the_console_send_needs_the_right_recipient_count_and_force_over_http() 
     assert_eq!(deliveries(&app, id).await, 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_doctor_report_is_at_the_api_and_on_the_console() {
     let app = TestApp::spawn("[dns]\nnameservers = [\"127.0.0.1:9\"]\ntimeout = \"300ms\"\n").await;
     let r = app.get("/api/doctor").await;
@@ -543,7 +543,7 @@ async fn the_doctor_report_is_at_the_api_and_on_the_console() {
     assert!(html.contains("checks failed"), "{html}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_confirms_a_send_in_a_browser() {
     let (app, id) = ready_issue(3, false).await;
     add_owner(&app.env);

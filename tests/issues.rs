@@ -244,7 +244,7 @@ async fn create(
 }
 
 /// Late and back-dated comparisons: each goes out exactly once, in the next issue created.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selection_over_several_weeks_sends_each_comparison_once() {
     let env = TestEnv::new().await;
     let store = env.store().await;
@@ -344,7 +344,7 @@ async fn selection_over_several_weeks_sends_each_comparison_once() {
 }
 
 /// Two creators racing for the same week: one issue, every comparison once.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creation_yields_one_issue() {
     let env = TestEnv::new().await;
     let store = env.store().await;
@@ -367,7 +367,7 @@ async fn concurrent_creation_yields_one_issue() {
     assert_eq!(store.list_issues().await.unwrap().len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preview_writes_html_text_and_a_complete_eml() {
     let env = TestEnv::new().await;
     env.cli(&[
@@ -431,7 +431,7 @@ async fn preview_writes_html_text_and_a_complete_eml() {
     println!("email screenshots in {}", dir.display());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archive_shows_only_started_issues_without_personal_data() {
     let app = TestApp::spawn("").await;
     import(
@@ -494,7 +494,7 @@ async fn archive_shows_only_started_issues_without_personal_data() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_imports_comparisons_only_with_the_token() {
     let app = TestApp::spawn("").await;
     let body = comparison_json("pushed", "Pushed vs Pulled", "2026-11-18T10:00:00Z");
@@ -594,7 +594,7 @@ async fn admin_api_imports_comparisons_only_with_the_token() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_is_closed_without_a_configured_token() {
     let env = TestEnv::new().await;
     let app = verdicts::startup::Application::build(env.settings(""))

@@ -6,7 +6,7 @@ mod common;
 use common::{ADMIN_TOKEN, TestApp};
 use verdicts::subscribers::SubscriberEmail;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_signups_unsubscribes_and_subscribers() {
     let app = TestApp::spawn("").await;
     for e in ["m1@example.org", "m2@example.org"] {
@@ -70,7 +70,7 @@ async fn metrics_count_signups_unsubscribes_and_subscribers() {
 
 /// The probe's oracle: read the gauges, sign an address up, read again. Without the token a
 /// stranger gets no figures at all, before or after.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_cannot_read_metrics() {
     let app = TestApp::spawn("").await;
     let read = |token: Option<&'static str>| {
@@ -98,7 +98,7 @@ async fn strangers_cannot_read_metrics() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_token_replaces_the_admin_token() {
     let app = TestApp::spawn("[metrics]\ntoken = \"scrape-token-0123456789\"").await;
     let get = |token: &'static str| {
@@ -112,7 +112,7 @@ async fn metrics_token_replaces_the_admin_token() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_not_found_without_any_token() {
     let app = TestApp::spawn_with("").await;
     let r = app
@@ -161,7 +161,7 @@ async fn assert_counters_exact(store: &verdicts::store::Store, step: &str) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_stay_exact_through_imports_sends_bounces_and_erasure() {
     let env = common::TestEnv::new().await;
     let (store, issue_id) = common::frozen_issue(&env, 40).await;

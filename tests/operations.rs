@@ -39,7 +39,7 @@ async fn log(store: &Store) -> Vec<(String, String)> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_and_the_api_share_keys_rules_and_log() {
     let app = TestApp::spawn("[schedule]\ncron = \"0 0 9 1 1 *\"").await;
     seed(&app.store, 3).await;
@@ -146,7 +146,7 @@ async fn the_cli_and_the_api_share_keys_rules_and_log() {
 
 /// A relay that refused everyone (4xx until the attempts ran out), then works again:
 /// `retry-failed` puts exactly the failed recipients back, and a send reaches each once.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_failed_puts_failed_recipients_back_in_line() {
     let env = TestEnv::new().await;
     let store = env.store().await;
@@ -227,7 +227,7 @@ async fn retry_failed_puts_failed_recipients_back_in_line() {
 
 /// A wrong state is the operator's error (exit 2); a broken database is ours (exit 1) — the
 /// CLI used to report both as exit 2.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_failure_is_a_runtime_error_not_a_usage_error() {
     let env = TestEnv::new().await;
     let store = env.store().await;
@@ -248,7 +248,7 @@ async fn a_database_failure_is_a_runtime_error_not_a_usage_error() {
 
 /// Interactive commands keep their output clean: no log lines below WARN unless `-v`, and no
 /// colour codes when the output is not a terminal (as here, a pipe).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactive_commands_print_no_info_lines_or_colours_off_a_terminal() {
     let env = TestEnv::new().await;
     let store = env.store().await;

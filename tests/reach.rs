@@ -28,7 +28,7 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_restyles_the_email_from_files_and_check_names_broken_ones() {
     let env = TestEnv::new().await;
     import_pages(&env);
@@ -127,7 +127,7 @@ async fn an_operator_restyles_the_email_from_files_and_check_names_broken_ones()
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_archive_has_an_atom_feed_of_sent_issues_without_personal_data() {
     let app = TestApp::spawn("[schedule]\ncron = \"0 0 9 1 1 *\"").await;
     import_pages(&app.env);
@@ -182,7 +182,7 @@ async fn the_archive_has_an_atom_feed_of_sent_issues_without_personal_data() {
 
 /// The preview `.eml` is what readers get: it carries List-Archive, and its design is in
 /// `style` attributes, so a client that drops `<style>` still shows it.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_design_survives_without_style_blocks() {
     let env = TestEnv::new().await;
     import_pages(&env);
@@ -272,7 +272,7 @@ fn spamassassin_score(raw: &str) -> (f64, String) {
     (score, details)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spamassassin_scores_the_issue_confirmation_and_welcome_mails_clean() {
     let app = TestApp::spawn_public("[schedule]\ncron = \"0 0 9 1 1 *\"").await;
     import_pages(&app.env);
@@ -325,7 +325,7 @@ async fn serve_page(port: u16, html: String) -> tokio::task::JoinHandle<()> {
 
 /// The site embeds the signup: the fetch snippet and the plain form, run from a page on
 /// another loopback origin in real Chromium; a page of an origin not allowed gets nothing in.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_site_embeds_the_signup_from_another_origin() {
     use common::browser::{browser, shot, start_chromedriver};
     let (site, stranger) = (common::free_port(), common::free_port());

@@ -192,8 +192,30 @@ pub struct CliOutput {
     pub stderr: String,
 }
 
+thread_local! {
+    /// In-process servers running on this thread's current-thread runtime.
+    static SERVERS_ON_THIS_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A blocking wait for a CLI process freezes every task of a current-thread runtime, the
+/// in-process server's too: a server task holding SQLite's write lock at that moment keeps it,
+/// and the CLI's own write fails after the busy timeout ("database is locked"). Tests that run
+/// the CLI beside a [`TestApp`] use `#[tokio::test(flavor = "multi_thread")]`; this says so
+/// instead of failing one run in many.
+fn assert_blocking_is_safe() {
+    let current_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+    assert!(
+        !(current_thread && SERVERS_ON_THIS_THREAD.get() > 0),
+        "a blocking CLI call beside an in-process server on a current-thread runtime can \
+         deadlock on SQLite's write lock: use #[tokio::test(flavor = \"multi_thread\", \
+         worker_threads = 2)]"
+    );
+}
+
 impl From<Output> for CliOutput {
     fn from(out: Output) -> Self {
+        assert_blocking_is_safe();
         CliOutput {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -310,6 +332,8 @@ pub struct TestApp {
     pub secret: verdicts::config::SecretKey,
     trigger: verdicts::shutdown::ShutdownTrigger,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Whether the server shares this thread's current-thread runtime.
+    current_thread: bool,
 }
 
 impl TestApp {
@@ -334,7 +358,13 @@ impl TestApp {
         let secret = app.state().secret.clone();
         let (trigger, stop) = verdicts::shutdown::channel();
         let server = tokio::spawn(app.run_until_stopped(stop));
+        let current_thread = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread;
+        if current_thread {
+            SERVERS_ON_THIS_THREAD.set(SERVERS_ON_THIS_THREAD.get() + 1);
+        }
         TestApp {
+            current_thread,
             env,
             address,
             store,
@@ -430,6 +460,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if self.current_thread {
+            SERVERS_ON_THIS_THREAD.set(SERVERS_ON_THIS_THREAD.get().saturating_sub(1));
+        }
         self.trigger.trigger();
     }
 }
