@@ -105,6 +105,7 @@ fn bench(c: &mut Criterion) {
                     html: Body::new(personalizer.html(&values)),
                     feedback_id: Some("12:weekly-verdicts.shiporskip.example:newsletter:x"),
                 },
+                None,
             )
             .unwrap();
             black_box(message.formatted())

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::app::subscribers::door::Door;
 use crate::app::subscribers::signup_writer::SignupWriter;
-use crate::config::Settings;
+use crate::config::{SecretKey, Settings};
 use crate::mail::queue::{self, QueueSignal};
 use crate::mail::transport::Transport;
 use crate::render::Renderer;
@@ -20,11 +20,17 @@ use crate::subscribers::lifecycle::Composer;
 use crate::web::limits::RateLimits;
 use crate::web::{self, AppState};
 
-/// A built, bound, not yet running application.
+/// A built, bound, not yet running application: the composition root, which alone holds the
+/// parts (store, settings, key, renderer) that it wires into the application layer and the
+/// background tasks. Handlers get [`AppState`], whose decisions go through [`App`].
 pub struct Application {
     listener: TcpListener,
     port: u16,
     state: AppState,
+    store: Store,
+    settings: Arc<Settings>,
+    secret: SecretKey,
+    renderer: Arc<Renderer>,
 }
 
 impl Application {
@@ -39,9 +45,16 @@ impl Application {
         );
         let secret = settings.secret_key()?;
         let settings = Arc::new(settings);
-        let renderer = Arc::new(Renderer::from_settings(&settings)?);
-        let transport = Transport::from_settings(&settings)?;
-        let rate_limits = RateLimits::from_settings(&settings);
+        let renderer = Arc::new(Renderer::with_dir(settings.templates.dir.as_deref())?);
+        let transport = Transport::new(
+            &settings.mail,
+            &settings.smtp,
+            settings.delivery.concurrency as usize + 2,
+        )?;
+        let rate_limits = RateLimits::new(
+            settings.signup.rate_limit_per_minute,
+            settings.http.rate_limit_per_minute,
+        );
         let door = Arc::new(Door::new(&settings.signup, &settings.dns)?);
         let listener = TcpListener::bind(settings.http.bind)
             .await
@@ -59,16 +72,16 @@ impl Application {
             port,
             state: AppState {
                 app,
-                settings,
-                store,
-                secret,
-                renderer,
                 transport,
                 mail_signal: QueueSignal::default(),
                 rate_limits,
                 signup_writer,
                 door,
             },
+            store,
+            settings,
+            secret,
+            renderer,
         })
     }
 
@@ -81,34 +94,51 @@ impl Application {
         &self.state
     }
 
+    /// The database this application serves (tests seed and inspect it).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The key tokens are signed with (tests build the links a reader would have).
+    pub fn secret(&self) -> &SecretKey {
+        &self.secret
+    }
+
     /// Serves until `shutdown` fires, then finishes requests in flight and closes the pool.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let store = self.state.store.clone();
+        let Application {
+            listener,
+            port: _,
+            state,
+            store,
+            settings,
+            secret,
+            renderer,
+        } = self;
         let comparisons = store.count_comparisons().await.unwrap_or(0);
         tracing::info!(
-            address = %self.listener.local_addr()?,
-            public_url = %self.state.settings.http.public_url,
+            address = %listener.local_addr()?,
+            public_url = %settings.http.public_url,
             comparisons,
             "verdicts is serving"
         );
         // Confirmation and welcome mail are signed like issue mail; a key that cannot be used
         // stops start-up naming the setting.
-        let dkim = crate::delivery::dkim::DkimSigner::from_settings(&self.state.settings.dkim)?
-            .map(Arc::new);
+        let dkim = crate::delivery::dkim::DkimSigner::from_settings(&settings.dkim)?.map(Arc::new);
         let sender = tokio::spawn(queue::run(
             store.clone(),
-            self.state.transport.clone(),
+            state.transport.clone(),
             Composer {
-                settings: self.state.settings.clone(),
-                secret: self.state.secret.clone(),
-                renderer: self.state.renderer.clone(),
+                settings: settings.clone(),
+                secret: secret.clone(),
+                renderer: renderer.clone(),
             },
             dkim,
-            self.state.mail_signal.clone(),
+            state.mail_signal.clone(),
             shutdown.clone(),
         ));
         {
-            let limits = self.state.rate_limits.clone();
+            let limits = state.rate_limits.clone();
             let stop = shutdown.clone();
             tokio::spawn(async move {
                 // Forget idle clients so the limiters' memory does not grow with every IP seen.
@@ -124,7 +154,7 @@ impl Application {
         // The doctor's warnings and failures in the log (in the background: its SMTP and DNS
         // checks may take up to their timeouts, and serving does not wait for them).
         {
-            let app = self.state.app.clone();
+            let app = state.app.clone();
             tokio::spawn(async move {
                 for c in app.doctor().await {
                     if c.status != crate::app::checks::Status::Ok {
@@ -140,26 +170,24 @@ impl Application {
             });
         }
         // The delivery engine first: a DKIM key that cannot be used stops start-up.
-        self.state.app.engine().await?;
-        let worker = tokio::spawn(self.state.app.clone().run_worker(shutdown.clone()));
+        state.app.engine().await?;
+        let worker = tokio::spawn(state.app.clone().run_worker(shutdown.clone()));
         let scheduler = tokio::spawn(crate::schedule::run(
-            self.state.app.clone(),
+            state.app.clone(),
             Arc::new(crate::schedule::SystemClock),
             shutdown.clone(),
         ));
         // The bounce mailbox, when configured (bounces.imap_url).
-        let bounces = self.state.settings.bounces.imap_url.clone().map(|url| {
-            tokio::spawn(crate::bounces::imap::run(
-                store.clone(),
-                std::sync::Arc::new(self.state.app.clone()),
-                self.state.settings.clone(),
-                self.state.secret.clone(),
-                url.0,
-                shutdown.clone(),
-            ))
+        let bounces = settings.bounces.imap_url.clone().map(|url| {
+            let (app, settings) = (state.app.clone(), settings.clone());
+            let timeout = std::time::Duration::from_secs(settings.smtp.timeout_seconds);
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                crate::bounces::imap::run(app, &settings.bounces, url.0, timeout, stop).await
+            })
         });
-        let limits = web::serve::ConnectionLimits::from(&self.state.settings.http);
-        if self.state.settings.signup.trust_forwarded_for
+        let limits = web::serve::ConnectionLimits::from(&settings.http);
+        if settings.signup.trust_forwarded_for
             && limits.max_connections_per_client != 0
             && limits.max_connections_per_client < limits.max_connections
         {
@@ -170,8 +198,8 @@ impl Application {
                  per client in the proxy (deploy/nginx.conf)"
             );
         }
-        let app = web::router(self.state);
-        web::serve::serve(self.listener, app, limits, shutdown.clone())
+        let app = web::router(state);
+        web::serve::serve(listener, app, limits, shutdown.clone())
             .await
             .context("serving HTTP")?;
         if let Err(e) = scheduler.await {

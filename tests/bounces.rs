@@ -134,7 +134,11 @@ fn filled(env: &TestEnv, name: &str) -> PathBuf {
         );
         text = text.replace(
             &format!("{{UNSUB:{sid}}}"),
-            &verdicts::subscribers::lifecycle::unsubscribe_url(&settings, &secret(), sid),
+            &verdicts::subscribers::lifecycle::unsubscribe_url(
+                &settings.http.public_url,
+                &secret(),
+                sid,
+            ),
         );
     }
     env.write(name, &text)
@@ -150,7 +154,7 @@ fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixture_reports_of_real_mtas_are_classified_attributed_and_applied_once() {
     let env = TestEnv::new().await;
     let store = setup(&env, 10).await;
@@ -345,7 +349,7 @@ async fn fixture_reports_of_real_mtas_are_classified_attributed_and_applied_once
 /// `bounces.attribution = "verp"` applies only reports that come back to a VERP address whose
 /// signed tag verifies: a DSN sent to the bare bounce address, naming a confirmed reader and
 /// quoting a guessable Message-ID, bounces nobody. With `any` (the old behaviour) it would.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_dsn_without_our_verp_address_bounces_nobody() {
     let env = TestEnv::new().await;
     let store = setup(&env, 6).await;
@@ -405,7 +409,7 @@ async fn a_forged_dsn_without_our_verp_address_bounces_nobody() {
     assert_eq!(status_of(&store, "r0003@example.org").await, Bounced);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn input_that_is_not_mail_or_is_truncated_exits_2_and_writes_nothing() {
     let env = TestEnv::new().await;
     let store = setup(&env, 3).await;
@@ -519,7 +523,7 @@ fn write_maildir(root: &Path, messages: &[String]) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounced_and_complaining_readers_of_one_issue_are_skipped_by_the_next() {
     let env = TestEnv::new().await;
     let store = setup(&env, 6).await;
@@ -644,7 +648,7 @@ async fn bounced_and_complaining_readers_of_one_issue_are_skipped_by_the_next() 
 /// few messages, while the sample is still too small to judge. Once enough messages are out the
 /// complaint rate is far above 0.3 %, and the send pauses itself with that reason; `issue
 /// status` and `/metrics` show the figures.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn complaints_arriving_mid_send_pause_it_with_the_reason() {
     let sink = SmtpSink::start();
     let app = common::TestApp::spawn(&format!(
@@ -786,7 +790,7 @@ async fn wait_issue(store: &Store, issue_id: i64, want: verdicts::issues::IssueS
 /// complaint, an auto-reply and a message that is not a report land in a real IMAP mailbox
 /// (Dovecot); `serve` polls it, applies them and marks them; issue #2 skips exactly the
 /// bounced and complaining readers.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bounce_mailbox_is_polled_and_the_next_issue_skips_those_readers() {
     let sink = SmtpSink::start();
     let dovecot = common::imap::Dovecot::start();
@@ -891,11 +895,9 @@ async fn the_bounce_mailbox_is_polled_and_the_next_issue_skips_those_readers() {
 /// `imaps://`: the mailbox's certificate must chain to a trusted root — the public roots or
 /// `bounces.imap_ca_file`. Untrusted: the poll fails and applies nothing; trusted: the DSN is
 /// applied and marked.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bounce_mailbox_over_imaps_needs_a_trusted_certificate() {
     use verdicts::bounces::imap::{Mailbox, PollOptions, poll_once};
-    use verdicts::bounces::intake::Intake;
-    use verdicts::bounces::policy::Policy;
     let env = TestEnv::new().await;
     let store = setup(&env, 3).await;
     let dovecot = common::imap::Dovecot::start_tls();
@@ -911,16 +913,8 @@ async fn the_bounce_mailbox_over_imaps_needs_a_trusted_certificate() {
         .append(&[dsn_for(&verp, "r0001@example.org", original, 7)])
         .await;
     let settings = env.settings(&settings_toml());
-    let policy = Policy::from_settings(&settings);
-    let secret = secret();
-    let app = common::app(&store, &settings);
-    let intake = Intake {
-        store: &store,
-        supervisor: &app,
-        settings: &settings,
-        secret: &secret,
-        policy: &policy,
-    };
+    // The poller hands every report to the application layer, as `serve` does.
+    let intake = common::app(&store, &settings);
     let mailbox = Mailbox::from_url(&dovecot.tls_url()).unwrap();
     let options = |ca| PollOptions {
         done_folder: None,

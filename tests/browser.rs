@@ -41,7 +41,7 @@ async fn expect_heading(client: &fantoccini::Client, expected: &str) {
     panic!("expected the heading {expected:?}, the page shows {last:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_signs_up_confirms_and_leaves_in_a_browser() {
     let app = TestApp::spawn_public("").await;
     let driver = start_chromedriver();

@@ -551,6 +551,91 @@ async fn confirmation_and_welcome_mails_are_signed_with_both_keys() {
     app.stop().await;
 }
 
+/// The console's sign-in link mail is signed with both keys and leaves from the return path,
+/// like the other transactional mail (it left unsigned, from `mail.from`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_link_mail_is_signed_with_both_keys() {
+    use verdicts::app::Actor;
+    use verdicts::app::operators::ResetRequest;
+    use verdicts::operators::{OperatorEmail, Password};
+    let sink = SmtpSink::start();
+    let env = TestEnv::new().await;
+    let key = rsa_pkcs8(env.path(), 2048);
+    let ed = ed25519_pkcs8(env.path());
+    let settings = env.settings(&format!(
+        "[mail]\ntransport = \"smtp\"\nreturn_path = \"bounces@shiporskip.example\"\n\
+         [smtp]\nurl = \"{}\"\ntimeout_seconds = 5\n{}",
+        sink.url(),
+        dkim_toml(&key, Some(&ed))
+    ));
+    let store = env.store().await;
+    let app = common::app(&store, &settings);
+    let owner = OperatorEmail::parse("owner@example.org").unwrap();
+    app.add_operator(
+        &Actor::Cli,
+        &owner,
+        None,
+        &Password::parse("a long enough password").unwrap(),
+    )
+    .await
+    .unwrap();
+    let ResetRequest::Mail { to, token } = app
+        .request_reset("owner@example.org", "192.0.2.7".parse().unwrap())
+        .await
+        .unwrap()
+    else {
+        panic!("a link for the operator");
+    };
+    app.mail_reset_link(&to, &token).await.unwrap();
+    let mails = sink.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].subject().starts_with("Sign-in link for"),
+        "{}",
+        mails[0].subject()
+    );
+    let mail_args = mails[0]
+        .raw
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Mail-Args: "))
+        .expect("smtp-sink records MAIL FROM")
+        .to_string();
+    assert!(
+        mail_args.starts_with("<bounces@shiporskip.example>"),
+        "{mail_args}"
+    );
+    let records = [
+        format!("main:{}", rsa_record(&key)),
+        format!("ed:{}", ed25519_record(&ed)),
+    ];
+    // Not list mail: no List-* headers to sign, but the ones a reader sees are.
+    let (ok, report) = dkimpy(&mails[0], &records);
+    assert!(ok, "dkimpy did not verify:\n{report}");
+    assert!(report.contains("signatures: 2"), "{report}");
+    for (i, algorithm) in ["rsa-sha256", "ed25519-sha256"].iter().enumerate() {
+        assert!(report.contains(&format!("verified {i}: True")), "{report}");
+        assert!(report.contains(&format!("a={algorithm};")), "{report}");
+        let signed = report
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("signed headers {i}: ")))
+            .unwrap()
+            .to_ascii_lowercase();
+        for h in [
+            "from",
+            "to",
+            "subject",
+            "date",
+            "message-id",
+            "mime-version",
+        ] {
+            assert!(
+                signed.split(':').any(|s| s == h),
+                "{h} is not signed: {signed}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_sends_are_signed_rsa_and_ed25519() {
     let env = TestEnv::new().await;

@@ -49,7 +49,7 @@ async fn rows(app: &TestApp) -> (i64, i64, i64) {
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signup_domain_must_take_mail_and_dns_failure_lets_it_in() {
     let dns = DnsServer::start(&zone());
     let blocked = tempfile::tempdir().unwrap();
@@ -131,7 +131,7 @@ async fn a_signup_domain_must_take_mail_and_dns_failure_lets_it_in() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_block_list_stops_start_up_naming_the_key() {
     let env = common::TestEnv::new().await;
     let out = env

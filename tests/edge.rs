@@ -43,7 +43,7 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, 
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_that_never_finish_are_cut_off() {
     let app = TestApp::spawn("[http]\nheader_timeout = \"400ms\"").await;
     let mut stream = connect(&app).await;
@@ -84,7 +84,7 @@ async fn headers_that_never_finish_are_cut_off() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sockets_are_closed() {
     let app = TestApp::spawn("[http]\nheader_timeout = \"400ms\"").await;
     // A socket that never sends a byte.
@@ -107,7 +107,7 @@ async fn idle_sockets_are_closed() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_sent_byte_by_byte_gets_408() {
     let app = TestApp::spawn("[http]\nrequest_timeout = \"500ms\"").await;
     let mut stream = connect(&app).await;
@@ -135,7 +135,7 @@ async fn a_body_sent_byte_by_byte_gets_408() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let app = TestApp::spawn("[http]\nmax_connections = 2\nheader_timeout = \"3s\"").await;
     let first = connect(&app).await;
@@ -156,7 +156,7 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_carries_the_security_headers() {
     let app = TestApp::spawn("").await;
     let unsubscribe = format!(
@@ -199,7 +199,7 @@ async fn every_response_carries_the_security_headers() {
 /// 5 requests a minute per client and bucket (`/confirm` and `/unsubscribe` share one, `/api`
 /// has its own): the 6th gets 429 with `Retry-After`, and one bucket running out does not
 /// close the other.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirm_unsubscribe_and_api_are_rate_limited_with_retry_after() {
     let app = TestApp::spawn("[http]\nrate_limit_per_minute = 5").await;
     let confirm = "/confirm/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
@@ -236,7 +236,7 @@ async fn confirm_unsubscribe_and_api_are_rate_limited_with_retry_after() {
 
 /// Behind one trusted proxy, the client is the rightmost `X-Forwarded-For` entry: a client that
 /// writes its own entries to the left neither escapes the rate limit nor gets them recorded.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_proxy_the_rightmost_forwarded_entry_is_the_client() {
     let app = TestApp::spawn(
         "[signup]\ntrust_forwarded_for = true\nrate_limit_per_minute = 3\n\
@@ -281,7 +281,7 @@ async fn behind_a_proxy_the_rightmost_forwarded_entry_is_the_client() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_trusted_proxy_forwarded_headers_are_ignored() {
     let app = TestApp::spawn("[signup]\nrate_limit_per_minute = 2").await;
     let mut statuses = Vec::new();
@@ -307,7 +307,7 @@ async fn without_a_trusted_proxy_forwarded_headers_are_ignored() {
 
 /// JSON bodies are objects, without duplicate keys: an array is not a signup or an issue, and
 /// `{"week": A, "week": B}` is not B. Each is refused with a clear message and writes nothing.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_bodies_are_objects_without_duplicate_keys() {
     let app = TestApp::spawn("[signup]\nrate_limit_per_minute = 1000").await;
     let subscribe_cases = [
@@ -375,7 +375,7 @@ async fn json_bodies_are_objects_without_duplicate_keys() {
 /// Issue 26, finding 1: pipelined requests whose answers are never read held a connection (and
 /// its send queue) forever; with every connection slot taken so, `/healthz` timed out. Now a
 /// write that makes no progress for `http.write_timeout` closes the connection.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_cut_off_after_write_timeout() {
     let app = TestApp::spawn(
         "[http]\nwrite_timeout = \"500ms\"\nheader_timeout = \"60s\"\nmax_connections = 2\n",
@@ -475,7 +475,7 @@ fn count_answers(buf: &mut Vec<u8>) -> usize {
 /// waiting. With `http.max_connections = 100`, 150 idle sockets from 127.0.0.2: at most the
 /// default `http.max_connections_per_client` (64) stay open, the rest are closed at once, and
 /// `/healthz` from 127.0.0.1 answers within a second.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_take_every_connection() {
     let app = TestApp::spawn("[http]\nmax_connections = 100\nheader_timeout = \"30s\"\n").await;
     let target: std::net::SocketAddr = format!("127.0.0.1:{}", port_of(&app)).parse().unwrap();

@@ -18,7 +18,7 @@ async fn count(store: &verdicts::store::Store, sql: &str) -> i64 {
         .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_reader_gets_one_reminder_and_is_deleted_later() {
     let sink = SmtpSink::start();
     let app = TestApp::spawn_public(&format!(
@@ -112,7 +112,7 @@ async fn a_pending_reader_gets_one_reminder_and_is_deleted_later() {
 /// Four workers' passes at the same moment over one database (each its own connection pool):
 /// every due reader is reminded exactly once, a reader signed up later is not, and a signup
 /// again after the reminder makes the reader due for one new reminder.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_workers_remind_each_reader_once() {
     let env = common::TestEnv::new().await;
     let settings = env.settings("[signup]\nreminder_after = \"1h\"\npending_ttl = \"2d\"\n");
@@ -183,7 +183,7 @@ async fn several_workers_remind_each_reader_once() {
     assert_eq!(count(&store, "SELECT COUNT(*) FROM outbound_mail").await, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hygiene_settings_are_checked() {
     let env = common::TestEnv::new().await;
     for (vars, key) in [

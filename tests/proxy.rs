@@ -21,6 +21,28 @@ struct Nginx {
     _dir: tempfile::TempDir,
 }
 
+impl Nginx {
+    /// Waits until nginx's error log has a line containing `needle`.
+    async fn wait_for_log(&self, needle: &str, within: Duration) {
+        let log = self._dir.path().join("error.log");
+        let deadline = Instant::now() + within;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text
+                .lines()
+                .any(|l| l.contains(needle) && l.contains("sending"))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx never logged {needle:?}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -41,15 +63,27 @@ fn loopback_config(upstream_port: u16, port: u16) -> String {
             "server 127.0.0.1:8080;" => format!("    server 127.0.0.1:{upstream_port};"),
             "listen 443 ssl;" => format!("    listen 127.0.0.1:{port};"),
             "http2 on;" => continue,
+            // The shipped timeouts, shortened so the test waits seconds, not half a minute;
+            // that they are the shipped ones is asserted below.
+            "client_header_timeout 10s;" => "    client_header_timeout 2s;".to_string(),
+            "send_timeout 30s;" => "    send_timeout 2s;".to_string(),
             c if c.starts_with("ssl_certificate") => continue,
             _ => line.to_string(),
         };
         out.push_str(&line);
         out.push('\n');
     }
+    for shipped in ["client_header_timeout 10s;", "send_timeout 30s;"] {
+        assert!(
+            recommended.contains(shipped),
+            "deploy/nginx.conf: {shipped} changed"
+        );
+    }
     for expected in [
         format!("server 127.0.0.1:{upstream_port};"),
         format!("listen 127.0.0.1:{port};"),
+        "client_header_timeout 2s;".to_string(),
+        "send_timeout 2s;".to_string(),
     ] {
         assert!(out.contains(&expected), "deploy/nginx.conf changed shape");
     }
@@ -70,7 +104,7 @@ async fn start_nginx(app: &TestApp) -> Nginx {
         dir.path().join("nginx.conf"),
         format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log warn;\nevents {{ worker_connections 512; }}\n\
+             error_log {d}/error.log info;\nevents {{ worker_connections 512; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
                fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
                include {d}/verdicts.conf;\n}}\n"
@@ -119,7 +153,7 @@ fn client_from(source: &str) -> reqwest::Client {
         .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_nginx_the_proxys_entry_drives_rate_limits_and_cookies_are_secure() {
     let app = TestApp::spawn(&format!(
         "{BEHIND_NGINX}rate_limit_per_minute = 3\nconfirmations_per_mailbox_per_hour = 100\n"
@@ -197,7 +231,7 @@ async fn behind_nginx_slow_clients_are_cut_off() {
     let nginx = start_nginx(&app).await;
     let port = nginx.port;
 
-    // Headers one line a second, never finished.
+    // Headers five lines a second, never finished.
     let slowloris = tokio::spawn(async move {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -207,8 +241,8 @@ async fn behind_nginx_slow_clients_are_cut_off() {
             .await
             .unwrap();
         let start = Instant::now();
-        for i in 0..40 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        for i in 0..200 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
             if stream
                 .write_all(format!("X-Slow-{i}: x\r\n").as_bytes())
                 .await
@@ -243,7 +277,7 @@ async fn behind_nginx_slow_clients_are_cut_off() {
     });
 
     // Others are served meanwhile.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
     let r = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
         .await
@@ -253,13 +287,15 @@ async fn behind_nginx_slow_clients_are_cut_off() {
 
     let held = slowloris.await.unwrap();
     assert!(
-        held >= Duration::from_secs(8) && held < Duration::from_secs(14),
-        "the slow header client was cut off after {held:?} (client_header_timeout 10s)"
+        held >= Duration::from_millis(1500) && held < Duration::from_secs(6),
+        "the slow header client was cut off after {held:?} (client_header_timeout 2s)"
     );
 
-    // Not reading for longer than send_timeout: nginx closes; what was in flight is all
-    // that arrives.
-    tokio::time::sleep(Duration::from_secs(33)).await;
+    // Not reading for longer than send_timeout: nginx closes (its log says so); what was in
+    // flight is all that arrives.
+    nginx
+        .wait_for_log("timed out", Duration::from_secs(30))
+        .await;
     let mut answered = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
     let mut text = Vec::new();

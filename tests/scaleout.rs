@@ -63,7 +63,7 @@ fn status_json(env: &TestEnv, vars: &[(String, String)]) -> serde_json::Value {
 /// one reservation block of a quarter second) in any second, where each worker alone would
 /// send 40/s — 120/s together before this was installation-wide. `issue status` lists the
 /// three workers and the limit while they send.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_share_one_rate_limit() {
     let env = TestEnv::new().await;
     let (n, rate) = (400usize, 40usize);
@@ -148,7 +148,7 @@ async fn three_workers_share_one_rate_limit() {
 /// by itself when the window has room, and ends with everyone served once. At the server, no
 /// three consecutive seconds hold more than the limit, and the 40 take three windows. The
 /// operator log names `system` for both moves.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_window_pauses_the_send_and_it_resumes_by_itself() {
     let env = TestEnv::new().await;
     let (n, limit) = (40usize, 15usize);
@@ -227,7 +227,7 @@ async fn a_full_window_pauses_the_send_and_it_resumes_by_itself() {
 /// A server slower than the lease (DATA answered after 5 s, `lease_seconds = 3`): the heartbeat
 /// keeps renewing the rows in flight, so a second worker never takes one of them and nobody
 /// gets the issue twice. Without the heartbeat every message went out twice.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_in_flight_is_never_taken_by_another_worker() {
     let env = TestEnv::new().await;
     let n = 8;
@@ -283,7 +283,7 @@ async fn a_row_in_flight_is_never_taken_by_another_worker() {
 /// `kill -9` of one of two workers mid-send, with the default lease (15 s): the rows it held
 /// are taken over by the other within 20 s, nobody is skipped, and duplicates stay within its
 /// concurrency (the messages it had on the wire).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_rows_are_taken_over_within_the_lease() {
     let env = TestEnv::new().await;
     let (n, concurrency) = (600usize, 4usize);
@@ -369,7 +369,7 @@ async fn a_killed_workers_rows_are_taken_over_within_the_lease() {
 /// A worker cut off for longer than its lease comes back and hands back rows, or records them
 /// as put back, retried or failed: none of that touches rows another worker took over (their
 /// lease stays the other worker's), while a message it did send is still recorded as sent.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_worker_never_clears_the_lease_of_the_worker_that_took_over() {
     use verdicts::store::deliveries::Outcome;
     let env = TestEnv::new().await;
@@ -444,7 +444,7 @@ async fn a_late_worker_never_clears_the_lease_of_the_worker_that_took_over() {
 
 /// The relay's quota counts every message: confirmation mails go into the sending window too
 /// (and are never held back by it).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactional_mail_counts_in_the_window() {
     let app = common::TestApp::spawn("[delivery]\nwindow_limit = 100\nwindow = \"1h\"\n").await;
     for email in ["ada@example.org", "grace@example.org"] {

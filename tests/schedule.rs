@@ -11,9 +11,9 @@ use common::smtp::SmtpSink;
 use common::{ADMIN_TOKEN, TestApp, TestEnv, comparison_json};
 use reqwest::Method;
 use serde_json::{Value, json};
+use verdicts::app::schedule::FireOutcome;
 use verdicts::comparisons::import::parse_json;
 use verdicts::render::Renderer;
-use verdicts::schedule::{FireOutcome, catch_up, fire};
 use verdicts::store::Store;
 use verdicts::store::comparisons::Source;
 
@@ -31,7 +31,7 @@ async fn seed(store: &Store, published: &str, subscribers: usize) {
     common::add_confirmed(store, subscribers, "s", 1).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_schedulers_firing_at_once_yield_one_issue_and_one_send() {
     let env = TestEnv::new().await;
     let store = env.store().await;
@@ -43,7 +43,7 @@ async fn two_schedulers_firing_at_once_yield_one_issue_and_one_send() {
         common::app(&store, &settings),
         common::app(&other, &settings),
     );
-    let (a, b) = tokio::join!(fire(&app_a, at), fire(&app_b, at));
+    let (a, b) = tokio::join!(app_a.fire(at), app_b.fire(at));
     let mut outcomes = vec![a.unwrap(), b.unwrap()];
     outcomes.sort_by_key(|o| format!("{o:?}"));
     assert_eq!(outcomes[0], FireOutcome::AlreadyHandled);
@@ -55,12 +55,12 @@ async fn two_schedulers_firing_at_once_yield_one_issue_and_one_send() {
     assert_eq!(store.count_rows("deliveries").await.unwrap(), 5);
     // The same fire again (a restart) does nothing.
     assert_eq!(
-        fire(&common::app(&store, &settings), at).await.unwrap(),
+        common::app(&store, &settings).fire(at).await.unwrap(),
         FireOutcome::AlreadyHandled
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dst_fold_that_repeats_the_hour_sends_once() {
     let env = TestEnv::new().await;
     let store = env.store().await;
@@ -85,8 +85,8 @@ async fn a_dst_fold_that_repeats_the_hour_sends_once() {
     assert_eq!(next, Utc.with_ymd_and_hms(2026, 11, 1, 1, 30, 0).unwrap());
     // A scheduler that fires at both 02:30s (CEST, then CET an hour later) still sends once.
     let second = Utc.with_ymd_and_hms(2026, 10, 25, 1, 30, 0).unwrap();
-    let a = fire(&common::app(&store, &settings), first).await.unwrap();
-    let b = fire(&common::app(&store, &settings), second).await.unwrap();
+    let a = common::app(&store, &settings).fire(first).await.unwrap();
+    let b = common::app(&store, &settings).fire(second).await.unwrap();
     assert!(
         matches!(a, FireOutcome::Started { recipients: 3, .. }),
         "{a:?}"
@@ -96,7 +96,7 @@ async fn a_dst_fold_that_repeats_the_hour_sends_once() {
     assert_eq!(store.count_rows("deliveries").await.unwrap(), 3);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_runs_inside_the_window_and_leaves_older_misses() {
     // Down over Monday 09:00, back at 11:00: within 6 h, so it fires now.
     let env = TestEnv::new().await;
@@ -106,27 +106,21 @@ async fn catch_up_runs_inside_the_window_and_leaves_older_misses() {
     let back = Utc.with_ymd_and_hms(2026, 11, 23, 11, 0, 0).unwrap();
     // A fresh installation has missed nothing: it starts with the next fire.
     assert_eq!(
-        catch_up(&common::app(&store, &settings), back)
-            .await
-            .unwrap(),
+        common::app(&store, &settings).catch_up(back).await.unwrap(),
         None
     );
     assert!(store.list_issues().await.unwrap().is_empty());
     // It had been running since the week before.
     let ran_since = Utc.with_ymd_and_hms(2026, 11, 18, 8, 0, 0).unwrap();
     store.record_scheduler_start(ran_since).await.unwrap();
-    let out = catch_up(&common::app(&store, &settings), back)
-        .await
-        .unwrap();
+    let out = common::app(&store, &settings).catch_up(back).await.unwrap();
     assert!(
         matches!(out, Some(FireOutcome::Started { recipients: 2, .. })),
         "{out:?}"
     );
     // Nothing twice on the next start.
     assert_eq!(
-        catch_up(&common::app(&store, &settings), back)
-            .await
-            .unwrap(),
+        common::app(&store, &settings).catch_up(back).await.unwrap(),
         None
     );
 
@@ -137,9 +131,7 @@ async fn catch_up_runs_inside_the_window_and_leaves_older_misses() {
     store.record_scheduler_start(ran_since).await.unwrap();
     let late = Utc.with_ymd_and_hms(2026, 11, 23, 20, 0, 0).unwrap();
     assert_eq!(
-        catch_up(&common::app(&store, &settings), late)
-            .await
-            .unwrap(),
+        common::app(&store, &settings).catch_up(late).await.unwrap(),
         None
     );
     assert!(store.list_issues().await.unwrap().is_empty());
@@ -147,7 +139,7 @@ async fn catch_up_runs_inside_the_window_and_leaves_older_misses() {
 }
 
 /// Import, subscribe, let the schedule fire, receive the issue over real SMTP.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_the_schedule_fires_and_the_issue_arrives() {
     let sink = SmtpSink::start();
     let published = (Utc::now() - chrono::Duration::days(10)).to_rfc3339();
@@ -202,7 +194,7 @@ async fn end_to_end_the_schedule_fires_and_the_issue_arrives() {
 
 /// SIGTERM during a send: the worker stops taking work, settles what is in flight and exits 0;
 /// a restart completes the send with nobody twice.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_send_exits_cleanly_and_a_restart_completes_it() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
@@ -278,7 +270,7 @@ async fn sigterm_during_a_send_exits_cleanly_and_a_restart_completes_it() {
     assert_eq!((total, rcpts.len()), (150, 150), "everyone exactly once");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_controls_issues_only_with_the_token() {
     let sink = SmtpSink::start();
     let app = TestApp::spawn(&format!(

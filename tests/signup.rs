@@ -42,7 +42,7 @@ async fn subscribe(app: &TestApp, email: &str) -> (StatusCode, String) {
     (r.status(), r.text().await.unwrap())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn double_opt_in_then_one_click_unsubscribe() {
     let sink = SmtpSink::start();
     let app = app_with_smtp(&sink, "").await;
@@ -233,7 +233,7 @@ async fn queue_drained(app: &TestApp) -> i64 {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_answer_never_reveals_whether_an_address_is_subscribed() {
     let sink = SmtpSink::start();
     let app = app_with_smtp(&sink, "[signup]\nresend_interval = \"1h\"").await;
@@ -290,7 +290,7 @@ async fn the_answer_never_reveals_whether_an_address_is_subscribed() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_and_unknown_links_get_a_friendly_page_and_change_nothing() {
     let app = TestApp::spawn("").await;
     subscribe(&app, "late@example.org").await;
@@ -346,7 +346,7 @@ async fn expired_and_unknown_links_get_a_friendly_page_and_change_nothing() {
 }
 
 /// Everything in this table gets a clear answer and writes no row.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_writes_nothing() {
     let app = TestApp::spawn("[signup]\nrate_limit_per_minute = 1000").await;
     let counts = |app: &TestApp| {
@@ -547,7 +547,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signups_are_rate_limited_per_ip() {
     let app = TestApp::spawn("[signup]\nrate_limit_per_minute = 3").await;
     for i in 0..3 {
@@ -579,7 +579,7 @@ async fn signups_are_rate_limited_per_ip() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_signups_work_like_the_form() {
     let app = TestApp::spawn("").await;
     let r = app
@@ -599,7 +599,7 @@ async fn json_signups_work_like_the_form() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_signup_page_works_without_javascript() {
     let app = TestApp::spawn("").await;
     let r = app.get("/").await;
@@ -619,7 +619,7 @@ async fn the_signup_page_works_without_javascript() {
 
 /// Many signups at once are written in shared batches: each address once, one confirmation
 /// each, and a duplicate in the same burst counts as a repeat.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_signups_are_group_committed_without_loss_or_duplicates() {
     let app = TestApp::spawn("[signup]\nrate_limit_per_minute = 0").await;
     let mut tasks = Vec::new();
@@ -673,7 +673,7 @@ async fn concurrent_signups_are_group_committed_without_loss_or_duplicates() {
 /// The probe's mail bomb: `victim+0…49@` from 50 addresses. However the address is spelled,
 /// the mailbox gets `signup.confirmations_per_mailbox_per_hour` confirmations, counted at the
 /// real SMTP server, and every answer is the same.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_mailbox_gets_a_few_confirmations_however_it_is_spelled() {
     let sink = SmtpSink::start();
     let app = app_with_smtp(
@@ -718,7 +718,7 @@ async fn one_mailbox_gets_a_few_confirmations_however_it_is_spelled() {
 /// A stranger signs up an address we know, with their own text as the name: the stored name
 /// stays, and nothing they typed reaches the mailbox — the confirmation greets neutrally and
 /// its `To:` carries no name. The same for a brand-new address.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strangers_text_never_reaches_an_unconfirmed_mailbox() {
     use verdicts::store::subscribers::NewSubscriber;
     let sink = SmtpSink::start();
@@ -805,7 +805,7 @@ async fn a_strangers_text_never_reaches_an_unconfirmed_mailbox() {
 /// mails wait in the queue without losing attempts — a failing transport is nobody's attempt —
 /// and go out as soon as the relay is back. Before, every try during the outage counted, and an
 /// outage of about an hour (eight tries) failed them for good.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmations_wait_out_a_relay_outage_without_losing_attempts() {
     let port = common::free_port();
     let app = TestApp::spawn(&format!(

@@ -211,7 +211,7 @@ fn ses_bounce(email: &str) -> Value {
     })
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ses_notifications_are_verified_with_the_sns_certificate() {
     let keys = keys();
     let app = app(&keys).await;
@@ -292,7 +292,7 @@ async fn ses_notifications_are_verified_with_the_sns_certificate() {
 
 /// A validly signed notification is refused once it is older than `webhooks.max_age` (a
 /// replay: the issue found one from 2020 applied), or when it claims to come from the future.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_ses_notifications_are_refused() {
     let keys = keys();
     let app = app(&keys).await;
@@ -334,7 +334,7 @@ async fn stale_ses_notifications_are_refused() {
 
 // ------------------------------------------------------------------ Postmark
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postmark_calls_need_the_basic_credentials() {
     let keys = keys();
     let app = app(&keys).await;
@@ -416,7 +416,7 @@ fn sendgrid_headers(keys: &Keys, body: &[u8], timestamp: i64) -> Vec<(&'static s
     ]
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sendgrid_events_need_a_valid_fresh_signature() {
     let keys = keys();
     let app = app(&keys).await;
@@ -506,7 +506,7 @@ fn mailgun_failed(email: &str, id: &str) -> Value {
     })
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mailgun_calls_are_signed_fresh_and_single_use() {
     let keys = keys();
     let app = app(&keys).await;

@@ -15,7 +15,7 @@ async fn app() -> TestApp {
         .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schedule_sentence_follows_the_configured_cron() {
     let app = app().await;
     let page = app.get("/").await.text().await.unwrap();
@@ -48,7 +48,7 @@ async fn the_schedule_sentence_follows_the_configured_cron() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stay_subscribed_keeps_the_subscription() {
     let app = app().await;
     common::add_confirmed(&app.store, 1, "reader", 1).await;

@@ -84,6 +84,23 @@ pub struct DashboardFigures {
 }
 
 impl App {
+    /// The totals `/metrics` reports (kept by counters: no table is counted).
+    pub async fn metric_totals(&self) -> anyhow::Result<crate::store::metrics::Totals> {
+        self.store().metric_totals().await
+    }
+
+    /// Bounce and complaint figures per issue (`/metrics`).
+    pub async fn issue_bounce_stats(
+        &self,
+    ) -> anyhow::Result<Vec<crate::store::bounces::IssueBounceStats>> {
+        self.store().issue_bounce_stats().await
+    }
+
+    /// Votes and clicks in all (`/metrics`).
+    pub async fn engagement_totals(&self) -> anyhow::Result<(i64, i64)> {
+        self.store().engagement_totals().await
+    }
+
     /// Subscribers by status and the comparisons waiting for the next issue.
     pub async fn dashboard_figures(
         &self,

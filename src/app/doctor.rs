@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::checks::Check;
 use crate::config::{
-    DkimSettings, HttpUrl, MailSettings, SecuritySettings, Settings, SiteSettings,
+    DkimSettings, HttpUrl, MailSettings, SecuritySettings, Settings, SiteSettings, SmtpSettings,
     Transport as TransportKind,
 };
 use crate::delivery::dkim::SigningKey;
@@ -54,7 +54,7 @@ pub async fn report(settings: &Settings, database: Result<&Store, String>) -> Ve
             }
         }
     }
-    checks.push(smtp(settings).await);
+    checks.push(smtp(&settings.mail, &settings.smtp).await);
     checks.push(public_url(
         &settings.http.public_url,
         settings.mail.transport,
@@ -389,18 +389,18 @@ async fn return_path(resolver: &Resolver, mail: &MailSettings) -> Check {
 }
 
 /// Connects, secures and logs in as `smtp.url` asks, says NOOP and QUIT: no mail.
-async fn smtp(settings: &Settings) -> Check {
-    if settings.mail.transport == TransportKind::Outbox {
+async fn smtp(mail: &MailSettings, smtp: &SmtpSettings) -> Check {
+    if mail.transport == TransportKind::Outbox {
         return Check::warn(
             "smtp",
             format!(
                 "mail.transport = \"outbox\": mail is written to {}, nothing is sent",
-                settings.mail.outbox_dir.display()
+                mail.outbox_dir.display()
             ),
             "set mail.transport = \"smtp\" and smtp.url to your relay",
         );
     }
-    let url = &settings.smtp.url;
+    let url = &smtp.url;
     let tls = match url.tls {
         crate::config::SmtpTls::Implicit => "implicit TLS",
         crate::config::SmtpTls::Required => "STARTTLS (required)",
@@ -413,7 +413,7 @@ async fn smtp(settings: &Settings) -> Check {
         .map_or("no login".to_string(), |c| {
             format!("logged in as {}", c.user)
         });
-    let transport = match crate::mail::transport::Transport::from_settings(settings) {
+    let transport = match crate::mail::transport::Transport::new(mail, smtp, 1) {
         Ok(t) => t,
         Err(e) => {
             return Check::fail(

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::checks::Check;
 use super::{Activity, Actor, App, OpsError};
-use crate::issues::freeze::{Created, create_issue, default_week};
+use crate::issues::freeze::{Created, Preview, create_issue, default_week, preview_issue};
 use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey, IssueStatus};
 use crate::store::bounces::IssueBounceCounts;
 use crate::store::deliveries::{DeliveryCounts, FailedDelivery};
@@ -110,6 +110,57 @@ impl App {
         Ok(self.store().list_issues().await?)
     }
 
+    /// The issues readers may see (the archive, the feed): those whose send has started,
+    /// newest week first.
+    pub async fn public_issues(&self) -> anyhow::Result<Vec<IssueRow>> {
+        let mut issues = self.store().list_issues().await?;
+        issues.retain(|i| i.status.is_public() && i.number.is_some());
+        Ok(issues)
+    }
+
+    /// Issue number `number`, if readers may see it.
+    pub async fn public_issue(&self, number: i64) -> anyhow::Result<Option<IssueRow>> {
+        Ok(self
+            .store()
+            .get_issue_by_number(number)
+            .await?
+            .filter(|i| i.status.is_public()))
+    }
+
+    /// The comparison titles of every issue, by issue id (the feed's summaries).
+    pub async fn issue_item_titles(
+        &self,
+    ) -> anyhow::Result<std::collections::HashMap<i64, Vec<String>>> {
+        self.store().issue_item_titles().await
+    }
+
+    /// The delivery ledger's counts of an issue.
+    pub async fn delivery_counts(&self, issue_id: i64) -> anyhow::Result<DeliveryCounts> {
+        self.store().delivery_counts(issue_id).await
+    }
+
+    /// When a send paused by a full sending window resumes, if it is paused so.
+    pub async fn window_resume_at(&self, issue_id: i64) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .store()
+            .get_issue(issue_id)
+            .await?
+            .filter(|i| i.status == IssueStatus::Paused)
+            .and_then(|i| i.resume_at))
+    }
+
+    /// The issue of `week` (default: the last complete week) as it is frozen, or as it would
+    /// be frozen now; `None` when the week has nothing to send.
+    pub async fn preview_issue(
+        &self,
+        week: Option<IsoWeek>,
+    ) -> anyhow::Result<(IsoWeek, Option<Preview>)> {
+        let settings = self.settings();
+        let week = week.unwrap_or_else(|| default_week(Utc::now(), settings.schedule.timezone.0));
+        let preview = preview_issue(self.store(), self.renderer(), settings, week).await?;
+        Ok((week, preview))
+    }
+
     /// An issue with its delivery counts, rate and ETA; `None` for the newest issue.
     pub async fn issue_report(&self, key: Option<IssueKey>) -> Result<IssueReport, OpsError> {
         let issue = match key {
@@ -204,7 +255,7 @@ impl App {
         let settings = self.settings();
         let now = Utc::now();
         let current = IsoWeek::containing(now, settings.schedule.timezone.0);
-        let week = week.unwrap_or_else(|| default_week(now, settings));
+        let week = week.unwrap_or_else(|| default_week(now, settings.schedule.timezone.0));
         if week > current {
             return Err(OpsError::invalid(
                 "week",

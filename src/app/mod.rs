@@ -14,6 +14,7 @@
 //! [`IssueKey`]: crate::issues::IssueKey
 //! [`IssueAction`]: crate::issues::IssueAction
 
+pub mod bounces;
 pub mod checks;
 pub mod comparisons;
 pub mod console;
@@ -22,6 +23,7 @@ pub mod engagement;
 pub mod issue_check;
 pub mod issues;
 pub mod operators;
+pub mod schedule;
 pub mod subscribers;
 pub mod worker;
 
@@ -77,6 +79,7 @@ pub enum Activity {
     SubscribersRemove,
     SubscribersExport,
     ComparisonsImport,
+    BouncesImport,
     OperatorAdd,
     OperatorRemove,
     OperatorPasswd,
@@ -97,6 +100,7 @@ impl fmt::Display for Activity {
             Activity::SubscribersRemove => f.write_str("subscribers.remove"),
             Activity::SubscribersExport => f.write_str("subscribers.export"),
             Activity::ComparisonsImport => f.write_str("comparisons.import"),
+            Activity::BouncesImport => f.write_str("bounces.import"),
             Activity::OperatorAdd => f.write_str("operators.add"),
             Activity::OperatorRemove => f.write_str("operators.remove"),
             Activity::OperatorPasswd => f.write_str("operators.passwd"),
@@ -199,7 +203,8 @@ impl App {
         }
     }
 
-    pub fn store(&self) -> &Store {
+    /// The store, for the application layer only: front ends call `App` methods, which decide.
+    pub(in crate::app) fn store(&self) -> &Store {
         &self.inner.store
     }
 
@@ -233,6 +238,17 @@ impl App {
     /// Closes the database pools: the last call of a one-shot command.
     pub async fn close(&self) {
         self.inner.store.close().await;
+    }
+
+    /// Whether the database answers a read, and takes a write (`/readyz`).
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        self.inner.store.ping().await
+    }
+
+    /// One small committed write through the writer (`/readyz`): a full disk or a poisoned
+    /// writer shows here, not only on the next signup.
+    pub async fn probe_write(&self) -> anyhow::Result<()> {
+        self.inner.store.probe_write().await
     }
 
     /// Writes one operator-log entry.

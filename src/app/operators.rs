@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::{Activity, Actor, App, OpsError};
 use crate::operators::totp::{self, SecondFactor};
 use crate::operators::{OperatorEmail, Password, Role, dummy_hash, hash_password, verify_password};
-use crate::store::operators::OperatorRow;
+use crate::store::operators::{KeepRole, OperatorRow};
 
 /// How long a console session lasts after its last use: each use extends it (sliding
 /// expiry, written at most once per [`SESSION_RENEW_STEP`]).
@@ -160,7 +160,12 @@ impl App {
         email: &OperatorEmail,
     ) -> Result<(), OpsError> {
         self.may_manage_operators(actor).await?;
-        match self.store().delete_operator(email.as_str()).await? {
+        // An installation always keeps an owner: someone who can manage operators.
+        let keep = KeepRole {
+            role: Role::Owner,
+            at_least: 1,
+        };
+        match self.store().delete_operator(email.as_str(), keep).await? {
             None => Err(OpsError::invalid(
                 "email",
                 format!("{email} is not an operator"),
@@ -623,6 +628,35 @@ pub enum ResetOutcome {
 }
 
 impl App {
+    /// Mails the sign-in link of `token` to the operator `to`: DKIM-signed like every message
+    /// we send, from the envelope sender of the other transactional mail (`mail.return_path`).
+    pub async fn mail_reset_link(&self, to: &str, token: &str) -> anyhow::Result<()> {
+        let settings = self.settings();
+        let message = crate::mail::reset::compose(
+            &settings.mail,
+            &settings.newsletter,
+            &settings.http.public_url,
+            to,
+            token,
+            RESET_TTL.num_minutes(),
+        )?;
+        let engine = self.engine().await?;
+        let message = match &engine.dkim {
+            Some(signer) => signer.sign(&message, None),
+            None => message,
+        };
+        let to: lettre::Address = to.parse()?;
+        engine
+            .transport
+            .send_raw(
+                &crate::bounces::verp::plain_sender(&settings.mail),
+                &to,
+                &message,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
     /// `/admin/reset`: a one-time sign-in link for `email`, when it is an operator. Every
     /// request counts in the failed-login throttle (per address and per client), and at most
     /// [`RESETS_PER_HOUR`] links per operator are made.

@@ -16,13 +16,11 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Source;
-use super::intake::Intake;
+use super::intake::ApplyReport;
 pub use super::mailbox::Mailbox;
 use super::parse::parse;
-use super::policy::Policy;
-use crate::config::{SecretKey, Settings};
+use crate::config::BounceSettings;
 use crate::shutdown::Shutdown;
-use crate::store::Store;
 
 /// What one poll did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,7 +61,7 @@ fn tls_roots(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::RootCe
 /// Connects, logs in, applies every unseen message, marks them, logs out.
 pub async fn poll_once(
     mailbox: &Mailbox,
-    intake: &Intake<'_>,
+    intake: &impl ApplyReport,
     options: PollOptions<'_>,
 ) -> anyhow::Result<Polled> {
     let PollOptions {
@@ -105,7 +103,7 @@ pub async fn poll_once(
 async fn session<S>(
     stream: S,
     mailbox: &Mailbox,
-    intake: &Intake<'_>,
+    intake: &impl ApplyReport,
     done_folder: Option<&str>,
     timeout: Duration,
 ) -> anyhow::Result<Polled>
@@ -188,33 +186,24 @@ where
     Ok(polled)
 }
 
-/// Polls the bounce mailbox every `bounces.imap_poll` until shutdown (part of `serve`).
+/// Polls the bounce mailbox every `bounces.imap_poll` until shutdown (part of `serve`); every
+/// report goes to `sink` (the application layer). `timeout` bounds each IMAP step.
 pub async fn run(
-    store: Store,
-    supervisor: std::sync::Arc<dyn crate::issues::Supervisor>,
-    settings: std::sync::Arc<Settings>,
-    secret: SecretKey,
+    sink: impl ApplyReport,
+    bounces: &BounceSettings,
     mailbox: Mailbox,
+    timeout: Duration,
     shutdown: Shutdown,
 ) {
-    let policy = Policy::from_settings(&settings);
-    let every = settings.bounces.imap_poll.0;
-    let timeout = Duration::from_secs(settings.smtp.timeout_seconds);
+    let every = bounces.imap_poll.0;
     tracing::info!(mailbox = ?mailbox, every = ?every, "polling the bounce mailbox");
     loop {
-        let intake = Intake {
-            store: &store,
-            supervisor: &*supervisor,
-            settings: &settings,
-            secret: &secret,
-            policy: &policy,
-        };
         let options = PollOptions {
-            done_folder: settings.bounces.imap_done_folder.as_deref(),
-            ca_file: settings.bounces.imap_ca_file.as_deref(),
+            done_folder: bounces.imap_done_folder.as_deref(),
+            ca_file: bounces.imap_ca_file.as_deref(),
             timeout,
         };
-        match poll_once(&mailbox, &intake, options).await {
+        match poll_once(&mailbox, &sink, options).await {
             Ok(p) if p.handled + p.unreadable > 0 => {
                 tracing::info!(
                     handled = p.handled,

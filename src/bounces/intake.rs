@@ -100,6 +100,17 @@ pub fn parse_all(messages: &[RawMessage]) -> Result<Vec<Report>, IntakeError> {
         .collect()
 }
 
+/// Where a mailbox poller hands the reports it reads: the application layer
+/// (`crate::app::App`), which assembles the [`Intake`].
+pub trait ApplyReport: Sync {
+    fn apply_report(
+        &self,
+        origin: &str,
+        report: &Report,
+        source: Source,
+    ) -> impl std::future::Future<Output = anyhow::Result<Processed>> + Send;
+}
+
 /// What the application needs to apply reports.
 #[derive(Clone, Copy)]
 pub struct Intake<'a> {
@@ -156,7 +167,14 @@ impl Intake<'_> {
         event: Classified<'_>,
         source: Source,
     ) -> anyhow::Result<Processed> {
-        let mut resolved = resolve(self.store, self.settings, self.secret, event.clues).await?;
+        let mut resolved = resolve(
+            self.store,
+            &self.settings.mail,
+            &self.settings.newsletter,
+            self.secret,
+            event.clues,
+        )
+        .await?;
         let mailed = matches!(source, Source::Import | Source::Imap);
         let attribution = self
             .settings

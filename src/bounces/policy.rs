@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::resolve::Resolved;
 use super::{BounceKind, Source};
-use crate::config::{SecretKey, Settings};
+use crate::config::{BounceSettings, DeliverySettings, SecretKey};
 use crate::issues::{AutoPause, IssueStatus, PauseCause, Supervisor};
 use crate::store::Store;
 use crate::store::bounces::{self as sql, IssueBounceCounts, NewBounceEvent};
@@ -36,13 +36,14 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn from_settings(settings: &Settings) -> Policy {
+    /// The soft-bounce rule of `bounces` and the circuit breaker of `delivery`.
+    pub fn new(bounces: &BounceSettings, delivery: &DeliverySettings) -> Policy {
         Policy {
-            soft_limit: settings.bounces.soft_limit,
-            soft_window: settings.bounces.soft_window.0,
-            max_complaint_rate: settings.delivery.max_complaint_rate,
-            max_bounce_rate: settings.delivery.max_bounce_rate,
-            rate_min_sample: settings.delivery.rate_min_sample,
+            soft_limit: bounces.soft_limit,
+            soft_window: bounces.soft_window.0,
+            max_complaint_rate: delivery.max_complaint_rate,
+            max_bounce_rate: delivery.max_bounce_rate,
+            rate_min_sample: delivery.rate_min_sample,
         }
     }
 

@@ -16,7 +16,7 @@
 use super::MatchedBy;
 use super::parse::Clues;
 use super::verp;
-use crate::config::{SecretKey, Settings};
+use crate::config::{MailSettings, NewsletterSettings, SecretKey};
 use crate::store::Store;
 use crate::subscribers::SubscriberEmail;
 use crate::subscribers::tokens::verify_unsubscribe_token;
@@ -57,12 +57,13 @@ fn unsubscribe_subscriber(url: &str, secret: &SecretKey) -> Option<i64> {
 /// Finds the subscriber and issue of a report.
 pub async fn resolve(
     store: &Store,
-    settings: &Settings,
+    mail: &MailSettings,
+    newsletter: &NewsletterSettings,
     secret: &SecretKey,
     clues: &Clues,
 ) -> anyhow::Result<Resolved> {
-    let our_domain = crate::mail::our_domain(settings);
-    if let Some(rp) = &settings.mail.return_path {
+    let our_domain = crate::mail::our_domain(mail);
+    if let Some(rp) = &mail.return_path {
         let mut forged = false;
         for a in &clues.envelope {
             if verp::looks_like_ours(rp, a) && verp::parse(rp, secret, a).is_none() {
@@ -101,7 +102,7 @@ pub async fn resolve(
         }
     }
     for f in &clues.feedback_ids {
-        if let Some(n) = feedback_id_number(f, &settings.newsletter.list_id.0) {
+        if let Some(n) = feedback_id_number(f, &newsletter.list_id.0) {
             issue_number.get_or_insert(n);
         }
     }

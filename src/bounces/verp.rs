@@ -10,7 +10,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::{ReturnPath, SecretKey, Settings};
+use crate::config::{MailSettings, ReturnPath, SecretKey};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -63,22 +63,22 @@ pub fn address(
 /// The envelope sender of an issue message: the VERP address when `mail.return_path` is set,
 /// else the address of `mail.from`.
 pub fn issue_sender(
-    settings: &Settings,
+    mail: &MailSettings,
     secret: &SecretKey,
     target: VerpTarget,
 ) -> lettre::Address {
-    match &settings.mail.return_path {
+    match &mail.return_path {
         Some(rp) => address(rp, secret, target),
-        None => settings.mail.from.0.email.clone(),
+        None => mail.from.0.email.clone(),
     }
 }
 
 /// The envelope sender of transactional mail (confirmations, welcomes): `mail.return_path`
 /// itself (no VERP: those bounces need no attribution), else `mail.from`.
-pub fn plain_sender(settings: &Settings) -> lettre::Address {
-    match &settings.mail.return_path {
+pub fn plain_sender(mail: &MailSettings) -> lettre::Address {
+    match &mail.return_path {
         Some(rp) => rp.0.clone(),
-        None => settings.mail.from.0.email.clone(),
+        None => mail.from.0.email.clone(),
     }
 }
 

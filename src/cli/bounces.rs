@@ -3,9 +3,8 @@
 //! is not mail (or a truncated report) exits 2 naming it, with nothing written.
 
 use super::{BouncesCommand, Failure, open_app};
-use crate::bounces::Source;
-use crate::bounces::intake::{Intake, parse_all, read_paths};
-use crate::bounces::policy::{Effect, Policy};
+use crate::app::Actor;
+use crate::bounces::intake::{parse_all, read_paths};
 use crate::config::Settings;
 
 pub(super) async fn run(
@@ -26,40 +25,22 @@ async fn import(
     let messages = read_paths(paths).map_err(|e| Failure::Input(e.to_string()))?;
     let reports = parse_all(&messages).map_err(|e| Failure::Input(e.to_string()))?;
     let app = open_app(settings).await?;
-    let store = app.store().clone();
-    let secret = settings.secret_key()?;
-    let policy = Policy::from_settings(settings);
-    let intake = Intake {
-        store: &store,
-        supervisor: &app,
-        settings,
-        secret: &secret,
-        policy: &policy,
-    };
-    let mut result = Ok(());
-    let (mut applied, mut repeats) = (0, 0);
-    for (message, report) in messages.iter().zip(&reports) {
-        let processed = match intake
-            .apply_report(&message.origin, report, Source::Import)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                result = Err(Failure::Runtime(
-                    e.context(format!("applying {}", message.origin)),
-                ));
-                break;
-            }
-        };
-        if processed.applied.effect == Effect::Duplicate {
-            repeats += 1;
-        } else {
-            applied += 1;
-        }
+    let done = app
+        .import_bounces(
+            &Actor::Cli,
+            messages
+                .iter()
+                .zip(&reports)
+                .map(|(m, r)| (m.origin.as_str(), r)),
+        )
+        .await;
+    app.close().await;
+    let done = done?;
+    for processed in &done.processed {
         if json {
             println!(
                 "{}",
-                serde_json::to_string(&processed).map_err(anyhow::Error::from)?
+                serde_json::to_string(processed).map_err(anyhow::Error::from)?
             );
         } else {
             println!(
@@ -83,19 +64,14 @@ async fn import(
             );
         }
     }
-    if result.is_ok() && !json {
-        println!("{applied} report(s) applied, {repeats} already seen");
+    if let Some(e) = done.failed {
+        return Err(Failure::Runtime(e));
     }
-    if result.is_ok() {
-        store
-            .log_operator_action(
-                "cli",
-                "bounces.import",
-                None,
-                &format!("{applied} applied, {repeats} repeats"),
-            )
-            .await?;
+    if !json {
+        println!(
+            "{} report(s) applied, {} already seen",
+            done.applied, done.repeats
+        );
     }
-    store.close().await;
-    result
+    Ok(())
 }

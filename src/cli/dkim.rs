@@ -18,7 +18,7 @@ pub(super) fn run(settings: &Settings, command: DkimCommand, json: bool) -> Resu
         } => {
             let domain = domain
                 .or_else(|| settings.dkim.domain.clone())
-                .unwrap_or_else(|| crate::mail::our_domain(settings));
+                .unwrap_or_else(|| crate::mail::our_domain(&settings.mail));
             keygen(&selector, &domain, algorithm, &out, json)
         }
     }

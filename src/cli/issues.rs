@@ -11,7 +11,7 @@ use crate::app::issues::{Creation, Done, IssueReport, SendGuard};
 use crate::app::{Actor, App};
 use crate::config::Settings;
 use crate::delivery::SendEnd;
-use crate::issues::freeze::{Created, default_week, preview_issue};
+use crate::issues::freeze::Created;
 use crate::issues::{IssueAction, IssueKey, IssueStatus};
 use crate::mail::newsletter::{IssueMail, Recipient};
 use crate::render::{Personalizer, SlotValues};
@@ -50,17 +50,14 @@ pub(super) async fn run(
             act(&app, &actor, args, IssueAction::RetryFailed, json).await
         }
     };
-    app.store().close().await;
+    app.close().await;
     result
 }
 
 async fn preview(app: &App, args: PreviewArgs, json: bool) -> Result<(), Failure> {
     let settings = app.settings();
-    let week = args
-        .week
-        .week
-        .unwrap_or_else(|| default_week(Utc::now(), settings));
-    let Some(preview) = preview_issue(app.store(), app.renderer(), settings, week).await? else {
+    let (week, preview) = app.preview_issue(args.week.week).await?;
+    let Some(preview) = preview else {
         return Err(Failure::Input(format!(
             "week {week} has nothing to send: no comparison published before its end is left \
              for it (see `verdicts comparisons list`)"
@@ -267,7 +264,6 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
         )
     })?;
     let (issue, recipients) = app.start_or_join_send(&Actor::Cli, key, guard).await?;
-    let store = app.store();
     let bar = if json {
         indicatif::ProgressBar::hidden()
     } else {
@@ -293,10 +289,10 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
     // ledger every few seconds (other workers may share the send). Counting the ledger is a
     // scan of the issue's rows, so it is never done per batch — and not at all under `--json`.
     let ticker = (!json).then(|| {
-        let (store, bar, id) = (store.clone(), bar.clone(), issue.id);
+        let (app, bar, id) = (app.clone(), bar.clone(), issue.id);
         tokio::spawn(async move {
             loop {
-                if let Ok(c) = store.delivery_counts(id).await {
+                if let Ok(c) = app.delivery_counts(id).await {
                     bar.set_position((c.total - c.pending) as u64);
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(5)).await;
@@ -342,9 +338,7 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
         // A full sending window pauses the send until it has room: wait for it here too, so
         // `issue send` alone (no worker running) still finishes the send.
         let resume_at = match end {
-            SendEnd::Stopped(IssueStatus::Paused) => {
-                store.get_issue(issue.id).await?.and_then(|i| i.resume_at)
-            }
+            SendEnd::Stopped(IssueStatus::Paused) => app.window_resume_at(issue.id).await?,
             _ => None,
         };
         let Some(at) = resume_at else { break end };
@@ -364,7 +358,7 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
     if let Some(t) = ticker {
         t.abort();
     }
-    let c = store.delivery_counts(issue.id).await?;
+    let c = app.delivery_counts(issue.id).await?;
     bar.set_position((c.total - c.pending) as u64);
     bar.finish();
     if json {

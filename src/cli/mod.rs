@@ -459,7 +459,9 @@ pub(crate) async fn open_store(settings: &Settings) -> Result<Store, Failure> {
 pub(crate) async fn open_app(settings: &Settings) -> Result<App, Failure> {
     let store = open_store(settings).await?;
     let secret = settings.secret_key()?;
-    let renderer = std::sync::Arc::new(crate::render::Renderer::from_settings(settings)?);
+    let renderer = std::sync::Arc::new(crate::render::Renderer::with_dir(
+        settings.templates.dir.as_deref(),
+    )?);
     Ok(App::new(
         store,
         std::sync::Arc::new(settings.clone()),
@@ -512,7 +514,7 @@ async fn worker(settings: Settings) -> Result<(), Failure> {
     shutdown::on_signals(trigger);
     shutdown::exit_after(stop.clone(), settings.delivery.shutdown_grace.0);
     app.clone().run_worker(stop).await;
-    app.store().close().await;
+    app.close().await;
     Ok(())
 }
 

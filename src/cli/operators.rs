@@ -56,7 +56,7 @@ pub(super) async fn run(
             totp(&app, &email, disable, json).await
         }
     };
-    app.store().close().await;
+    app.close().await;
     result
 }
 

@@ -26,7 +26,7 @@ pub(super) async fn run(
         SubscribersCommand::List { status } => list(&app, status, json).await,
         SubscribersCommand::Remove { email } => remove(&app, &email, json).await,
     };
-    app.store().close().await;
+    app.close().await;
     result
 }
 

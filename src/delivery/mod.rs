@@ -123,7 +123,11 @@ impl Engine {
     /// Builds the engine from settings: the transport (SMTP pool) and DKIM key, once.
     pub fn new(store: Store, settings: Arc<Settings>, secret: SecretKey) -> anyhow::Result<Engine> {
         Ok(Engine {
-            transport: Transport::from_settings(&settings)?,
+            transport: Transport::new(
+                &settings.mail,
+                &settings.smtp,
+                settings.delivery.concurrency as usize + 2,
+            )?,
             dkim: dkim::DkimSigner::from_settings(&settings.dkim)?.map(Arc::new),
             store,
             settings,
@@ -160,14 +164,18 @@ impl Engine {
         let sid = c.subscriber_id.context("erased subscriber")?;
         let email = c.email.as_deref().context("erased subscriber")?;
         let address: lettre::Address = email.parse().context("stored address")?;
-        let unsubscribe = unsubscribe_url(&self.settings, &self.secret, sid);
+        let unsubscribe = unsubscribe_url(&self.settings.http.public_url, &self.secret, sid);
         let values = SlotValues::for_recipient(
             email,
             &self.settings.newsletter.name.0,
             &unsubscribe,
             prepared.vote_reader(sid),
         )
-        .with_manage_link(&manage_url(&self.settings, &self.secret, sid));
+        .with_manage_link(&manage_url(
+            &self.settings.http.public_url,
+            &self.secret,
+            sid,
+        ));
         let bytes = prepared.message(
             &self.settings,
             self.dkim.as_deref(),
@@ -193,7 +201,7 @@ impl Engine {
         let (address, bytes) = self.test_message(&mail, to.as_str())?;
         self.transport
             .send_raw(
-                &crate::bounces::verp::plain_sender(&self.settings),
+                &crate::bounces::verp::plain_sender(&self.settings.mail),
                 &address,
                 &bytes,
             )

@@ -120,7 +120,7 @@ impl<'a> IssueSend<'a> {
             leases: Arc::new(Leases::new(Duration::from_secs(d.lease_seconds))),
             watch: Mutex::new(TransportWatch::new(shown)),
             backoff: Backoff::default(),
-            policy: Policy::from_settings(&engine.settings),
+            policy: Policy::new(&engine.settings.bounces, &engine.settings.delivery),
         })
     }
 
@@ -190,7 +190,7 @@ impl<'a> IssueSend<'a> {
         };
         // With mail.return_path, the envelope sender names this (issue, subscriber) (VERP).
         let from = &crate::bounces::verp::issue_sender(
-            &engine.settings,
+            &engine.settings.mail,
             &engine.secret,
             crate::bounces::verp::VerpTarget {
                 issue_id: self.issue_id,

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 
 use crate::comparisons::Comparison;
 use crate::config::Settings;
@@ -12,8 +13,8 @@ use crate::store::issues::{InsertIssueError, IssueRow, NewIssue};
 
 /// The week an issue made now would cover by default: the last complete week in
 /// `schedule.timezone` (what the Monday-morning send carries).
-pub fn default_week(now: DateTime<Utc>, settings: &Settings) -> IsoWeek {
-    IsoWeek::containing(now, settings.schedule.timezone.0).previous()
+pub fn default_week(now: DateTime<Utc>, tz: Tz) -> IsoWeek {
+    IsoWeek::containing(now, tz).previous()
 }
 
 /// The readers' votes on the comparisons of the issue before `number`, for its short block.

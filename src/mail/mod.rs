@@ -22,7 +22,7 @@ use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
-use crate::config::Settings;
+use crate::config::{MailSettings, NewsletterSettings, Settings};
 use crate::text::one_line;
 
 /// A transactional mail in the outbound queue: what it is, with what it needs.
@@ -82,8 +82,8 @@ pub struct Envelope<'a> {
 }
 
 /// The domain of `mail.from`: used for Message-IDs so they are on our own domain.
-pub fn our_domain(settings: &Settings) -> String {
-    settings.mail.from.0.email.domain().to_string()
+pub fn our_domain(mail: &MailSettings) -> String {
+    mail.from.0.email.domain().to_string()
 }
 
 fn header(name: &'static str, value: String) -> HeaderValue {
@@ -91,32 +91,31 @@ fn header(name: &'static str, value: String) -> HeaderValue {
 }
 
 /// `"Weekly AI Tool Verdicts" <weekly-verdicts.shiporskip.example>` (RFC 2919).
-pub fn list_id_value(settings: &Settings) -> String {
-    let name = settings.newsletter.name.0.replace(['"', '\\'], "");
-    format!("\"{name}\" <{}>", settings.newsletter.list_id.0)
+pub fn list_id_value(newsletter: &NewsletterSettings) -> String {
+    let name = newsletter.name.0.replace(['"', '\\'], "");
+    format!("\"{name}\" <{}>", newsletter.list_id.0)
 }
 
 /// `Feedback-ID: ISSUE:LIST:newsletter:SENDER` in Gmail's `a:b:c:SenderId` form: the issue
 /// number (the campaign), the list id, the kind of mail, and our sending domain (the sender id,
 /// the same on every message). Gmail's Postmaster Tools report complaint rates per value.
-pub fn feedback_id(settings: &Settings, issue_number: i64) -> String {
+pub fn feedback_id(
+    newsletter: &NewsletterSettings,
+    mail: &MailSettings,
+    issue_number: i64,
+) -> String {
     format!(
         "{issue_number}:{}:newsletter:{}",
-        settings.newsletter.list_id.0,
-        our_domain(settings)
+        newsletter.list_id.0,
+        our_domain(mail)
     )
-}
-
-/// Builds the full message.
-pub fn compose(settings: &Settings, env: Envelope<'_>) -> anyhow::Result<Message> {
-    compose_with_boundary(settings, env, None)
 }
 
 /// Builds the full message with the given multipart boundary (random when `None`): one
 /// boundary per issue makes every recipient's body start with the same bytes, which DKIM
 /// hashes once per issue. The boundary must not occur in the parts; one starting with `=_`
 /// cannot occur in quoted-printable text.
-pub fn compose_with_boundary(
+pub fn compose(
     settings: &Settings,
     env: Envelope<'_>,
     boundary: Option<&str>,
@@ -146,9 +145,9 @@ pub fn compose_with_boundary(
         .message_id(Some(format!(
             "<{}@{}>",
             env.message_id_local,
-            our_domain(settings)
+            our_domain(&settings.mail)
         )))
-        .raw_header(header("List-Id", list_id_value(settings)))
+        .raw_header(header("List-Id", list_id_value(&settings.newsletter)))
         .raw_header(header("List-Unsubscribe", list_unsubscribe))
         .raw_header(header(
             "List-Unsubscribe-Post",

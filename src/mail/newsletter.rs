@@ -10,7 +10,7 @@
 use lettre::message::header::{ContentTransferEncoding, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox};
 
-use super::{Envelope, compose_with_boundary};
+use super::{Envelope, compose};
 use crate::config::{SecretKey, Settings};
 use crate::delivery::dkim::{BodyPrefix, DkimSigner};
 use crate::engagement::VoteReaderSigner;
@@ -200,7 +200,7 @@ impl IssueMail {
         dkim: Option<&DkimSigner>,
         r: Recipient<'_>,
     ) -> anyhow::Result<Vec<u8>> {
-        let mut message = compose_with_boundary(
+        let mut message = compose(
             settings,
             Envelope {
                 to: r.to,
@@ -209,7 +209,11 @@ impl IssueMail {
                 unsubscribe_url: r.unsubscribe_url,
                 text: self.text.fill(r.values.votes, |s| r.values.text_value(s)),
                 html: self.html.fill(r.values.votes, |s| r.values.html_value(s)),
-                feedback_id: Some(&super::feedback_id(settings, self.number)),
+                feedback_id: Some(&super::feedback_id(
+                    &settings.newsletter,
+                    &settings.mail,
+                    self.number,
+                )),
             },
             Some(&self.boundary),
         )?;

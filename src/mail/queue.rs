@@ -75,7 +75,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) {
     // No VERP for transactional mail: mail.return_path itself (or mail.from).
-    let from = crate::bounces::verp::plain_sender(&composer.settings);
+    let from = crate::bounces::verp::plain_sender(&composer.settings.mail);
     tracing::info!("transactional mail sender started");
     let backoff = Backoff::default();
     loop {

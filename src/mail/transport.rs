@@ -18,7 +18,7 @@ use secrecy::ExposeSecret;
 pub use super::error::{SendError, classify};
 use super::smtp_pool::{SmtpPool, SmtpTarget};
 use super::tls::TlsTrust;
-use crate::config::{Settings, SmtpTls, Transport as TransportKind};
+use crate::config::{MailSettings, SmtpSettings, SmtpTls, Transport as TransportKind};
 
 /// Where messages go.
 #[derive(Clone)]
@@ -41,20 +41,25 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    /// Builds the configured transport (the SMTP pool is sized to `delivery.concurrency`).
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Transport> {
-        match settings.mail.transport {
+    /// Builds the configured transport; the SMTP pool keeps up to `connections` connections
+    /// (`delivery.concurrency` plus room for transactional mail).
+    pub fn new(
+        mail: &MailSettings,
+        smtp: &SmtpSettings,
+        connections: usize,
+    ) -> anyhow::Result<Transport> {
+        match mail.transport {
             TransportKind::Outbox => {
-                let dir = settings.mail.outbox_dir.clone();
+                let dir = mail.outbox_dir.clone();
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("mail.outbox_dir: creating {}", dir.display()))?;
                 Ok(Transport::Outbox { dir })
             }
             TransportKind::Smtp => {
-                let url = &settings.smtp.url;
+                let url = &smtp.url;
                 let trust = match url.tls {
                     SmtpTls::None => None,
-                    _ => Some(TlsTrust::new(&url.host, settings.smtp.ca_file.as_deref())?),
+                    _ => Some(TlsTrust::new(&url.host, smtp.ca_file.as_deref())?),
                 };
                 let target = SmtpTarget {
                     host: url.host.clone(),
@@ -63,13 +68,10 @@ impl Transport {
                     credentials: url.credentials.as_ref().map(|c| {
                         Credentials::new(c.user.clone(), c.password.expose_secret().to_string())
                     }),
-                    timeout: Duration::from_secs(settings.smtp.timeout_seconds),
+                    timeout: Duration::from_secs(smtp.timeout_seconds),
                     trust,
                 };
-                Ok(Transport::Smtp(SmtpPool::new(
-                    target,
-                    settings.delivery.concurrency as usize + 2,
-                )))
+                Ok(Transport::Smtp(SmtpPool::new(target, connections)))
             }
         }
     }

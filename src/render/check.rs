@@ -9,7 +9,7 @@ use tera::{Context, Tera};
 
 use super::{IssueInput, Renderer, TEMPLATES, page_context, template_origin, template_sources};
 use crate::comparisons::Comparison;
-use crate::config::Settings;
+use crate::config::{HttpUrl, Settings};
 use crate::issues::IsoWeek;
 
 /// Gmail clips a message whose HTML is larger than this.
@@ -151,13 +151,13 @@ fn sample_context(settings: &Settings) -> Context {
     ctx
 }
 
-/// Ten sample comparisons (the captured page, under ten titles).
-pub fn sample_comparisons(settings: &Settings) -> anyhow::Result<Vec<Comparison>> {
+/// Ten sample comparisons (the captured page, under ten titles) on the site `base_url`.
+pub fn sample_comparisons(base_url: &HttpUrl) -> anyhow::Result<Vec<Comparison>> {
     let at = chrono::DateTime::parse_from_rfc3339("2026-11-18T10:00:00Z")?.to_utc();
     let base = Comparison::from_page_text(
         SAMPLE_PAGE,
         &crate::comparisons::page::PageContext {
-            base_url: settings.site.base_url.as_str().trim_end_matches('/'),
+            base_url: base_url.as_str().trim_end_matches('/'),
             published_at: at,
         },
     )
@@ -250,7 +250,7 @@ pub fn check(dir: Option<&Path>, settings: &Settings) -> Report {
         overridden: report.overridden.clone(),
     };
     // The issue: subject, MJML → HTML, text.
-    let sample = match sample_comparisons(settings) {
+    let sample = match sample_comparisons(&settings.site.base_url) {
         Ok(s) => s,
         Err(e) => {
             report.warnings.push(format!("no sample data: {e:#}"));

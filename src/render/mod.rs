@@ -380,12 +380,6 @@ impl Renderer {
         Renderer::with_dir(None)
     }
 
-    /// What `templates.dir` asks for: the built-ins, each replaced by the file of the same name
-    /// under `dir` where there is one.
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Renderer> {
-        Renderer::with_dir(settings.templates.dir.as_deref())
-    }
-
     /// Parses every template (the built-ins, each replaced by `dir/NAME` where that file
     /// exists); fails at start-up, not at send time, if one is broken — naming the file and line.
     pub fn with_dir(dir: Option<&std::path::Path>) -> anyhow::Result<Renderer> {
@@ -746,7 +740,7 @@ mod tests {
     #[test]
     fn vote_links_carry_the_reader_slot_in_both_parts() {
         let settings = Settings::from_toml("").unwrap();
-        let comparisons = check::sample_comparisons(&settings).unwrap();
+        let comparisons = check::sample_comparisons(&settings.site.base_url).unwrap();
         let secret = SecretKey::from_bytes(b"a key for this test only");
         let issue = Renderer::new()
             .unwrap()

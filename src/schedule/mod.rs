@@ -8,16 +8,17 @@
 //!   most `schedule.catch_up` late; older misses are logged and left to the operator.
 //! - **Scheduled issues** (`issue schedule ID --at T`) start when their time comes.
 //! - **Time is injectable** ([`Clock`]): tests drive the scheduler with a manual clock.
+//!
+//! This module is the scheduler's front end (when); what a fire does is decided by the
+//! application layer ([`App::fire`], [`App::catch_up`]).
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-use crate::app::issues::{Creation, Done, Performed};
-use crate::app::{Actor, App, OpsError};
-use crate::issues::freeze::Created;
-use crate::issues::{IsoWeek, IssueAction};
+use crate::app::App;
+use crate::issues::IsoWeek;
 use crate::shutdown::Shutdown;
 
 /// Where the scheduler gets the time from.
@@ -67,106 +68,13 @@ pub fn week_for_fire(at: DateTime<Utc>, tz: Tz) -> IsoWeek {
     IsoWeek::containing(at, tz).previous()
 }
 
-/// What a fire did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FireOutcome {
-    /// Another process (or an earlier run) already handled this fire.
-    AlreadyHandled,
-    /// The week had nothing new.
-    Empty(IsoWeek),
-    /// The issue's send started.
-    Started { week: IsoWeek, recipients: i64 },
-    /// The week's issue existed already and was not `ready`: nothing sent twice.
-    Existing(IsoWeek),
-}
-
-/// Handles one fire at `at`: claims it, creates the week's issue, starts its send.
-pub async fn fire(app: &App, at: DateTime<Utc>) -> anyhow::Result<FireOutcome> {
-    let tz = app.settings().schedule.timezone.0;
-    let week = week_for_fire(at, tz);
-    if !app.store().claim_fire(at, week).await? {
-        return Ok(FireOutcome::AlreadyHandled);
-    }
-    let (issue, created) = match app
-        .create_issue(&Actor::Scheduler, Some(week))
-        .await
-        .map_err(anyhow::Error::from)?
-    {
-        Creation::Issue(issue, created) => (*issue, created),
-        Creation::NothingNew(_) => {
-            // The claimed fire is the record that this week was handled.
-            tracing::info!(%week, "scheduled fire: nothing new this week");
-            return Ok(FireOutcome::Empty(week));
-        }
-    };
-    if issue.number.is_none() {
-        tracing::info!(%week, "scheduled fire: nothing new this week");
-        return Ok(FireOutcome::Empty(week));
-    }
-    if created == Created::Existing && issue.status != crate::issues::IssueStatus::Ready {
-        tracing::info!(%week, status = %issue.status, "scheduled fire: issue exists already");
-        return Ok(FireOutcome::Existing(week));
-    }
-    match app
-        .perform_on(&Actor::Scheduler, issue, IssueAction::Send)
-        .await
-    {
-        Ok(Performed {
-            done: Done::Started { recipients },
-            ..
-        }) => {
-            tracing::info!(%week, recipients, "scheduled fire: send started");
-            Ok(FireOutcome::Started { week, recipients })
-        }
-        // Scheduled for later, sent or cancelled by an operator first: nothing sent twice.
-        Ok(_) | Err(OpsError::WrongState { .. }) => Ok(FireOutcome::Existing(week)),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// On start: the fire missed while down, if any, and whether it is still within catch-up.
-pub async fn catch_up(app: &App, now: DateTime<Utc>) -> anyhow::Result<Option<FireOutcome>> {
-    let store = app.store();
-    let s = &app.settings().schedule;
-    let window = Duration::from_std(s.catch_up.0).unwrap_or(Duration::hours(6));
-    let Some(missed) = last_fire(&s.cron.schedule, s.timezone.0, now, Duration::days(8)) else {
-        return Ok(None);
-    };
-    if store.fire_was_claimed(missed).await? {
-        return Ok(None);
-    }
-    // Only a fire that a running installation should have made counts as missed.
-    if store
-        .first_scheduler_start()
-        .await?
-        .is_none_or(|first| first > missed)
-    {
-        tracing::info!(fire = %missed, "first start: the schedule begins with the next fire");
-        return Ok(None);
-    }
-    if now - missed <= window {
-        tracing::info!(fire = %missed, "catching up a fire missed while down");
-        return Ok(Some(fire(app, missed).await?));
-    }
-    tracing::warn!(
-        fire = %missed,
-        late_by = %humantime::format_duration(std::time::Duration::from_secs(
-            (now - missed).num_seconds().max(0) as u64
-        )),
-        "a scheduled fire was missed and is older than schedule.catch_up: left for the operator \
-         (`verdicts issue create` and `verdicts issue send`)"
-    );
-    Ok(None)
-}
-
 /// The scheduler loop: catch-up, then every fire and every due scheduled issue, until shutdown.
 pub async fn run(app: App, clock: Arc<dyn Clock>, shutdown: Shutdown) {
-    let store = app.store();
     let settings = app.settings();
-    if let Err(e) = catch_up(&app, clock.now()).await {
+    if let Err(e) = app.catch_up(clock.now()).await {
         tracing::warn!(error = %e, "catch-up failed");
     }
-    if let Err(e) = store.record_scheduler_start(clock.now()).await {
+    if let Err(e) = app.record_scheduler_start(clock.now()).await {
         tracing::warn!(error = %e, "recording the scheduler start failed");
     }
     let s = &settings.schedule;
@@ -187,7 +95,7 @@ pub async fn run(app: App, clock: Arc<dyn Clock>, shutdown: Shutdown) {
             if at > now {
                 break;
             }
-            match fire(&app, at).await {
+            match app.fire(at).await {
                 Ok(outcome) => tracing::info!(fire = %at, ?outcome, "schedule fired"),
                 Err(e) => tracing::error!(fire = %at, error = %e, "scheduled fire failed"),
             }

@@ -64,6 +64,13 @@ fn operator_from_row(row: &AnyRow) -> anyhow::Result<OperatorRow> {
     })
 }
 
+/// How many operators of a role a removal must leave (see [`Store::delete_operator`]).
+#[derive(Debug, Clone, Copy)]
+pub struct KeepRole {
+    pub role: Role,
+    pub at_least: i64,
+}
+
 impl Store {
     /// Records one operator action.
     pub async fn log_operator_action(
@@ -206,8 +213,14 @@ impl Store {
     }
 
     /// Removes an operator and every session of theirs, in one transaction, unless that would
-    /// leave no owner. `Ok(None)`: no such operator; `Ok(Some(false))`: refused (last owner).
-    pub async fn delete_operator(&self, email: &str) -> anyhow::Result<Option<bool>> {
+    /// leave fewer than `keep.at_least` operators of role `keep.role` (the caller's rule, which
+    /// this transaction makes race-free). `Ok(None)`: no such operator; `Ok(Some(false))`:
+    /// refused.
+    pub async fn delete_operator(
+        &self,
+        email: &str,
+        keep: KeepRole,
+    ) -> anyhow::Result<Option<bool>> {
         let mut tx = self.begin_write().await?;
         let role: Option<String> =
             sqlx::query_scalar("SELECT role FROM operators WHERE email = $1")
@@ -217,12 +230,12 @@ impl Store {
         let Some(role) = role else {
             return Ok(None);
         };
-        if role == Role::Owner.as_str() {
-            let owners: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM operators WHERE role = $1")
-                .bind(Role::Owner.as_str())
+        if role == keep.role.as_str() {
+            let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM operators WHERE role = $1")
+                .bind(keep.role.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
-            if owners <= 1 {
+            if left - 1 < keep.at_least {
                 tx.rollback().await?;
                 return Ok(Some(false));
             }

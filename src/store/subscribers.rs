@@ -132,15 +132,7 @@ pub enum ConfirmationToken {
     Dead,
 }
 
-/// Outcome of an operator add/import of one address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AddOutcome {
-    Added,
-    AlreadyPresent,
-    /// The person unsubscribed or asked to be erased: only they can sign up again.
-    Suppressed,
-}
+pub use crate::subscribers::AddOutcome;
 
 /// What an operator add/import writes.
 pub struct NewSubscriber<'a> {
@@ -613,23 +605,23 @@ impl Store {
         consent: &ConsentContext,
         suppression_hash: &str,
     ) -> anyhow::Result<AddOutcome> {
-        let suppressed: i64 =
+        let erased: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM suppressions WHERE email_hash = $1")
                 .bind(suppression_hash)
                 .fetch_one(&mut **tx)
                 .await?;
-        if suppressed > 0 {
-            return Ok(AddOutcome::Suppressed);
-        }
         let existing: Option<String> =
             sqlx::query_scalar("SELECT status FROM subscribers WHERE email = $1")
                 .bind(new.email.as_str())
                 .fetch_optional(&mut **tx)
                 .await?;
-        match existing.as_deref() {
-            Some("unsubscribed") | Some("bounced") => return Ok(AddOutcome::Suppressed),
-            Some(_) => return Ok(AddOutcome::AlreadyPresent),
-            None => {}
+        let existing = existing
+            .map(|s| s.parse::<SubscriberStatus>().map_err(anyhow::Error::msg))
+            .transpose()?;
+        // The rule is the domain's; this transaction only makes it race-free.
+        let outcome = crate::subscribers::operator_add(erased > 0, existing);
+        if outcome != AddOutcome::Added {
+            return Ok(outcome);
         }
         let now = to_millis(Utc::now());
         let status = if new.confirmed {

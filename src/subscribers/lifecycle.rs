@@ -12,24 +12,21 @@ use super::tokens::{
     hash_confirm_token, mailbox_hash, manage_token, new_confirm_token, unsubscribe_token,
 };
 use super::{ConsentContext, SubscriberEmail, SubscriberName};
-use crate::config::{SecretKey, Settings};
+use crate::config::{HttpUrl, SecretKey, Settings};
 use crate::mail::{Envelope, MailKind, compose};
 use crate::render::Renderer;
 
 /// `{public_url}/unsubscribe/{token}` for a subscriber.
-pub fn unsubscribe_url(settings: &Settings, secret: &SecretKey, subscriber_id: i64) -> String {
-    settings.http.public_url.join(&format!(
+pub fn unsubscribe_url(public_url: &HttpUrl, secret: &SecretKey, subscriber_id: i64) -> String {
+    public_url.join(&format!(
         "unsubscribe/{}",
         unsubscribe_token(secret, subscriber_id)
     ))
 }
 
 /// `{public_url}/manage/{token}`: the reader's own page (pause, data, leave).
-pub fn manage_url(settings: &Settings, secret: &SecretKey, subscriber_id: i64) -> String {
-    settings
-        .http
-        .public_url
-        .join(&format!("manage/{}", manage_token(secret, subscriber_id)))
+pub fn manage_url(public_url: &HttpUrl, secret: &SecretKey, subscriber_id: i64) -> String {
+    public_url.join(&format!("manage/{}", manage_token(secret, subscriber_id)))
 }
 
 /// Builds transactional mails (confirmation, welcome) when the sender takes them from the queue.
@@ -68,7 +65,7 @@ impl Composer {
             MailKind::Confirm { .. } => None,
             MailKind::Welcome => name,
         };
-        let unsubscribe = unsubscribe_url(s, &self.secret, subscriber_id);
+        let unsubscribe = unsubscribe_url(&s.http.public_url, &self.secret, subscriber_id);
         let mut ctx = self.base_context(name, &unsubscribe);
         let (subject, template, message_id) = match kind {
             MailKind::Confirm { token } => {
@@ -113,6 +110,7 @@ impl Composer {
                 ),
                 feedback_id: None,
             },
+            None,
         )?;
         Ok(message.formatted())
     }

@@ -163,7 +163,46 @@ pub enum SubscriberStatus {
     Bounced,
 }
 
+/// Outcome of an operator add/import of one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddOutcome {
+    Added,
+    AlreadyPresent,
+    /// The person unsubscribed or asked to be erased: only they can sign up again.
+    Suppressed,
+}
+
+/// What an operator's add or import does with an address: an erased address (its hash is
+/// suppressed) or one that left ([`SubscriberStatus::only_the_reader_brings_back`]) is never
+/// (re)activated by an operator; one that is there already is left alone.
+pub fn operator_add(erased: bool, existing: Option<SubscriberStatus>) -> AddOutcome {
+    match existing {
+        _ if erased => AddOutcome::Suppressed,
+        Some(s) if s.only_the_reader_brings_back() => AddOutcome::Suppressed,
+        Some(_) => AddOutcome::AlreadyPresent,
+        None => AddOutcome::Added,
+    }
+}
+
 impl SubscriberStatus {
+    /// Every status.
+    pub const ALL: [SubscriberStatus; 4] = [
+        SubscriberStatus::Pending,
+        SubscriberStatus::Confirmed,
+        SubscriberStatus::Unsubscribed,
+        SubscriberStatus::Bounced,
+    ];
+
+    /// A reader who left (or whose mailbox rejected us) comes back only by signing up again
+    /// themselves: no operator add or import reactivates them.
+    pub fn only_the_reader_brings_back(self) -> bool {
+        matches!(
+            self,
+            SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SubscriberStatus::Pending => "pending",

@@ -46,7 +46,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(expected) = &state.settings.admin.token else {
+        let Some(expected) = &state.settings().admin.token else {
             return Err(ApiError::Disabled);
         };
         let given = parts
@@ -262,7 +262,7 @@ async fn issue_action(
         .app
         .perform_guarded(&Actor::Api, key, action, guard)
         .await?;
-    let deliveries = state.store.delivery_counts(done.issue.id).await?;
+    let deliveries = state.app.delivery_counts(done.issue.id).await?;
     Ok(Json(
         json!({ "issue": done.issue, "result": done.done, "deliveries": deliveries }),
     ))

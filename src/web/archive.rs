@@ -29,17 +29,16 @@ struct ArchiveEntry {
 }
 
 async fn list(State(state): State<AppState>) -> Result<Html<String>, PageError> {
-    let issues = state.store.list_issues().await?;
+    let issues = state.app.public_issues().await?;
     let entries: Vec<ArchiveEntry> = issues
         .into_iter()
-        .filter(|i| i.status.is_public())
         .filter_map(|i| {
             Some(ArchiveEntry {
                 number: i.number?,
                 subject: i.subject.clone()?,
                 date_range: i.week.date_range_label(),
                 url: state
-                    .settings
+                    .settings()
                     .http
                     .public_url
                     .join(&format!("archive/{}", i.number?)),
@@ -49,7 +48,9 @@ async fn list(State(state): State<AppState>) -> Result<Html<String>, PageError> 
     let mut ctx = base_context(&state);
     ctx.insert("issues", &entries);
     ctx.insert("feed_url", &feed_url(&state));
-    Ok(Html(state.renderer.render_page("web/archive.html", &ctx)?))
+    Ok(Html(
+        state.renderer().render_page("web/archive.html", &ctx)?,
+    ))
 }
 
 async fn show(
@@ -59,21 +60,21 @@ async fn show(
     let Ok(number) = number.parse::<i64>() else {
         return not_found(&state);
     };
-    let Some(issue) = state.store.get_issue_by_number(number).await? else {
+    let Some(issue) = state.app.public_issue(number).await? else {
         return not_found(&state);
     };
-    let (true, Some(html), Some(text)) = (issue.status.is_public(), issue.html, issue.text) else {
+    let (Some(html), Some(text)) = (issue.html, issue.text) else {
         return not_found(&state);
     };
     let values = SlotValues::for_archive(
-        &state.settings.newsletter.name.0,
-        &state.settings.http.public_url.join("/"),
+        &state.settings().newsletter.name.0,
+        &state.settings().http.public_url.join("/"),
     );
     let page = Personalizer::new(&html, &text).html(&values);
     // Feed readers find the feed from the web version too.
     let link = format!(
         "<link rel=\"alternate\" type=\"application/atom+xml\" title=\"{}\" href=\"{}\">",
-        crate::render::escape_html(&state.settings.newsletter.name.0),
+        crate::render::escape_html(&state.settings().newsletter.name.0),
         crate::render::escape_html(&feed_url(&state)),
     );
     let page = match page.find("</head>") {
@@ -84,7 +85,7 @@ async fn show(
 }
 
 fn feed_url(state: &AppState) -> String {
-    state.settings.http.public_url.join("archive/feed.xml")
+    state.settings().http.public_url.join("archive/feed.xml")
 }
 
 /// `GET /archive/feed.xml`: an Atom feed (RFC 4287) of the issues whose send has started,
@@ -92,12 +93,12 @@ fn feed_url(state: &AppState) -> String {
 /// Nothing about any subscriber is in it.
 async fn feed(State(state): State<AppState>) -> Result<Response, PageError> {
     use atom_syndication::{Entry, Feed, Link, Person, Text};
-    let s = &state.settings;
-    let issues = state.app.list_issues().await.map_err(anyhow::Error::from)?;
-    let titles = state.store.issue_item_titles().await?;
+    let s = state.settings();
+    let issues = state.app.public_issues().await?;
+    let titles = state.app.issue_item_titles().await?;
     let date = |t: chrono::DateTime<chrono::Utc>| t.fixed_offset();
     let mut entries = Vec::new();
-    for i in issues.iter().filter(|i| i.status.is_public()) {
+    for i in &issues {
         let (Some(number), Some(subject)) = (i.number, i.subject.as_ref()) else {
             continue;
         };

@@ -47,7 +47,7 @@ impl ClientAddr {
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
         ClientAddr(client_addr(
-            state.settings.signup.trust_forwarded_for,
+            state.settings().signup.trust_forwarded_for,
             headers,
             peer,
         ))

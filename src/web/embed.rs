@@ -20,7 +20,7 @@ pub fn router() -> Router<AppState> {
 
 /// The allowed origins of these settings.
 pub fn origins(state: &AppState) -> Vec<String> {
-    state.settings.signup.origins(&state.settings.site)
+    state.settings().signup.origins(&state.settings().site)
 }
 
 /// CORS for `/subscribe`: preflight and actual requests from the allowed origins only (JSON or
@@ -67,7 +67,7 @@ pub fn redirect_target(
 
 /// The two snippets (plain form, fetch) for this installation.
 fn snippets(state: &AppState) -> (String, String) {
-    let s = &state.settings;
+    let s = state.settings();
     let action = s.http.public_url.join("subscribe");
     let back = s.site.base_url.as_str();
     let name = &s.newsletter.name.0;
@@ -117,9 +117,9 @@ async fn page(State(state): State<AppState>) -> Result<Html<String>, PageError> 
     ctx.insert("fetch_snippet", &fetch);
     ctx.insert(
         "raw_url",
-        &state.settings.http.public_url.join("embed/snippet.html"),
+        &state.settings().http.public_url.join("embed/snippet.html"),
     );
-    Ok(Html(state.renderer.render_page("web/embed.html", &ctx)?))
+    Ok(Html(state.renderer().render_page("web/embed.html", &ctx)?))
 }
 
 /// Both snippets as one plain file, to download or `curl` into a page.
@@ -129,7 +129,7 @@ async fn raw(State(state): State<AppState>) -> Response {
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         format!(
             "<!-- {name}: plain form -->\n{form}\n\n<!-- {name}: JavaScript -->\n{fetch}\n",
-            name = state.settings.newsletter.name.0
+            name = state.settings().newsletter.name.0
         ),
     )
         .into_response()

@@ -67,12 +67,12 @@ async fn vote_page(
     ctx.insert(
         "action_url",
         &state
-            .settings
+            .settings()
             .http
             .public_url
             .join(&format!("vote/{token}")),
     );
-    Ok(Html(state.renderer.render_page("web/vote.html", &ctx)?).into_response())
+    Ok(Html(state.renderer().render_page("web/vote.html", &ctx)?).into_response())
 }
 
 async fn vote(
@@ -128,6 +128,6 @@ async fn tallies(
 
 async fn privacy(State(state): State<AppState>) -> Result<Response, PageError> {
     let mut ctx = base_context(&state);
-    ctx.insert("clicks", &state.settings.tracking.clicks);
-    Ok(Html(state.renderer.render_page("web/privacy.html", &ctx)?).into_response())
+    ctx.insert("clicks", &state.settings().tracking.clicks);
+    Ok(Html(state.renderer().render_page("web/privacy.html", &ctx)?).into_response())
 }

@@ -25,7 +25,7 @@ async fn healthz() -> &'static str {
 const DATABASE_CHECK: Duration = Duration::from_secs(5);
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
-    let read = tokio::time::timeout(DATABASE_CHECK, state.store.ping()).await;
+    let read = tokio::time::timeout(DATABASE_CHECK, state.app.ping()).await;
     if let Err(e) = read.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 5 s"))) {
         crate::log_repeated!(warn, "readyz:read", e, "readiness check failed: database");
         return (
@@ -34,7 +34,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
         );
     }
     // Reads can work while writes fail (a full disk): signups and sends would fail.
-    let write = tokio::time::timeout(DATABASE_CHECK, state.store.probe_write()).await;
+    let write = tokio::time::timeout(DATABASE_CHECK, state.app.probe_write()).await;
     if let Err(e) = write.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 5 s"))) {
         crate::log_repeated!(
             warn,

@@ -18,7 +18,6 @@ use serde_json::json;
 
 use super::AppState;
 use super::client::ClientAddr;
-use crate::config::Settings;
 
 type Limiter = Arc<DefaultKeyedRateLimiter<IpAddr>>;
 
@@ -46,11 +45,13 @@ fn per_minute(n: u32) -> Option<Limiter> {
 }
 
 impl RateLimits {
-    pub fn from_settings(settings: &Settings) -> RateLimits {
+    /// `signup.rate_limit_per_minute` for the signup form, `http.rate_limit_per_minute` for
+    /// the token pages and the API (0: no limit).
+    pub fn new(signup_per_minute: u32, http_per_minute: u32) -> RateLimits {
         RateLimits {
-            signup: per_minute(settings.signup.rate_limit_per_minute),
-            links: per_minute(settings.http.rate_limit_per_minute),
-            api: per_minute(settings.http.rate_limit_per_minute),
+            signup: per_minute(signup_per_minute),
+            links: per_minute(http_per_minute),
+            api: per_minute(http_per_minute),
         }
     }
 
@@ -154,8 +155,7 @@ mod tests {
 
     #[test]
     fn an_ipv6_network_is_one_client() {
-        let settings = Settings::from_toml("[http]\nrate_limit_per_minute = 2").unwrap();
-        let limits = RateLimits::from_settings(&settings);
+        let limits = RateLimits::new(0, 2);
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::7".parse().unwrap();
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();

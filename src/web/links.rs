@@ -45,8 +45,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
 /// A page whose one button POSTs back to `path` (GET never changes anything).
 fn button_page(state: &AppState, template: &str, path: &str) -> Result<Response, PageError> {
     let mut ctx = base_context(state);
-    ctx.insert("action_url", &state.settings.http.public_url.join(path));
-    Ok(Html(state.renderer.render_page(template, &ctx)?).into_response())
+    ctx.insert("action_url", &state.settings().http.public_url.join(path));
+    Ok(Html(state.renderer().render_page(template, &ctx)?).into_response())
 }
 
 fn link_not_valid(state: &AppState) -> Result<Response, PageError> {
@@ -55,7 +55,7 @@ fn link_not_valid(state: &AppState) -> Result<Response, PageError> {
         StatusCode::GONE,
         "This link has expired",
         "The confirmation link is no longer valid: it is older than allowed, or the subscription it was for has ended. Sign up again and we will send you a fresh one.",
-        Some((&state.settings.http.public_url.join("/"), "Sign up again")),
+        Some((&state.settings().http.public_url.join("/"), "Sign up again")),
     )
 }
 
@@ -68,10 +68,10 @@ fn already_confirmed(state: &AppState) -> Result<Response, PageError> {
         "You are already subscribed",
         &format!(
             "This address is already confirmed for {}. There is nothing more to do.",
-            state.settings.newsletter.name.0
+            state.settings().newsletter.name.0
         ),
         Some((
-            &state.settings.http.public_url.join("archive"),
+            &state.settings().http.public_url.join("archive"),
             "Read past issues",
         )),
     )
@@ -116,15 +116,15 @@ async fn confirm(
                 "You're in",
                 &format!(
                     "Your subscription to {} is confirmed. {}.",
-                    state.settings.newsletter.name.0,
+                    state.settings().newsletter.name.0,
                     crate::render::cadence::schedule_sentence(
-                        &state.settings.schedule.cron.schedule,
-                        state.settings.schedule.timezone.0,
+                        &state.settings().schedule.cron.schedule,
+                        state.settings().schedule.timezone.0,
                         chrono::Utc::now(),
                     )
                 ),
                 Some((
-                    &state.settings.http.public_url.join("archive"),
+                    &state.settings().http.public_url.join("archive"),
                     "Read past issues",
                 )),
             )
@@ -162,15 +162,15 @@ async fn stay_subscribed(
         "You are still subscribed",
         &format!(
             "Nothing has changed: you keep getting {}. {}.",
-            state.settings.newsletter.name.0,
+            state.settings().newsletter.name.0,
             crate::render::cadence::schedule_sentence(
-                &state.settings.schedule.cron.schedule,
-                state.settings.schedule.timezone.0,
+                &state.settings().schedule.cron.schedule,
+                state.settings().schedule.timezone.0,
                 chrono::Utc::now(),
             )
         ),
         Some((
-            &state.settings.http.public_url.join("archive"),
+            &state.settings().http.public_url.join("archive"),
             "Read past issues",
         )),
     )
@@ -192,9 +192,9 @@ async fn unsubscribe(
             "You are unsubscribed",
             &format!(
                 "You will not get {} any more. Changed your mind? You can sign up again at any time.",
-                state.settings.newsletter.name.0
+                state.settings().newsletter.name.0
             ),
-            Some((&state.settings.http.public_url.join("/"), "Sign up again")),
+            Some((&state.settings().http.public_url.join("/"), "Sign up again")),
         ),
     }
 }

@@ -44,7 +44,7 @@ fn render(
     ctx.insert(
         "action_url",
         &state
-            .settings
+            .settings()
             .http
             .public_url
             .join(&format!("manage/{token}")),
@@ -71,7 +71,7 @@ fn render(
     ctx.insert("pause_weeks", &PAUSE_WEEKS);
     ctx.insert("notice", &notice);
     ctx.insert("error", &error);
-    let html = state.renderer.render_page("web/manage.html", &ctx)?;
+    let html = state.renderer().render_page("web/manage.html", &ctx)?;
     Ok((status, Html(html)).into_response())
 }
 
@@ -133,7 +133,7 @@ async fn change(
             "You are deleted",
             &format!(
                 "Your address and everything about it are gone from {}. You will not hear from us again.",
-                state.settings.newsletter.name.0
+                state.settings().newsletter.name.0
             ),
             None,
         ),

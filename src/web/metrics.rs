@@ -44,7 +44,7 @@ fn with_zeros<'a>(known: &[&'a str], found: &'a [(String, i64)]) -> Vec<(&'a str
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(token) = state.settings.metrics_token() else {
+    let Some(token) = state.settings().metrics_token() else {
         return match super::pages::not_found(&state) {
             Ok(page) => page,
             Err(e) => e.into_response(),
@@ -62,7 +62,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         );
         return response;
     }
-    let totals = match state.store.metric_totals().await {
+    let totals = match state.app.metric_totals().await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "reading metrics failed");
@@ -115,11 +115,11 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         "Messages sent per second over the last minute",
         rate,
     );
-    match state.store.issue_bounce_stats().await {
+    match state.app.issue_bounce_stats().await {
         Ok(stats) => crate::bounces::register_metrics(&mut registry, &stats),
         Err(e) => tracing::warn!(error = %e, "reading bounce metrics failed"),
     }
-    match state.store.engagement_totals().await {
+    match state.app.engagement_totals().await {
         Ok((clicks, votes)) => {
             let c = Counter::<u64>::default();
             c.inc_by(clicks as u64);
@@ -139,7 +139,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         Err(e) => tracing::warn!(error = %e, "reading engagement metrics failed"),
     }
     let next = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
-    let schedule = &state.settings.schedule;
+    let schedule = &state.settings().schedule;
     if let Some(at) = crate::schedule::next_fire(
         &schedule.cron.schedule,
         schedule.timezone.0,

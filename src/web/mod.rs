@@ -34,11 +34,10 @@ use tower_http::timeout::TimeoutLayer;
 use crate::app::App;
 use crate::app::subscribers::door::Door;
 use crate::app::subscribers::signup_writer::SignupWriter;
-use crate::config::{SecretKey, Settings};
+use crate::config::Settings;
 use crate::mail::queue::QueueSignal;
 use crate::mail::transport::Transport;
 use crate::render::Renderer;
-use crate::store::Store;
 use limits::RateLimits;
 
 /// What every request handler may use; built once per process.
@@ -46,10 +45,6 @@ use limits::RateLimits;
 pub struct AppState {
     /// The application layer every handler calls for decisions.
     pub app: App,
-    pub settings: Arc<Settings>,
-    pub store: Store,
-    pub secret: SecretKey,
-    pub renderer: Arc<Renderer>,
     pub transport: Transport,
     /// Wakes the transactional mail sender when something is queued.
     pub mail_signal: QueueSignal,
@@ -61,9 +56,21 @@ pub struct AppState {
     pub door: Arc<Door>,
 }
 
+impl AppState {
+    /// The settings, to present with (links, names); decisions go through [`App`].
+    pub fn settings(&self) -> &Arc<Settings> {
+        self.app.settings()
+    }
+
+    /// The page templates.
+    pub fn renderer(&self) -> &Arc<Renderer> {
+        self.app.renderer()
+    }
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let http = &state.settings.http;
+    let http = &state.app.settings().http;
     let app = Router::new()
         .merge(signup::router(&state))
         .merge(embed::router())

@@ -9,7 +9,7 @@ use super::error::PageError;
 
 /// The values every page template uses (see `templates/web/base.html`).
 pub fn base_context(state: &AppState) -> Context {
-    crate::render::page_context(&state.settings)
+    crate::render::page_context(state.settings())
 }
 
 /// Renders `templates/web/message.html`: a heading, a sentence and an optional button.
@@ -25,7 +25,7 @@ pub fn message_page(
     ctx.insert("message", message);
     ctx.insert("link_url", &link.map(|(url, _)| url.to_string()));
     ctx.insert("link_text", &link.map(|(_, text)| text.to_string()));
-    let html = state.renderer.render_page("web/message.html", &ctx)?;
+    let html = state.renderer().render_page("web/message.html", &ctx)?;
     Ok((status, Html(html)).into_response())
 }
 
@@ -37,7 +37,7 @@ pub fn not_found(state: &AppState) -> Result<Response, PageError> {
         "Page not found",
         "There is nothing at this address.",
         Some((
-            &state.settings.http.public_url.join("/"),
+            &state.settings().http.public_url.join("/"),
             "Go to the start page",
         )),
     )

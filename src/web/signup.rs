@@ -19,7 +19,6 @@ use super::client::ClientAddr;
 use super::error::PageError;
 use super::limits::Bucket;
 use super::pages::{base_context, message_page};
-use crate::subscribers::lifecycle::signup_request;
 use crate::subscribers::{ConsentContext, InvalidSubscriber, SubscriberEmail, SubscriberName};
 
 /// Largest signup body we read.
@@ -81,20 +80,20 @@ fn render_form(
     ctx.insert("name", form.name.as_deref().unwrap_or(""));
     ctx.insert(
         "subscribe_url",
-        &state.settings.http.public_url.join("subscribe"),
+        &state.settings().http.public_url.join("subscribe"),
     );
     ctx.insert(
         "archive_url",
-        &state.settings.http.public_url.join("archive"),
+        &state.settings().http.public_url.join("archive"),
     );
     ctx.insert(
         "consent_text",
         &format!(
             "We keep your address, the time and where you signed up as a record of your consent (consent text {}).",
-            state.settings.signup.consent_text_version.0
+            state.settings().signup.consent_text_version.0
         ),
     );
-    let html = state.renderer.render_page("web/signup.html", &ctx)?;
+    let html = state.renderer().render_page("web/signup.html", &ctx)?;
     Ok((status, Html(html)).into_response())
 }
 
@@ -111,7 +110,7 @@ pub fn consent_of(state: &AppState, headers: &HeaderMap, ip: IpAddr) -> ConsentC
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(300).collect()),
         source: "form".into(),
-        consent_text_version: Some(state.settings.signup.consent_text_version.0.clone()),
+        consent_text_version: Some(state.settings().signup.consent_text_version.0.clone()),
     }
 }
 
@@ -149,7 +148,7 @@ fn reply(
                 "That did not work",
                 message,
                 Some((
-                    &state.settings.http.public_url.join("/"),
+                    &state.settings().http.public_url.join("/"),
                     "Back to the signup form",
                 )),
             ),
@@ -279,12 +278,7 @@ async fn subscribe(
     let consent = consent_of(&state, &headers, ip);
     let outcome = state
         .signup_writer
-        .submit(signup_request(
-            &state.secret,
-            signup.email,
-            signup.name,
-            consent,
-        ))
+        .submit(state.app.signup_request(signup.email, signup.name, consent))
         .await?;
     tracing::debug!(?outcome, "signup");
     state

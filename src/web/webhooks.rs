@@ -14,8 +14,7 @@ use secrecy::ExposeSecret;
 
 use super::AppState;
 use crate::bounces::Source;
-use crate::bounces::intake::{Classified, Intake};
-use crate::bounces::policy::Policy;
+use crate::bounces::intake::Classified;
 use crate::bounces::webhooks::{self, Provider, ProviderEvent, WebhookError};
 
 pub fn router() -> Router<AppState> {
@@ -58,7 +57,7 @@ async fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Option<Vec<ProviderEvent>>, WebhookError> {
-    let w = &state.settings.webhooks;
+    let w = &state.settings().webhooks;
     let now = chrono::Utc::now().timestamp();
     let max_age = w.max_age.0.as_secs() as i64;
     match provider {
@@ -111,7 +110,7 @@ async fn authenticate(
                 webhooks::mailgun_verify(body, key.expose_secret().as_bytes(), now, max_age)?;
             let events = webhooks::mailgun(&call)?;
             let fresh = state
-                .store
+                .app
                 .claim_webhook_nonce("mailgun", &call.signature.token, now * 1000)
                 .await
                 .map_err(|e| WebhookError::BadPayload(format!("storing the token: {e}")))?;
@@ -139,18 +138,11 @@ async fn receive(
         Ok(None) => return not_configured(provider),
         Err(e) => return refuse(&e),
     };
-    let policy = Policy::from_settings(&state.settings);
-    let intake = Intake {
-        store: &state.store,
-        supervisor: &state.app,
-        settings: &state.settings,
-        secret: &state.secret,
-        policy: &policy,
-    };
     let mut applied = Vec::with_capacity(events.len());
     for e in &events {
-        let result = intake
-            .apply_event(
+        let result = state
+            .app
+            .apply_bounce_event(
                 provider.as_str(),
                 Classified {
                     kind: e.kind,

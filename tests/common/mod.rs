@@ -354,8 +354,8 @@ impl TestApp {
             .await
             .expect("the app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
-        let store = app.state().store.clone();
-        let secret = app.state().secret.clone();
+        let store = app.store().clone();
+        let secret = app.secret().clone();
         let (trigger, stop) = verdicts::shutdown::channel();
         let server = tokio::spawn(app.run_until_stopped(stop));
         let current_thread = tokio::runtime::Handle::current().runtime_flavor()

@@ -21,6 +21,17 @@ pub enum UnsubscribeOutcome {
 }
 
 impl App {
+    /// A signup as the store takes it: a fresh confirmation token, the mailbox key under our
+    /// secret.
+    pub fn signup_request(
+        &self,
+        email: crate::subscribers::SubscriberEmail,
+        name: Option<crate::subscribers::SubscriberName>,
+        consent: ConsentContext,
+    ) -> crate::store::subscribers::SignupRequest {
+        crate::subscribers::lifecycle::signup_request(self.secret(), email, name, consent)
+    }
+
     /// Where a confirmation link stands, without using it (for the page it opens: mail
     /// scanners follow links, so a GET never confirms).
     pub async fn confirmation_link(&self, token: &str) -> anyhow::Result<ConfirmationToken> {

@@ -422,3 +422,24 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod rule_in_step {
+    use super::{COUNT_SUPPRESSED_SQLITE, WRITE_POSTGRES};
+    use crate::subscribers::SubscriberStatus;
+
+    /// The bulk statements spell out, for speed, the statuses that no import reactivates: the
+    /// domain's rule ([`crate::subscribers::operator_add`]) decides which, and this keeps them
+    /// in step.
+    #[test]
+    fn the_import_sql_suppresses_exactly_the_statuses_the_domain_names() {
+        let listed: Vec<String> = SubscriberStatus::ALL
+            .into_iter()
+            .filter(|s| s.only_the_reader_brings_back())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let list = format!("status IN ({})", listed.join(", "));
+        assert!(COUNT_SUPPRESSED_SQLITE.contains(&list), "{list}");
+        assert!(WRITE_POSTGRES.contains(&list), "{list}");
+    }
+}

@@ -39,13 +39,13 @@ fn login_page_with(
     error: Option<&str>,
 ) -> Result<Response, PageError> {
     let mut ctx = Context::new();
-    ctx.insert("newsletter_name", &state.settings.newsletter.name.0);
+    ctx.insert("newsletter_name", &state.settings().newsletter.name.0);
     ctx.insert("operator_email", &None::<String>);
     ctx.insert("flash_message", &None::<String>);
     ctx.insert("login_csrf", token);
     ctx.insert("email", email);
     ctx.insert("error", &error);
-    let html = state.renderer.render_page("console/login.html", &ctx)?;
+    let html = state.renderer().render_page("console/login.html", &ctx)?;
     let mut response = page_response(status, html);
     response.headers_mut().append(
         header::SET_COOKIE,

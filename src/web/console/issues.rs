@@ -118,7 +118,7 @@ pub(super) async fn dashboard(
         slug: String,
         published: String,
     }
-    let schedule = &state.settings.schedule;
+    let schedule = &state.settings().schedule;
     let mut ctx = console.context(&state, "/admin");
     ctx.insert(
         "issues",
@@ -165,7 +165,7 @@ pub(super) async fn dashboard(
     ctx.insert("cron", &schedule.cron.schedule.to_string());
     ctx.insert(
         "default_week",
-        &default_week(now, &state.settings).to_string(),
+        &default_week(now, state.settings().schedule.timezone.0).to_string(),
     );
     ctx.insert(
         "activity",
@@ -418,8 +418,8 @@ pub(super) async fn preview(
         );
     };
     let values = SlotValues::for_archive(
-        &state.settings.newsletter.name.0,
-        &state.settings.http.public_url.join("/"),
+        &state.settings().newsletter.name.0,
+        &state.settings().http.public_url.join("/"),
     );
     let html = Personalizer::new(html, text).html(&values);
     let mut response = (StatusCode::OK, Html(html)).into_response();

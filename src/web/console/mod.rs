@@ -158,7 +158,7 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 /// Whether cookies must be `Secure`: the console is served over https.
 fn secure(state: &AppState) -> bool {
     state
-        .settings
+        .settings()
         .http
         .public_url
         .as_str()
@@ -328,7 +328,7 @@ impl Console {
             })
             .collect();
         let mut ctx = Context::new();
-        ctx.insert("newsletter_name", &state.settings.newsletter.name.0);
+        ctx.insert("newsletter_name", &state.settings().newsletter.name.0);
         ctx.insert("operator_email", &self.who.email);
         ctx.insert("operator_role", self.who.role.as_str());
         ctx.insert("csrf_token", &self.who.csrf_token);
@@ -351,7 +351,7 @@ impl Console {
         template: &str,
         ctx: &Context,
     ) -> Result<Response, PageError> {
-        let html = state.renderer.render_page(template, ctx)?;
+        let html = state.renderer().render_page(template, ctx)?;
         let mut response = page_response(status, html);
         if self.flash.is_some() {
             response.headers_mut().append(

@@ -17,7 +17,7 @@ use tera::Context;
 use super::{
     LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookie_value, page_response, set_cookie, tokens_match,
 };
-use crate::app::operators::{RESET_TTL, ResetOutcome, ResetRequest, SESSION_MAX_AGE, random_token};
+use crate::app::operators::{ResetOutcome, ResetRequest, SESSION_MAX_AGE, random_token};
 use crate::operators::Password;
 use crate::web::AppState;
 use crate::web::client::ClientAddr;
@@ -35,7 +35,7 @@ fn reset_page(
 ) -> Result<Response, PageError> {
     let token = random_token();
     let mut ctx = Context::new();
-    ctx.insert("newsletter_name", &state.settings.newsletter.name.0);
+    ctx.insert("newsletter_name", &state.settings().newsletter.name.0);
     ctx.insert("operator_email", &None::<String>);
     ctx.insert("flash_message", &None::<String>);
     ctx.insert("login_csrf", &token);
@@ -43,7 +43,7 @@ fn reset_page(
     ctx.insert("error", &None::<String>);
     ctx.insert("message", &None::<String>);
     fill(&mut ctx);
-    let html = state.renderer.render_page("console/reset.html", &ctx)?;
+    let html = state.renderer().render_page("console/reset.html", &ctx)?;
     let mut response = page_response(status, html);
     response.headers_mut().insert(
         header::REFERRER_POLICY,
@@ -100,23 +100,9 @@ pub(super) async fn request(
         .map_err(super::internal)?
     {
         ResetRequest::Mail { to, token } => {
-            let settings = state.settings.clone();
-            let transport = state.transport.clone();
+            let app = state.app.clone();
             tokio::spawn(async move {
-                let sent = async {
-                    let message = crate::mail::reset::compose(
-                        &settings,
-                        &to,
-                        &token,
-                        RESET_TTL.num_minutes(),
-                    )?;
-                    let to_address: lettre::Address = to.parse()?;
-                    transport
-                        .send_raw(&settings.mail.from.0.email, &to_address, &message)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("{e}"))
-                }
-                .await;
+                let sent = app.mail_reset_link(&to, &token).await;
                 match sent {
                     Ok(()) => tracing::info!(operator = %to, "sign-in link mailed"),
                     Err(e) => {

@@ -1,0 +1,116 @@
+//! The scheduler's decisions: what a fire of `schedule.cron` does (claim it, freeze the week's
+//! issue, start its send), and what a start does about a fire missed while down. The loop that
+//! watches the clock is the front end in [`crate::schedule`].
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::issues::{Creation, Done, Performed};
+use super::{Actor, App, OpsError};
+use crate::issues::freeze::Created;
+use crate::issues::{IsoWeek, IssueAction};
+use crate::schedule::{last_fire, next_fire, week_for_fire};
+
+/// What a fire did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FireOutcome {
+    /// Another process (or an earlier run) already handled this fire.
+    AlreadyHandled,
+    /// The week had nothing new.
+    Empty(IsoWeek),
+    /// The issue's send started.
+    Started { week: IsoWeek, recipients: i64 },
+    /// The week's issue existed already and was not `ready`: nothing sent twice.
+    Existing(IsoWeek),
+}
+
+impl App {
+    /// Handles one fire at `at`: claims it, creates the week's issue, starts its send.
+    pub async fn fire(&self, at: DateTime<Utc>) -> anyhow::Result<FireOutcome> {
+        let app = self;
+        let tz = app.settings().schedule.timezone.0;
+        let week = week_for_fire(at, tz);
+        if !app.store().claim_fire(at, week).await? {
+            return Ok(FireOutcome::AlreadyHandled);
+        }
+        let (issue, created) = match app
+            .create_issue(&Actor::Scheduler, Some(week))
+            .await
+            .map_err(anyhow::Error::from)?
+        {
+            Creation::Issue(issue, created) => (*issue, created),
+            Creation::NothingNew(_) => {
+                // The claimed fire is the record that this week was handled.
+                tracing::info!(%week, "scheduled fire: nothing new this week");
+                return Ok(FireOutcome::Empty(week));
+            }
+        };
+        if issue.number.is_none() {
+            tracing::info!(%week, "scheduled fire: nothing new this week");
+            return Ok(FireOutcome::Empty(week));
+        }
+        if created == Created::Existing && issue.status != crate::issues::IssueStatus::Ready {
+            tracing::info!(%week, status = %issue.status, "scheduled fire: issue exists already");
+            return Ok(FireOutcome::Existing(week));
+        }
+        match app
+            .perform_on(&Actor::Scheduler, issue, IssueAction::Send)
+            .await
+        {
+            Ok(Performed {
+                done: Done::Started { recipients },
+                ..
+            }) => {
+                tracing::info!(%week, recipients, "scheduled fire: send started");
+                Ok(FireOutcome::Started { week, recipients })
+            }
+            // Scheduled for later, sent or cancelled by an operator first: nothing sent twice.
+            Ok(_) | Err(OpsError::WrongState { .. }) => Ok(FireOutcome::Existing(week)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// On start: the fire missed while down, if any, and whether it is still within catch-up.
+    pub async fn catch_up(&self, now: DateTime<Utc>) -> anyhow::Result<Option<FireOutcome>> {
+        let app = self;
+        let store = app.store();
+        let s = &app.settings().schedule;
+        let window = Duration::from_std(s.catch_up.0).unwrap_or(Duration::hours(6));
+        let Some(missed) = last_fire(&s.cron.schedule, s.timezone.0, now, Duration::days(8)) else {
+            return Ok(None);
+        };
+        if store.fire_was_claimed(missed).await? {
+            return Ok(None);
+        }
+        // Only a fire that a running installation should have made counts as missed.
+        if store
+            .first_scheduler_start()
+            .await?
+            .is_none_or(|first| first > missed)
+        {
+            tracing::info!(
+                before_first_start = %missed,
+                next = next_fire(&s.cron.schedule, s.timezone.0, now).map(tracing::field::display),
+                "first start: the schedule begins with the next fire"
+            );
+            return Ok(None);
+        }
+        if now - missed <= window {
+            tracing::info!(fire = %missed, "catching up a fire missed while down");
+            return Ok(Some(app.fire(missed).await?));
+        }
+        tracing::warn!(
+            fire = %missed,
+            late_by = %humantime::format_duration(std::time::Duration::from_secs(
+                (now - missed).num_seconds().max(0) as u64
+            )),
+            "a scheduled fire was missed and is older than schedule.catch_up: left for the operator \
+             (`verdicts issue create` and `verdicts issue send`)"
+        );
+        Ok(None)
+    }
+
+    /// Records that the scheduler started (a fire before the first start is not "missed").
+    pub async fn record_scheduler_start(&self, at: DateTime<Utc>) -> anyhow::Result<()> {
+        self.store().record_scheduler_start(at).await
+    }
+}
