@@ -318,7 +318,8 @@ fn is_auto_reply(fields: &[(String, String)]) -> bool {
         || subject.contains("vacation")
 }
 
-/// Reads one report.
+/// Reads one report: a feedback report (ARF), else a delivery status notification, else a
+/// plain-text bounce, auto-reply or something else, by [`plain_text`].
 pub fn parse(raw: &[u8]) -> Result<Report, ParseError> {
     let msg = MessageParser::default()
         .parse(raw)
@@ -334,23 +335,54 @@ pub fn parse(raw: &[u8]) -> Result<Report, ParseError> {
             clues.envelope.extend(addresses_in(v));
         }
     }
-    let report_key = {
-        let mut h = Sha256::new();
-        match msg.message_id() {
-            Some(id) => {
-                h.update(b"message-id:");
-                h.update(id.as_bytes());
-            }
-            None => {
-                h.update(b"raw:");
-                h.update(raw);
-            }
-        }
-        hex::encode(h.finalize())
+    let report_key = report_key(raw, &msg);
+    let parts = machine_parts(&msg, &mut clues);
+    let (kind, status, reason) = if let Some(fb) = parts.feedback {
+        feedback_report(&fb, &mut clues)
+    } else if !parts.recipients.is_empty() {
+        delivery_status(&parts.recipients, &mut clues)
+    } else {
+        plain_text(&msg, &top, &mut clues)
     };
+    Ok(Report {
+        kind,
+        status,
+        reason: bounded(&reason),
+        clues,
+        report_key,
+    })
+}
 
-    let mut recipients = Vec::new();
-    let mut feedback: Option<Vec<(String, String)>> = None;
+/// What identifies a report when it arrives again: its Message-ID, else its bytes.
+fn report_key(raw: &[u8], msg: &mail_parser::Message<'_>) -> String {
+    let mut h = Sha256::new();
+    match msg.message_id() {
+        Some(id) => {
+            h.update(b"message-id:");
+            h.update(id.as_bytes());
+        }
+        None => {
+            h.update(b"raw:");
+            h.update(raw);
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// The machine-readable parts of a report.
+struct MachineParts {
+    /// `message/delivery-status`: one entry per recipient.
+    recipients: Vec<DsnRecipient>,
+    /// `message/feedback-report` (ARF) fields.
+    feedback: Option<Vec<(String, String)>>,
+}
+
+/// Reads the DSN and ARF parts; the returned original's headers go into `clues`.
+fn machine_parts(msg: &mail_parser::Message<'_>, clues: &mut Clues) -> MachineParts {
+    let mut parts = MachineParts {
+        recipients: Vec::new(),
+        feedback: None,
+    };
     for part in msg.parts.iter().skip(1) {
         let Some(ct) = part.content_type() else {
             continue;
@@ -361,101 +393,98 @@ pub fn parse(raw: &[u8]) -> Result<Report, ParseError> {
         );
         match (ctype.as_str(), sub.as_str(), &part.body) {
             ("message", "delivery-status" | "global-delivery-status", _) => {
-                recipients.extend(dsn_recipients(&String::from_utf8_lossy(part.contents())));
+                parts
+                    .recipients
+                    .extend(dsn_recipients(&String::from_utf8_lossy(part.contents())));
             }
             ("message", "feedback-report", _) => {
-                feedback = Some(fields(&String::from_utf8_lossy(part.contents())));
+                parts.feedback = Some(fields(&String::from_utf8_lossy(part.contents())));
             }
             ("text", "rfc822-headers", _) | ("message", "rfc822-headers", _) => {
-                original_clues(
-                    &fields(&String::from_utf8_lossy(part.contents())),
-                    &mut clues,
-                );
+                original_clues(&fields(&String::from_utf8_lossy(part.contents())), clues);
             }
             (_, _, PartType::Message(original)) => {
-                original_clues(&message_fields(original), &mut clues);
+                original_clues(&message_fields(original), clues);
             }
             _ => {}
         }
     }
+    parts
+}
 
-    if let Some(fb) = feedback {
-        let kind = get(&fb, "feedback-type")
-            .next()
-            .unwrap_or("abuse")
-            .trim()
-            .to_ascii_lowercase();
-        for name in ["original-rcpt-to", "removal-recipient"] {
-            clues
-                .recipients
-                .extend(get(&fb, name).filter_map(address_field));
-        }
-        for v in get(&fb, "original-mail-from") {
-            clues.envelope.extend(addresses_in(v));
-        }
-        let reason = fb
-            .iter()
-            .filter(|(n, _)| {
-                matches!(
-                    n.as_str(),
-                    "feedback-type"
-                        | "user-agent"
-                        | "source-ip"
-                        | "reported-domain"
-                        | "arrival-date"
-                )
-            })
-            .map(|(n, v)| format!("{n}: {v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Ok(Report {
-            kind: if kind == "not-spam" {
-                BounceKind::Ignored
-            } else {
-                BounceKind::Complaint
-            },
-            status: None,
-            reason: bounded(&reason),
-            clues,
-            report_key,
-        });
+/// What a report says: its kind, status code and reason (unbounded).
+type Reading = (BounceKind, Option<String>, String);
+
+/// A feedback report (ARF): a complaint, unless it says `not-spam`.
+fn feedback_report(fb: &[(String, String)], clues: &mut Clues) -> Reading {
+    let kind = get(fb, "feedback-type")
+        .next()
+        .unwrap_or("abuse")
+        .trim()
+        .to_ascii_lowercase();
+    for name in ["original-rcpt-to", "removal-recipient"] {
+        clues
+            .recipients
+            .extend(get(fb, name).filter_map(address_field));
     }
-
-    if !recipients.is_empty() {
-        // Our messages have one recipient each; with several, the worst outcome counts.
-        let mut best: Option<(BounceKind, &DsnRecipient)> = None;
-        for r in &recipients {
-            let code = r.diagnostic.as_deref().and_then(smtp_code);
-            let kind = classify(r.action.as_deref(), r.status.as_deref(), code);
-            let rank = |k: BounceKind| match k {
-                BounceKind::Hard => 3,
-                BounceKind::Soft => 2,
-                BounceKind::Complaint => 4,
-                BounceKind::Ignored => 1,
-            };
-            if best.is_none_or(|(b, _)| rank(kind) > rank(b)) {
-                best = Some((kind, r));
-            }
-            if let Some(a) = &r.recipient {
-                clues.recipients.push(a.clone());
-            }
-        }
-        let (kind, r) = best.expect("at least one recipient");
-        let reason = r
-            .diagnostic
-            .clone()
-            .or_else(|| r.action.clone().map(|a| format!("action: {a}")))
-            .unwrap_or_default();
-        return Ok(Report {
-            kind,
-            status: r.status.clone(),
-            reason: bounded(&reason),
-            clues,
-            report_key,
-        });
+    for v in get(fb, "original-mail-from") {
+        clues.envelope.extend(addresses_in(v));
     }
+    let reason = fb
+        .iter()
+        .filter(|(n, _)| {
+            matches!(
+                n.as_str(),
+                "feedback-type" | "user-agent" | "source-ip" | "reported-domain" | "arrival-date"
+            )
+        })
+        .map(|(n, v)| format!("{n}: {v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let kind = if kind == "not-spam" {
+        BounceKind::Ignored
+    } else {
+        BounceKind::Complaint
+    };
+    (kind, None, reason)
+}
 
-    // No machine-readable part: a plain-text bounce, an auto-reply, or something else.
+/// A delivery status notification: our messages have one recipient each; with several, the
+/// worst outcome counts.
+fn delivery_status(recipients: &[DsnRecipient], clues: &mut Clues) -> Reading {
+    let rank = |k: BounceKind| match k {
+        BounceKind::Hard => 3,
+        BounceKind::Soft => 2,
+        BounceKind::Complaint => 4,
+        BounceKind::Ignored => 1,
+    };
+    let mut best: Option<(BounceKind, &DsnRecipient)> = None;
+    for r in recipients {
+        let code = r.diagnostic.as_deref().and_then(smtp_code);
+        let kind = classify(r.action.as_deref(), r.status.as_deref(), code);
+        if best.is_none_or(|(b, _)| rank(kind) > rank(b)) {
+            best = Some((kind, r));
+        }
+        if let Some(a) = &r.recipient {
+            clues.recipients.push(a.clone());
+        }
+    }
+    let (kind, r) = best.expect("at least one recipient");
+    let reason = r
+        .diagnostic
+        .clone()
+        .or_else(|| r.action.clone().map(|a| format!("action: {a}")))
+        .unwrap_or_default();
+    (kind, r.status.clone(), reason)
+}
+
+/// No machine-readable part: a plain-text bounce (qmail, Exim, Exchange…), an auto-reply, or
+/// something else.
+fn plain_text(
+    msg: &mail_parser::Message<'_>,
+    top: &[(String, String)],
+    clues: &mut Clues,
+) -> Reading {
     let text = msg
         .body_text(0)
         .map(|t| t.replace("\r\n", "\n"))
@@ -468,7 +497,7 @@ pub fn parse(raw: &[u8]) -> Result<Report, ParseError> {
         None => (text.as_str(), None),
     };
     if let Some(original) = original {
-        original_clues(&fields(original.trim_start()), &mut clues);
+        original_clues(&fields(original.trim_start()), clues);
     }
     // Words joined by single spaces: MTAs wrap their sentences anywhere.
     let lower = report_text
@@ -489,22 +518,15 @@ pub fn parse(raw: &[u8]) -> Result<Report, ParseError> {
     .iter()
     .any(|needle| lower.contains(needle));
     if !plain_bounce {
-        let kind = BounceKind::Ignored;
-        let reason = if is_auto_reply(&top) {
+        let reason = if is_auto_reply(top) {
             "auto-reply".to_string()
         } else {
             format!(
                 "not a bounce report: {}",
-                get(&top, "subject").next().unwrap_or("(no subject)")
+                get(top, "subject").next().unwrap_or("(no subject)")
             )
         };
-        return Ok(Report {
-            kind,
-            status: None,
-            reason: bounded(&reason),
-            clues,
-            report_key,
-        });
+        return (BounceKind::Ignored, None, reason);
     }
     // The failed addresses: qmail writes `<a@b>:`, Exim indents them under "failed:".
     for line in report_text.lines() {
@@ -535,17 +557,12 @@ pub fn parse(raw: &[u8]) -> Result<Report, ParseError> {
         .filter(|l| smtp_code(l).is_some() || STATUS.is_match(l))
         .collect::<Vec<_>>()
         .join(" ");
-    Ok(Report {
-        kind,
-        status,
-        reason: bounded(if reason.is_empty() {
-            report_text
-        } else {
-            &reason
-        }),
-        clues,
-        report_key,
-    })
+    let reason = if reason.is_empty() {
+        report_text.to_string()
+    } else {
+        reason
+    };
+    (kind, status, reason)
 }
 
 #[cfg(test)]
