@@ -197,57 +197,7 @@ impl SignupBatch<'_> {
             return Ok(());
         }
         let now = to_millis(state.now);
-        let to_insert: Vec<usize> = (0..requests.len())
-            .filter(|&i| writes[i] == SignupWrite::Insert)
-            .collect();
-
-        // New subscribers, in one statement.
-        let mut ids: HashMap<usize, i64> = HashMap::new();
-        if !to_insert.is_empty() {
-            let rows: Vec<String> = (0..to_insert.len())
-                .map(|k| {
-                    let b = k * 4;
-                    format!(
-                        "(${}, ${}, 'pending', ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 4,
-                        b + 4
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO subscribers
-                    (email, name, status, source, created_at, updated_at, last_confirmation_sent_at)
-                 VALUES {} RETURNING id, email",
-                rows.join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for &i in &to_insert {
-                let r = &requests[i];
-                q = q
-                    .bind(r.email.as_str())
-                    .bind(r.name.as_ref().map(|n| n.as_str().to_string()))
-                    .bind(r.consent.source.as_str())
-                    .bind(now);
-            }
-            let by_email: HashMap<String, i64> = q
-                .fetch_all(&mut *tx)
-                .await
-                .context("storing new subscribers")?
-                .iter()
-                .map(|row| Ok((row.try_get("email")?, row.try_get("id")?)))
-                .collect::<anyhow::Result<_>>()?;
-            for &i in &to_insert {
-                let email = requests[i].email.as_str();
-                let id = by_email
-                    .get(email)
-                    .with_context(|| format!("{email} was not inserted"))?;
-                ids.insert(i, *id);
-            }
-        }
+        let mut ids = insert_new(&mut tx, requests, writes, now).await?;
         // Start over (rare; one statement each). The stored name stays: whoever typed this
         // one has not proved they own the mailbox.
         for (i, write) in writes.iter().enumerate() {
@@ -264,94 +214,175 @@ impl SignupBatch<'_> {
                 ids.insert(i, subscriber_id);
             }
         }
-
-        // One attempt row per request, whatever it did, and the rows that fell out of the
-        // window go.
-        let sql = format!(
-            "INSERT INTO signup_attempts (mailbox_key, at, mailed) VALUES {}",
-            rows_of(requests.len(), 3)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (i, r) in requests.iter().enumerate() {
-            q = q
-                .bind(r.mailbox_key.clone())
-                .bind(now)
-                .bind(i64::from(ids.contains_key(&i)));
-        }
-        q.execute(&mut *tx)
-            .await
-            .context("recording signup attempts")?;
-        sqlx::query("DELETE FROM signup_attempts WHERE at <= $1")
-            .bind(window_start)
-            .execute(&mut *tx)
-            .await
-            .context("forgetting old signup attempts")?;
-
-        // Consent records, tokens and queued confirmation mails for every signup that starts
-        // (or restarts) double opt-in.
+        record_attempts(&mut tx, requests, &ids, now, window_start).await?;
         let mut confirm: Vec<(usize, i64)> = ids.into_iter().collect();
         confirm.sort_unstable();
-        if !confirm.is_empty() {
-            let sql = format!(
-                "INSERT INTO consents (subscriber_id, event, at, ip, user_agent, source, consent_text_version)
-                 VALUES {}",
-                rows_of(confirm.len(), 7)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for &(i, id) in &confirm {
-                let c = &requests[i].consent;
-                q = q
-                    .bind(id)
-                    .bind("signup")
-                    .bind(now)
-                    .bind(c.ip.clone())
-                    .bind(c.user_agent.clone())
-                    .bind(c.source.clone())
-                    .bind(c.consent_text_version.clone());
-            }
-            q.execute(&mut *tx).await.context("recording consent")?;
-
-            let sql = format!(
-                "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
-                 VALUES {}",
-                rows_of(confirm.len(), 4)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for &(i, id) in &confirm {
-                q = q
-                    .bind(requests[i].token_hash.clone())
-                    .bind(id)
-                    .bind(now)
-                    .bind(now + ms(token_ttl));
-            }
-            q.execute(&mut *tx)
-                .await
-                .context("storing confirmation tokens")?;
-
-            let sql = format!(
-                "INSERT INTO outbound_mail
-                    (kind, subscriber_id, to_email, token, status, next_attempt_at, created_at)
-                 VALUES {}",
-                rows_of(confirm.len(), 7)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for &(i, id) in &confirm {
-                q = q
-                    .bind(MailKind::CONFIRM)
-                    .bind(id)
-                    .bind(requests[i].email.as_str())
-                    .bind(requests[i].token.clone())
-                    .bind("pending")
-                    .bind(now)
-                    .bind(now);
-            }
-            q.execute(&mut *tx)
-                .await
-                .context("queueing confirmation mail")?;
-        }
+        start_confirmations(&mut tx, requests, &confirm, now, now + ms(token_ttl)).await?;
         tx.commit().await.context("committing signups")?;
         Ok(())
     }
+}
+
+/// New subscribers, in one statement: the request index → the new row's id.
+async fn insert_new(
+    tx: &mut Transaction<'static, Any>,
+    requests: &[SignupRequest],
+    writes: &[SignupWrite],
+    now: i64,
+) -> anyhow::Result<HashMap<usize, i64>> {
+    let to_insert: Vec<usize> = (0..requests.len())
+        .filter(|&i| writes[i] == SignupWrite::Insert)
+        .collect();
+    let mut ids = HashMap::new();
+    if to_insert.is_empty() {
+        return Ok(ids);
+    }
+    let rows: Vec<String> = (0..to_insert.len())
+        .map(|k| {
+            let b = k * 4;
+            format!(
+                "(${}, ${}, 'pending', ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 4,
+                b + 4
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO subscribers
+            (email, name, status, source, created_at, updated_at, last_confirmation_sent_at)
+         VALUES {} RETURNING id, email",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for &i in &to_insert {
+        let r = &requests[i];
+        q = q
+            .bind(r.email.as_str())
+            .bind(r.name.as_ref().map(|n| n.as_str().to_string()))
+            .bind(r.consent.source.as_str())
+            .bind(now);
+    }
+    let by_email: HashMap<String, i64> = q
+        .fetch_all(&mut **tx)
+        .await
+        .context("storing new subscribers")?
+        .iter()
+        .map(|row| Ok((row.try_get("email")?, row.try_get("id")?)))
+        .collect::<anyhow::Result<_>>()?;
+    for &i in &to_insert {
+        let email = requests[i].email.as_str();
+        let id = by_email
+            .get(email)
+            .with_context(|| format!("{email} was not inserted"))?;
+        ids.insert(i, *id);
+    }
+    Ok(ids)
+}
+
+/// One attempt row per request, whatever it did (`mailed` when it gets a confirmation), and
+/// the rows that fell out of the window go.
+async fn record_attempts(
+    tx: &mut Transaction<'static, Any>,
+    requests: &[SignupRequest],
+    mailed: &HashMap<usize, i64>,
+    now: i64,
+    window_start: i64,
+) -> anyhow::Result<()> {
+    let sql = format!(
+        "INSERT INTO signup_attempts (mailbox_key, at, mailed) VALUES {}",
+        rows_of(requests.len(), 3)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (i, r) in requests.iter().enumerate() {
+        q = q
+            .bind(r.mailbox_key.clone())
+            .bind(now)
+            .bind(i64::from(mailed.contains_key(&i)));
+    }
+    q.execute(&mut **tx)
+        .await
+        .context("recording signup attempts")?;
+    sqlx::query("DELETE FROM signup_attempts WHERE at <= $1")
+        .bind(window_start)
+        .execute(&mut **tx)
+        .await
+        .context("forgetting old signup attempts")?;
+    Ok(())
+}
+
+/// Consent records, tokens (valid until `expires_at`) and queued confirmation mails for every
+/// signup that starts (or restarts) double opt-in: `(request index, subscriber id)`.
+async fn start_confirmations(
+    tx: &mut Transaction<'static, Any>,
+    requests: &[SignupRequest],
+    confirm: &[(usize, i64)],
+    now: i64,
+    expires_at: i64,
+) -> anyhow::Result<()> {
+    if confirm.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO consents (subscriber_id, event, at, ip, user_agent, source, consent_text_version)
+         VALUES {}",
+        rows_of(confirm.len(), 7)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for &(i, id) in confirm {
+        let c = &requests[i].consent;
+        q = q
+            .bind(id)
+            .bind("signup")
+            .bind(now)
+            .bind(c.ip.clone())
+            .bind(c.user_agent.clone())
+            .bind(c.source.clone())
+            .bind(c.consent_text_version.clone());
+    }
+    q.execute(&mut **tx).await.context("recording consent")?;
+
+    let sql = format!(
+        "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
+         VALUES {}",
+        rows_of(confirm.len(), 4)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for &(i, id) in confirm {
+        q = q
+            .bind(requests[i].token_hash.clone())
+            .bind(id)
+            .bind(now)
+            .bind(expires_at);
+    }
+    q.execute(&mut **tx)
+        .await
+        .context("storing confirmation tokens")?;
+
+    let sql = format!(
+        "INSERT INTO outbound_mail
+            (kind, subscriber_id, to_email, token, status, next_attempt_at, created_at)
+         VALUES {}",
+        rows_of(confirm.len(), 7)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for &(i, id) in confirm {
+        q = q
+            .bind(MailKind::CONFIRM)
+            .bind(id)
+            .bind(requests[i].email.as_str())
+            .bind(requests[i].token.clone())
+            .bind("pending")
+            .bind(now)
+            .bind(now);
+    }
+    q.execute(&mut **tx)
+        .await
+        .context("queueing confirmation mail")?;
+    Ok(())
 }
 
 impl Store {
