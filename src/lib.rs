@@ -6,11 +6,13 @@
 //! so that a crash never skips or repeats anyone.
 //!
 //! ## Layout
-//! - [`app`] — the application layer every front end calls: issue and subscriber operations,
-//!   the state machine's checks, the signup decision table, typed errors, the one
+//! - [`app`] — the application layer every front end calls, and the only one that holds the
+//!   store: issue and subscriber operations, the state machine's checks, the signup decision
+//!   table, bounces from every intake, the scheduler's decisions, typed errors, the one
 //!   operator-log write.
 //! - [`config`] — layered, typed settings (`config/default.toml` → `config/local.toml` →
-//!   `--config` → `VERDICTS__SECTION__KEY`), checked once at start-up.
+//!   `--config` → `VERDICTS__SECTION__KEY`), checked once at start-up; one file per section.
+//! - [`dns`] — the one resolver every DNS look-up uses, with typed answers.
 //! - [`comparisons`] — the checked [`comparisons::Comparison`] type, parsed from canonical JSON or
 //!   from the text of a published page ([`comparisons::page`]), and file import
 //!   ([`comparisons::import`]).
@@ -35,7 +37,8 @@
 //! - [`web`] — HTTP routes, one module per concern, each owning its router; [`web::AppState`];
 //!   [`web::console`] is the operator console at `/admin`.
 //! - [`cli`] — the `verdicts` command line; `main.rs` only calls [`cli::main`].
-//! - [`telemetry`] — tracing set-up (human or JSON logs).
+//! - [`shutdown`] — the shutdown signal every task watches (SIGTERM, Ctrl-C, a deadline).
+//! - [`telemetry`] — tracing set-up (human or JSON logs, quiet interactive commands).
 //! - [`text`] — text hygiene every layer shares (forbidden characters, one-line text).
 //!
 //! Errors that callers branch on are typed (`thiserror`); the rest carry context (`anyhow`). The

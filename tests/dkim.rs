@@ -190,6 +190,19 @@ fn dkimpy(mail: &Received, records: &[String]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Asserts `mail` left with the plain return path as its envelope sender (no VERP token).
+fn assert_from_return_path(mail: &Received) {
+    let mail_args = mail
+        .raw
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Mail-Args: "))
+        .expect("smtp-sink records MAIL FROM");
+    assert!(
+        mail_args.starts_with("<bounces@shiporskip.example>"),
+        "{mail_args}"
+    );
+}
+
 /// Asserts dkimpy verifies every message, with `algorithms` (in signing order) as its
 /// signatures, each relaxed/relaxed and covering every required header.
 fn assert_verified(mails: &[Received], records: &[String], algorithms: &[&str]) {
@@ -517,16 +530,7 @@ async fn confirmation_and_welcome_mails_are_signed_with_both_keys() {
     assert_eq!(mails.len(), 1);
     assert!(mails[0].subject().starts_with("Confirm your subscription"));
     // Transactional mail leaves with the plain return path (no VERP token).
-    let mail_args = mails[0]
-        .raw
-        .lines()
-        .find_map(|l| l.strip_prefix("X-Mail-Args: "))
-        .expect("smtp-sink records MAIL FROM")
-        .to_string();
-    assert!(
-        mail_args.starts_with("<bounces@shiporskip.example>"),
-        "{mail_args}"
-    );
+    assert_from_return_path(&mails[0]);
     assert_verified(&mails, &records, &["rsa-sha256", "ed25519-sha256"]);
     // A record of another key does not verify it: the check can fail.
     let other_dir = tempfile::tempdir().unwrap();
@@ -594,16 +598,7 @@ async fn the_sign_in_link_mail_is_signed_with_both_keys() {
         "{}",
         mails[0].subject()
     );
-    let mail_args = mails[0]
-        .raw
-        .lines()
-        .find_map(|l| l.strip_prefix("X-Mail-Args: "))
-        .expect("smtp-sink records MAIL FROM")
-        .to_string();
-    assert!(
-        mail_args.starts_with("<bounces@shiporskip.example>"),
-        "{mail_args}"
-    );
+    assert_from_return_path(&mails[0]);
     let records = [
         format!("main:{}", rsa_record(&key)),
         format!("ed:{}", ed25519_record(&ed)),
