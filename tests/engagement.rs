@@ -334,6 +334,52 @@ async fn votes_from_received_mail_count_once_per_reader_per_tool() {
     app.stop().await;
 }
 
+/// Readers behind one address share the token pages' quota: a click over it still reaches the
+/// comparison (it was a 429 page), and only the clicks within it count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_over_the_rate_limit_still_reaches_the_comparison_uncounted() {
+    let app = app_with_issue("rate_limit_per_minute = 2").await;
+    let sink = SmtpSink::start();
+    let mails = received(&app, &sink).await;
+    let alpha = links(&mails[0].text(), &app.url("/r/"))[0].clone();
+    for _ in 0..4 {
+        let r = app.client.get(&alpha).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        assert_eq!(
+            r.headers()["location"],
+            format!("{SITE}/compare/alpha-vs-beta")
+        );
+    }
+    let engagement: serde_json::Value = app
+        .admin(reqwest::Method::GET, "/api/issues/1/engagement")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(engagement["links"][0]["clicks"], 2, "{engagement}");
+    // A forged link is still refused, over the limit or not.
+    let forged = format!("{}xx", &alpha[..alpha.len() - 2]);
+    assert_eq!(app.client.get(&forged).send().await.unwrap().status(), 404);
+    // The vote pages keep their limit.
+    let vote = vote_link(&mails[1], "SmolVLM2-2B", "Skip");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(
+            app.client
+                .get(&vote)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn click_links_are_the_same_for_everyone_and_count_gets_only() {
     let app = app_with_issue("").await;

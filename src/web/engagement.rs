@@ -14,22 +14,25 @@ use axum::routing::get;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::AppState;
+use super::client::ClientAddr;
 use super::error::PageError;
 use super::limits::Bucket;
 use super::pages::{base_context, message_page, not_found};
 use crate::app::engagement::VoteLink;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    let links = Router::new()
+    let votes = Router::new()
         .route("/vote/{token}", get(vote_page).post(vote))
-        .route("/r/{token}", get(click))
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .route_layer(from_fn_with_state(
             (state.clone(), Bucket::Links),
             super::limits::enforce,
         ));
+    // A click is never refused: readers behind one office or carrier address share a quota,
+    // and a "slow down" page instead of the comparison is worse than a click not counted.
+    let clicks = Router::new().route("/r/{token}", get(click));
     Router::new()
-        .merge(super::headers::token_pages(links))
+        .merge(super::headers::token_pages(votes.merge(clicks)))
         .route("/votes/{file}", get(tallies).layer(tallies_cors(state)))
         .route("/privacy", get(privacy))
 }
@@ -97,12 +100,19 @@ async fn vote(
 }
 
 /// 302 to the comparison; a GET counts one click, a HEAD (link checkers) counts nothing.
+/// `GET /r/{token}`: 302 to the comparison, counting one click; HEAD counts nothing, and
+/// neither does a GET over the client's `http.rate_limit_per_minute` (it is still sent on).
 async fn click(
     State(state): State<AppState>,
+    client: ClientAddr,
     method: Method,
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
-    let count = method == Method::GET;
+    let within_quota = state.rate_limits.check(Bucket::Links, client.0).is_ok();
+    if !within_quota {
+        tracing::info!(client = %client.0, "click over the rate limit: sent on, not counted");
+    }
+    let count = method == Method::GET && within_quota;
     let Some(url) = state.app.follow_click(&token, count).await? else {
         return not_found(&state);
     };
