@@ -76,6 +76,7 @@ pub enum Activity {
     SubscribersImport,
     SubscribersRemove,
     SubscribersExport,
+    SubscribersRepermission,
     ComparisonsImport,
     OperatorAdd,
     OperatorRemove,
@@ -96,6 +97,7 @@ impl fmt::Display for Activity {
             Activity::SubscribersImport => f.write_str("subscribers.import"),
             Activity::SubscribersRemove => f.write_str("subscribers.remove"),
             Activity::SubscribersExport => f.write_str("subscribers.export"),
+            Activity::SubscribersRepermission => f.write_str("subscribers.repermission"),
             Activity::ComparisonsImport => f.write_str("comparisons.import"),
             Activity::OperatorAdd => f.write_str("operators.add"),
             Activity::OperatorRemove => f.write_str("operators.remove"),
@@ -225,6 +227,7 @@ impl App {
                     self.inner.store.clone(),
                     self.inner.settings.clone(),
                     self.inner.secret.clone(),
+                    self.inner.renderer.clone(),
                 )
             })
             .await
