@@ -353,3 +353,129 @@ async fn readers_get_only_the_comparisons_of_their_categories() {
     assert!(store.subscriber_categories(id3).await.unwrap().is_empty());
     drop(server);
 }
+
+/// Crash safety with categories: the sets are rendered by the first worker that needs them
+/// (here the renders made when the send started are lost, as in a crash right after the
+/// snapshot), kept, and reused by every restart; kill -9 three times mid-send skips nobody,
+/// bounds the duplicates, and every reader gets the comparisons of their own set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_categories_skips_nobody_and_renders_each_set_once() {
+    use common::workers::{kill9, per_recipient, smtp_env, stop, wait_status};
+    use verdicts::comparisons::import::parse_json;
+    use verdicts::issues::{IssueAction, IssueKey, IssueStatus};
+    use verdicts::store::comparisons::Source;
+    let env = TestEnv::new().await;
+    let store = env.store().await;
+    let n = 300;
+    let concurrency = 4;
+    let items = serde_json::Value::Array(vec![
+        comparison(
+            "talk-a-vs-talk-b",
+            "Talk A vs Talk B",
+            "2026-11-17T10:00:00Z",
+            ["Chat", "Chat"],
+        ),
+        comparison(
+            "pic-a-vs-pic-b",
+            "Pic A vs Pic B",
+            "2026-11-18T10:00:00Z",
+            ["Image", "Image"],
+        ),
+        comparison(
+            "dev-a-vs-dev-b",
+            "Dev A vs Dev B",
+            "2026-11-19T10:00:00Z",
+            ["Code", "Code"],
+        ),
+    ])
+    .to_string();
+    store
+        .upsert_comparisons(&parse_json(&items).unwrap(), Source::Json, false)
+        .await
+        .unwrap();
+    common::add_confirmed(&store, n, "r", 4).await;
+    // A third Chat, a third Image, a third nothing (everything).
+    sqlx::query(
+        "INSERT INTO subscriber_categories (subscriber_id, category)
+         SELECT id, CASE id % 3 WHEN 0 THEN 'Chat' ELSE 'Image' END FROM subscribers WHERE id % 3 <> 2",
+    )
+    .execute(store.writer())
+    .await
+    .unwrap();
+    let settings = env.settings("");
+    verdicts::issues::freeze::create_issue(
+        &store,
+        &verdicts::render::Renderer::new().unwrap(),
+        &settings,
+        "2026-W47".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let app = common::app(&store, &settings);
+    app.perform(
+        &verdicts::app::Actor::Cli,
+        IssueKey::Number(1),
+        IssueAction::Send,
+    )
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM issue_variants")
+        .execute(store.writer())
+        .await
+        .unwrap();
+
+    let sink = SmtpSink::start();
+    let vars = smtp_env(
+        &sink,
+        &[
+            ("VERDICTS__DELIVERY__CONCURRENCY", concurrency.to_string()),
+            ("VERDICTS__DELIVERY__RATE_PER_SECOND", "100".to_string()),
+            ("VERDICTS__DELIVERY__LEASE_SECONDS", "3".to_string()),
+        ],
+    );
+    let kills = 3;
+    for round in 0..kills {
+        let worker = common::spawn_worker(&env, &vars);
+        let target = (round + 1) * n / (kills + 2);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while sink.messages().len() < target {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker sends nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        kill9(worker);
+    }
+    let worker = common::spawn_worker(&env, &vars);
+    wait_status(&store, 1, IssueStatus::Sent, Duration::from_secs(60)).await;
+    stop(worker);
+
+    let mails = sink.wait_for(n, Duration::from_secs(10)).await;
+    let counts = per_recipient(&mails);
+    assert_eq!(counts.len(), n, "no reader was skipped");
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    assert!(duplicates <= kills * concurrency, "{duplicates} duplicates");
+    // Each reader got the subject of their own set.
+    let ids: Vec<(String, i64)> = sqlx::query_as("SELECT email, id FROM subscribers")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let ids: std::collections::HashMap<String, i64> = ids.into_iter().collect();
+    for m in &mails {
+        let want = match ids[&m.rcpt] % 3 {
+            0 => "Talk A vs Talk B — ",
+            1 => "Pic A vs Pic B — ",
+            _ => "Talk A vs Talk B and 2 more verdicts — ",
+        };
+        assert!(m.subject().starts_with(want), "{}: {}", m.rcpt, m.subject());
+    }
+    // Rendered once each by the first worker, reused by the three restarts.
+    let renders: Vec<(String, i64)> =
+        sqlx::query_as("SELECT variant, renders FROM issue_variants ORDER BY variant")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(renders, [("010".into(), 1), ("100".into(), 1)]);
+}
