@@ -119,7 +119,8 @@ impl Store {
         // it, 0.92–0.93 s without; SQLite 0.13–0.16 s either way). Should a row exist after
         // all, the unique key refuses the whole snapshot and the transaction changes nothing.
         // The readers with a choice join with their flags; the others (NULL flags) get the
-        // whole issue. With no choices anywhere the join is empty and costs nothing.
+        // whole issue. With no choices anywhere the join is empty and costs nothing. In the
+        // readers' order, as claims go (PostgreSQL's join would otherwise pick its own).
         let sql = format!(
             "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, next_attempt_at, updated_at, last_error, variant)
              SELECT $1, s.id,
@@ -131,7 +132,8 @@ impl Store {
                LEFT JOIN (SELECT x.sid, {} AS flags
                             FROM (SELECT DISTINCT subscriber_id AS sid FROM subscriber_categories) x) v
                  ON v.sid = s.id
-              WHERE s.status = 'confirmed'",
+              WHERE s.status = 'confirmed'
+              ORDER BY s.id",
             super::variants::flags_sql(map, "x.sid", 7)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
