@@ -42,7 +42,6 @@ pub fn router(state: &AppState) -> Router<AppState> {
     super::headers::token_pages(routes)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn render(
     state: &AppState,
     token: &str,
