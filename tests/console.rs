@@ -1201,7 +1201,19 @@ async fn an_operator_runs_an_issue_in_a_browser() {
             "{action} in {actions:?}"
         );
     }
+    // A reader with categories (all of this issue's), for the reader page.
+    let (reader_id,): (i64,) =
+        sqlx::query_as("SELECT id FROM subscribers WHERE status = 'confirmed' ORDER BY id LIMIT 1")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    app.store
+        .set_subscriber_categories(reader_id, &["Developer Tools".into()])
+        .await
+        .unwrap();
+    let reader_page = format!("/admin/subscribers/{reader_id}");
     for (path, name) in [
+        (reader_page.as_str(), "390-6a-reader"),
         ("/admin/comparisons", "390-7-comparisons"),
         ("/admin/bounces", "390-8-bounces"),
         ("/admin/operators", "390-9-operators"),
@@ -1272,6 +1284,14 @@ async fn an_operator_runs_an_issue_in_a_browser() {
     expect_text(&client, "li[data-issue='2'] [data-field=status]", "sent").await;
     assert_eq!(sink.wait_for(3, Duration::from_secs(15)).await.len(), 3);
     shot(&client, &dir, "1280-1-dashboard").await;
+    // Sent: now the reader takes a break, for the reader page.
+    app.store
+        .set_paused_until(
+            reader_id,
+            Some(chrono::Utc::now() + chrono::Duration::weeks(4)),
+        )
+        .await
+        .unwrap();
     for (path, name) in [
         ("/admin/issues/1", "1280-2-issue-cancelled"),
         ("/admin/issues/2", "1280-3-issue-sent"),
@@ -1279,6 +1299,7 @@ async fn an_operator_runs_an_issue_in_a_browser() {
         ("/admin/comparisons", "1280-5-comparisons"),
         ("/admin/bounces", "1280-6-bounces"),
         ("/admin/operators", "1280-7-operators"),
+        (reader_page.as_str(), "1280-8-reader"),
     ] {
         client.goto(&app.url(path)).await.unwrap();
         expect_text(&client, "h1", "").await;
