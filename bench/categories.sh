@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Categories at scale: one issue of four comparisons sent to N confirmed readers into Postfix's
 # smtp-sink on loopback, once with no reader choosing categories (the reference) and once with
-# every reader choosing one of three categories (a third each: Chat, Image, Code), alternated
-# in one window (ref, categories, ref, categories). Reports for each run the send rate, the
+# every reader choosing one of three categories (a third each: Chat, Image, Code), and once
+# with every reader choosing all three (the whole issue again: what choices cost by
+# themselves), alternated in one window. Reports for each run the send rate, the
 # messages sent, and the renders the send cost, counted two ways: the "issue variant rendered"
 # log lines of `issue send` and `SUM(renders)` of issue_variants (what
 # `verdicts_issue_renders_total` in /metrics adds to the one render per issue). Three choices
@@ -80,6 +81,12 @@ prepare_db() {  # fresh database: N confirmed readers, the four comparisons, iss
   if [ "$choices" = yes ]; then
     sql "INSERT INTO subscriber_categories (subscriber_id, category)
       SELECT id, CASE id % 3 WHEN 0 THEN 'Chat' WHEN 1 THEN 'Image' ELSE 'Code' END FROM subscribers" >/dev/null
+  elif [ "$choices" = all ]; then
+    # Every reader chose all three: the whole issue for everyone (the same messages as the
+    # reference), so the difference is what the choices cost the snapshot and the send.
+    for c in Chat Image Code; do
+      sql "INSERT INTO subscriber_categories (subscriber_id, category) SELECT id, '$c' FROM subscribers" >/dev/null
+    done
   fi
   (cd "$WORK/app" && "$BIN" comparisons import "$WORK/four.json" >/dev/null)
   (cd "$WORK/app" && "$BIN" issue create --week 2026-W47 >/dev/null)
@@ -111,4 +118,5 @@ echo "|---|---|---|---|---|---|---|---|"
 for _ in $(seq 1 "$ROUNDS"); do
   run "no categories (reference)" no
   run "3 category choices" yes
+  run "all 3 chosen by everyone (whole issue)" all
 done
