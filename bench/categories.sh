@@ -20,6 +20,7 @@ DB=${2:-sqlite}
 CONC=${3:-16}
 ROUNDS=${4:-2}
 PG_ADMIN=${VERDICTS_BENCH_PG:-postgres://postgres@127.0.0.1:5432/test}
+export PGOPTIONS="-c client_min_messages=warning"
 [ -x /usr/sbin/smtp-sink ] || { echo "needs postfix (smtp-sink)"; exit 1; }
 if [ -z "${VERDICTS_BENCH_BIN:-}" ]; then cargo build --release --quiet; fi
 BIN=${VERDICTS_BENCH_BIN:-$PWD/target/release/verdicts}
