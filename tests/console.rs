@@ -1201,7 +1201,19 @@ async fn an_operator_runs_an_issue_in_a_browser() {
             "{action} in {actions:?}"
         );
     }
+    // A reader with categories (all of this issue's), for the reader page.
+    let (reader_id,): (i64,) =
+        sqlx::query_as("SELECT id FROM subscribers WHERE status = 'confirmed' ORDER BY id LIMIT 1")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    app.store
+        .set_subscriber_categories(reader_id, &["Developer Tools".into()])
+        .await
+        .unwrap();
+    let reader_page = format!("/admin/subscribers/{reader_id}");
     for (path, name) in [
+        (reader_page.as_str(), "390-6a-reader"),
         ("/admin/comparisons", "390-7-comparisons"),
         ("/admin/bounces", "390-8-bounces"),
         ("/admin/operators", "390-9-operators"),
@@ -1272,6 +1284,14 @@ async fn an_operator_runs_an_issue_in_a_browser() {
     expect_text(&client, "li[data-issue='2'] [data-field=status]", "sent").await;
     assert_eq!(sink.wait_for(3, Duration::from_secs(15)).await.len(), 3);
     shot(&client, &dir, "1280-1-dashboard").await;
+    // Sent: now the reader takes a break, for the reader page.
+    app.store
+        .set_paused_until(
+            reader_id,
+            Some(chrono::Utc::now() + chrono::Duration::weeks(4)),
+        )
+        .await
+        .unwrap();
     for (path, name) in [
         ("/admin/issues/1", "1280-2-issue-cancelled"),
         ("/admin/issues/2", "1280-3-issue-sent"),
@@ -1279,6 +1299,7 @@ async fn an_operator_runs_an_issue_in_a_browser() {
         ("/admin/comparisons", "1280-5-comparisons"),
         ("/admin/bounces", "1280-6-bounces"),
         ("/admin/operators", "1280-7-operators"),
+        (reader_page.as_str(), "1280-8-reader"),
     ] {
         client.goto(&app.url(path)).await.unwrap();
         expect_text(&client, "h1", "").await;
@@ -2177,7 +2198,8 @@ async fn sign_in_link_requests_are_throttled() {
 }
 
 /// The subscribers list shows who is paused (until when) and how long a pending reader has
-/// waited since signing up.
+/// waited since signing up, and which categories they chose; the reader's page shows the same
+/// and a change of address or a repermission waiting for an answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_subscribers_list_shows_pauses_and_pending_age() {
     let app = TestApp::spawn("").await;
@@ -2239,6 +2261,110 @@ async fn the_subscribers_list_shows_pauses_and_pending_age() {
         "{}",
         row("waiting@example.org")
     );
+
+    // Categories, a change of address waiting for its link and an unanswered repermission:
+    // on the list and on the reader's page.
+    let id = |email: &'static str| {
+        let store = app.store.clone();
+        async move {
+            store
+                .get_subscriber_by_email(
+                    &verdicts::subscribers::SubscriberEmail::parse(email).unwrap(),
+                )
+                .await
+                .unwrap()
+                .unwrap()
+                .id
+        }
+    };
+    let (r0, r1, waiting) = (
+        id("reader00@example.org").await,
+        id("reader01@example.org").await,
+        id("waiting@example.org").await,
+    );
+    assert!(
+        app.store
+            .set_subscriber_categories(r0, &["Chat".into(), "Image".into()])
+            .await
+            .unwrap()
+    );
+    sqlx::query(
+        "INSERT INTO email_changes (token_hash, subscriber_id, new_email, created_at, expires_at)
+         VALUES ('h', $1, 'moved@example.org', $2, $3)",
+    )
+    .bind(r0)
+    .bind(now)
+    .bind(now + day)
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+    sqlx::query("UPDATE subscribers SET repermission_deadline = $1 WHERE id = $2")
+        .bind(now + 14 * day)
+        .bind(r0)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let html = session
+        .get(&app, "/admin/subscribers")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row = |email: &str| {
+        let at = html.find(&format!("<td>{email}</td>")).expect(email);
+        html[at..at + html[at..].find("</tr>").unwrap()].to_string()
+    };
+    assert!(
+        row("reader00@example.org").contains(&format!("paused until {paused}"))
+            && row("reader00@example.org").contains(" · only Chat, Image</td>"),
+        "{}",
+        row("reader00@example.org")
+    );
+    assert!(!row("reader01@example.org").contains("only"));
+    let page = |id: i64| {
+        let (session, app) = (&session, &app);
+        async move {
+            let r = session
+                .get(app, &format!("/admin/subscribers/{id}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let fact = |html: &str, id: &str| {
+        let at = html.find(&format!("<dd id=\"{id}\">")).expect(id) + id.len() + 10;
+        html[at..at + html[at..].find("</dd>").unwrap()].to_string()
+    };
+    let deadline = chrono::DateTime::from_timestamp_millis(now + 14 * day)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    let html = page(r0).await;
+    assert!(
+        fact(&html, "paused").starts_with(&format!("until {paused}")),
+        "{html}"
+    );
+    assert_eq!(fact(&html, "pending"), "—");
+    assert_eq!(fact(&html, "categories"), "Chat, Image");
+    assert_eq!(
+        fact(&html, "new-address"),
+        "moved@example.org, not confirmed yet"
+    );
+    assert!(
+        fact(&html, "asked").starts_with(&format!("still want it? unanswered; lapses {deadline}")),
+        "{html}"
+    );
+    let html = page(r1).await;
+    assert_eq!(
+        ["paused", "pending", "categories", "new-address", "asked"].map(|f| fact(&html, f)),
+        ["—", "—", "everything", "—", "—"]
+    );
+    let html = page(waiting).await;
+    assert_eq!(fact(&html, "pending"), "for 2 d 3 h");
 }
 
 /// A DSN for `rcpt` quoting the message we sent (its Message-ID ties it to the delivery).

@@ -165,7 +165,7 @@ async fn a_send_starts_once_and_a_stray_ledger_row_changes_nothing() {
     .unwrap();
     let from = IssueStatus::allowing(ActionKind::Send);
     let err = store
-        .start_send(issue_id, &from)
+        .start_send(issue_id, &from, &Default::default())
         .await
         .expect_err("a stray row refuses the snapshot");
     assert!(
@@ -182,10 +182,22 @@ async fn a_send_starts_once_and_a_stray_ledger_row_changes_nothing() {
         .execute(store.writer())
         .await
         .unwrap();
-    assert_eq!(store.start_send(issue_id, &from).await.unwrap(), Some(5));
+    assert_eq!(
+        store
+            .start_send(issue_id, &from, &Default::default())
+            .await
+            .unwrap(),
+        Some(5)
+    );
     assert_eq!(ledger(store.clone()).await, 5);
     // Sending is not a status a send starts from: nothing changes.
-    assert_eq!(store.start_send(issue_id, &from).await.unwrap(), None);
+    assert_eq!(
+        store
+            .start_send(issue_id, &from, &Default::default())
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(ledger(store.clone()).await, 5);
 }
 

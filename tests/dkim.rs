@@ -555,6 +555,81 @@ async fn confirmation_and_welcome_mails_are_signed_with_both_keys() {
     app.stop().await;
 }
 
+/// The change-of-address confirmation (to the new address) and the repermission mail leave
+/// through the same queue as the confirmation, signed with both keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_change_and_repermission_mails_are_signed() {
+    let sink = SmtpSink::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = rsa_pkcs8(keys.path(), 2048);
+    let ed = ed25519_pkcs8(keys.path());
+    let app = common::TestApp::spawn_public(&format!(
+        "[mail]\ntransport = \"smtp\"\n[smtp]\nurl = \"{}\"\ntimeout_seconds = 5\n{}",
+        sink.url(),
+        dkim_toml(&key, Some(&ed))
+    ))
+    .await;
+    let records = [
+        format!("main:{}", rsa_record(&key)),
+        format!("ed:{}", ed25519_record(&ed)),
+    ];
+    common::add_confirmed(&app.store, 1, "r", 1).await;
+    sqlx::query("UPDATE subscribers SET confirmed_at = 1000")
+        .execute(app.store.writer())
+        .await
+        .unwrap();
+    let id = app
+        .store
+        .get_subscriber_by_email(
+            &verdicts::subscribers::SubscriberEmail::parse("r0@example.org").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let manage = app.url(&format!(
+        "/manage/{}",
+        verdicts::subscribers::tokens::manage_token(&app.secret, id)
+    ));
+    let r = app
+        .client
+        .post(&manage)
+        .form(&[("action", "email"), ("email", "moved@example.org")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.env
+        .cli(&[
+            "subscribers",
+            "repermission",
+            "--confirmed-before",
+            "2000-01-01",
+        ])
+        .ok();
+    let mails = sink.wait_for(2, Duration::from_secs(20)).await;
+    let mut subjects: Vec<(String, String)> = mails
+        .iter()
+        .map(|m| (m.rcpt.clone(), m.subject()))
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            (
+                "moved@example.org".to_string(),
+                "Confirm your new address for Weekly AI Tool Verdicts".to_string()
+            ),
+            (
+                "r0@example.org".to_string(),
+                "Still want Weekly AI Tool Verdicts? One click keeps it".to_string()
+            ),
+        ]
+    );
+    assert_verified(&mails, &records, &["rsa-sha256", "ed25519-sha256"]);
+    app.stop().await;
+}
+
 /// The console's sign-in link mail is signed with both keys and leaves from the return path,
 /// like the other transactional mail (it left unsigned, from `mail.from`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

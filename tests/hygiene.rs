@@ -58,7 +58,16 @@ async fn a_pending_reader_gets_one_reminder_and_is_deleted_later() {
         to_late[1].link(&app.url("/confirm/")).unwrap(),
     );
     assert_ne!(a, b, "the reminder carries a fresh link");
-    assert!(to_late[1].subject().to_lowercase().contains("confirm"));
+    // The reminder is a mail of its own, with its own wording.
+    assert_eq!(
+        to_late[1].subject(),
+        "Still want Weekly AI Tool Verdicts? Confirm your address"
+    );
+    assert!(to_late[1].text().contains("This is the only reminder"));
+    assert_eq!(
+        to_late[0].subject(),
+        "Confirm your subscription to Weekly AI Tool Verdicts"
+    );
     // Several more worker passes (every 2 s) send nothing more; after pending_ttl late@ is
     // gone with its consent records and tokens, quick@ stays.
     let late = SubscriberEmail::parse("late@example.org").unwrap();
@@ -161,7 +170,9 @@ async fn several_workers_remind_each_reader_once() {
     reminded.sort_unstable();
     reminded.dedup();
     assert_eq!((total, reminded.len()), (40, 40), "each reader once");
-    assert_eq!(count(&store, queued).await, 80);
+    assert_eq!(count(&store, queued).await, 40);
+    let reminders = "SELECT COUNT(*) FROM outbound_mail WHERE kind = 'reminder'";
+    assert_eq!(count(&store, reminders).await, 40);
     // Passes after that remind nobody again.
     let h = app
         .pending_hygiene(later + chrono::Duration::hours(1))

@@ -69,6 +69,21 @@ pub struct SubscriberSearch {
     pub found: Page<SubscriberRow, i64>,
     /// The pause and last signup of the readers found, by id.
     pub states: std::collections::HashMap<i64, crate::store::subscribers::manage::ReaderState>,
+    /// The categories of the readers found who chose some, by id.
+    pub categories: std::collections::HashMap<i64, Vec<String>>,
+}
+
+/// What the console's reader page shows beside the history: what the reader set on their
+/// manage page and what they were asked.
+#[derive(Debug, Clone, Default)]
+pub struct ReaderSettings {
+    pub state: crate::store::subscribers::manage::ReaderState,
+    /// Their categories (empty: everything).
+    pub categories: Vec<String>,
+    /// A new address they gave and have not confirmed yet.
+    pub pending_email: Option<String>,
+    /// The deadline of a repermission they have not answered.
+    pub repermission_deadline: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The dashboard's figures beside the issues.
@@ -96,6 +111,11 @@ impl App {
         self.store().issue_bounce_stats().await
     }
 
+    /// Renders of issue sets so far (`/metrics`: categories cost one render per distinct set).
+    pub async fn issue_renders_total(&self) -> anyhow::Result<i64> {
+        self.store().issue_renders_total().await
+    }
+
     /// Votes and clicks in all (`/metrics`).
     pub async fn engagement_totals(&self) -> anyhow::Result<(i64, i64)> {
         self.store().engagement_totals().await
@@ -116,6 +136,21 @@ impl App {
     /// One reader and their history; `None` when there is no subscriber `id`.
     pub async fn reader(&self, id: i64) -> Result<Option<ReaderHistory>, OpsError> {
         Ok(self.store().reader_history(id).await?)
+    }
+
+    /// What one reader set on their manage page and what they were asked.
+    pub async fn reader_settings(&self, id: i64) -> Result<ReaderSettings, OpsError> {
+        let store = self.store();
+        Ok(ReaderSettings {
+            state: store
+                .reader_states(&[id])
+                .await?
+                .remove(&id)
+                .unwrap_or_default(),
+            categories: store.subscriber_categories(id).await?,
+            pending_email: store.open_email_change(id).await?,
+            repermission_deadline: store.repermission_deadline(id).await?,
+        })
     }
 
     /// A page of the bounce and complaint reports, newest first.
@@ -167,6 +202,7 @@ impl App {
         Ok(SubscriberSearch {
             counts: self.store().subscriber_counts().await?,
             states: self.store().reader_states(&ids).await?,
+            categories: self.store().categories_of(&ids).await?,
             found: Page::of(window, |s| s.id),
         })
     }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use super::checks::Check;
 use super::{Activity, Actor, App, OpsError};
 use crate::issues::freeze::{Created, Preview, create_issue, default_week, preview_issue};
+use crate::issues::variants::{self, CategoryMap, Variant};
 use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey, IssueStatus};
 use crate::store::bounces::IssueBounceCounts;
 use crate::store::deliveries::{DeliveryCounts, FailedDelivery};
@@ -312,10 +313,13 @@ impl App {
             }
             let to = from.after(kind);
             let done = match &action {
-                IssueAction::Send => store
-                    .start_send(issue.id, &[from])
-                    .await?
-                    .map(|recipients| Done::Started { recipients }),
+                IssueAction::Send => {
+                    let map = self.render_reader_sets(&issue).await?;
+                    store
+                        .start_send(issue.id, &[from], &map)
+                        .await?
+                        .map(|recipients| Done::Started { recipients })
+                }
                 IssueAction::Schedule(at) => store
                     .schedule_issue(issue.id, *at, &[from])
                     .await?
@@ -372,6 +376,28 @@ impl App {
             from: issue.status,
             action: kind,
         })
+    }
+
+    /// Before a send starts: the categories of the issue's comparisons, and a rendering of
+    /// every distinct set of them the readers with a choice get now (kept in
+    /// `issue_variants`), so the workers find them ready. A reader who changes their choice
+    /// between this and the snapshot gets a set the worker renders then, once.
+    async fn render_reader_sets(&self, issue: &IssueRow) -> anyhow::Result<CategoryMap> {
+        let comparisons = variants::issue_comparisons(self.store(), issue.id).await?;
+        let map = CategoryMap::of(&comparisons);
+        for flags in self.store().reader_flags_now(&map).await? {
+            if let Some(variant) = Variant::parse(&flags, map.positions.len()) {
+                variants::ensure_variant(
+                    self.store(),
+                    self.renderer(),
+                    self.settings(),
+                    issue,
+                    &variant,
+                )
+                .await?;
+            }
+        }
+        Ok(map)
     }
 
     /// How many readers a send started now would reach (the confirmed subscribers).

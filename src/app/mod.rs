@@ -78,6 +78,7 @@ pub enum Activity {
     SubscribersImport,
     SubscribersRemove,
     SubscribersExport,
+    SubscribersRepermission,
     ComparisonsImport,
     BouncesImport,
     OperatorAdd,
@@ -99,6 +100,7 @@ impl fmt::Display for Activity {
             Activity::SubscribersImport => f.write_str("subscribers.import"),
             Activity::SubscribersRemove => f.write_str("subscribers.remove"),
             Activity::SubscribersExport => f.write_str("subscribers.export"),
+            Activity::SubscribersRepermission => f.write_str("subscribers.repermission"),
             Activity::ComparisonsImport => f.write_str("comparisons.import"),
             Activity::BouncesImport => f.write_str("bounces.import"),
             Activity::OperatorAdd => f.write_str("operators.add"),
@@ -230,6 +232,7 @@ impl App {
                     self.inner.store.clone(),
                     self.inner.settings.clone(),
                     self.inner.secret.clone(),
+                    self.inner.renderer.clone(),
                 )
             })
             .await

@@ -4,6 +4,7 @@
 //! These are the operator's side of the list. A reader's signup is decided in [`signup`] and
 //! written in batches by [`signup_writer`]; confirming and leaving are in [`lifecycle`].
 
+pub mod control;
 pub mod door;
 pub mod hygiene;
 pub mod lifecycle;

@@ -12,7 +12,8 @@ use crate::issues::{ActionKind, AutoPause, Automatic, IssueStatus, Supervisor};
 use crate::shutdown::Shutdown;
 
 /// How often the worker runs the pending readers' reminders and purge
-/// ([`App::pending_hygiene`]) between sends.
+/// ([`App::pending_hygiene`]) and the repermission deadlines ([`App::lapse_repermissions`])
+/// between sends.
 const HYGIENE_EVERY: Duration = Duration::from_secs(2);
 
 impl Supervisor for App {
@@ -96,6 +97,9 @@ impl App {
                 hygiene_due = tokio::time::Instant::now() + HYGIENE_EVERY;
                 if let Err(e) = self.pending_hygiene(chrono::Utc::now()).await {
                     tracing::warn!(error = %format!("{e:#}"), "pending reminders and purge failed");
+                }
+                if let Err(e) = self.lapse_repermissions(chrono::Utc::now()).await {
+                    tracing::warn!(error = %format!("{e:#}"), "lapsing repermission deadlines failed");
                 }
             }
             let ids = match self.store().sending_issue_ids().await {

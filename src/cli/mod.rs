@@ -195,6 +195,24 @@ pub enum SubscribersCommand {
     /// Erase a subscriber's personal data; keep only a hash so the address is never mailed
     /// again unless the person signs up again.
     Remove { email: String },
+    /// Ask the readers who confirmed before DATE whether they still want the newsletter: each
+    /// gets a mail with a one-click keep; at the deadline the worker unsubscribes those who
+    /// did not keep (consent event `lapsed`).
+    Repermission {
+        /// Readers who confirmed before this date (2025-06-01) or time (RFC 3339).
+        #[arg(long, value_name = "DATE", value_parser = parse_time)]
+        confirmed_before: DateTime<Utc>,
+        /// How long they have to keep (14d, 3w, 36h).
+        #[arg(long, value_name = "DURATION", default_value = "14d", value_parser = parse_duration)]
+        deadline: std::time::Duration,
+        /// Count the readers it would ask; mail nobody.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 14d: {e}"))
 }
 
 fn parse_status(s: &str) -> Result<SubscriberStatus, String> {

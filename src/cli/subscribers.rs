@@ -1,4 +1,4 @@
-//! `verdicts subscribers add|import|export|list|remove`.
+//! `verdicts subscribers add|import|export|list|remove|repermission`.
 
 use std::path::Path;
 
@@ -25,9 +25,48 @@ pub(super) async fn run(
         SubscribersCommand::Export => export(&app).await,
         SubscribersCommand::List { status } => list(&app, status, json).await,
         SubscribersCommand::Remove { email } => remove(&app, &email, json).await,
+        SubscribersCommand::Repermission {
+            confirmed_before,
+            deadline,
+            dry_run,
+        } => repermission(&app, confirmed_before, deadline, dry_run, json).await,
     };
     app.close().await;
     result
+}
+
+async fn repermission(
+    app: &App,
+    before: chrono::DateTime<chrono::Utc>,
+    deadline: std::time::Duration,
+    dry_run: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let r = app
+        .repermission(&Actor::Cli, before, deadline, dry_run)
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&r).map_err(anyhow::Error::from)?
+        );
+        return Ok(());
+    }
+    let who = format!(
+        "{} reader{} confirmed before {}",
+        r.readers,
+        if r.readers == 1 { "" } else { "s" },
+        r.confirmed_before.format("%Y-%m-%d")
+    );
+    if r.dry_run {
+        println!("would ask {who}; nothing sent (--dry-run)");
+    } else {
+        println!(
+            "asked {who}: each gets a \"still want this?\" mail with a one-click keep; those who do not keep by {} are unsubscribed",
+            r.deadline.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    Ok(())
 }
 
 async fn add(

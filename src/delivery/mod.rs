@@ -41,6 +41,7 @@ mod send;
 pub mod status;
 mod watch;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -48,10 +49,11 @@ use lettre::message::Mailbox;
 use rand::Rng;
 
 use crate::config::{SecretKey, Settings};
+use crate::issues::variants::{Variant, ensure_variant};
 use crate::issues::{IssueStatus, Supervisor};
 use crate::mail::newsletter::{IssueMail, Recipient};
 use crate::mail::transport::Transport;
-use crate::render::{Personalizer, SlotValues};
+use crate::render::{Personalizer, Renderer, SlotValues};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::store::deliveries::Claimed;
@@ -69,6 +71,9 @@ pub struct Engine {
     pub dkim: Option<Arc<dkim::DkimSigner>>,
     /// Names this worker in leases and in `issue status` (`host:pid:random`).
     pub owner: String,
+    /// Renders a set of an issue's comparisons that no one rendered yet (a reader who changed
+    /// their categories as the send started, or a crash before the renders were kept).
+    pub renderer: Arc<Renderer>,
 }
 
 /// How a send of one issue ended for this worker.
@@ -121,8 +126,14 @@ pub fn worker_name() -> String {
 
 impl Engine {
     /// Builds the engine from settings: the transport (SMTP pool) and DKIM key, once.
-    pub fn new(store: Store, settings: Arc<Settings>, secret: SecretKey) -> anyhow::Result<Engine> {
+    pub fn new(
+        store: Store,
+        settings: Arc<Settings>,
+        secret: SecretKey,
+        renderer: Arc<Renderer>,
+    ) -> anyhow::Result<Engine> {
         Ok(Engine {
+            renderer,
             transport: Transport::new(
                 &settings.mail,
                 &settings.smtp,
@@ -148,12 +159,59 @@ impl Engine {
         else {
             anyhow::bail!("issue {} has no content to send", issue.week);
         };
-        let mut mail = IssueMail::new(number, &subject, &Personalizer::new(&html, &text))
+        self.issue_mail(number, &subject, &html, &text)
+    }
+
+    /// One rendering split for personalisation (and DKIM's fixed part hashed), once per send.
+    fn issue_mail(
+        &self,
+        number: i64,
+        subject: &str,
+        html: &str,
+        text: &str,
+    ) -> anyhow::Result<IssueMail> {
+        let mut mail = IssueMail::new(number, subject, &Personalizer::new(html, text))
             .with_votes(&self.secret);
         if self.dkim.is_some() {
             mail.prepare_dkim(&self.settings)?;
         }
         Ok(mail)
+    }
+
+    /// The sets of the issue's comparisons its pending rows need (readers with categories),
+    /// each prepared once: the stored rendering, or rendered now and kept for every worker.
+    async fn prepare_variants(
+        &self,
+        issue_id: i64,
+    ) -> anyhow::Result<HashMap<String, Arc<IssueMail>>> {
+        let needed = self.store.pending_variants(issue_id).await?;
+        let mut out = HashMap::new();
+        if needed.is_empty() {
+            return Ok(out);
+        }
+        let issue = self
+            .store
+            .get_issue(issue_id)
+            .await?
+            .with_context(|| format!("no issue {issue_id}"))?;
+        let number = issue.number.context("an issue without content")?;
+        for flags in needed {
+            let variant = Variant::parse(&flags, issue.items.len())
+                .with_context(|| format!("issue {}: stored set {flags:?}", issue.week))?;
+            let r = ensure_variant(
+                &self.store,
+                &self.renderer,
+                &self.settings,
+                &issue,
+                &variant,
+            )
+            .await?;
+            out.insert(
+                flags,
+                Arc::new(self.issue_mail(number, &r.subject, &r.html, &r.text)?),
+            );
+        }
+        Ok(out)
     }
 
     fn compose_for(

@@ -11,6 +11,7 @@
 //! Decisions to pause (failures, a stalled transport, the circuit breaker, a full window) go to
 //! the [`Supervisor`] — the application layer, which moves the issue and logs it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +81,8 @@ pub(super) struct IssueSend<'a> {
     pub(super) hooks: &'a Hooks<'a>,
     pub(super) shutdown: Shutdown,
     mail: Arc<IssueMail>,
+    /// The renderings of the sets of comparisons readers with categories get, by their flags.
+    variants: HashMap<String, Arc<IssueMail>>,
     concurrency: usize,
     /// Rows per claim.
     batch: i64,
@@ -101,6 +104,7 @@ impl<'a> IssueSend<'a> {
         hooks: &'a Hooks<'a>,
     ) -> anyhow::Result<IssueSend<'a>> {
         let mail = Arc::new(engine.prepare(issue_id).await?);
+        let variants = engine.prepare_variants(issue_id).await?;
         let d = &engine.settings.delivery;
         let concurrency = d.concurrency as usize;
         let batch = (concurrency * CLAIM_FACTOR) as i64;
@@ -113,6 +117,7 @@ impl<'a> IssueSend<'a> {
             hooks,
             shutdown,
             mail,
+            variants,
             concurrency,
             batch,
             permits: Arc::new(Semaphore::new(concurrency)),
@@ -169,15 +174,26 @@ impl<'a> IssueSend<'a> {
             });
         }
         let engine = self.engine;
-        let composed = if engine.dkim.is_some() {
-            // Signing costs up to 0.4 ms of CPU: on the blocking pool it uses every core and
-            // does not hold up the other messages in flight.
-            let (engine, mail, c) = (engine.clone(), self.mail.clone(), c.clone());
-            tokio::task::spawn_blocking(move || engine.compose_for(&mail, &c))
-                .await
-                .unwrap_or_else(|e| Err(anyhow::anyhow!("composing panicked: {e}")))
-        } else {
-            engine.compose_for(&self.mail, c)
+        let mail = match &c.variant {
+            None => Some(&self.mail),
+            Some(flags) => self.variants.get(flags),
+        };
+        let composed = match mail {
+            // Every set in the ledger was prepared before the first claim; only a row written
+            // after that (none is) could miss one.
+            None => Err(anyhow::anyhow!(
+                "no rendering of the set {:?} of this issue",
+                c.variant
+            )),
+            Some(mail) if engine.dkim.is_some() => {
+                // Signing costs up to 0.4 ms of CPU: on the blocking pool it uses every core
+                // and does not hold up the other messages in flight.
+                let (engine, mail, c) = (engine.clone(), mail.clone(), c.clone());
+                tokio::task::spawn_blocking(move || engine.compose_for(&mail, &c))
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow::anyhow!("composing panicked: {e}")))
+            }
+            Some(mail) => engine.compose_for(mail, c),
         };
         let (to, bytes) = match composed {
             Ok(x) => x,

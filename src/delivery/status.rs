@@ -52,9 +52,51 @@ impl fmt::Display for DeliveryStatus {
     }
 }
 
+/// Why a row of the ledger is `skipped` (its `last_error` column): each reason a variant of
+/// its own, so the console and the tests tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Paused on their manage page when the send started.
+    Paused,
+    /// The reader chose categories and none of the comparisons has a tool in them.
+    NoMatchingComparisons,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 2] = [SkipReason::Paused, SkipReason::NoMatchingComparisons];
+
+    /// The value in the `last_error` column of a skipped row.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Paused => "paused",
+            SkipReason::NoMatchingComparisons => "no_matching_comparisons",
+        }
+    }
+
+    /// Reads the column back (`None`: another reason, such as a reader who left mid-send).
+    pub fn parse(s: &str) -> Option<SkipReason> {
+        SkipReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_reasons_read_back_what_they_write() {
+        for r in SkipReason::ALL {
+            assert_eq!(SkipReason::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(SkipReason::parse("unsubscribed"), None);
+    }
 
     #[test]
     fn statuses_read_back_what_they_write() {

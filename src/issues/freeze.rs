@@ -18,7 +18,10 @@ pub fn default_week(now: DateTime<Utc>, tz: Tz) -> IsoWeek {
 }
 
 /// The readers' votes on the comparisons of the issue before `number`, for its short block.
-async fn previous_tallies(store: &Store, number: i64) -> anyhow::Result<Vec<ReaderTally>> {
+pub(super) async fn previous_tallies(
+    store: &Store,
+    number: i64,
+) -> anyhow::Result<Vec<ReaderTally>> {
     let Some(previous) = store.get_issue_by_number(number - 1).await? else {
         return Ok(Vec::new());
     };

@@ -6,6 +6,7 @@
 //! every subscriber gets exactly the same content even if a comparison is edited during the send.
 
 pub mod freeze;
+pub mod variants;
 
 use std::fmt;
 use std::str::FromStr;

@@ -30,28 +30,45 @@ use crate::text::one_line;
 pub enum MailKind {
     /// The double opt-in mail, with the raw confirmation token of its link.
     Confirm { token: String },
+    /// The one reminder to a reader still pending after `signup.reminder_after`, with a fresh
+    /// confirmation token.
+    Reminder { token: String },
     /// Sent once the address is confirmed.
     Welcome,
+    /// To the new address a reader gave on their manage page, with the raw token of the link
+    /// that confirms it.
+    EmailChange { token: String },
+    /// `subscribers repermission`: "still want this?", with a one-click keep.
+    Repermission,
 }
 
 impl MailKind {
     /// The `kind` column of a confirm mail (for multi-row inserts that bind the token apart).
     pub const CONFIRM: &'static str = "confirm";
+    const REMINDER: &'static str = "reminder";
     const WELCOME: &'static str = "welcome";
+    const EMAIL_CHANGE: &'static str = "email_change";
+    /// The `kind` column of a repermission mail (queued in bulk by one statement).
+    pub const REPERMISSION: &'static str = "repermission";
 
     /// The `kind` column.
     pub fn as_str(&self) -> &'static str {
         match self {
             MailKind::Confirm { .. } => MailKind::CONFIRM,
+            MailKind::Reminder { .. } => MailKind::REMINDER,
             MailKind::Welcome => MailKind::WELCOME,
+            MailKind::EmailChange { .. } => MailKind::EMAIL_CHANGE,
+            MailKind::Repermission => MailKind::REPERMISSION,
         }
     }
 
     /// The `token` column.
     pub fn token(&self) -> Option<&str> {
         match self {
-            MailKind::Confirm { token } => Some(token),
-            MailKind::Welcome => None,
+            MailKind::Confirm { token }
+            | MailKind::Reminder { token }
+            | MailKind::EmailChange { token } => Some(token),
+            MailKind::Welcome | MailKind::Repermission => None,
         }
     }
 
@@ -59,8 +76,13 @@ impl MailKind {
     pub fn from_row(kind: &str, token: Option<String>) -> anyhow::Result<MailKind> {
         match (kind, token) {
             (MailKind::CONFIRM, Some(token)) => Ok(MailKind::Confirm { token }),
-            (MailKind::CONFIRM, None) => anyhow::bail!("a queued confirm mail without its token"),
+            (MailKind::REMINDER, Some(token)) => Ok(MailKind::Reminder { token }),
+            (MailKind::EMAIL_CHANGE, Some(token)) => Ok(MailKind::EmailChange { token }),
+            (MailKind::CONFIRM | MailKind::REMINDER | MailKind::EMAIL_CHANGE, None) => {
+                anyhow::bail!("a queued {kind} mail without its token")
+            }
             (MailKind::WELCOME, _) => Ok(MailKind::Welcome),
+            (MailKind::REPERMISSION, _) => Ok(MailKind::Repermission),
             (other, _) => anyhow::bail!("unknown queued mail kind {other:?}"),
         }
     }

@@ -137,6 +137,19 @@ fn sample_context(settings: &Settings) -> Context {
     ctx.insert("paused_until", &Option::<String>::None);
     ctx.insert("pause_weeks", &[2, 4, 8]);
     ctx.insert("notice", &Option::<String>::None);
+    ctx.insert(
+        "categories",
+        &[serde_json::json!({ "name": "Developer Tools", "checked": true })],
+    );
+    ctx.insert("everything", &false);
+    ctx.insert("pending_email", &Option::<String>::None);
+    // email/confirm.*, email/notice.*, web/button.html
+    ctx.insert("reminder", &false);
+    ctx.insert("lines", &["A sample sentence.", "Another one."]);
+    ctx.insert("button", "Go on");
+    ctx.insert("button_url", &public.join("keep/SAMPLE"));
+    ctx.insert("footnote", "A sample footnote.");
+    ctx.insert("lead", "A sample sentence.");
     ctx.insert("comparison_url", settings.site.base_url.as_str());
     ctx.insert("clicks", &true);
     ctx.insert("raw_url", &public.join("embed/snippet.html"));

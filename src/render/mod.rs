@@ -39,6 +39,8 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "email/confirm.html",
     "email/welcome.txt",
     "email/welcome.html",
+    "email/notice.txt",
+    "email/notice.html",
     "web/base.html",
     "web/archive.html",
     "web/message.html",
@@ -46,6 +48,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "web/confirm.html",
     "web/unsubscribe.html",
     "web/manage.html",
+    "web/button.html",
     "web/embed.html",
     "web/vote.html",
     "web/privacy.html",
@@ -407,6 +410,32 @@ impl Renderer {
         settings: &Settings,
         input: &IssueInput<'_>,
     ) -> anyhow::Result<RenderedIssue> {
+        self.render(settings, input, None)
+    }
+
+    /// Renders a part of an issue for the readers who chose categories: `input.comparisons`
+    /// are the issue's comparisons at `positions` (in the issue's order). Vote and click
+    /// links keep the issue's positions, so a vote from a part counts for the same comparison
+    /// as one from the whole issue; subject, HTML and text name only these comparisons.
+    pub fn render_variant(
+        &self,
+        settings: &Settings,
+        input: &IssueInput<'_>,
+        positions: &[u16],
+    ) -> anyhow::Result<RenderedIssue> {
+        anyhow::ensure!(
+            positions.len() == input.comparisons.len(),
+            "a part of an issue needs one position per comparison"
+        );
+        self.render(settings, input, Some(positions))
+    }
+
+    fn render(
+        &self,
+        settings: &Settings,
+        input: &IssueInput<'_>,
+        positions: Option<&[u16]>,
+    ) -> anyhow::Result<RenderedIssue> {
         anyhow::ensure!(
             !input.comparisons.is_empty(),
             "an issue needs at least one comparison"
@@ -447,7 +476,7 @@ impl Renderer {
             .comparisons
             .iter()
             .enumerate()
-            .map(|(i, c)| comparison_view(c, i as u16, &links))
+            .map(|(i, c)| comparison_view(c, positions.map_or(i as u16, |p| p[i]), &links))
             .collect();
         ctx.insert("subject", &subject);
         ctx.insert(

@@ -148,7 +148,7 @@ impl SlotValues {
             escape_html(manage_url)
         ));
         self.footer_link_text.push_str(&format!(
-            "\nManage your subscription (pause, your data): {manage_url}"
+            "\nManage your subscription (pause, categories, address, your data): {manage_url}"
         ));
         self
     }

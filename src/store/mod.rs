@@ -20,6 +20,7 @@ pub mod overview;
 pub mod schedule;
 pub mod subscribers;
 pub mod throttle;
+pub mod variants;
 pub mod workers;
 
 use std::time::Duration;

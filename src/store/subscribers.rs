@@ -1,6 +1,7 @@
 //! Subscribers in the database: signup, confirmation, unsubscribe, operator changes, erasure.
 //! Every transition is one transaction that also writes its consent record.
 
+pub mod control;
 mod hygiene;
 mod import;
 pub mod manage;
@@ -141,7 +142,7 @@ pub struct NewSubscriber<'a> {
     pub confirmed: bool,
 }
 
-async fn insert_consent(
+pub(super) async fn insert_consent(
     tx: &mut Transaction<'static, Any>,
     subscriber_id: i64,
     event: &str,

@@ -9,7 +9,8 @@ use lettre::message::Mailbox;
 use tera::Context;
 
 use super::tokens::{
-    hash_confirm_token, mailbox_hash, manage_token, new_confirm_token, unsubscribe_token,
+    hash_confirm_token, keep_token, mailbox_hash, manage_token, new_confirm_token,
+    unsubscribe_token,
 };
 use super::{ConsentContext, SubscriberEmail, SubscriberName};
 use crate::config::{HttpUrl, SecretKey, Settings};
@@ -27,6 +28,19 @@ pub fn unsubscribe_url(public_url: &HttpUrl, secret: &SecretKey, subscriber_id: 
 /// `{public_url}/manage/{token}`: the reader's own page (pause, data, leave).
 pub fn manage_url(public_url: &HttpUrl, secret: &SecretKey, subscriber_id: i64) -> String {
     public_url.join(&format!("manage/{}", manage_token(secret, subscriber_id)))
+}
+
+/// `{public_url}/keep/{token}`: the one-click keep of the repermission mail.
+pub fn keep_url(settings: &Settings, secret: &SecretKey, subscriber_id: i64) -> String {
+    settings
+        .http
+        .public_url
+        .join(&format!("keep/{}", keep_token(secret, subscriber_id)))
+}
+
+/// `{public_url}/address/{token}`: confirms a new address given on the manage page.
+pub fn address_url(settings: &Settings, token: &str) -> String {
+    settings.http.public_url.join(&format!("address/{token}"))
 }
 
 /// Builds transactional mails (confirmation, welcome) when the sender takes them from the queue.
@@ -61,36 +75,99 @@ impl Composer {
         name: Option<&str>,
     ) -> anyhow::Result<Vec<u8>> {
         let s = &self.settings;
+        // Mail to an address that has not said yes yet carries no name (see above).
         let name = match kind {
-            MailKind::Confirm { .. } => None,
-            MailKind::Welcome => name,
+            MailKind::Confirm { .. } | MailKind::Reminder { .. } | MailKind::EmailChange { .. } => {
+                None
+            }
+            MailKind::Welcome | MailKind::Repermission => name,
         };
         let unsubscribe = unsubscribe_url(&s.http.public_url, &self.secret, subscriber_id);
         let mut ctx = self.base_context(name, &unsubscribe);
+        let newsletter = &s.newsletter.name.0;
+        let ttl_hours = s.signup.confirm_token_ttl.0.as_secs() / 3600;
         let (subject, template, message_id) = match kind {
-            MailKind::Confirm { token } => {
+            MailKind::Confirm { token } | MailKind::Reminder { token } => {
+                let reminder = matches!(kind, MailKind::Reminder { .. });
+                ctx.insert("reminder", &reminder);
                 ctx.insert(
                     "confirm_url",
                     &s.http.public_url.join(&format!("confirm/{token}")),
                 );
-                ctx.insert(
-                    "ttl_hours",
-                    &(s.signup.confirm_token_ttl.0.as_secs() / 3600),
-                );
+                ctx.insert("ttl_hours", &ttl_hours);
                 (
-                    format!("Confirm your subscription to {}", s.newsletter.name.0),
+                    if reminder {
+                        format!("Still want {newsletter}? Confirm your address")
+                    } else {
+                        format!("Confirm your subscription to {newsletter}")
+                    },
                     "confirm",
                     format!(
-                        "confirm-{subscriber_id}-{}",
+                        "{}-{subscriber_id}-{}",
+                        kind.as_str(),
                         &hash_confirm_token(token)[..16]
                     ),
                 )
             }
             MailKind::Welcome => (
-                format!("Welcome to {}", s.newsletter.name.0),
+                format!("Welcome to {newsletter}"),
                 "welcome",
                 format!("welcome-{subscriber_id}"),
             ),
+            MailKind::EmailChange { token } => {
+                ctx.insert("heading", "Confirm your new address");
+                ctx.insert(
+                    "lines",
+                    &[
+                        format!(
+                            "Someone (we hope you) asked to receive {newsletter} at this address instead of the one it goes to now."
+                        ),
+                        "Nothing changes until you confirm here.".to_string(),
+                    ],
+                );
+                ctx.insert("button", "Confirm my new address");
+                ctx.insert("button_url", &address_url(s, token));
+                ctx.insert(
+                    "footnote",
+                    &format!(
+                        "The link works for {ttl_hours} hours. If you did not ask for this, ignore this mail: nothing changes."
+                    ),
+                );
+                (
+                    format!("Confirm your new address for {newsletter}"),
+                    "notice",
+                    format!(
+                        "address-{subscriber_id}-{}",
+                        &hash_confirm_token(token)[..16]
+                    ),
+                )
+            }
+            MailKind::Repermission => {
+                ctx.insert("heading", &format!("Still want {newsletter}?"));
+                ctx.insert(
+                    "lines",
+                    &[
+                        format!(
+                            "You have been reading {newsletter} for a while, and we would rather ask than keep mailing someone who has moved on."
+                        ),
+                        "One click keeps your subscription. If you do nothing, we stop sending and remove you from the list at the deadline.".to_string(),
+                    ],
+                );
+                ctx.insert("button", "Keep my subscription");
+                ctx.insert("button_url", &keep_url(s, &self.secret, subscriber_id));
+                ctx.insert(
+                    "footnote",
+                    "Rather stop now? The unsubscribe link below does it at once.",
+                );
+                (
+                    format!("Still want {newsletter}? One click keeps it"),
+                    "notice",
+                    format!(
+                        "repermission-{subscriber_id}-{}",
+                        chrono::Utc::now().timestamp()
+                    ),
+                )
+            }
         };
         let address = lettre::Address::from_str(email)?;
         let message = compose(

@@ -113,6 +113,35 @@ pub fn verify_manage_token(secret: &SecretKey, token: &str) -> Option<i64> {
     }
 }
 
+/// The token of a reader's "keep my subscription" link (`/keep/{token}`, from the
+/// repermission mail): signed like [`manage_token`] under a purpose of its own.
+pub fn keep_token(secret: &SecretKey, subscriber_id: i64) -> String {
+    let id = subscriber_id.to_be_bytes();
+    let tag = mac(secret, KEEP_PURPOSE, &id);
+    let mut raw = [0u8; 24];
+    raw[..8].copy_from_slice(&id);
+    raw[8..].copy_from_slice(&tag[..16]);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+const KEEP_PURPOSE: &str = "verdicts/keep/v1:";
+
+/// The subscriber id a keep token stands for, if it is genuine.
+pub fn verify_keep_token(secret: &SecretKey, token: &str) -> Option<i64> {
+    if token.len() != UNSUBSCRIBE_TOKEN_LEN || !is_base64url(token) {
+        return None;
+    }
+    let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
+    let (id, tag) = raw.split_at(8);
+    let expected = mac(secret, KEEP_PURPOSE, id);
+    use subtle::ConstantTimeEq;
+    if bool::from(expected[..16].ct_eq(tag)) {
+        Some(i64::from_be_bytes(id.try_into().ok()?))
+    } else {
+        None
+    }
+}
+
 /// The suppression key of an address (normalised, lower-case).
 pub fn suppression_hash(secret: &SecretKey, email: &str) -> String {
     hex::encode(mac(
@@ -157,6 +186,16 @@ mod tests {
         );
         assert_eq!(verify_unsubscribe_token(&k, "short"), None);
         assert_eq!(verify_unsubscribe_token(&k, &"!".repeat(32)), None);
+    }
+
+    #[test]
+    fn keep_tokens_open_only_their_own_door() {
+        let k = key("0123456789abcdef0123456789abcdef-one");
+        let t = keep_token(&k, 7);
+        assert_eq!(verify_keep_token(&k, &t), Some(7));
+        assert_eq!(verify_keep_token(&k, &manage_token(&k, 7)), None);
+        assert_eq!(verify_manage_token(&k, &t), None);
+        assert_eq!(verify_unsubscribe_token(&k, &t), None);
     }
 
     #[test]

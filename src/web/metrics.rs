@@ -138,6 +138,18 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         }
         Err(e) => tracing::warn!(error = %e, "reading engagement metrics failed"),
     }
+    match state.app.issue_renders_total().await {
+        Ok(n) => {
+            let c = Counter::<u64>::default();
+            c.inc_by(n as u64);
+            registry.register(
+                "issue_renders",
+                "Issue renderings kept for sending: one per issue, plus one per distinct set of its comparisons readers with categories get",
+                c,
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "reading render metrics failed"),
+    }
     let next = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
     let schedule = &state.settings().schedule;
     if let Some(at) = crate::schedule::next_fire(

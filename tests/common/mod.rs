@@ -581,7 +581,11 @@ pub fn app(store: &Store, settings: &Settings) -> verdicts::app::App {
 pub async fn start_send(store: &Store, issue_id: i64) -> i64 {
     use verdicts::issues::{ActionKind, IssueStatus};
     store
-        .start_send(issue_id, &IssueStatus::allowing(ActionKind::Send))
+        .start_send(
+            issue_id,
+            &IssueStatus::allowing(ActionKind::Send),
+            &verdicts::issues::variants::CategoryMap::default(),
+        )
         .await
         .expect("starting the send")
         .expect("a ready or scheduled issue")

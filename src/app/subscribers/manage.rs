@@ -1,6 +1,8 @@
 //! A reader's own page (`/manage/{token}`, linked from every issue email): pause for 2, 4 or 8
 //! weeks (delivery skips them with reason `paused` until then, and they come back by
-//! themselves), download their data as JSON, delete themselves (as `subscribers remove`).
+//! themselves), choose categories (only the comparisons with a tool in one of them; see
+//! [`crate::issues::variants`]), download their data as JSON, delete themselves (as
+//! `subscribers remove`).
 //!
 //! The token is the reader's signed manage token ([`crate::subscribers::tokens::manage_token`]):
 //! it opens this reader's page only. A bad token, an unknown reader or a bad form value changes
@@ -16,13 +18,22 @@ use crate::subscribers::{SubscriberEmail, SubscriberStatus};
 /// The pauses a reader may choose, in weeks.
 pub const PAUSE_WEEKS: [u32; 3] = [2, 4, 8];
 
+/// The most categories a form may carry (more is not a reader's form).
+const MAX_CATEGORIES: usize = 100;
+
 /// What the manage form asked for (`action=…`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManageAction {
     /// `action=pause` with `weeks` (2, 4 or 8).
     Pause { weeks: u32 },
     /// `action=resume`: end a pause now.
     Resume,
+    /// `action=categories` with one `category` field per choice (none: everything). Checked
+    /// against the known categories by [`App::manage`].
+    Categories(Vec<String>),
+    /// `action=email` with `email`: a change of address, confirmed at the new address first
+    /// (see [`super::control`]). The web layer asks the door about its domain first.
+    Email(SubscriberEmail),
     /// `action=export`: the reader's data as JSON.
     Export,
     /// `action=delete`: erase the reader (as `subscribers remove`).
@@ -47,6 +58,34 @@ impl ManageAction {
                 }
             }
             Some("resume") => Ok(ManageAction::Resume),
+            Some("categories") => {
+                let mut chosen: Vec<String> = fields
+                    .iter()
+                    .filter(|(k, _)| k == "category")
+                    .map(|(_, v)| v.trim().to_string())
+                    .collect();
+                if chosen.len() > MAX_CATEGORIES {
+                    return Err(format!(
+                        "category: at most {MAX_CATEGORIES} choices, not {}.",
+                        chosen.len()
+                    ));
+                }
+                if chosen.iter().any(String::is_empty) {
+                    return Err("category: an empty choice.".to_string());
+                }
+                chosen.sort();
+                chosen.dedup();
+                Ok(ManageAction::Categories(chosen))
+            }
+            Some("email") => {
+                let raw = field("email").unwrap_or_default();
+                if raw.is_empty() {
+                    return Err("email: give the new address.".to_string());
+                }
+                SubscriberEmail::parse(raw)
+                    .map(ManageAction::Email)
+                    .map_err(|e| format!("email: {}", e.0))
+            }
             Some("export") => Ok(ManageAction::Export),
             Some("delete") => Ok(ManageAction::Delete),
             Some(other) => Err(format!(
@@ -65,13 +104,25 @@ pub struct Reader {
     pub status: SubscriberStatus,
     /// Paused until then (only when still in the future).
     pub paused_until: Option<DateTime<Utc>>,
+    /// The categories they chose, sorted (empty: everything).
+    pub categories: Vec<String>,
+    /// A new address they gave and have not confirmed yet.
+    pub pending_email: Option<String>,
 }
 
 /// What an action did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ManageOutcome {
-    Paused { until: DateTime<Utc> },
+    Paused {
+        until: DateTime<Utc>,
+    },
     Resumed,
+    /// The choice now stored (empty: everything).
+    Categories(Vec<String>),
+    /// The confirmation of a change of address is on its way to `to`.
+    EmailChangeSent {
+        to: String,
+    },
     Export(serde_json::Value),
     Deleted,
 }
@@ -96,7 +147,32 @@ impl App {
             email: row.email,
             status: row.status,
             paused_until,
+            categories: self.store().subscriber_categories(id).await?,
+            pending_email: self.store().open_email_change(id).await?,
         }))
+    }
+
+    /// The categories a reader may choose: the tool categories of the comparisons published
+    /// so far, sorted.
+    pub async fn known_categories(&self) -> Result<Vec<String>, OpsError> {
+        let now = Utc::now();
+        let mut out: Vec<String> = self
+            .store()
+            .list_comparisons(None)
+            .await?
+            .into_iter()
+            .filter(|s| s.comparison.published_at() <= now)
+            .flat_map(|s| {
+                s.comparison
+                    .tools()
+                    .iter()
+                    .map(|t| t.category.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     /// Applies `action` for the reader of `token`; `NotFound`-like errors are `Invalid`.
@@ -116,7 +192,7 @@ impl App {
                 Err(OpsError::Invalid {
                     field: None,
                     message: format!(
-                        "you are {}: there is no delivery to pause or resume",
+                        "you are {}: there is no delivery to change",
                         reader.status.as_str()
                     ),
                 })
@@ -136,6 +212,30 @@ impl App {
                 self.store().set_paused_until(reader.id, None).await?;
                 Ok(ManageOutcome::Resumed)
             }
+            ManageAction::Categories(chosen) => {
+                must_be_confirmed()?;
+                let known = self.known_categories().await?;
+                if let Some(unknown) = chosen.iter().find(|c| !known.contains(c)) {
+                    return Err(OpsError::invalid(
+                        "category",
+                        format!(
+                            "{unknown:?} is not one of the categories ({}).",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                self.store()
+                    .set_subscriber_categories(reader.id, &chosen)
+                    .await?;
+                Ok(ManageOutcome::Categories(chosen))
+            }
+            ManageAction::Email(new) => {
+                must_be_confirmed()?;
+                self.request_email_change(&reader, &new).await?;
+                Ok(ManageOutcome::EmailChangeSent {
+                    to: new.as_str().to_string(),
+                })
+            }
             ManageAction::Export => {
                 let row =
                     self.store()
@@ -153,6 +253,7 @@ impl App {
                     "signed_up_at": row.created_at.to_rfc3339(),
                     "confirmed_at": row.confirmed_at.map(|t| t.to_rfc3339()),
                     "paused_until": reader.paused_until.map(|t| t.to_rfc3339()),
+                    "categories": reader.categories,
                     "consent_events": consents.iter().map(|c| json!({
                         "event": c.event,
                         "at": c.at.to_rfc3339(),
@@ -210,6 +311,41 @@ mod tests {
         assert_eq!(
             ManageAction::parse(&form(&[("action", "delete")])),
             Ok(ManageAction::Delete)
+        );
+        assert_eq!(
+            ManageAction::parse(&form(&[
+                ("action", "categories"),
+                ("category", "Image"),
+                ("category", " Chat "),
+                ("category", "Image"),
+            ])),
+            Ok(ManageAction::Categories(vec![
+                "Chat".into(),
+                "Image".into()
+            ]))
+        );
+        assert_eq!(
+            ManageAction::parse(&form(&[("action", "categories")])),
+            Ok(ManageAction::Categories(vec![]))
+        );
+        let e =
+            ManageAction::parse(&form(&[("action", "categories"), ("category", " ")])).unwrap_err();
+        assert!(e.starts_with("category:"), "{e}");
+        for bad in [
+            vec![("action", "email")],
+            vec![("action", "email"), ("email", "not an address")],
+        ] {
+            let e = ManageAction::parse(&form(&bad)).unwrap_err();
+            assert!(e.starts_with("email:"), "{bad:?}: {e}");
+        }
+        assert_eq!(
+            ManageAction::parse(&form(&[
+                ("action", "email"),
+                ("email", " New@Example.ORG ")
+            ])),
+            Ok(ManageAction::Email(
+                SubscriberEmail::parse("new@example.org").unwrap()
+            ))
         );
     }
 }

@@ -62,7 +62,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .context("storing a reminder's token")?;
-            Store::enqueue_mail(&mut tx, &MailKind::Confirm { token }, id, &email, now).await?;
+            Store::enqueue_mail(&mut tx, &MailKind::Reminder { token }, id, &email, now).await?;
             reminded.push(id);
         }
         reminded.sort_unstable();

@@ -108,8 +108,13 @@ struct SubscriberView {
 }
 
 impl SubscriberView {
-    fn of(s: SubscriberRow, state: ReaderState, now: chrono::DateTime<chrono::Utc>) -> Self {
-        let note = match (s.status, state.paused_until, state.last_signup_at) {
+    fn of(
+        s: SubscriberRow,
+        state: ReaderState,
+        categories: &[String],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        let mut note = match (s.status, state.paused_until, state.last_signup_at) {
             (SubscriberStatus::Confirmed, Some(until), _) if until > now => {
                 format!("paused until {}", when(until))
             }
@@ -118,6 +123,12 @@ impl SubscriberView {
             }
             _ => String::new(),
         };
+        if !categories.is_empty() {
+            if !note.is_empty() {
+                note.push_str(" · ");
+            }
+            note.push_str(&format!("only {}", categories.join(", ")));
+        }
         SubscriberView {
             id: s.id,
             email: s.email,
@@ -130,7 +141,7 @@ impl SubscriberView {
 }
 
 /// "3 d 4 h", "5 h 12 min", "40 min": how long, to the two largest units.
-fn age(d: chrono::Duration) -> String {
+pub(super) fn age(d: chrono::Duration) -> String {
     let minutes = d.num_minutes().max(0);
     let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
     match (days, hours) {
@@ -225,7 +236,8 @@ pub(super) async fn subscribers(
             .into_iter()
             .map(|s| {
                 let state = search.states.get(&s.id).copied().unwrap_or_default();
-                SubscriberView::of(s, state, chrono::Utc::now())
+                let categories = search.categories.get(&s.id).cloned().unwrap_or_default();
+                SubscriberView::of(s, state, &categories, chrono::Utc::now())
             })
             .collect::<Vec<_>>(),
     );
@@ -666,7 +678,7 @@ pub(super) async fn bounces(
             .bounced
             .rows
             .into_iter()
-            .map(|s| SubscriberView::of(s, ReaderState::default(), chrono::Utc::now()))
+            .map(|s| SubscriberView::of(s, ReaderState::default(), &[], chrono::Utc::now()))
             .collect::<Vec<_>>(),
     );
     ctx.insert("bounced_pager", &bounced_pager);

@@ -11,6 +11,7 @@ use super::{Console, PageError, when};
 use crate::bounces::kinds::BounceKind;
 use crate::delivery::status::DeliveryStatus;
 use crate::store::history::ReaderHistory;
+use crate::subscribers::SubscriberStatus;
 use crate::web::AppState;
 
 #[derive(Serialize)]
@@ -22,6 +23,16 @@ struct ReaderView {
     created_at: String,
     confirmed_at: String,
     unsubscribed_at: String,
+    /// "until …" while paused, else "—".
+    paused: String,
+    /// "for 3 d 4 h" while pending, else "—".
+    pending: String,
+    /// "Chat, Image", or "everything".
+    categories: String,
+    /// "new@example.org, not confirmed yet", else "—".
+    new_address: String,
+    /// "until …" while a repermission is unanswered, else "—".
+    asked: String,
 }
 
 /// One line of the history.
@@ -42,6 +53,9 @@ fn consent_label(event: &str) -> String {
     match event {
         "signup" => "Signed up".into(),
         "confirm" => "Confirmed".into(),
+        "email_change" => "Changed address".into(),
+        "keep" => "Kept the subscription".into(),
+        "lapsed" => "Lapsed: did not keep by the deadline".into(),
         "unsubscribe" => "Unsubscribed".into(),
         "import" => "Imported".into(),
         other => other.replace('_', " "),
@@ -187,7 +201,38 @@ pub(super) async fn reader(
     // Oldest first; at the same minute, arrival before the issues before the reports.
     events.sort_by_key(|e| e.sort);
     let optional = |t: Option<DateTime<Utc>>| t.map(when).unwrap_or_else(|| "—".into());
+    let settings = match state.app.reader_settings(id).await {
+        Ok(x) => x,
+        Err(e) => return console.ops_error(&state, e, back),
+    };
+    let now = Utc::now();
+    let dash = || "—".to_string();
     let view = ReaderView {
+        paused: match settings.state.paused_until {
+            Some(until) if until > now && s.status == SubscriberStatus::Confirmed => {
+                format!("until {}", when(until))
+            }
+            _ => dash(),
+        },
+        pending: match settings.state.last_signup_at {
+            Some(at) if s.status == SubscriberStatus::Pending => {
+                format!("for {}", super::lists::age(now - at))
+            }
+            _ => dash(),
+        },
+        categories: if settings.categories.is_empty() {
+            "everything".into()
+        } else {
+            settings.categories.join(", ")
+        },
+        new_address: settings
+            .pending_email
+            .map(|e| format!("{e}, not confirmed yet"))
+            .unwrap_or_else(dash),
+        asked: settings
+            .repermission_deadline
+            .map(|d| format!("still want it? unanswered; lapses {}", when(d)))
+            .unwrap_or_else(dash),
         email: s.email,
         name: s.name.unwrap_or_else(|| "—".into()),
         status: s.status.as_str(),
