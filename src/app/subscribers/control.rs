@@ -41,8 +41,9 @@ pub struct Repermission {
 
 impl App {
     /// Stores a change of address for `reader` and queues its confirmation to the new
-    /// address (DKIM-signed by the sender like every transactional mail). A taken address or
-    /// the reader's own is the reader's error; nothing is written then.
+    /// address (DKIM-signed by the sender like every transactional mail). The reader's own
+    /// address is the reader's error (nothing is written); an address another subscription
+    /// has is answered as any other, and no link goes to it.
     pub(super) async fn request_email_change(
         &self,
         reader: &Reader,
@@ -65,10 +66,16 @@ impl App {
                 tracing::info!(subscriber_id = reader.id, "change of address asked");
                 Ok(())
             }
-            ChangeRequested::Taken => Err(OpsError::invalid(
-                "email",
-                format!("{new} is already on the list; choose another address."),
-            )),
+            // The same answer as for a free address, and nothing mailed: a manage link travels
+            // with every forwarded issue, and must not tell its holder who else subscribes
+            // (the signup form answers the same for every state too).
+            ChangeRequested::Taken => {
+                tracing::info!(
+                    subscriber_id = reader.id,
+                    "change of address to an address on the list: nothing sent"
+                );
+                Ok(())
+            }
             ChangeRequested::NotConfirmed => Err(OpsError::invalid(
                 "email",
                 "only a confirmed subscription can change its address.",

@@ -82,9 +82,6 @@ impl Store {
             .bind(new_email.as_str())
             .fetch_optional(&mut *tx)
             .await?;
-        if taken.is_some() {
-            return Ok(ChangeRequested::Taken);
-        }
         sqlx::query("DELETE FROM email_changes WHERE subscriber_id = $1 AND used_at IS NULL")
             .bind(subscriber_id)
             .execute(&mut *tx)
@@ -101,6 +98,14 @@ impl Store {
         .execute(&mut *tx)
         .await
         .context("storing a change of address")?;
+        if taken.is_some() {
+            // Kept like any other request (the reader's page looks the same), but no link goes
+            // out: the address belongs to another subscription.
+            tx.commit()
+                .await
+                .context("committing a change of address")?;
+            return Ok(ChangeRequested::Taken);
+        }
         Store::enqueue_mail(
             &mut tx,
             &MailKind::EmailChange {
