@@ -68,6 +68,7 @@ impl App {
             .flat_map(|i| &i.upserted)
             .map(|u| u.slug.as_str())
             .collect();
+        self.forget_categories();
         self.log(actor, Activity::ComparisonsImport, None, &slugs.join(","))
             .await?;
         Ok(out)

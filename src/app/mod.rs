@@ -179,6 +179,9 @@ struct Inner {
     renderer: Arc<Renderer>,
     /// The delivery engine (SMTP pool, DKIM key) of this process, built on first use.
     engine: OnceCell<Engine>,
+    /// The categories readers may choose, as last read, and when (see
+    /// [`App::known_categories`]).
+    categories: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<String>>)>>,
 }
 
 impl fmt::Debug for App {
@@ -201,6 +204,7 @@ impl App {
                 secret,
                 renderer,
                 engine: OnceCell::new(),
+                categories: std::sync::Mutex::new(None),
             }),
         }
     }

@@ -9,6 +9,8 @@
 //! nothing and says why.
 
 use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
+
 use serde_json::json;
 
 use super::super::{Actor, App, OpsError};
@@ -153,8 +155,15 @@ impl App {
     }
 
     /// The categories a reader may choose: the tool categories of the comparisons published
-    /// so far, sorted.
-    pub async fn known_categories(&self) -> Result<Vec<String>, OpsError> {
+    /// so far, sorted. Read at most once a minute per process (every manage page asks, and
+    /// reading them parses every comparison); an import through this process forgets them.
+    pub async fn known_categories(&self) -> Result<Arc<Vec<String>>, OpsError> {
+        const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+        if let Some((at, known)) = &*self.inner.categories.lock().expect("not poisoned")
+            && at.elapsed() < FRESH_FOR
+        {
+            return Ok(known.clone());
+        }
         let now = Utc::now();
         let mut out: Vec<String> = self
             .store()
@@ -172,7 +181,15 @@ impl App {
             .collect();
         out.sort();
         out.dedup();
-        Ok(out)
+        let known = Arc::new(out);
+        *self.inner.categories.lock().expect("not poisoned") =
+            Some((std::time::Instant::now(), known.clone()));
+        Ok(known)
+    }
+
+    /// Forgets the categories read last (comparisons were imported).
+    pub(crate) fn forget_categories(&self) {
+        *self.inner.categories.lock().expect("not poisoned") = None;
     }
 
     /// Applies `action` for the reader of `token`; `NotFound`-like errors are `Invalid`.
