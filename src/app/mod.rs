@@ -179,6 +179,9 @@ struct Inner {
     renderer: Arc<Renderer>,
     /// The delivery engine (SMTP pool, DKIM key) of this process, built on first use.
     engine: OnceCell<Engine>,
+    /// The last pre-send checks of each issue, for the console's issue page
+    /// ([`App::pre_send_checks`]).
+    checks: std::sync::Mutex<std::collections::HashMap<i64, issues::CachedChecks>>,
 }
 
 impl fmt::Debug for App {
@@ -201,6 +204,7 @@ impl App {
                 secret,
                 renderer,
                 engine: OnceCell::new(),
+                checks: Default::default(),
             }),
         }
     }
@@ -236,6 +240,15 @@ impl App {
                 )
             })
             .await
+    }
+
+    fn check_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, issues::CachedChecks>> {
+        self.inner
+            .checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Closes the database pools: the last call of a one-shot command.
