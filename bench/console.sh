@@ -89,6 +89,7 @@ curl -fs -b "$JAR" -c "$JAR" -o /dev/null --data-urlencode "email=bench@example.
 
 AUTH=(-H "Authorization: Bearer $VERDICTS__ADMIN__TOKEN")
 PAGES=(/admin /admin/issues/1 /admin/progress.json /admin/subscribers "/admin/subscribers?q=user123456"
+       "/admin/subscribers?q=%40example42.org" "/admin/subscribers?q=example4"
        "/admin/subscribers?status=bounced" /admin/comparisons /admin/bounces /admin/log /admin/deliverability
        /admin/operators /admin/subscribers/1 /api/issues/1 /metrics)
 
