@@ -1351,6 +1351,52 @@ async fn subscribers_are_searched_counted_and_exported() {
     ] {
         assert!(page.contains(expected), "{expected} in the counts");
     }
+    // By domain: `@example.org` is the domain's start (not the address's), any case; a word
+    // without `@` finds the start of the address or of its domain.
+    add_operator_subscriber(&s, &app, "other@Mail.Example.org").await;
+    let found = |q: &'static str| {
+        let s = &s;
+        let app = &app;
+        async move {
+            let html = s
+                .get(app, &format!("/admin/subscribers?q={q}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if html.contains("No subscriber matches") {
+                return Vec::new();
+            }
+            let mut found: Vec<String> = html
+                .split("aria-label=\"History of ")
+                .skip(1)
+                .map(|rest| rest[..rest.find('"').unwrap()].to_string())
+                .collect();
+            found.sort();
+            found
+        }
+    };
+    let everyone_at_example = vec![
+        "pending.person@example.org".to_string(),
+        "reader00@example.org".into(),
+        "reader01@example.org".into(),
+        "reader02@example.org".into(),
+    ];
+    assert_eq!(found("%40example.org").await, everyone_at_example);
+    assert_eq!(found("%40EXAM").await, everyone_at_example);
+    assert_eq!(found("example").await, everyone_at_example);
+    assert_eq!(found("%40mail").await, vec!["other@mail.example.org"]);
+    assert_eq!(found("mail.example").await, vec!["other@mail.example.org"]);
+    assert_eq!(found("other").await, vec!["other@mail.example.org"]);
+    assert_eq!(found("reader01%40").await, vec!["reader01@example.org"]);
+    assert!(found("%40nowhere.test").await.is_empty());
+    assert!(found("%40example.org.uk").await.is_empty());
+    assert!(
+        found("ample").await.is_empty(),
+        "the middle of a part is not searched"
+    );
     // LIKE wildcards typed in the box are literal.
     let page = s
         .get(&app, "/admin/subscribers?q=%25")
@@ -1392,7 +1438,7 @@ async fn subscribers_are_searched_counted_and_exported() {
         lines[0],
         "email,name,status,created_at,confirmed_at,unsubscribed_at"
     );
-    assert_eq!(lines.len(), 5, "{csv}");
+    assert_eq!(lines.len(), 6, "{csv}");
     assert!(
         lines
             .iter()
@@ -1403,6 +1449,94 @@ async fn subscribers_are_searched_counted_and_exported() {
             .await
             .contains(&(format!("operator:{EDITOR}"), "subscribers.export".into()))
     );
+    app.stop().await;
+}
+
+/// Adds `email` (pending) through the console's form.
+async fn add_operator_subscriber(s: &Session, app: &TestApp, email: &str) {
+    let r = s
+        .post(
+            app,
+            "/admin/subscribers",
+            &[("csrf_token", s.csrf.as_str()), ("email", email)],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
+
+/// The issue page shows the pre-send checks of `issue check` before Send (run once in the
+/// background, so the page answers at once), and not on an issue that can no longer be sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_issue_page_shows_the_pre_send_checks() {
+    let app = TestApp::spawn("").await;
+    seed(&app, 2).await;
+    create_issue(&app).await;
+    add_operator(&app.env, EDITOR, "editor");
+    let s = login(&app, EDITOR).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let page = loop {
+        let page = s
+            .get(&app, "/admin/issues/1")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("id=\"checks\""), "{page}");
+        if page.contains("id=\"check-rows\"") {
+            break page;
+        }
+        assert!(page.contains("Running the pre-send checks"), "{page}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checks never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The same checks and results as `verdicts issue check`.
+    let out = app.env.cli(&["--json", "issue", "check", "1"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let checks: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(checks.len() >= 6, "{checks:?}");
+    for c in &checks {
+        let row = format!(
+            "<tr class=\"check-{}\"><td>{}</td>",
+            c["status"].as_str().unwrap(),
+            c["check"].as_str().unwrap()
+        );
+        assert!(page.contains(&row), "{row} in {page}");
+    }
+    // The test settings' public_url is plain http: links warn, with the fix.
+    assert!(page.contains("<tr class=\"check-warn\"><td>links</td>"));
+    assert!(page.contains("Fix: serve them over https"));
+    assert!(page.contains("warning(s), nothing failed"), "{page}");
+    // Cancelled: nothing to send, no checks.
+    let r = s
+        .post(
+            &app,
+            "/admin/issues/1/cancel",
+            &[("csrf_token", s.csrf.as_str())],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = s
+        .get(&app, "/admin/issues/1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("id=\"checks\""), "{page}");
     app.stop().await;
 }
 

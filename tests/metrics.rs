@@ -3,7 +3,11 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{ADMIN_TOKEN, TestApp};
+use verdicts::issues::IssueStatus;
+use verdicts::store::deliveries::Outcome;
 use verdicts::subscribers::SubscriberEmail;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,37 +185,94 @@ async fn counters_stay_exact_through_imports_sends_bounces_and_erasure() {
     let recipients = common::start_send(&store, issue_id).await;
     assert_eq!(recipients, 63, "40 + 25 imported, less the two who left");
     assert_counters_exact(&store, "the snapshot").await;
-    // Settle as the sender does (batches of ids, only pending rows), fail a few, skip one.
-    sqlx::query(
-        "UPDATE deliveries SET status = 'sent', sent_at = $1, attempts = attempts + 1
-          WHERE status = 'pending' AND id IN (SELECT id FROM deliveries WHERE issue_id = $2 ORDER BY id LIMIT 30)",
-    )
-    .bind(chrono::Utc::now().timestamp_millis())
-    .bind(issue_id)
-    .execute(store.pool())
-    .await
-    .unwrap();
-    sqlx::query(
-        "UPDATE deliveries SET status = 'failed', last_error = '550 no such user'
-          WHERE status = 'pending' AND id IN (SELECT id FROM deliveries WHERE issue_id = $1 ORDER BY id DESC LIMIT 5)",
-    )
-    .bind(issue_id)
-    .execute(store.pool())
-    .await
-    .unwrap();
+    // Settle as the sender does: claim, then record a batch's outcomes (the usual all-sent
+    // batch is one statement; a mixed one a transaction), and renew a lease.
+    let owner = "w1";
+    let claimed = store
+        .claim_deliveries(issue_id, owner, 40, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 40);
+    let now = chrono::Utc::now().timestamp_millis();
+    let sent: Vec<_> = claimed[..30]
+        .iter()
+        .map(|c| (c.id, c.subscriber_id, Outcome::Sent))
+        .collect();
+    store.record_outcomes(owner, &sent[..20]).await.unwrap();
+    assert_counters_exact(&store, "a batch of 20 sent").await;
+    let mut mixed = sent[20..].to_vec();
+    for (k, c) in claimed[30..].iter().enumerate() {
+        let outcome = match k {
+            0..=3 => Outcome::Failed {
+                error: "550 no such user".into(),
+                bounced: k == 0,
+            },
+            4 => Outcome::Failed {
+                error: "554 refused".into(),
+                bounced: false,
+            },
+            5 => Outcome::Skipped,
+            6 | 7 => Outcome::Retry {
+                retry_at_ms: now + 60_000,
+                error: "451 later".into(),
+            },
+            _ => Outcome::Release {
+                retry_at_ms: now,
+                error: "put back".into(),
+            },
+        };
+        mixed.push((c.id, c.subscriber_id, outcome));
+    }
+    store.record_outcomes(owner, &mixed).await.unwrap();
+    // Recorded twice (a retried commit): nothing moves again.
+    store.record_outcomes(owner, &mixed).await.unwrap();
+    store.record_outcomes(owner, &sent[..20]).await.unwrap();
     // A lease renewal changes no status, and counts nothing.
     sqlx::query("UPDATE deliveries SET lease_owner = 'w1' WHERE issue_id = $1")
         .bind(issue_id)
         .execute(store.pool())
         .await
         .unwrap();
-    assert_counters_exact(&store, "settling 30 sent and 5 failed").await;
+    assert_counters_exact(&store, "settling 30 sent, 5 failed, 1 skipped").await;
     let counts = store.delivery_counts(issue_id).await.unwrap();
     assert_eq!(
-        (counts.total, counts.sent, counts.failed, counts.pending),
-        (63, 30, 5, 28)
+        (
+            counts.total,
+            counts.sent,
+            counts.failed,
+            counts.skipped,
+            counts.pending
+        ),
+        (63, 30, 5, 1, 27)
     );
     assert_eq!(counts.sent_last_minute, 30);
+    assert_eq!(
+        store
+            .count_subscribers(verdicts::subscribers::SubscriberStatus::Bounced)
+            .await
+            .unwrap(),
+        1,
+        "the hard bounce marked its reader"
+    );
+    // Retry failed: the five go back in line, and a second retry finds nothing.
+    let back = store
+        .retry_failed(issue_id, &[IssueStatus::Sending], IssueStatus::Sending)
+        .await
+        .unwrap();
+    assert_eq!(back, Some(5));
+    assert_counters_exact(&store, "retrying the failed").await;
+    assert_eq!(
+        store
+            .retry_failed(issue_id, &[IssueStatus::Sending], IssueStatus::Sending)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    let counts = store.delivery_counts(issue_id).await.unwrap();
+    assert_eq!((counts.failed, counts.pending), (0, 32));
+    // A signup, its confirmation and an operator's add: counted by their writers.
+    env.cli(&["subscribers", "add", "added@example.org"]).ok();
+    assert_counters_exact(&store, "an operator's add").await;
     // Erasing a reader who was mailed keeps their delivery row (counted) without them.
     env.cli(&["subscribers", "remove", "r0000@example.org"])
         .ok();
@@ -222,7 +283,7 @@ async fn counters_stay_exact_through_imports_sends_bounces_and_erasure() {
         "{totals:?}"
     );
     assert!(
-        totals.subscribers.contains(&("confirmed".to_string(), 62)),
+        totals.subscribers.contains(&("confirmed".to_string(), 61)),
         "{totals:?}"
     );
     // Deleting the issue takes its counters with it.
@@ -232,4 +293,53 @@ async fn counters_stay_exact_through_imports_sends_bounces_and_erasure() {
         .await
         .unwrap();
     assert_counters_exact(&store, "deleting the issue").await;
+}
+
+/// Several workers settling one issue at once (PostgreSQL: each statement counts what it moved
+/// under the counters' row locks; SQLite: one writer) leave the counters equal to the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_stay_exact_with_concurrent_workers() {
+    let env = common::TestEnv::new().await;
+    let (store, issue_id) = common::frozen_issue(&env, 400).await;
+    assert_eq!(common::start_send(&store, issue_id).await, 400);
+    let workers = (0..4).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let owner = format!("worker{w}");
+            let mut k = 0;
+            loop {
+                let claimed = store
+                    .claim_deliveries(issue_id, &owner, 7, Duration::from_secs(60))
+                    .await
+                    .unwrap();
+                if claimed.is_empty() {
+                    break;
+                }
+                let outcomes: Vec<_> = claimed
+                    .iter()
+                    .map(|c| {
+                        k += 1;
+                        let o = if k % 9 == 0 {
+                            Outcome::Failed {
+                                error: "550 no".into(),
+                                bounced: false,
+                            }
+                        } else {
+                            Outcome::Sent
+                        };
+                        (c.id, c.subscriber_id, o)
+                    })
+                    .collect();
+                store.record_outcomes(&owner, &outcomes).await.unwrap();
+            }
+        })
+    });
+    for w in workers.collect::<Vec<_>>() {
+        w.await.unwrap();
+    }
+    assert_counters_exact(&store, "four workers settling 400 deliveries").await;
+    let counts = store.delivery_counts(issue_id).await.unwrap();
+    assert_eq!(counts.pending, 0);
+    assert_eq!(counts.sent + counts.failed, 400);
+    assert!(counts.failed > 0, "{counts:?}");
 }

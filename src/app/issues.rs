@@ -431,6 +431,61 @@ impl App {
             .map_err(|e| OpsError::Internal(anyhow::anyhow!("running the checks: {e}")))
     }
 
+    /// The pre-send checks the console shows on an issue page before Send: those of the
+    /// issue's content as frozen now, run once in the background (SpamAssassin takes seconds;
+    /// a page answers at once) and kept for this process until the content changes.
+    /// `Running` until they are done; `None` for an issue without content.
+    pub async fn pre_send_checks(&self, key: IssueKey) -> Result<Option<PreSendChecks>, OpsError> {
+        let issue = self.find_issue(key).await?;
+        let Some(html) = issue.html.as_deref() else {
+            return Ok(None);
+        };
+        let content = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (issue.subject.as_deref(), html, issue.text.as_deref()).hash(&mut h);
+            h.finish()
+        };
+        {
+            let mut cache = self.check_cache();
+            match cache.get(&issue.id) {
+                Some(c) if c.content == content => {
+                    let state = c.state.clone();
+                    if matches!(state, PreSendChecks::Failed(_)) {
+                        // Shown once; the next page load tries again.
+                        cache.remove(&issue.id);
+                    }
+                    return Ok(Some(state));
+                }
+                _ => {
+                    cache.insert(
+                        issue.id,
+                        CachedChecks {
+                            content,
+                            state: PreSendChecks::Running,
+                        },
+                    );
+                }
+            }
+        }
+        let app = self.clone();
+        tokio::spawn(async move {
+            let state = match app.check_loaded(&issue).await {
+                Ok(checks) => PreSendChecks::Done {
+                    checks,
+                    at: Utc::now(),
+                },
+                Err(e) => PreSendChecks::Failed(e.to_string()),
+            };
+            let mut cache = app.check_cache();
+            // Only if the content is still the one checked.
+            if let Some(c) = cache.get_mut(&issue.id).filter(|c| c.content == content) {
+                c.state = state;
+            }
+        });
+        Ok(Some(PreSendChecks::Running))
+    }
+
     /// Refuses a send the guard does not let through: a recipient count that is not the one
     /// the issue would reach, or a failed pre-send check without `force`. Changes nothing.
     async fn guard_send(&self, issue: &IssueRow, guard: SendGuard) -> Result<(), OpsError> {
@@ -532,4 +587,24 @@ impl App {
         }
         Ok(started)
     }
+}
+
+/// The pre-send checks of an issue as the console shows them ([`App::pre_send_checks`]).
+#[derive(Debug, Clone)]
+pub enum PreSendChecks {
+    /// Started, not finished yet.
+    Running,
+    Done {
+        checks: Vec<Check>,
+        at: DateTime<Utc>,
+    },
+    /// The checks could not run (the message could not be built).
+    Failed(String),
+}
+
+/// One issue's checks and the content they are for (a hash of the frozen subject and parts).
+#[derive(Debug)]
+pub(super) struct CachedChecks {
+    content: u64,
+    state: PreSendChecks,
 }

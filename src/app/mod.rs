@@ -182,6 +182,9 @@ struct Inner {
     /// The categories readers may choose, as last read, and when (see
     /// [`App::known_categories`]).
     categories: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<String>>)>>,
+    /// The last pre-send checks of each issue, for the console's issue page
+    /// ([`App::pre_send_checks`]).
+    checks: std::sync::Mutex<std::collections::HashMap<i64, issues::CachedChecks>>,
 }
 
 impl fmt::Debug for App {
@@ -205,6 +208,7 @@ impl App {
                 renderer,
                 engine: OnceCell::new(),
                 categories: std::sync::Mutex::new(None),
+                checks: Default::default(),
             }),
         }
     }
@@ -240,6 +244,15 @@ impl App {
                 )
             })
             .await
+    }
+
+    fn check_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, issues::CachedChecks>> {
+        self.inner
+            .checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Closes the database pools: the last call of a one-shot command.

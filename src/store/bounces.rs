@@ -140,6 +140,7 @@ pub async fn record_complaint(
     .execute(&mut **tx)
     .await
     .context("recording the complaint as a consent event")?;
+    super::count_new_consents(&mut **tx, "complaint", 1).await?;
     Ok(Some(email))
 }
 

@@ -242,6 +242,44 @@ pub fn is_transient(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Counts `n` new subscribers of `status` in `subscriber_counts`, in the transaction (or
+/// statement) that inserted them: inserts are counted by their writer, once per batch, not by a
+/// trigger per row (migration 0017); status changes and deletions by the triggers of 0014.
+pub(crate) async fn count_new_subscribers<'c, E>(ex: E, status: &str, n: i64) -> anyhow::Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    if n != 0 {
+        sqlx::query("UPDATE subscriber_counts SET n = n + $1 WHERE status = $2")
+            .bind(n)
+            .bind(status)
+            .execute(ex)
+            .await
+            .context("counting new subscribers")?;
+    }
+    Ok(())
+}
+
+/// Counts `n` new consent records of `event` in `consent_counts` (see
+/// [`count_new_subscribers`]).
+pub(crate) async fn count_new_consents<'c, E>(ex: E, event: &str, n: i64) -> anyhow::Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    if n != 0 {
+        sqlx::query(
+            "INSERT INTO consent_counts (event, n) VALUES ($1, $2)
+             ON CONFLICT (event) DO UPDATE SET n = consent_counts.n + excluded.n",
+        )
+        .bind(event)
+        .bind(n)
+        .execute(ex)
+        .await
+        .context("counting consent records")?;
+    }
+    Ok(())
+}
+
 /// `$start, $start+1, …` (`n` of them): numbered placeholders for dynamic IN lists and
 /// multi-row inserts. Only these are interpolated into SQL; every value is bound.
 pub(crate) fn placeholders(start: usize, n: usize) -> String {

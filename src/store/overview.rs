@@ -76,6 +76,15 @@ pub struct RecentFailure {
 /// Most addresses a search finds (and pages through); a longer start narrows it.
 pub const SEARCH_CAP: i64 = 10_000;
 
+/// Which part of the address a search range runs over.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// The whole address, from its start.
+    Address,
+    /// What follows the `@`.
+    Domain,
+}
+
 /// The page of `ids` (newest first) that `at` names, at most `limit`, and how many ids come
 /// before it.
 fn window_of(ids: &[i64], at: Keyset<i64>, limit: usize) -> (Vec<i64>, i64) {
@@ -89,12 +98,13 @@ fn window_of(ids: &[i64], at: Keyset<i64>, limit: usize) -> (Vec<i64>, i64) {
 }
 
 impl Store {
-    /// A page of the subscribers whose address starts with `query` (any case), optionally of
-    /// one status, newest first, at most `limit`, starting `at` a subscriber id.
+    /// A page of the subscribers a search `query` finds (any case; the start of the address or
+    /// of its domain, see [`Store::subscribers_matching`]), optionally of one status, newest
+    /// first, at most `limit`, starting `at` a subscriber id.
     ///
     /// Nothing here reads the whole table: without a query the page walks the primary key (or
     /// `subscribers_by_status`) and the total comes from `subscriber_counts`; with one, the
-    /// addresses found are a range of the email index, at most [`SEARCH_CAP`] of them, paged
+    /// addresses found are ranges of the email and domain indexes, at most [`SEARCH_CAP`], paged
     /// in memory (the total then says "at most").
     pub async fn search_subscribers(
         &self,
@@ -107,7 +117,7 @@ impl Store {
         let (ids, total, newer) = if query.is_empty() {
             self.newest_subscribers(status, at, limit).await?
         } else {
-            let mut found = self.subscribers_starting_with(&query, status).await?;
+            let mut found = self.subscribers_matching(&query, status).await?;
             found.sort_unstable_by(|a, b| b.cmp(a));
             let (ids, newer) = window_of(&found, at, limit as usize);
             (ids, found.len() as i64, newer)
@@ -120,20 +130,62 @@ impl Store {
         })
     }
 
-    /// Ids of the subscribers whose address starts with `prefix` (lower case), at most
-    /// [`SEARCH_CAP`], by a range of the email index (`subscribers_by_email_bytes` on
-    /// PostgreSQL, so the range is one whatever the database's collation).
-    async fn subscribers_starting_with(
+    /// Ids of the subscribers a search finds, at most [`SEARCH_CAP`], each part a range of an
+    /// index (no scan): `@example.org` (or `@exa`) the addresses whose domain starts with it
+    /// (`subscribers_by_domain`, migration 0017); `jane@ex` the addresses that start with it
+    /// (the email index); a word without `@` either, so `example` finds `@example.org` and
+    /// `jane` finds `jane@…`.
+    async fn subscribers_matching(
         &self,
+        query: &str,
+        status: Option<SubscriberStatus>,
+    ) -> anyhow::Result<Vec<i64>> {
+        let mut ids = match query.split_once('@') {
+            Some(("", domain)) => {
+                self.subscribers_in_range(Part::Domain, domain, status)
+                    .await?
+            }
+            Some(_) => {
+                self.subscribers_in_range(Part::Address, query, status)
+                    .await?
+            }
+            None => {
+                let mut ids = self
+                    .subscribers_in_range(Part::Address, query, status)
+                    .await?;
+                ids.extend(
+                    self.subscribers_in_range(Part::Domain, query, status)
+                        .await?,
+                );
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            }
+        };
+        ids.truncate(SEARCH_CAP as usize);
+        Ok(ids)
+    }
+
+    /// Ids of the subscribers whose address (or its domain) starts with `prefix` (lower case),
+    /// at most [`SEARCH_CAP`], by a range of the email index (`subscribers_by_email_bytes` on
+    /// PostgreSQL, so the range is one whatever the database's collation) or of
+    /// `subscribers_by_domain` (the same expression as the index, which the planner matches).
+    async fn subscribers_in_range(
+        &self,
+        part: Part,
         prefix: &str,
         status: Option<SubscriberStatus>,
     ) -> anyhow::Result<Vec<i64>> {
-        let email = match self.backend {
-            super::Backend::Sqlite => "email",
-            super::Backend::Postgres => "(email COLLATE \"C\")",
+        let column = match (part, self.backend) {
+            (Part::Address, super::Backend::Sqlite) => "email",
+            (Part::Address, super::Backend::Postgres) => "(email COLLATE \"C\")",
+            (Part::Domain, super::Backend::Sqlite) => "substr(email, instr(email, '@') + 1)",
+            (Part::Domain, super::Backend::Postgres) => {
+                "(substr(email, strpos(email, '@') + 1) COLLATE \"C\")"
+            }
         };
         let sql = format!(
-            "SELECT id FROM subscribers WHERE {email} >= $1 AND {email} < $2
+            "SELECT id FROM subscribers WHERE {column} >= $1 AND {column} < $2
                AND ($3 = '' OR status = $3) LIMIT $4"
         );
         // Every address that starts with `prefix` sorts below `prefix` + the last code point.

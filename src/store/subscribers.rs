@@ -163,7 +163,7 @@ pub(super) async fn insert_consent(
     .execute(&mut **tx)
     .await
     .context("recording consent")?;
-    Ok(())
+    super::count_new_consents(&mut **tx, event, 1).await
 }
 
 fn ms(d: Duration) -> i64 {
@@ -274,6 +274,12 @@ async fn insert_new(
         .iter()
         .map(|row| Ok((row.try_get("email")?, row.try_get("id")?)))
         .collect::<anyhow::Result<_>>()?;
+    super::count_new_subscribers(
+        &mut **tx,
+        SubscriberStatus::Pending.as_str(),
+        by_email.len() as i64,
+    )
+    .await?;
     for &i in &to_insert {
         let email = requests[i].email.as_str();
         let id = by_email
@@ -345,6 +351,7 @@ async fn start_confirmations(
             .bind(c.consent_text_version.clone());
     }
     q.execute(&mut **tx).await.context("recording consent")?;
+    super::count_new_consents(&mut **tx, "signup", confirm.len() as i64).await?;
 
     let sql = format!(
         "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at)
@@ -673,6 +680,7 @@ impl Store {
         .bind(new.confirmed.then_some(now))
         .fetch_one(&mut **tx)
         .await?;
+        super::count_new_subscribers(&mut **tx, status, 1).await?;
         insert_consent(tx, id, "import", now, consent).await?;
         Ok(AddOutcome::Added)
     }

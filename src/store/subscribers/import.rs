@@ -73,12 +73,20 @@ const INSERT_SQLITE: &str = "INSERT INTO subscribers
    ORDER BY r.ord
   ON CONFLICT (email) DO NOTHING";
 
+/// Counts the subscribers a batch added (those above the highest id before it) by status, once
+/// for the batch rather than by a trigger per row (migration 0017).
+const COUNT_ADDED_SQLITE: &str = "UPDATE subscriber_counts
+    SET n = n + (SELECT COUNT(*) FROM subscribers s
+                  WHERE s.id > $1 AND s.status = subscriber_counts.status)
+  WHERE status IN ('pending', 'confirmed')";
+
 const CONSENTS_SQLITE: &str = "INSERT INTO consents
         (subscriber_id, event, at, ip, user_agent, source, consent_text_version)
   SELECT id, 'import', $1, $2, $3, $4, $5 FROM subscribers WHERE id > $6 ORDER BY id";
 
 /// The whole batch in one statement: classify, insert the new ones (a concurrent signup that
-/// took an address first wins: `DO NOTHING`, counted as present), record their consent.
+/// took an address first wins: `DO NOTHING`, counted as present), record their consent, and
+/// count both once for the batch (`subscriber_counts`, `consent_counts`: migration 0017).
 ///
 /// The lookups are correlated subqueries, one index probe per staged row, on purpose: as a
 /// join, the planner (its statistics lagging behind an import's uncommitted rows) hashes the
@@ -95,11 +103,19 @@ const WRITE_POSTGRES: &str = "WITH staged AS MATERIALIZED (
            $1, $2, $2, CASE WHEN confirmed THEN $2 END
       FROM staged WHERE NOT erased AND status IS NULL ORDER BY ord
     ON CONFLICT (email) DO NOTHING
-    RETURNING id
+    RETURNING id, status
 ), consented AS (
     INSERT INTO consents (subscriber_id, event, at, ip, user_agent, source, consent_text_version)
     SELECT id, 'import', $2, $3, $4, $1, $5 FROM added
     RETURNING 1
+), subscribers_counted AS (
+    UPDATE subscriber_counts c SET n = c.n + d.n
+      FROM (SELECT status, COUNT(*) AS n FROM added GROUP BY status) d
+     WHERE c.status = d.status
+), consents_counted AS (
+    INSERT INTO consent_counts AS c (event, n)
+    SELECT 'import', COUNT(*) FROM consented HAVING COUNT(*) > 0
+        ON CONFLICT (event) DO UPDATE SET n = c.n + EXCLUDED.n
 )
 SELECT (SELECT COUNT(*) FROM consented) AS added,
        (SELECT COUNT(*) FROM staged
@@ -228,6 +244,12 @@ impl SubscriberImport {
                     .await
                     .context("importing subscribers")?
                     .rows_affected();
+                // The batch's rows counted once (the ids above `before` are this batch's).
+                sqlx::query(COUNT_ADDED_SQLITE)
+                    .bind(before)
+                    .execute(&mut **tx)
+                    .await
+                    .context("counting imported subscribers")?;
                 sqlx::query(CONSENTS_SQLITE)
                     .bind(now)
                     .bind(c.ip.as_deref())
@@ -238,6 +260,7 @@ impl SubscriberImport {
                     .execute(&mut **tx)
                     .await
                     .context("recording consent")?;
+                crate::store::count_new_consents(&mut **tx, "import", added as i64).await?;
                 sqlx::query("DELETE FROM subscriber_import_rows")
                     .execute(&mut **tx)
                     .await?;

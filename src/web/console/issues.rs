@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Console, FlashKind, Posted, parse_when, when};
 use crate::app::OpsError;
+use crate::app::checks::Status as CheckStatus;
 use crate::app::issues::{Creation, Done, IssueReport, SendGuard};
 use crate::issues::freeze::{Created, default_week};
 use crate::issues::{ActionKind, IsoWeek, IssueAction, IssueKey, IssueStatus};
@@ -352,8 +353,76 @@ pub(super) async fn detail(
             beat: w.heartbeat_at.format("%H:%M:%S UTC").to_string(),
         })
         .collect();
+    // The pre-send checks, where Send is one of the actions: the operator reads them first.
+    #[derive(Serialize)]
+    struct CheckView {
+        check: &'static str,
+        status: &'static str,
+        detail: String,
+        fix: Option<String>,
+    }
+    #[derive(Serialize)]
+    struct ChecksView {
+        running: bool,
+        error: Option<String>,
+        at: Option<String>,
+        summary: String,
+        rows: Vec<CheckView>,
+    }
+    let checks = if status.allows(ActionKind::Send) {
+        use crate::app::issues::PreSendChecks;
+        let found = state
+            .app
+            .pre_send_checks(key)
+            .await
+            .map_err(super::internal)?;
+        found.map(|c| match c {
+            PreSendChecks::Running => ChecksView {
+                running: true,
+                error: None,
+                at: None,
+                summary: "Running the pre-send checks (SpamAssassin takes a few seconds)…".into(),
+                rows: Vec::new(),
+            },
+            PreSendChecks::Failed(e) => ChecksView {
+                running: false,
+                error: Some(e),
+                at: None,
+                summary: "The pre-send checks could not run.".into(),
+                rows: Vec::new(),
+            },
+            PreSendChecks::Done { checks, at } => {
+                let count = |s| checks.iter().filter(|c| c.status == s).count();
+                let (fail, warn) = (count(CheckStatus::Fail), count(CheckStatus::Warn));
+                ChecksView {
+                    running: false,
+                    error: None,
+                    at: Some(when(at)),
+                    summary: match (fail, warn) {
+                        (0, 0) => format!("All {} checks passed.", checks.len()),
+                        (0, w) => format!("{w} warning(s), nothing failed."),
+                        (f, _) => format!(
+                            "{f} check(s) failed: Send refuses this issue unless you tick “Send even if a pre-send check fails”."
+                        ),
+                    },
+                    rows: checks
+                        .into_iter()
+                        .map(|c| CheckView {
+                            check: c.check,
+                            status: c.status.as_str(),
+                            detail: c.detail,
+                            fix: c.fix,
+                        })
+                        .collect(),
+                }
+            }
+        })
+    } else {
+        None
+    };
     let view = IssueView::from(&report);
     let mut ctx = console.context(&state, "");
+    ctx.insert("checks", &checks);
     // "Will go to N recipients" while a send has not started.
     if matches!(status, IssueStatus::Ready | IssueStatus::Scheduled) {
         ctx.insert(

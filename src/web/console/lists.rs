@@ -198,8 +198,8 @@ pub(super) async fn subscribers(
     let found_label = match (query.q.trim(), status) {
         ("", None) => "Newest subscribers".to_string(),
         ("", Some(s)) => format!("Newest {s} subscribers"),
-        (q, None) => format!("Addresses starting with “{q}”"),
-        (q, Some(s)) => format!("{s} addresses starting with “{q}”"),
+        (q, None) => format!("Addresses matching “{q}”"),
+        (q, Some(s)) => format!("{s} addresses matching “{q}”"),
     };
     let mut ctx = console.context(&state, "/admin/subscribers");
     ctx.insert(
