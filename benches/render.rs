@@ -52,6 +52,7 @@ fn bench(c: &mut Criterion) {
         comparisons: &comparisons,
         secret: &SecretKey::from_bytes(b"bench key, not a secret"),
         previous: &[],
+        positions: None,
     };
     c.bench_function("full_render_10_comparisons", |b| {
         b.iter(|| renderer.render_issue(&settings, black_box(&input)).unwrap())

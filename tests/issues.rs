@@ -45,6 +45,7 @@ fn the_captured_pages_render_with_every_name_score_and_count() {
                 comparisons: &comparisons,
                 secret: &verdicts::config::SecretKey::from_bytes(b"test key for rendering issues"),
                 previous: &[],
+                positions: None,
             },
         )
         .unwrap();
@@ -130,6 +131,7 @@ fn ten_comparisons_stay_under_gmail_clipping() {
                 comparisons: &ten,
                 secret: &verdicts::config::SecretKey::from_bytes(b"test key for rendering issues"),
                 previous: &[],
+                positions: None,
             },
         )
         .unwrap();
@@ -173,6 +175,7 @@ fn hostile_content_renders_as_text_everywhere() {
                 comparisons: std::slice::from_ref(&c),
                 secret: &verdicts::config::SecretKey::from_bytes(b"test key for rendering issues"),
                 previous: &[],
+                positions: None,
             },
         )
         .expect("mrml never fails on hostile text");

@@ -459,9 +459,10 @@ async fn set_status(store: &Store, issue_id: i64, from: IssueStatus, to: IssueSt
     );
 }
 
-/// A server drops connections idle for 1 s (with a 421, or silently); a send paused between
-/// batches reuses its pooled connections after such pauses: once under our NOOP check (3 s
-/// idle), where the 421 or the closed socket meets MAIL, once over it, where NOOP finds it.
+/// A server drops connections idle for 0.3 s (with a 421, or silently); a send paused between
+/// batches reuses its pooled connections after such pauses: once under our NOOP check
+/// (`smtp.idle_check`, 0.6 s here), where the 421 or the closed socket meets MAIL, once over
+/// it, where NOOP finds it.
 /// Each is a reconnect: no attempt is counted, no message is put back, everyone gets the issue
 /// once.
 async fn idle_connections_are_reconnects(mode: &str) {
@@ -469,7 +470,7 @@ async fn idle_connections_are_reconnects(mode: &str) {
     let n = 24;
     let (store, issue_id) = common::frozen_issue(&env, n).await;
     let server = Submission::start(&ServerOptions {
-        idle: Some((1.0, mode)),
+        idle: Some((0.3, mode)),
         ..Default::default()
     });
     common::start_send(&store, issue_id).await;
@@ -479,12 +480,13 @@ async fn idle_connections_are_reconnects(mode: &str) {
         &[
             ("VERDICTS__DELIVERY__CONCURRENCY", "2"),
             ("VERDICTS__DELIVERY__RATE_PER_SECOND", "6"),
+            ("VERDICTS__SMTP__IDLE_CHECK", "600ms"),
         ],
     );
     let worker = common::spawn_worker(&env, &vars);
     // Pauses longer than the server's idle limit, counted from the last message: one under our
-    // NOOP check (3 s idle, with the worker's own latency to resume), one over.
-    for pause in [0.9, 4.5] {
+    // NOOP check (0.6 s idle, with the worker's own latency to resume), one over.
+    for pause in [0.35, 0.9] {
         // Some messages on the pool's connections first.
         let so_far = server.recipients().len();
         server.wait_for(so_far + 3, Duration::from_secs(30)).await;

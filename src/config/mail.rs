@@ -77,10 +77,18 @@ pub struct SmtpSettings {
     /// roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// A pooled connection idle longer than this is checked with NOOP before it carries a
+    /// message (a relay that drops idle connections sooner wants less).
+    #[serde(default = "default_idle_check")]
+    pub idle_check: DurationSetting,
 }
 
 pub(super) fn default_smtp_timeout() -> u64 {
     30
+}
+
+pub(super) fn default_idle_check() -> DurationSetting {
+    DurationSetting(Duration::from_secs(3))
 }
 
 /// How the connection to the SMTP server is protected.

@@ -92,6 +92,7 @@ pub async fn create_issue(
                         comparisons: &comparisons,
                         secret: &settings.secret_key()?,
                         previous: &previous_tallies(store, number).await?,
+                        positions: None,
                     },
                 )
                 .with_context(|| format!("rendering issue #{number} for week {week}"))?;
@@ -179,6 +180,7 @@ pub async fn preview_issue(
             comparisons: &comparisons,
             secret: &settings.secret_key()?,
             previous: &previous_tallies(store, number).await?,
+            positions: None,
         },
     )?;
     Ok(Some(Preview {

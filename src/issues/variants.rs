@@ -145,7 +145,7 @@ pub async fn ensure_variant(
         })
         .collect::<anyhow::Result<_>>()?;
     let rendered = renderer
-        .render_variant(
+        .render_issue(
             settings,
             &IssueInput {
                 number,
@@ -153,8 +153,8 @@ pub async fn ensure_variant(
                 comparisons: &chosen,
                 secret: &settings.secret_key()?,
                 previous: &previous_tallies(store, number).await?,
+                positions: Some(&positions),
             },
-            &positions,
         )
         .with_context(|| format!("rendering issue #{number} for the set {variant}"))?;
     tracing::info!(

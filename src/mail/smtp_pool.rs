@@ -14,7 +14,7 @@
 //! Whatever fails while a connection is being opened is [`SendError::Transport`]: the server,
 //! the network, TLS or the login, never the recipient's fault.
 //!
-//! **Idle connections** are checked before reuse: one idle longer than [`IDLE_CHECK`] gets a NOOP
+//! **Idle connections** are checked before reuse: one idle longer than `smtp.idle_check` gets a NOOP
 //! (and is replaced if the NOOP fails), one idle longer than [`IDLE_MAX`] is closed. A server may
 //! still close a connection between the check and the message (a 421 or a silent close before it
 //! replied to MAIL): nothing was accepted, so the message goes out once more on a new connection,
@@ -46,8 +46,6 @@ use super::error::{SendError, classify_message_reply};
 use super::tls::TlsTrust;
 use crate::config::SmtpTls;
 
-/// A connection idle longer than this is checked with NOOP before it carries a message.
-pub const IDLE_CHECK: Duration = Duration::from_secs(3);
 /// A connection idle longer than this is closed rather than checked (servers drop idle
 /// connections after 30 s to 5 min).
 pub const IDLE_MAX: Duration = Duration::from_secs(60);
@@ -64,6 +62,9 @@ pub struct SmtpTarget {
     pub timeout: Duration,
     /// `None` only for `SmtpTls::None`.
     pub trust: Option<TlsTrust>,
+    /// A connection idle longer than this is checked with NOOP before it carries a message
+    /// (`smtp.idle_check`).
+    pub idle_check: Duration,
 }
 
 /// An open connection and what its server offers.
@@ -233,7 +234,7 @@ impl SmtpPool {
                 let _ = tokio::time::timeout(self.target.timeout, conn.inner.abort()).await;
                 continue;
             }
-            if idle > IDLE_CHECK {
+            if idle > self.target.idle_check {
                 let alive =
                     tokio::time::timeout(self.target.timeout, conn.inner.test_connected()).await;
                 if alive != Ok(true) {
@@ -534,6 +535,7 @@ mod pipelining_tests {
                 credentials: None,
                 timeout: Duration::from_secs(3),
                 trust: None,
+                idle_check: Duration::from_secs(3),
             },
             0,
         );

@@ -70,6 +70,7 @@ impl Transport {
                     }),
                     timeout: Duration::from_secs(smtp.timeout_seconds),
                     trust,
+                    idle_check: smtp.idle_check.0,
                 };
                 Ok(Transport::Smtp(SmtpPool::new(target, connections)))
             }

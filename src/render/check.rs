@@ -100,9 +100,7 @@ impl MjmlError {
 
 /// Sample values for the pages and transactional mails (every variable they may use; see
 /// docs/templates.md).
-fn sample_context(settings: &Settings) -> Context {
-    let public = &settings.http.public_url;
-    let mut ctx = page_context(settings);
+fn sample_context(mut ctx: Context, public: &HttpUrl, site: &HttpUrl) -> Context {
     for (key, value) in [
         ("name", "Ada"),
         ("email", "ada@example.org"),
@@ -150,10 +148,10 @@ fn sample_context(settings: &Settings) -> Context {
     ctx.insert("button_url", &public.join("keep/SAMPLE"));
     ctx.insert("footnote", "A sample footnote.");
     ctx.insert("lead", "A sample sentence.");
-    ctx.insert("comparison_url", settings.site.base_url.as_str());
+    ctx.insert("comparison_url", site.as_str());
     ctx.insert("clicks", &true);
     ctx.insert("raw_url", &public.join("embed/snippet.html"));
-    ctx.insert("origins", &[settings.site.base_url.as_str()]);
+    ctx.insert("origins", &[site.as_str()]);
     ctx.insert(
         "issues",
         &[serde_json::json!({
@@ -280,6 +278,7 @@ pub fn check(dir: Option<&Path>, settings: &Settings) -> Report {
             comparisons: &sample,
             secret: &secret,
             previous: &[],
+            positions: None,
         };
         match renderer.render_issue(settings, &input) {
             Ok(issue) => {
@@ -298,7 +297,11 @@ pub fn check(dir: Option<&Path>, settings: &Settings) -> Report {
         }
     }
     // The pages and the transactional mails.
-    let ctx = sample_context(settings);
+    let ctx = sample_context(
+        page_context(settings),
+        &settings.http.public_url,
+        &settings.site.base_url,
+    );
     for (name, _) in TEMPLATES {
         let rendered_alone = name.starts_with("web/") && *name != "web/base.html"
             || name.starts_with("email/") && {

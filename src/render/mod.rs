@@ -105,6 +105,11 @@ pub struct IssueInput<'a> {
     /// The readers' votes on the previous issue's comparisons (those with votes), shown in a
     /// short block.
     pub previous: &'a [ReaderTally],
+    /// For the readers who chose categories, a part of the issue: the issue's positions of
+    /// `comparisons` (in the issue's order). Vote and click links keep the issue's positions,
+    /// so a vote from a part counts for the same comparison as one from the whole issue;
+    /// subject, HTML and text name only these comparisons. `None`: the whole issue.
+    pub positions: Option<&'a [u16]>,
 }
 
 /// The readers' votes on one comparison of an earlier issue.
@@ -404,38 +409,18 @@ impl Renderer {
         &self.overridden
     }
 
-    /// Renders one issue: subject, HTML (through mrml, once) and text, with slot markers.
+    /// Renders one issue, or a part of one (`input.positions`): subject, HTML (through mrml,
+    /// once) and text, with slot markers.
     pub fn render_issue(
         &self,
         settings: &Settings,
         input: &IssueInput<'_>,
     ) -> anyhow::Result<RenderedIssue> {
-        self.render(settings, input, None)
-    }
-
-    /// Renders a part of an issue for the readers who chose categories: `input.comparisons`
-    /// are the issue's comparisons at `positions` (in the issue's order). Vote and click
-    /// links keep the issue's positions, so a vote from a part counts for the same comparison
-    /// as one from the whole issue; subject, HTML and text name only these comparisons.
-    pub fn render_variant(
-        &self,
-        settings: &Settings,
-        input: &IssueInput<'_>,
-        positions: &[u16],
-    ) -> anyhow::Result<RenderedIssue> {
+        let positions = input.positions;
         anyhow::ensure!(
-            positions.len() == input.comparisons.len(),
+            positions.is_none_or(|p| p.len() == input.comparisons.len()),
             "a part of an issue needs one position per comparison"
         );
-        self.render(settings, input, Some(positions))
-    }
-
-    fn render(
-        &self,
-        settings: &Settings,
-        input: &IssueInput<'_>,
-        positions: Option<&[u16]>,
-    ) -> anyhow::Result<RenderedIssue> {
         anyhow::ensure!(
             !input.comparisons.is_empty(),
             "an issue needs at least one comparison"
@@ -781,6 +766,7 @@ mod tests {
                     comparisons: &comparisons,
                     secret: &secret,
                     previous: &[],
+                    positions: None,
                 },
             )
             .unwrap();

@@ -31,16 +31,13 @@ pub fn manage_url(public_url: &HttpUrl, secret: &SecretKey, subscriber_id: i64) 
 }
 
 /// `{public_url}/keep/{token}`: the one-click keep of the repermission mail.
-pub fn keep_url(settings: &Settings, secret: &SecretKey, subscriber_id: i64) -> String {
-    settings
-        .http
-        .public_url
-        .join(&format!("keep/{}", keep_token(secret, subscriber_id)))
+pub fn keep_url(public_url: &HttpUrl, secret: &SecretKey, subscriber_id: i64) -> String {
+    public_url.join(&format!("keep/{}", keep_token(secret, subscriber_id)))
 }
 
 /// `{public_url}/address/{token}`: confirms a new address given on the manage page.
-pub fn address_url(settings: &Settings, token: &str) -> String {
-    settings.http.public_url.join(&format!("address/{token}"))
+pub fn address_url(public_url: &HttpUrl, token: &str) -> String {
+    public_url.join(&format!("address/{token}"))
 }
 
 /// Builds transactional mails (confirmation, welcome) when the sender takes them from the queue.
@@ -126,7 +123,7 @@ impl Composer {
                     ],
                 );
                 ctx.insert("button", "Confirm my new address");
-                ctx.insert("button_url", &address_url(s, token));
+                ctx.insert("button_url", &address_url(&s.http.public_url, token));
                 ctx.insert(
                     "footnote",
                     &format!(
@@ -154,7 +151,10 @@ impl Composer {
                     ],
                 );
                 ctx.insert("button", "Keep my subscription");
-                ctx.insert("button_url", &keep_url(s, &self.secret, subscriber_id));
+                ctx.insert(
+                    "button_url",
+                    &keep_url(&s.http.public_url, &self.secret, subscriber_id),
+                );
                 ctx.insert(
                     "footnote",
                     "Rather stop now? The unsubscribe link below does it at once.",
