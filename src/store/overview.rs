@@ -74,7 +74,7 @@ pub struct RecentFailure {
 }
 
 /// Most addresses a search finds (and pages through); a longer start narrows it.
-pub const SEARCH_CAP: i64 = 10_000;
+pub const SEARCH_CAP: i64 = 2_000;
 
 /// Which part of the address a search range runs over.
 #[derive(Debug, Clone, Copy)]
