@@ -210,12 +210,12 @@ impl Store {
             // SQLite's row trigger counts the move; PostgreSQL's writer does (migration 0017).
             sqlx::query(
                 "INSERT INTO delivery_counts AS c (issue_id, status, n)
-                 VALUES ($1, 'failed', $2), ($1, 'pending', $3)
+                 VALUES ($1, 'pending', $2), ($1, 'failed', $3)
                      ON CONFLICT (issue_id, status) DO UPDATE SET n = c.n + EXCLUDED.n",
             )
             .bind(issue_id)
-            .bind(-(n as i64))
             .bind(n as i64)
+            .bind(-(n as i64))
             .execute(&mut *tx)
             .await
             .context("counting the deliveries put back in line")?;
@@ -656,6 +656,11 @@ where
 /// 0014 counts a status change (~1.6 µs a row on the single writer, measured in
 /// docs/benchmarks.md); counting here would cost every batch a transaction of its own (SQLite
 /// has no data-modifying CTE), two more round trips to the writer.
+///
+/// Every statement that moves counts locks an issue's `pending` counter first, then the other
+/// one: two transactions settling the same issue (a worker's sent batch, another's failure)
+/// then wait for each other instead of deadlocking — 'failed' sorts before 'pending', so
+/// sorting by name alone did not (tests/metrics, four workers, PostgreSQL).
 fn counted(backend: Backend, update: &str, to: DeliveryStatus) -> String {
     match backend {
         Backend::Sqlite => update.to_string(),
@@ -665,7 +670,7 @@ fn counted(backend: Backend, update: &str, to: DeliveryStatus) -> String {
              SELECT m.issue_id, t.status, t.sign * COUNT(*)
                FROM moved m CROSS JOIN (VALUES ('pending', -1), ('{to}', 1)) AS t (status, sign)
               GROUP BY m.issue_id, t.status, t.sign
-              ORDER BY m.issue_id, t.status
+              ORDER BY m.issue_id, t.status <> 'pending', t.status
                  ON CONFLICT (issue_id, status) DO UPDATE SET n = c.n + EXCLUDED.n",
             to = to.as_str()
         ),
