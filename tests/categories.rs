@@ -11,51 +11,11 @@ use std::time::Duration;
 
 use common::TestEnv;
 use common::smtp::{Received, SmtpSink};
+use common::{send_issue as send, serve};
 use reqwest::StatusCode;
 use verdicts::engagement::{Choice, vote_choice_token};
 use verdicts::store::Store;
 use verdicts::subscribers::SubscriberEmail;
-
-struct Server {
-    public: String,
-    trigger: verdicts::shutdown::ShutdownTrigger,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.trigger.trigger();
-    }
-}
-
-async fn serve(env: &TestEnv, port: u16) -> Server {
-    let public = format!("http://127.0.0.1:{port}");
-    let settings = env.settings(&format!(
-        "[http]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"{public}\"\n"
-    ));
-    let app = verdicts::startup::Application::build(settings)
-        .await
-        .unwrap();
-    let (trigger, stop) = verdicts::shutdown::channel();
-    tokio::spawn(app.run_until_stopped(stop));
-    Server { public, trigger }
-}
-
-/// `issue send N` over SMTP into `sink`, links pointing at `public`.
-fn send(env: &TestEnv, sink: &SmtpSink, public: &str, number: &str) {
-    let out = env
-        .command()
-        .env("VERDICTS__MAIL__TRANSPORT", "smtp")
-        .env("VERDICTS__SMTP__URL", sink.url())
-        .env("VERDICTS__HTTP__PUBLIC_URL", public)
-        .args(["issue", "send", number])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A comparison whose two tools are in `categories`.
 fn comparison(slug: &str, title: &str, at: &str, categories: [&str; 2]) -> serde_json::Value {

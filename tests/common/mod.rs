@@ -617,3 +617,46 @@ pub async fn quiesced(store: &Store, issue_id: i64, received: impl Fn() -> usize
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// `serve` on its own port with links pointing at itself, stopped when dropped.
+pub struct Server {
+    pub public: String,
+    trigger: verdicts::shutdown::ShutdownTrigger,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.trigger.trigger();
+    }
+}
+
+/// Starts the whole application (as `verdicts serve` does) on `port`, `http.public_url` set to it.
+pub async fn serve(env: &TestEnv, port: u16) -> Server {
+    let public = format!("http://127.0.0.1:{port}");
+    let settings = env.settings(&format!(
+        "[http]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"{public}\"\n"
+    ));
+    let app = verdicts::startup::Application::build(settings)
+        .await
+        .unwrap();
+    let (trigger, stop) = verdicts::shutdown::channel();
+    tokio::spawn(app.run_until_stopped(stop));
+    Server { public, trigger }
+}
+
+/// `issue send N` over SMTP into `sink`, links pointing at `public`.
+pub fn send_issue(env: &TestEnv, sink: &smtp::SmtpSink, public: &str, number: &str) {
+    let out = env
+        .command()
+        .env("VERDICTS__MAIL__TRANSPORT", "smtp")
+        .env("VERDICTS__SMTP__URL", sink.url())
+        .env("VERDICTS__HTTP__PUBLIC_URL", public)
+        .args(["issue", "send", number])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
