@@ -3,7 +3,7 @@
 //! | provider | authentication | payload |
 //! |---|---|---|
 //! | Amazon SES (via SNS) | SNS message signature, `SignatureVersion` 2 (RSA-SHA256) over the canonical string, checked against the signing certificate in `webhooks.ses_signing_cert_file`; the signed `Timestamp` within `webhooks.max_age` | SNS `Notification` whose `Message` is the SES JSON (`Bounce`, `Complaint`) |
-//! | Postmark | HTTP Basic auth set in the webhook URL (`webhooks.postmark_username`/`_password`) | one JSON record (`RecordType` `Bounce` / `SpamComplaint`) |
+//! | Postmark | HTTP Basic auth set in the webhook URL (`webhooks.postmark_username`/`_password`); Postmark signs no timestamp, so `webhooks.max_age` does not apply | one JSON record (`RecordType` `Bounce` / `SpamComplaint`) |
 //! | SendGrid | Signed Event Webhook: ECDSA P-256 / SHA-256 over timestamp ‖ body, public key `webhooks.sendgrid_public_key` | JSON array of events (`bounce`, `dropped`, `spamreport`, …) |
 //! | Mailgun | HMAC-SHA256(signing key, timestamp ‖ token), token single use, timestamp within `webhooks.max_age` | `{signature, event-data}` (`failed`, `complained`) |
 //!
