@@ -787,9 +787,10 @@ async fn wait_issue(store: &Store, issue_id: i64, want: verdicts::issues::IssueS
 }
 
 /// The whole loop through the bounce mailbox: `serve` sends issue #1 over SMTP; DSNs, a
-/// complaint, an auto-reply and a message that is not a report land in a real IMAP mailbox
-/// (Dovecot); `serve` polls it, applies them and marks them; issue #2 skips exactly the
-/// bounced and complaining readers.
+/// complaint, an auto-reply, a message that is not a report and a forged DSN (to the bare
+/// bounce address, naming a confirmed reader) land in a real IMAP mailbox (Dovecot); `serve`
+/// polls it, applies them and marks them; the forged one bounces nobody; issue #2 skips
+/// exactly the bounced and complaining readers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bounce_mailbox_is_polled_and_the_next_issue_skips_those_readers() {
     let sink = SmtpSink::start();
@@ -823,6 +824,11 @@ async fn the_bounce_mailbox_is_polled_and_the_next_issue_skips_those_readers() {
     let (v3, o3) = &by_rcpt["r0003@example.org"];
     let (v4, o4) = &by_rcpt["r0004@example.org"];
     let (v5, _) = &by_rcpt["r0005@example.org"];
+    // Anyone can mail the bounce mailbox: a DSN to the bare bounce address (no VERP tag),
+    // naming a confirmed reader and quoting their genuine message (its Message-ID and
+    // List-Unsubscribe link). Under the default `bounces.attribution = "verp"` it bounces nobody.
+    let (_, o2) = &by_rcpt["r0002@example.org"];
+    let forged = dsn_for(RETURN_PATH, "r0002@example.org", o2, 6);
     let vacation = format!(
         "From: r0005@example.org\r\nTo: {v5}\r\nSubject: Out of Office: back Monday\r\n\
          Date: Mon, 23 Nov 2026 09:00:30 +0000\r\nMessage-ID: <ooo-5@example.org>\r\n\
@@ -835,6 +841,7 @@ async fn the_bounce_mailbox_is_polled_and_the_next_issue_skips_those_readers() {
             arf_for(v4, "r0004@example.org", o4),
             vacation,
             "this is not a mail message at all\r\n".to_string(),
+            forged,
         ])
         .await;
     wait_for_status(store, "r0001@example.org", SubscriberStatus::Bounced).await;
@@ -847,7 +854,22 @@ async fn the_bounce_mailbox_is_polled_and_the_next_issue_skips_those_readers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(dovecot.search("FLAGGED").await, vec![5]);
-    assert_eq!(store.count_rows("bounce_events").await.unwrap(), 4);
+    assert_eq!(store.count_rows("bounce_events").await.unwrap(), 5);
+    assert_eq!(
+        status_of(store, "r0002@example.org").await,
+        SubscriberStatus::Confirmed,
+        "a forged DSN without our VERP address bounces nobody"
+    );
+    let unattributed: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM bounce_events WHERE subscriber_id IS NULL",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        unattributed, 1,
+        "the forged report is kept, attributed to nobody"
+    );
     let sources: Vec<String> = sqlx::query_scalar("SELECT DISTINCT source FROM bounce_events")
         .fetch_all(store.pool())
         .await

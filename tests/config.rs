@@ -145,3 +145,34 @@ async fn layers_apply_in_order() {
         "https://env.example/compare/claude-4-sonnet-vs-smolvlm2-2b"
     );
 }
+
+/// Issue 26 (audit): `webhooks.max_age` of `0s` refused every signed call, and over a day let
+/// a Mailgun token be replayed after its record was forgotten. Now 10 s ..= 24 h: outside,
+/// exit 2 naming the key; the bounds themselves load.
+#[tokio::test]
+async fn webhook_max_age_is_between_ten_seconds_and_a_day() {
+    let env = TestEnv::new().await;
+    for value in ["0s", "9s", "25h", "30days"] {
+        let out = env
+            .command()
+            .args(["comparisons", "list"])
+            .env("VERDICTS__WEBHOOKS__MAX_AGE", value)
+            .output()
+            .expect("runs");
+        assert_rejected(
+            &env,
+            &out.into(),
+            "webhooks.max_age: must be between 10s and 24h",
+        );
+    }
+    for value in ["10s", "5m", "24h"] {
+        let out: common::CliOutput = env
+            .command()
+            .args(["comparisons", "list"])
+            .env("VERDICTS__WEBHOOKS__MAX_AGE", value)
+            .output()
+            .expect("runs")
+            .into();
+        assert_eq!(out.code, 0, "{value}: {}", out.stderr);
+    }
+}

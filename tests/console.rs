@@ -2021,9 +2021,10 @@ async fn two_factor_codes_right_wrong_reused_and_missing() {
     app.stop().await;
 }
 
-/// Enrolment on the console, in Chromium: the account page shows a QR code (inline SVG) and
-/// the key; a wrong code leaves it off; the right one turns it on and shows the recovery codes
-/// once; then signing in needs a code. Screenshots at 390 and 1280 px.
+/// Enrolment on the console, in Chromium: the current password starts it (a wrong one shows
+/// nothing); the account page then shows a QR code (inline SVG) and the key; a wrong code
+/// leaves it off and shows the code again; the right one with the password turns it on and
+/// shows the recovery codes once; then signing in needs a code. Screenshots at 390 and 1280 px.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_turns_on_two_factor_on_the_console() {
     let app = TestApp::spawn_public("").await;
@@ -2035,6 +2036,16 @@ async fn an_operator_turns_on_two_factor_on_the_console() {
     sign_in(&client, &app).await;
     client.goto(&app.url("/admin/account")).await.unwrap();
     expect_text(&client, "#totp-off", "Off").await;
+    shot(&client, &dir, "390-9-account-off").await;
+    // The current password starts it: a wrong one shows nothing to scan.
+    fill(&client, "#start-password", "not my password").await;
+    click(&client, "form[action='/admin/account/totp/start'] button").await;
+    expect_text(&client, "#flash", "password is not right").await;
+    assert!(
+        client.find(Locator::Css("#totp-qr")).await.is_err(),
+        "no QR code without the password"
+    );
+    fill(&client, "#start-password", PASSWORD).await;
     click(&client, "form[action='/admin/account/totp/start'] button").await;
     expect_text(&client, "#flash", "Scan the code").await;
     let svg = client
@@ -2052,8 +2063,14 @@ async fn an_operator_turns_on_two_factor_on_the_console() {
         .await
         .unwrap();
     fill(&client, "#confirm-totp", "000000").await;
+    fill(&client, "#confirm-password", PASSWORD).await;
     click(&client, "form[action='/admin/account/totp/confirm'] button").await;
     expect_text(&client, "#flash", "not right").await;
+    // With the password given, the code to scan is shown again.
+    client
+        .find(Locator::Css("#totp-qr svg"))
+        .await
+        .expect("the QR code again after a wrong code");
     assert_eq!(
         sqlx::query_scalar::<_, Option<i64>>("SELECT confirmed_at FROM operator_totp")
             .fetch_one(app.store.pool())
@@ -2071,6 +2088,8 @@ async fn an_operator_turns_on_two_factor_on_the_console() {
     let uri = app_uri(&app).await;
     assert!(uri.contains(&secret), "the page shows the stored secret");
     fill(&client, "#confirm-totp", &code_now(&uri)).await;
+    fill(&client, "#confirm-password", PASSWORD).await;
+    shot(&client, &dir, "390-9-account-confirm").await;
     click(&client, "form[action='/admin/account/totp/confirm'] button").await;
     expect_text(&client, "#recovery-codes", "-").await;
     let mut recovery = Vec::new();
@@ -2118,6 +2137,14 @@ async fn an_operator_turns_on_two_factor_on_the_console() {
     client.goto(&app.url("/admin/account")).await.unwrap();
     expect_text(&client, "#totp-on", "8 recovery codes left").await;
     shot(&client, &dir, "1280-9-account-on").await;
+    // Off again (from the server): the page asks for the password to set it up.
+    app.env.cli(&["operators", "totp", OWNER, "--disable"]).ok();
+    client.goto(&app.url("/admin/account")).await.unwrap();
+    expect_text(&client, "#totp-off", "Off").await;
+    fill(&client, "#start-password", PASSWORD).await;
+    click(&client, "form[action='/admin/account/totp/start'] button").await;
+    expect_text(&client, "#flash", "Scan the code").await;
+    shot(&client, &dir, "1280-9-account-scan").await;
     client.close().await.unwrap();
     app.stop().await;
 }
@@ -2328,6 +2355,281 @@ async fn sign_in_link_requests_are_throttled() {
     }
     assert_eq!(statuses[..10], [200; 10]);
     assert_eq!(statuses[10], 429);
+    app.stop().await;
+}
+
+/// The operator's two-factor row: `None` when off, `Some(confirmed)` otherwise.
+async fn totp_row(app: &TestApp) -> Option<bool> {
+    sqlx::query_scalar::<_, Option<i64>>("SELECT confirmed_at FROM operator_totp")
+        .fetch_optional(app.store.pool())
+        .await
+        .unwrap()
+        .map(|c| c.is_some())
+}
+
+/// The one-shot message a redirect leaves for the next page (`kind:text`).
+fn flash_of(r: &reqwest::Response) -> Option<String> {
+    use base64::Engine as _;
+    let value = cookie_value(&set_cookie(r, "verdicts_flash")?);
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(value)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+fn retry_after(r: &reqwest::Response) -> u64 {
+    r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Issue 26 (audit): turning two-factor sign-in off on the console took any number of guessed
+/// codes from a session. Now each wrong code counts in the failed-login throttle like a
+/// sign-in: after 10 wrong codes even the right one gets 429 with `Retry-After`, and two-factor
+/// sign-in stays on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_wrong_codes_to_turn_off_two_factor_get_429() {
+    let app = TestApp::spawn("").await;
+    add_operator(&app.env, OWNER, "owner");
+    let out = app.env.cli(&["--json", "operators", "totp", OWNER]);
+    let enrolment: Value = serde_json::from_str(out.ok().trim()).unwrap();
+    let uri = enrolment["otpauth_uri"].as_str().unwrap().to_string();
+    let recovery = enrolment["recovery_codes"][0].as_str().unwrap().to_string();
+    // Signed in with a recovery code: the app's current code stays unused.
+    let r = attempt_login_with_code(&app, OWNER, PASSWORD, &recovery).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = cookie_value(&set_cookie(&r, "verdicts_session").unwrap());
+    let mut s = Session {
+        cookie,
+        csrf: String::new(),
+    };
+    s.csrf = csrf_in(
+        &s.get(&app, "/admin/account")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let code = code_now(&uri);
+    let wrong = format!(
+        "{:06}",
+        (code.parse::<u32>().unwrap() + 500_000) % 1_000_000
+    );
+    for i in 0..10 {
+        let r = s
+            .post(
+                &app,
+                "/admin/account/totp/disable",
+                &[("csrf_token", s.csrf.as_str()), ("totp", wrong.as_str())],
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "wrong code {i}");
+        assert!(
+            flash_of(&r).is_some_and(|f| f.starts_with("error:That code is not right")),
+            "{:?}",
+            flash_of(&r)
+        );
+    }
+    let r = s
+        .post(
+            &app,
+            "/admin/account/totp/disable",
+            &[("csrf_token", s.csrf.as_str()), ("totp", code.as_str())],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!((1..=61).contains(&retry_after(&r)), "{}", retry_after(&r));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Too many wrong passwords or codes")
+    );
+    assert_eq!(
+        totp_row(&app).await,
+        Some(true),
+        "two-factor sign-in stays on"
+    );
+    app.stop().await;
+}
+
+/// Issue 26 (audit): a session alone could enrol two-factor sign-in — a stolen cookie could
+/// enrol the thief's authenticator and lock the operator out. Now starting and confirming take
+/// the current password: without it or with a wrong one nothing is made and no secret is
+/// shown; a plain GET of a pending enrolment shows no secret either; a wrong code with the
+/// right password shows the code again (422); the right password and code turn it on. The
+/// tries count in the login throttle: the tenth failure makes the right password wait (429).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolling_two_factor_takes_the_current_password() {
+    let app = TestApp::spawn("").await;
+    add_operator(&app.env, OWNER, "owner");
+    let s = login(&app, OWNER).await;
+    let post = |path: &'static str, fields: Vec<(&'static str, String)>| {
+        let mut form: Vec<(&str, &str)> = vec![("csrf_token", s.csrf.as_str())];
+        form.extend(fields.iter().map(|(k, v)| (*k, v.as_str())));
+        let request = s.post(&app, path, &form);
+        async move { request.send().await.unwrap() }
+    };
+    const START: &str = "/admin/account/totp/start";
+    const CONFIRM: &str = "/admin/account/totp/confirm";
+    // No password, a wrong one: refused, nothing made, nothing to scan.
+    for password in [None, Some("wrong password!")] {
+        let fields = password
+            .map(|p| vec![("password", p.to_string())])
+            .unwrap_or_default();
+        let r = post(START, fields).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{password:?}");
+        assert_eq!(
+            flash_of(&r).as_deref(),
+            Some("error:That password is not right; nothing was changed.")
+        );
+        assert_eq!(totp_row(&app).await, None, "{password:?}: nothing made");
+        let page = s
+            .get(&app, "/admin/account")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !page.contains("otpauth://") && !page.contains("totp-qr"),
+            "{page}"
+        );
+    }
+    // The right password: pending, and the secret shown in that answer only.
+    let r = post(START, vec![("password", PASSWORD.to_string())]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("id=\"totp-qr\""), "{page}");
+    assert_eq!(totp_row(&app).await, Some(false), "pending");
+    let uri = app_uri(&app).await;
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .unwrap()
+        .to_string();
+    assert!(page.contains(&secret));
+    let again = s
+        .get(&app, "/admin/account")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(again.contains("totp-pending"), "{again}");
+    assert!(
+        !again.contains(&secret) && !again.contains("totp-qr"),
+        "a GET shows no secret"
+    );
+    // Confirming: the right code without the password, or with a wrong one, stays pending.
+    let code = code_now(&uri);
+    for password in ["", "wrong password!"] {
+        let r = post(
+            CONFIRM,
+            vec![("password", password.to_string()), ("totp", code.clone())],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{password:?}");
+        assert_eq!(
+            totp_row(&app).await,
+            Some(false),
+            "{password:?}: still pending"
+        );
+    }
+    // The right password and a wrong code: the code to scan again.
+    let wrong = format!(
+        "{:06}",
+        (code.parse::<u32>().unwrap() + 500_000) % 1_000_000
+    );
+    let r = post(
+        CONFIRM,
+        vec![("password", PASSWORD.to_string()), ("totp", wrong)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("not right") && page.contains(&secret),
+        "{page}"
+    );
+    assert_eq!(totp_row(&app).await, Some(false));
+    // Both right: on, recovery codes shown.
+    let r = post(
+        CONFIRM,
+        vec![("password", PASSWORD.to_string()), ("totp", code)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("id=\"recovery-codes\""));
+    assert_eq!(totp_row(&app).await, Some(true));
+    // Five failures so far; five more wrong passwords, then the right one waits.
+    for _ in 0..5 {
+        let r = post(START, vec![("password", "wrong password!".to_string())]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    }
+    let r = post(START, vec![("password", PASSWORD.to_string())]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!((1..=61).contains(&retry_after(&r)));
+    app.stop().await;
+}
+
+/// Issue 26 (audit): following one sign-in link, or setting a password any other way, left
+/// the operator's other links working — an older mail could undo the new password. Now a
+/// followed link uses up the others in the same transaction, and so does `operators passwd`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_password_ends_every_other_sign_in_link() {
+    let app = TestApp::spawn_public("").await;
+    add_operator(&app.env, OWNER, "owner");
+    let prefix = app.url("/admin/reset/");
+    ask_reset(&app, OWNER).await;
+    let first = common::link_in(&app.outbox(1).await[0], &prefix).expect("a link");
+    ask_reset(&app, OWNER).await;
+    let second = common::link_in(&app.outbox(2).await[1], &prefix).expect("a link");
+    assert_ne!(first, second);
+    assert_eq!(app.client.get(&second).send().await.unwrap().status(), 200);
+    let r = follow_link(&app, &first, "a brand new password 2026", "").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = follow_link(&app, &second, "the attacker's password!", "").await;
+    assert_eq!(r.status(), StatusCode::GONE, "the other link is used up");
+    assert_eq!(
+        attempt_login(&app, OWNER, "a brand new password 2026")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+
+    // `operators passwd` on the server: a link mailed before is dead too.
+    ask_reset(&app, OWNER).await;
+    let third = common::link_in(&app.outbox(3).await[2], &prefix).expect("a link");
+    assert_eq!(app.client.get(&third).send().await.unwrap().status(), 200);
+    cli_with_stdin(
+        &app.env,
+        &["operators", "passwd", OWNER, "--password-stdin"],
+        "set on the server 2026\n",
+    )
+    .ok();
+    assert_eq!(
+        app.client.get(&third).send().await.unwrap().status(),
+        StatusCode::GONE
+    );
+    let r = follow_link(&app, &third, "the attacker's password!", "").await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    assert_eq!(
+        attempt_login(&app, OWNER, "set on the server 2026")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
     app.stop().await;
 }
 

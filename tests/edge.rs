@@ -561,7 +561,8 @@ async fn serve_process(env: &common::TestEnv, port: u16) -> Served {
 /// Issue 26, finding 3: the unauthenticated `POST /admin/login` read bodies up to the
 /// console's 9 MiB; a hundred stalled ones added 791 MB to the server. Now it takes 16 KB:
 /// 100 clients each announcing 9 MB and sending as much as the server reads leave the real
-/// `verdicts serve` process's RSS (from /proc) within a few MB, and a 17 KB form gets 413.
+/// `verdicts serve` process's RSS (from /proc) within a few MB, and a 17 KB form gets 413 on
+/// `/admin/login`, `/admin/reset` and `/admin/reset/{token}` alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_login_bodies_do_not_grow_the_server() {
     let env = common::TestEnv::new().await;
@@ -637,19 +638,198 @@ async fn stalled_login_bodies_do_not_grow_the_server() {
         mb(after)
     );
 
-    // Just over the limit: 413; the server still answers.
+    // Just over the limit, on each form a stranger may post (sign-in, asking for a sign-in
+    // link, following one): 413; the server still answers.
     let big = format!(
         "email=a%40example.org&password={}&csrf_token=y",
         "p".repeat(17 * 1024)
     );
+    for path in [
+        "/admin/login",
+        "/admin/reset",
+        "/admin/reset/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let r = client
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413, "{path}");
+        // And a form just under it is read (refused for its missing CSRF cookie, not its size).
+        let small = format!(
+            "email=a%40example.org&password={}&csrf_token=y",
+            "p".repeat(15 * 1024)
+        );
+        let r = client
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(small)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(r.status(), 413, "{path}: 15 KB");
+    }
     let r = client
-        .post(&login)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(big)
+        .get(format!("http://127.0.0.1:{port}/healthz"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 413);
+    assert_eq!(r.status(), 200);
+    drop(served);
+}
+
+/// Sends a request head announcing a `Content-Length` of `len` and no body; returns the status
+/// of the answer, which must come before any of the body is sent.
+async fn status_before_the_body(port: u16, head: &str, len: usize) -> u16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let head = format!("{head}Host: localhost\r\nContent-Length: {len}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    let status = answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .unwrap_or_else(|| panic!("no answer before the body to {head:?}: {answer:?}"));
+    status.parse().unwrap()
+}
+
+/// Issue 26 (audit), the sibling of finding 3: `POST /webhooks/{provider}` read up to 2 MB from
+/// anyone before it looked at the provider, its configuration or Postmark's Basic credentials;
+/// 60 stalled 2 MB bodies to `/webhooks/nosuch` grew `serve` from 54 to 166 MB, kept after
+/// they closed. Now an unknown or unconfigured provider (404), missing or wrong Postmark
+/// credentials (401) and a body announced over the provider's limit (413) are answered from the
+/// headers, before a byte of the body; 60 clients pushing 2 MB bodies at those leave the real
+/// process's RSS within a few MB; a body over the limit sent without a length is cut at it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_webhook_bodies_do_not_grow_the_server() {
+    let env = common::TestEnv::new().await;
+    std::fs::create_dir_all(env.path().join("config")).unwrap();
+    env.write(
+        "config/local.toml",
+        "[webhooks]\npostmark_username = \"postmark\"\npostmark_password = \"pm-secret-1\"\n\
+         mailgun_signing_key = \"key-mailgun-signing-0123456789abcdef\"\n",
+    );
+    let port = common::free_port();
+    let served = serve_process(&env, port).await;
+    let pid = served.0.id();
+    const BODY: usize = 2 * 1024 * 1024;
+
+    // Answered from the request line and headers alone.
+    let post = |path: &str| format!("POST {path} HTTP/1.1\r\nContent-Type: application/json\r\n");
+    let wrong = "Authorization: Basic cG9zdG1hcms6Z3Vlc3M=\r\n"; // postmark:guess
+    for (head, expected) in [
+        (post("/webhooks/nosuch"), 404),
+        (post("/webhooks/ses"), 404),
+        (post("/webhooks/sendgrid"), 404),
+        (post("/webhooks/postmark"), 401),
+        (format!("{}{wrong}", post("/webhooks/postmark")), 401),
+        (post("/webhooks/mailgun"), 413),
+    ] {
+        assert_eq!(
+            status_before_the_body(port, &head, BODY).await,
+            expected,
+            "{head:?}"
+        );
+    }
+
+    // Warm up, then 60 clients each pushing a 2 MB body at a refused call as fast as the
+    // server takes it, holding their sockets.
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("http://127.0.0.1:{port}/webhooks/nosuch"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let before = rss_of(pid);
+    let mut clients = Vec::new();
+    for i in 0..60 {
+        clients.push(tokio::spawn(async move {
+            let path = if i % 2 == 0 {
+                "/webhooks/nosuch"
+            } else {
+                "/webhooks/postmark"
+            };
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: localhost\r\n\
+                 Content-Type: application/json\r\nContent-Length: {BODY}\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b'a'; 64 * 1024];
+            let mut sent = 0;
+            let deadline = Instant::now() + Duration::from_secs(4);
+            while sent + chunk.len() < BODY && Instant::now() < deadline {
+                match tokio::time::timeout(Duration::from_millis(500), stream.write_all(&chunk))
+                    .await
+                {
+                    Ok(Ok(())) => sent += chunk.len(),
+                    Ok(Err(_)) => break,
+                    Err(_) => {}
+                }
+            }
+            (stream, sent)
+        }));
+    }
+    let mut streams = Vec::new();
+    let mut pushed = 0;
+    for c in clients {
+        let (stream, sent) = c.await.unwrap();
+        pushed += sent;
+        streams.push(stream);
+    }
+    let during = rss_of(pid);
+    drop(streams);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_of(pid);
+    let mb = |b: u64| b as f64 / 1_048_576.0;
+    eprintln!(
+        "serve RSS: before {:.1} MB, with 60 stalled 2 MB webhook bodies {:.1} MB, after {:.1} MB \
+         ({:.1} MB pushed by the clients before the server closed)",
+        mb(before),
+        mb(during),
+        mb(after),
+        pushed as f64 / 1_048_576.0
+    );
+    assert!(
+        during < before + 24 * 1024 * 1024,
+        "60 stalled webhook bodies grew the server from {:.1} MB to {:.1} MB",
+        mb(before),
+        mb(during)
+    );
+    assert!(
+        after < before + 24 * 1024 * 1024,
+        "after: {:.1} MB",
+        mb(after)
+    );
+
+    // A configured provider reads at most its limit, also when no length is announced: a
+    // chunked body of 1 MiB and one byte more gets 413.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream
+        .write_all(
+            b"POST /webhooks/mailgun HTTP/1.1\r\nHost: localhost\r\n\
+              Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let chunk = format!("10000\r\n{}\r\n", " ".repeat(64 * 1024));
+    for _ in 0..16 {
+        stream.write_all(chunk.as_bytes()).await.unwrap();
+    }
+    let _ = stream.write_all(b"1\r\n \r\n0\r\n\r\n").await;
+    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    // Under the limit it is read and refused for its signature, not its size.
+    let r = client
+        .post(format!("http://127.0.0.1:{port}/webhooks/mailgun"))
+        .body(vec![b' '; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no signature block");
     let r = client
         .get(format!("http://127.0.0.1:{port}/healthz"))
         .send()

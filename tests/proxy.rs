@@ -3,7 +3,8 @@
 //! front of the real server. Through it: the client address, and so the rate limits and the
 //! consent records, is the one nginx appends to `X-Forwarded-For`, whatever the client wrote;
 //! console cookies are `Secure` when `http.public_url` is https; slow clients are cut off by
-//! the proxy's timeouts. Both databases.
+//! the proxy's timeouts (shortened here; the shipped values are asserted); the access log
+//! keeps no token of a mailed link. Both databases.
 
 mod common;
 
@@ -22,6 +23,11 @@ struct Nginx {
 }
 
 impl Nginx {
+    /// nginx's access log (`deploy/nginx.conf`'s format) so far.
+    fn access_log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("access.log")).unwrap_or_default()
+    }
+
     /// Waits until nginx's error log has a line containing `needle`.
     async fn wait_for_log(&self, needle: &str, within: Duration) {
         let log = self._dir.path().join("error.log");
@@ -51,8 +57,8 @@ impl Drop for Nginx {
 }
 
 /// `deploy/nginx.conf` for loopback: listens on a free port of 127.0.0.1 (plain HTTP: the TLS
-/// lines go), proxies to `upstream_port`.
-fn loopback_config(upstream_port: u16, port: u16) -> String {
+/// lines go), proxies to `upstream_port`, writes its access log into `dir`.
+fn loopback_config(upstream_port: u16, port: u16, dir: &str) -> String {
     let recommended =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx.conf"))
             .unwrap();
@@ -68,12 +74,20 @@ fn loopback_config(upstream_port: u16, port: u16) -> String {
             "client_header_timeout 10s;" => "    client_header_timeout 2s;".to_string(),
             "send_timeout 30s;" => "    send_timeout 2s;".to_string(),
             c if c.starts_with("ssl_certificate") => continue,
+            "access_log /var/log/nginx/verdicts.access.log verdicts;" => {
+                format!("    access_log {dir}/access.log verdicts;")
+            }
             _ => line.to_string(),
         };
         out.push_str(&line);
         out.push('\n');
     }
-    for shipped in ["client_header_timeout 10s;", "send_timeout 30s;"] {
+    for shipped in [
+        "client_header_timeout 10s;",
+        "send_timeout 30s;",
+        // Below verdicts' http.header_timeout (10 s), which closes idle upstream connections.
+        "keepalive_timeout 5s;",
+    ] {
         assert!(
             recommended.contains(shipped),
             "deploy/nginx.conf: {shipped} changed"
@@ -84,6 +98,7 @@ fn loopback_config(upstream_port: u16, port: u16) -> String {
         format!("listen 127.0.0.1:{port};"),
         "client_header_timeout 2s;".to_string(),
         "send_timeout 2s;".to_string(),
+        format!("access_log {dir}/access.log verdicts;"),
     ] {
         assert!(out.contains(&expected), "deploy/nginx.conf changed shape");
     }
@@ -97,7 +112,7 @@ async fn start_nginx(app: &TestApp) -> Nginx {
     let d = dir.path().display().to_string();
     std::fs::write(
         dir.path().join("verdicts.conf"),
-        loopback_config(upstream, port),
+        loopback_config(upstream, port, &d),
     )
     .unwrap();
     std::fs::write(
@@ -314,6 +329,106 @@ async fn behind_nginx_slow_clients_are_cut_off() {
     );
     assert!(answered < PIPELINED, "every answer was sent: never cut off");
     writer.abort();
+    drop(nginx);
+    app.stop().await;
+}
+
+/// The path prefixes whose next segment is a token, as `deploy/nginx.conf`'s log map lists them.
+fn redacted_prefixes() -> Vec<String> {
+    let conf =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx.conf"))
+            .unwrap();
+    let alternatives = regex::Regex::new(r"\(\?<verdicts_prefix>/\(([^)]*)\)\)")
+        .unwrap()
+        .captures(&conf)
+        .expect("deploy/nginx.conf maps token paths for its access log")[1]
+        .to_string();
+    alternatives.split('|').map(|p| format!("/{p}/")).collect()
+}
+
+/// Issue 26 (audit): nginx's access log kept every mailed link — `/r/…`, `/confirm/…`,
+/// `/admin/reset/…` — whole, so whoever reads the log could click them. Through
+/// `deploy/nginx.conf` a GET of each token path leaves a line with `[token]` in place of the
+/// token, other paths are logged as they are, and every route of the server with a `{token}`
+/// segment is one the log map covers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_nginx_the_access_log_keeps_no_tokens() {
+    let prefixes = redacted_prefixes();
+    // Every `…/{token}` route of the server is covered by the map.
+    let route = regex::Regex::new(r#""(/[a-z/]*?)/\{token\}"#).unwrap();
+    let mut routes = Vec::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web");
+    let mut dirs = vec![src];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                routes.extend(route.captures_iter(&text).map(|c| format!("{}/", &c[1])));
+            }
+        }
+    }
+    assert!(routes.len() >= 8, "token routes found: {routes:?}");
+    for r in &routes {
+        assert!(
+            prefixes.contains(r),
+            "{r}{{token}} is not in deploy/nginx.conf's log map {prefixes:?}"
+        );
+    }
+
+    let app = TestApp::spawn(BEHIND_NGINX).await;
+    let nginx = start_nginx(&app).await;
+    let client = client_from("127.0.0.5");
+    let secret = "Tok3nThatMustNotBeLogged";
+    let mut token_paths: Vec<String> = prefixes.iter().map(|p| format!("{p}{secret}")).collect();
+    token_paths.push(format!("/unsubscribe/{secret}/stay"));
+    for path in
+        token_paths
+            .iter()
+            .map(String::as_str)
+            .chain(["/archive", "/admin/reset", "/healthz"])
+    {
+        let r = client
+            .get(format!("http://127.0.0.1:{}{path}", nginx.port))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(r.status(), 502, "{path}");
+    }
+    // nginx writes each line when its request ends (unbuffered): wait for the last one.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = nginx.access_log();
+        if log
+            .lines()
+            .any(|l| l.starts_with("127.0.0.5 ") && l.contains("\"GET /healthz\""))
+        {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "access log:\n{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!log.contains(secret), "a token in the access log:\n{log}");
+    for prefix in &prefixes {
+        assert!(
+            log.contains(&format!("\"GET {prefix}[token]\"")),
+            "{prefix} not logged:\n{log}"
+        );
+    }
+    for plain in [
+        "\"GET /archive\"",
+        "\"GET /admin/reset\"",
+        "\"GET /healthz\"",
+    ] {
+        assert!(log.contains(plain), "{plain} not logged:\n{log}");
+    }
+    assert!(
+        log.lines()
+            .all(|l| l.starts_with("127.0.0.5 ") || l.starts_with("127.0.0.1 ")),
+        "{log}"
+    );
     drop(nginx);
     app.stop().await;
 }

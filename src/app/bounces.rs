@@ -51,14 +51,19 @@ impl App {
     }
 
     /// Records a webhook's one-time token (Mailgun's); `false` when it was seen before (a replay).
+    /// Tokens are kept for twice `webhooks.max_age` (a day at least): longer than any call
+    /// carrying one passes the timestamp check, so a replay always finds its token.
     pub async fn claim_webhook_nonce(
         &self,
         provider: &str,
         token: &str,
         now_ms: i64,
     ) -> anyhow::Result<bool> {
+        let max_age_ms =
+            i64::try_from(self.settings().webhooks.max_age.0.as_millis()).unwrap_or(i64::MAX / 4);
+        let keep_ms = (2 * max_age_ms).max(24 * 3600 * 1000);
         self.store()
-            .claim_webhook_nonce(provider, token, now_ms)
+            .claim_webhook_nonce(provider, token, now_ms, keep_ms)
             .await
     }
 

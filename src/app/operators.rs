@@ -231,7 +231,6 @@ impl App {
         totp: &str,
         client: IpAddr,
     ) -> Result<LoginOutcome, OpsError> {
-        let now_ms = || chrono::Utc::now().timestamp_millis();
         let attempt = match throttle::reserve(self.store(), email, client, now_ms()).await? {
             Ok(attempt) => attempt,
             Err(retry_after) => return Ok(LoginOutcome::Throttled { retry_after }),
@@ -383,6 +382,32 @@ fn now_seconds() -> u64 {
     u64::try_from(Utc::now().timestamp()).unwrap_or(0)
 }
 
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// What a change to one's own two-factor sign-in on the console did: each takes a password or
+/// a code, and counts in the failed-login throttle when that does not hold.
+#[derive(Debug)]
+pub enum Guarded<T> {
+    Done(T),
+    Refused(Refusal),
+    /// Too many failures for this operator's address or from this client: wait this long.
+    Throttled {
+        retry_after: std::time::Duration,
+    },
+}
+
+/// What did not hold.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The current password.
+    Password,
+    /// The code (or nothing was pending). `uri`: the pending enrolment's `otpauth://` URI, to
+    /// show again — only when the password was given and held.
+    Code { uri: Option<String> },
+}
+
 impl App {
     /// For an operator enrolled in two-factor sign-in, whether `field` (the login form's
     /// `totp`) is a code of this step (± one) not accepted before, or an unused recovery code
@@ -492,17 +517,40 @@ impl App {
     }
 
     /// Turns the signed-in operator's own two-factor sign-in off, given a current code or a
-    /// recovery code (a stolen session alone cannot); `false` when the code does not hold.
-    pub async fn disable_own_totp(&self, who: &SignedIn, field: &str) -> Result<bool, OpsError> {
+    /// recovery code (a stolen session alone cannot). Each try counts in the failed-login
+    /// throttle of the operator's address and of `client`, as a sign-in does: a session is
+    /// not a way around it to guess codes.
+    pub async fn disable_own_totp(
+        &self,
+        who: &SignedIn,
+        field: &str,
+        client: IpAddr,
+    ) -> Result<Guarded<()>, OpsError> {
+        let attempt = match throttle::reserve(self.store(), &who.email, client, now_ms()).await? {
+            Ok(attempt) => attempt,
+            Err(retry_after) => return Ok(Guarded::Throttled { retry_after }),
+        };
+        let result = self.check_disable_own_totp(who, field).await;
+        let failed = matches!(result, Ok(Guarded::Refused(_)));
+        throttle::finish(self.store(), attempt, failed, now_ms()).await?;
+        result
+    }
+
+    async fn check_disable_own_totp(
+        &self,
+        who: &SignedIn,
+        field: &str,
+    ) -> Result<Guarded<()>, OpsError> {
+        let refused = Guarded::Refused(Refusal::Code { uri: None });
         let Some(operator) = self.store().get_operator_by_email(&who.email).await? else {
-            return Ok(false);
+            return Ok(refused);
         };
         match self.store().operator_totp(operator.id).await? {
             Some(row) if row.confirmed_at.is_some() => {}
-            _ => return Ok(false),
+            _ => return Ok(refused),
         }
         if !self.second_factor_holds(&operator, field).await? {
-            return Ok(false);
+            return Ok(refused);
         }
         self.store().delete_operator_totp(operator.id).await?;
         self.log(
@@ -512,7 +560,7 @@ impl App {
             &who.email,
         )
         .await?;
-        Ok(true)
+        Ok(Guarded::Done(()))
     }
 
     /// The signed-in operator's two-factor state.
@@ -526,12 +574,53 @@ impl App {
         })
     }
 
-    /// Starts (or shows again) the signed-in operator's own enrolment on the console: the
-    /// `otpauth://` URI of a pending secret, which counts only once a code of it is confirmed
-    /// ([`App::confirm_totp`]). `None` when two-factor sign-in is on already.
-    pub async fn begin_totp(&self, who: &SignedIn) -> Result<Option<String>, OpsError> {
+    /// The operator of `who`, when `password` is theirs (one Argon2 verification either way).
+    async fn password_holds(
+        &self,
+        who: &SignedIn,
+        password: &str,
+    ) -> Result<Option<OperatorRow>, OpsError> {
+        let operator = self.store().get_operator_by_email(&who.email).await?;
+        let hash = operator
+            .as_ref()
+            .map_or_else(|| dummy_hash().to_string(), |o| o.password_hash.clone());
+        let candidate = password.to_string();
+        let matches = blocking(move || verify_password(&hash, &candidate)).await?;
+        Ok(operator.filter(|o| matches && o.id == who.operator_id))
+    }
+
+    /// Starts (or shows again) the signed-in operator's own enrolment on the console, given
+    /// their current password: the `otpauth://` URI of a pending secret, which counts only once
+    /// a code of it is confirmed ([`App::confirm_totp`]); `Done(None)` when two-factor sign-in
+    /// is on already. A session alone neither starts an enrolment nor sees a pending secret:
+    /// a stolen cookie cannot enrol its own authenticator and lock the operator out. Tries
+    /// count in the failed-login throttle like a sign-in.
+    pub async fn begin_totp(
+        &self,
+        who: &SignedIn,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<Guarded<Option<String>>, OpsError> {
+        let attempt = match throttle::reserve(self.store(), &who.email, client, now_ms()).await? {
+            Ok(attempt) => attempt,
+            Err(retry_after) => return Ok(Guarded::Throttled { retry_after }),
+        };
+        let result = self.check_begin_totp(who, password).await;
+        let failed = matches!(result, Ok(Guarded::Refused(_)));
+        throttle::finish(self.store(), attempt, failed, now_ms()).await?;
+        result
+    }
+
+    async fn check_begin_totp(
+        &self,
+        who: &SignedIn,
+        password: &str,
+    ) -> Result<Guarded<Option<String>>, OpsError> {
+        if self.password_holds(who, password).await?.is_none() {
+            return Ok(Guarded::Refused(Refusal::Password));
+        }
         let secret = match self.store().operator_totp(who.operator_id).await? {
-            Some(row) if row.confirmed_at.is_some() => return Ok(None),
+            Some(row) if row.confirmed_at.is_some() => return Ok(Guarded::Done(None)),
             Some(row) => totp::unseal(self.secret(), who.operator_id, &row.secret_sealed),
             None => None,
         };
@@ -550,38 +639,70 @@ impl App {
                 secret
             }
         };
-        Ok(Some(totp::otpauth_uri(&secret, &self.issuer(), &who.email)))
+        Ok(Guarded::Done(Some(totp::otpauth_uri(
+            &secret,
+            &self.issuer(),
+            &who.email,
+        ))))
     }
 
-    /// Confirms the signed-in operator's pending enrolment with a first code: from now on it is
-    /// asked for at sign-in. Returns the new recovery codes (shown once); `None` when the code
-    /// is wrong or nothing is pending.
+    /// Confirms the signed-in operator's pending enrolment with their current password and a
+    /// first code: from now on the code is asked for at sign-in. Returns the new recovery codes
+    /// (shown once). A wrong password is [`Refusal::Password`]; with the right password, a wrong
+    /// code (or nothing pending) is [`Refusal::Code`] with the pending URI to show again. Tries
+    /// count in the failed-login throttle like a sign-in.
     pub async fn confirm_totp(
         &self,
         who: &SignedIn,
+        password: &str,
         field: &str,
-    ) -> Result<Option<Vec<String>>, OpsError> {
+        client: IpAddr,
+    ) -> Result<Guarded<Vec<String>>, OpsError> {
+        let attempt = match throttle::reserve(self.store(), &who.email, client, now_ms()).await? {
+            Ok(attempt) => attempt,
+            Err(retry_after) => return Ok(Guarded::Throttled { retry_after }),
+        };
+        let result = self.check_confirm_totp(who, password, field).await;
+        let failed = matches!(result, Ok(Guarded::Refused(_)));
+        throttle::finish(self.store(), attempt, failed, now_ms()).await?;
+        result
+    }
+
+    async fn check_confirm_totp(
+        &self,
+        who: &SignedIn,
+        password: &str,
+        field: &str,
+    ) -> Result<Guarded<Vec<String>>, OpsError> {
+        if self.password_holds(who, password).await?.is_none() {
+            return Ok(Guarded::Refused(Refusal::Password));
+        }
         let Some(row) = self.store().operator_totp(who.operator_id).await? else {
-            return Ok(None);
+            return Ok(Guarded::Refused(Refusal::Code { uri: None }));
         };
         if row.confirmed_at.is_some() {
-            return Ok(None);
+            return Ok(Guarded::Refused(Refusal::Code { uri: None }));
         }
-        let Ok(Some(SecondFactor::Code(code))) = totp::parse_field(field) else {
-            return Ok(None);
-        };
         let Some(secret) = totp::unseal(self.secret(), who.operator_id, &row.secret_sealed) else {
-            return Ok(None);
+            return Ok(Guarded::Refused(Refusal::Code { uri: None }));
+        };
+        let wrong = || {
+            Ok(Guarded::Refused(Refusal::Code {
+                uri: Some(totp::otpauth_uri(&secret, &self.issuer(), &who.email)),
+            }))
+        };
+        let Ok(Some(SecondFactor::Code(code))) = totp::parse_field(field) else {
+            return wrong();
         };
         let Some(step) = totp::matching_step(&secret, &code, now_seconds()) else {
-            return Ok(None);
+            return wrong();
         };
         if !self
             .store()
             .claim_totp_step(who.operator_id, i64::try_from(step).unwrap_or(i64::MAX))
             .await?
         {
-            return Ok(None);
+            return wrong();
         }
         let codes = totp::new_recovery_codes();
         let hashes: Vec<String> = codes
@@ -593,7 +714,7 @@ impl App {
             .await?;
         self.log(&who.actor(), Activity::OperatorTotp, None, &who.email)
             .await?;
-        Ok(Some(codes))
+        Ok(Guarded::Done(codes))
     }
 }
 
@@ -603,15 +724,30 @@ pub const RESET_TTL: Duration = Duration::minutes(30);
 pub const RESETS_PER_HOUR: i64 = 3;
 
 /// What a request for a sign-in link does. The page answers the same for [`Self::Mail`] and
-/// [`Self::Nothing`], so it does not tell which addresses are operators.
+/// [`Self::Nothing`], so it does not tell which addresses are operators; and both have done the
+/// same work by then (the link is made and mailed by [`App::send_reset_link`], after the
+/// answer), so neither does its timing.
 #[derive(Debug)]
 pub enum ResetRequest {
-    /// Mail this link's token to this operator.
-    Mail { to: String, token: String },
-    /// Not an operator, or enough links mailed this hour.
+    /// An operator: hand this to [`App::send_reset_link`] in the background.
+    Mail(PendingReset),
+    /// Not an operator.
     Nothing,
     /// Too many requests for this address or from this client (the login throttle's buckets).
     Throttled { retry_after: std::time::Duration },
+}
+
+/// A sign-in link to make and mail, once the request is answered.
+#[derive(Debug)]
+pub struct PendingReset {
+    operator: OperatorRow,
+}
+
+impl PendingReset {
+    /// Whom the link is for.
+    pub fn email(&self) -> &str {
+        &self.operator.email
+    }
 }
 
 /// What following a sign-in link did.
@@ -630,7 +766,7 @@ pub enum ResetOutcome {
 impl App {
     /// Mails the sign-in link of `token` to the operator `to`: DKIM-signed like every message
     /// we send, from the envelope sender of the other transactional mail (`mail.return_path`).
-    pub async fn mail_reset_link(&self, to: &str, token: &str) -> anyhow::Result<()> {
+    async fn mail_reset_link(&self, to: &str, token: &str) -> anyhow::Result<()> {
         let settings = self.settings();
         let message = crate::mail::reset::compose(
             &settings.mail,
@@ -657,15 +793,14 @@ impl App {
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    /// `/admin/reset`: a one-time sign-in link for `email`, when it is an operator. Every
-    /// request counts in the failed-login throttle (per address and per client), and at most
-    /// [`RESETS_PER_HOUR`] links per operator are made.
+    /// `/admin/reset`: whether to make a one-time sign-in link for `email` (when it is an
+    /// operator). Every request counts in the failed-login throttle (per address and per
+    /// client); the link itself is made by [`App::send_reset_link`].
     pub async fn request_reset(
         &self,
         email: &str,
         client: IpAddr,
     ) -> Result<ResetRequest, OpsError> {
-        let now_ms = || Utc::now().timestamp_millis();
         let attempt = match throttle::reserve(self.store(), email, client, now_ms()).await? {
             Ok(attempt) => attempt,
             Err(retry_after) => return Ok(ResetRequest::Throttled { retry_after }),
@@ -675,9 +810,17 @@ impl App {
             Ok(email) => self.store().get_operator_by_email(email.as_str()).await?,
             Err(_) => None,
         };
-        let Some(operator) = operator else {
-            return Ok(ResetRequest::Nothing);
-        };
+        Ok(match operator {
+            Some(operator) => ResetRequest::Mail(PendingReset { operator }),
+            None => ResetRequest::Nothing,
+        })
+    }
+
+    /// Makes and mails the sign-in link of a [`ResetRequest::Mail`] (after the request was
+    /// answered): `false`, and nothing made, when [`RESETS_PER_HOUR`] links were made for the
+    /// operator within the hour.
+    pub async fn send_reset_link(&self, pending: PendingReset) -> anyhow::Result<bool> {
+        let operator = pending.operator;
         let now = Utc::now();
         if self
             .store()
@@ -686,16 +829,14 @@ impl App {
             >= RESETS_PER_HOUR
         {
             tracing::warn!(operator = %operator.email, "sign-in link not mailed: {RESETS_PER_HOUR} this hour already");
-            return Ok(ResetRequest::Nothing);
+            return Ok(false);
         }
         let token = random_token();
         self.store()
             .insert_reset_token(&token_hash(&token), operator.id, now + RESET_TTL)
             .await?;
-        Ok(ResetRequest::Mail {
-            to: operator.email,
-            token,
-        })
+        self.mail_reset_link(&operator.email, &token).await?;
+        Ok(true)
     }
 
     /// Whether `token` is a live sign-in link, and whether its operator must give a code.
@@ -715,8 +856,8 @@ impl App {
         Ok(Some(enrolled))
     }
 
-    /// Follows a sign-in link: sets `new_password` (ending the operator's other sessions) and
-    /// opens a session. An operator with two-factor sign-in must also give a code — a mailbox
+    /// Follows a sign-in link: sets `new_password` (ending the operator's other sessions and
+    /// using up their other links) and opens a session. An operator with two-factor sign-in must also give a code — a mailbox
     /// alone does not get past it. The link works once.
     pub async fn follow_reset(
         &self,
@@ -730,7 +871,6 @@ impl App {
         let Some(operator) = self.store().live_reset_token(&hash, now).await? else {
             return Ok(ResetOutcome::Dead);
         };
-        let now_ms = || Utc::now().timestamp_millis();
         let attempt =
             match throttle::reserve(self.store(), &operator.email, client, now_ms()).await? {
                 Ok(attempt) => attempt,
@@ -741,14 +881,17 @@ impl App {
         if !holds? {
             return Ok(ResetOutcome::CodeRefused);
         }
-        if !self.store().use_reset_token(&hash, Utc::now()).await? {
-            return Ok(ResetOutcome::Dead);
-        }
         let password = new_password.clone();
         let password_hash = blocking(move || hash_password(&password)).await??;
-        self.store()
-            .set_operator_password(&operator.email, &password_hash)
-            .await?;
+        // One transaction: the link used, the password set, the sessions ended and every other
+        // link of the operator's used up (an older mail must not undo this change).
+        if !self
+            .store()
+            .redeem_reset_token(&hash, &operator.email, &password_hash, Utc::now())
+            .await?
+        {
+            return Ok(ResetOutcome::Dead);
+        }
         self.log(
             &Actor::Operator(operator.email.clone()),
             Activity::OperatorPasswd,

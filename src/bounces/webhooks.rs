@@ -3,7 +3,7 @@
 //! | provider | authentication | payload |
 //! |---|---|---|
 //! | Amazon SES (via SNS) | SNS message signature, `SignatureVersion` 2 (RSA-SHA256) over the canonical string, checked against the signing certificate in `webhooks.ses_signing_cert_file`; the signed `Timestamp` within `webhooks.max_age` | SNS `Notification` whose `Message` is the SES JSON (`Bounce`, `Complaint`) |
-//! | Postmark | HTTP Basic auth set in the webhook URL (`webhooks.postmark_username`/`_password`) | one JSON record (`RecordType` `Bounce` / `SpamComplaint`) |
+//! | Postmark | HTTP Basic auth set in the webhook URL (`webhooks.postmark_username`/`_password`); Postmark signs no timestamp, so `webhooks.max_age` does not apply | one JSON record (`RecordType` `Bounce` / `SpamComplaint`) |
 //! | SendGrid | Signed Event Webhook: ECDSA P-256 / SHA-256 over timestamp ‖ body, public key `webhooks.sendgrid_public_key` | JSON array of events (`bounce`, `dropped`, `spamreport`, …) |
 //! | Mailgun | HMAC-SHA256(signing key, timestamp ‖ token), token single use, timestamp within `webhooks.max_age` | `{signature, event-data}` (`failed`, `complained`) |
 //!
@@ -322,19 +322,41 @@ pub fn postmark(body: &[u8]) -> Result<Vec<ProviderEvent>, WebhookError> {
 // ---------------------------------------------------------------- SendGrid
 
 /// A signed call's Unix timestamp must be within `max_age_seconds` of now: an old call
-/// replayed later is refused.
-fn check_fresh(timestamp: &str, now: i64, max_age_seconds: i64) -> Result<(), WebhookError> {
+/// replayed later is refused. The timestamp is the caller's, unauthenticated at this point:
+/// any `i64` (`i64::MIN` included) is a refusal, never an overflow.
+pub fn check_fresh(timestamp: &str, now: i64, max_age_seconds: i64) -> Result<(), WebhookError> {
     let ts: i64 = timestamp
         .trim()
         .parse()
         .map_err(|_| WebhookError::Forbidden("the timestamp is not a number".into()))?;
-    if (now - ts).abs() > max_age_seconds {
+    let away = now.abs_diff(ts);
+    if away > max_age_seconds.unsigned_abs() {
+        let direction = if ts < now { "old" } else { "ahead" };
         return Err(WebhookError::Forbidden(format!(
-            "the timestamp is {}s away from now (replay?)",
-            now - ts
+            "the timestamp is {away}s {direction} of now (replay?)"
         )));
     }
     Ok(())
+}
+
+/// What of SendGrid's call can be checked before its body is read: both headers present and
+/// the timestamp within `max_age_seconds` of now.
+pub fn sendgrid_headers(
+    signature: Option<&str>,
+    timestamp: Option<&str>,
+    now: i64,
+    max_age_seconds: i64,
+) -> Result<(), WebhookError> {
+    let (Some(_), Some(timestamp)) = (signature, timestamp) else {
+        return Err(sendgrid_missing());
+    };
+    check_fresh(timestamp, now, max_age_seconds)
+}
+
+fn sendgrid_missing() -> WebhookError {
+    WebhookError::Unauthorized(
+        "missing X-Twilio-Email-Event-Webhook-Signature or -Timestamp".into(),
+    )
 }
 
 /// SendGrid's signed event webhook: `signature` is base64 DER ECDSA over `timestamp` ‖ body,
@@ -347,12 +369,10 @@ pub fn sendgrid_verify(
     now: i64,
     max_age_seconds: i64,
 ) -> Result<(), WebhookError> {
+    sendgrid_headers(signature, timestamp, now, max_age_seconds)?;
     let (Some(signature), Some(timestamp)) = (signature, timestamp) else {
-        return Err(WebhookError::Unauthorized(
-            "missing X-Twilio-Email-Event-Webhook-Signature or -Timestamp".into(),
-        ));
+        return Err(sendgrid_missing());
     };
-    check_fresh(timestamp, now, max_age_seconds)?;
     let sig = STANDARD
         .decode(signature.trim())
         .map_err(|_| WebhookError::Forbidden("the signature is not base64".into()))?;
@@ -497,4 +517,59 @@ pub fn mailgun(call: &MailgunCall) -> Result<Vec<ProviderEvent>, WebhookError> {
         },
         clues,
     }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn the_extremes_of_a_timestamp_are_refused_not_overflowed() {
+        for ts in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX] {
+            let e = check_fresh(&ts.to_string(), NOW, 300).unwrap_err();
+            assert!(matches!(e, WebhookError::Forbidden(_)), "{ts}: {e}");
+        }
+        // Even with `now` at an extreme.
+        assert!(check_fresh(&i64::MIN.to_string(), i64::MAX, 300).is_err());
+        assert!(check_fresh(&i64::MAX.to_string(), i64::MIN, 300).is_err());
+        assert!(check_fresh(&(NOW - 300).to_string(), NOW, 300).is_ok());
+        assert!(check_fresh(&(NOW + 300).to_string(), NOW, 300).is_ok());
+        assert!(check_fresh(&(NOW - 301).to_string(), NOW, 300).is_err());
+        assert!(check_fresh(" 1800000000 ", NOW, 300).is_ok());
+        assert!(check_fresh("soon", NOW, 300).is_err());
+        assert!(check_fresh("99999999999999999999", NOW, 300).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        /// Any `i64` timestamp against any `now` and any window: never panics, and is accepted
+        /// exactly when it is within the window of now.
+        #[test]
+        fn any_timestamp_is_accepted_only_within_the_window(
+            ts in any::<i64>(),
+            now in prop_oneof![Just(NOW), any::<i64>()],
+            max_age in prop_oneof![Just(300_i64), 0..=86_400_i64, any::<i64>()],
+        ) {
+            let fresh = check_fresh(&ts.to_string(), now, max_age).is_ok();
+            let within = (i128::from(now) - i128::from(ts)).abs() <= i128::from(max_age).abs();
+            prop_assert_eq!(fresh, within);
+        }
+
+        /// Timestamps near now: those beyond the window are refused on both sides.
+        #[test]
+        fn near_now_the_window_is_exact(offset in -1_000_i64..=1_000) {
+            let fresh = check_fresh(&(NOW + offset).to_string(), NOW, 300).is_ok();
+            prop_assert_eq!(fresh, offset.abs() <= 300);
+        }
+
+        /// Any text as the timestamp header: never panics.
+        #[test]
+        fn any_text_never_panics(text in "\\PC{0,40}") {
+            let _ = check_fresh(&text, NOW, 300);
+            let _ = sendgrid_headers(Some("sig"), Some(&text), NOW, 300);
+        }
+    }
 }

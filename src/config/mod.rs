@@ -102,6 +102,11 @@ pub struct Settings {
 pub const MIN_SECRET_LEN: usize = 32;
 /// Minimum length of `admin.token`.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+/// The range of `webhooks.max_age`: below it a provider's own delivery delay would refuse
+/// genuine calls; above it a Mailgun token could be replayed after its record is forgotten
+/// ([`crate::app::App::claim_webhook_nonce`] keeps tokens for twice this, at least a day).
+pub const MIN_WEBHOOK_MAX_AGE: Duration = Duration::from_secs(10);
+pub const MAX_WEBHOOK_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 impl Settings {
     /// Loads the layers in order; `config_file` is the `--config` argument.
@@ -312,6 +317,14 @@ impl Settings {
         if self.bounces.attribution == Some(Attribution::Verp) && self.mail.return_path.is_none() {
             problems.push(
                 "bounces.attribution: `verp` needs mail.return_path (the VERP envelope sender)"
+                    .to_string(),
+            );
+        }
+        let max_age = self.webhooks.max_age.0;
+        if max_age < MIN_WEBHOOK_MAX_AGE || max_age > MAX_WEBHOOK_MAX_AGE {
+            problems.push(
+                "webhooks.max_age: must be between 10s and 24h (0 refuses every call; past a day \
+                 a replayed Mailgun token could outlive its record)"
                     .to_string(),
             );
         }
@@ -571,6 +584,8 @@ mod tests {
                 "bounces.imap_url: imap:// sends the password in the clear",
             ),
             ("[bounces]\nsoft_window = \"often\"", "bounces.soft_window:"),
+            ("[webhooks]\nmax_age = \"0s\"", "webhooks.max_age:"),
+            ("[webhooks]\nmax_age = \"25h\"", "webhooks.max_age:"),
         ];
         for (toml, expected) in cases {
             let err = Settings::from_toml(toml).expect_err(toml).to_string();

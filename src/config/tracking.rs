@@ -45,7 +45,8 @@ pub struct WebhookSettings {
     /// Mailgun's HTTP webhook signing key.
     #[serde(default)]
     pub mailgun_signing_key: Option<SecretString>,
-    /// Signed calls older (or newer) than this are refused as replays.
+    /// Signed calls older (or newer) than this are refused as replays (SES, SendGrid, Mailgun;
+    /// Postmark signs no timestamp). Between 10 s and 24 h.
     #[serde(default = "default_webhook_max_age")]
     pub max_age: DurationSetting,
 }

@@ -146,16 +146,19 @@ pub async fn record_complaint(
 
 impl Store {
     /// Records a single-use value of a signed webhook call; `false` if it was seen before (a
-    /// replay). Values older than a day are forgotten (the timestamp check refuses those calls).
+    /// replay). Values are forgotten `keep_ms` after they were seen: the caller keeps them for
+    /// longer than the timestamp check accepts a call (a call signed at T is accepted until
+    /// T + max_age, and seen at T - max_age at the earliest).
     pub async fn claim_webhook_nonce(
         &self,
         provider: &str,
         nonce: &str,
         now: i64,
+        keep_ms: i64,
     ) -> anyhow::Result<bool> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM webhook_nonces WHERE seen_at < $1")
-            .bind(now - 24 * 3600 * 1000)
+            .bind(now - keep_ms)
             .execute(&mut *tx)
             .await?;
         let fresh = sqlx::query(

@@ -255,32 +255,18 @@ impl Store {
         Ok(Some(true))
     }
 
-    /// Sets an operator's password hash and ends every session of theirs; `false` when there
-    /// is no such operator.
+    /// Sets an operator's password hash, ends every session of theirs and uses up every
+    /// sign-in link still open for them (a link mailed before the change must not undo it);
+    /// `false` when there is no such operator.
     pub async fn set_operator_password(
         &self,
         email: &str,
         password_hash: &str,
     ) -> anyhow::Result<bool> {
         let mut tx = self.begin_write().await?;
-        let n = sqlx::query(
-            "UPDATE operators SET password_hash = $1, password_changed_at = $2 WHERE email = $3",
-        )
-        .bind(password_hash)
-        .bind(to_millis(Utc::now()))
-        .bind(email)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        sqlx::query(
-            "DELETE FROM operator_sessions
-              WHERE operator_id IN (SELECT id FROM operators WHERE email = $1)",
-        )
-        .bind(email)
-        .execute(&mut *tx)
-        .await?;
+        let changed = set_password_in(&mut tx, email, password_hash, Utc::now()).await?;
         tx.commit().await.context("changing a password")?;
-        Ok(n > 0)
+        Ok(changed)
     }
 
     /// Stores a new session (by the hash of its token); removes expired ones on the way.
@@ -603,23 +589,72 @@ impl Store {
         row.as_ref().map(operator_from_row).transpose()
     }
 
-    /// Uses up a reset link; `false` when it was used, expired or never existed (so two
-    /// clicks at once sign in once).
-    pub async fn use_reset_token(
+    /// Follows a reset link: uses it up and, in the same transaction, sets its operator's
+    /// password hash, ends their sessions and uses up their other open links. `false` (and
+    /// nothing changed) when the link was used, expired or never existed, so two clicks at
+    /// once sign in once.
+    pub async fn redeem_reset_token(
         &self,
         token_hash: &str,
+        email: &str,
+        password_hash: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query(
             "UPDATE operator_reset_tokens SET used_at = $1
-              WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
+              WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1
+                AND operator_id IN (SELECT id FROM operators WHERE email = $3)",
         )
         .bind(to_millis(now))
         .bind(token_hash)
-        .execute(&self.writer)
+        .bind(email)
+        .execute(&mut *tx)
         .await
         .context("using a reset link")?
         .rows_affected();
-        Ok(n == 1)
+        if n != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        set_password_in(&mut tx, email, password_hash, now).await?;
+        tx.commit().await.context("following a reset link")?;
+        Ok(true)
     }
+}
+
+/// The password change of [`Store::set_operator_password`] and [`Store::redeem_reset_token`],
+/// inside the caller's transaction: the new hash, no sessions, no open links.
+async fn set_password_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    email: &str,
+    password_hash: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let n = sqlx::query(
+        "UPDATE operators SET password_hash = $1, password_changed_at = $2 WHERE email = $3",
+    )
+    .bind(password_hash)
+    .bind(to_millis(now))
+    .bind(email)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "DELETE FROM operator_sessions
+          WHERE operator_id IN (SELECT id FROM operators WHERE email = $1)",
+    )
+    .bind(email)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE operator_reset_tokens SET used_at = $1
+          WHERE used_at IS NULL
+            AND operator_id IN (SELECT id FROM operators WHERE email = $2)",
+    )
+    .bind(to_millis(now))
+    .bind(email)
+    .execute(&mut **tx)
+    .await?;
+    Ok(n > 0)
 }

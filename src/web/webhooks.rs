@@ -1,15 +1,22 @@
 //! `POST /webhooks/{ses|postmark|sendgrid|mailgun}`: bounce and complaint events from mail
 //! providers. Each call is authenticated the provider's way ([`crate::bounces::webhooks`])
-//! before anything is read or written: a wrong credential is 401, a bad signature, a stale
+//! before anything is parsed or written: a wrong credential is 401, a bad signature, a stale
 //! timestamp or a replayed token 403, and nothing is stored. Events are idempotent (the
 //! provider's event id is the dedup key), so a provider's retry changes nothing.
+//!
+//! Anyone can post here, so nothing is buffered before it has to be: an unknown or
+//! unconfigured provider (404), Postmark's Basic credentials (401) and SendGrid's signature
+//! headers and timestamp (401/403) are answered from the request line and headers alone; only
+//! then is the body read, at most [`max_body`] of it (413 past that, announced or sent), within
+//! `http.request_timeout` like every request.
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures_util::StreamExt;
 use secrecy::ExposeSecret;
 
 use super::AppState;
@@ -50,7 +57,85 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Authenticates the call and reads its events.
+/// The largest body a provider's call may have. SNS messages are at most 256 KB, quoted into
+/// the SNS envelope; SendGrid posts its events in batches of up to 768 KB; Postmark and Mailgun
+/// post one event each (a Postmark bounce may carry the bounced message's content).
+pub const fn max_body(provider: Provider) -> usize {
+    match provider {
+        Provider::Ses => 512 * 1024,
+        Provider::Postmark | Provider::Sendgrid | Provider::Mailgun => 1024 * 1024,
+    }
+}
+
+/// What can be checked before the body is read: `Ok(false)` when the provider is not
+/// configured (404); Postmark's Basic credentials; SendGrid's signature headers and their
+/// timestamp. SES and Mailgun sign inside the body: they pass here and are checked after.
+fn admit(state: &AppState, provider: Provider, headers: &HeaderMap) -> Result<bool, WebhookError> {
+    let w = &state.settings().webhooks;
+    match provider {
+        Provider::Ses => Ok(w.ses_signing_cert_file.is_some()),
+        Provider::Postmark => {
+            let (Some(user), Some(password)) = (&w.postmark_username, &w.postmark_password) else {
+                return Ok(false);
+            };
+            if webhooks::postmark_authorized(
+                header_str(headers, "authorization"),
+                user,
+                password.expose_secret(),
+            ) {
+                Ok(true)
+            } else {
+                Err(WebhookError::Unauthorized(
+                    "missing or wrong Basic credentials".into(),
+                ))
+            }
+        }
+        Provider::Sendgrid => {
+            if w.sendgrid_public_key.is_none() {
+                return Ok(false);
+            }
+            webhooks::sendgrid_headers(
+                header_str(headers, "x-twilio-email-event-webhook-signature"),
+                header_str(headers, "x-twilio-email-event-webhook-timestamp"),
+                chrono::Utc::now().timestamp(),
+                w.max_age.0.as_secs() as i64,
+            )?;
+            Ok(true)
+        }
+        Provider::Mailgun => Ok(w.mailgun_signing_key.is_some()),
+    }
+}
+
+fn too_large(limit: usize) -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than {} KB\n", limit / 1024),
+    )
+        .into_response()
+}
+
+/// Reads at most `limit` bytes of `body`: a larger `Content-Length` is refused before a byte is
+/// read, and a body that turns out larger once `limit` bytes have come.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Response> {
+    let announced = header_str(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let mut buf = Vec::with_capacity(announced.map_or(0, |n| n as usize));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            (StatusCode::BAD_REQUEST, format!("reading the body: {e}\n")).into_response()
+        })?;
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Authenticates the rest of an admitted call ([`admit`]) from its body and reads its events.
 async fn authenticate(
     state: &AppState,
     provider: Provider,
@@ -73,21 +158,8 @@ async fn authenticate(
             })?;
             webhooks::ses(body, &der, w.ses_topic_arn.as_deref(), now, max_age).map(Some)
         }
-        Provider::Postmark => {
-            let (Some(user), Some(password)) = (&w.postmark_username, &w.postmark_password) else {
-                return Ok(None);
-            };
-            if !webhooks::postmark_authorized(
-                header_str(headers, "authorization"),
-                user,
-                password.expose_secret(),
-            ) {
-                return Err(WebhookError::Unauthorized(
-                    "missing or wrong Basic credentials".into(),
-                ));
-            }
-            webhooks::postmark(body).map(Some)
-        }
+        // Its credentials were checked before the body was read.
+        Provider::Postmark => webhooks::postmark(body).map(Some),
         Provider::Sendgrid => {
             let Some(key) = &w.sendgrid_public_key else {
                 return Ok(None);
@@ -127,13 +199,22 @@ async fn authenticate(
 async fn receive(
     State(state): State<AppState>,
     Path(provider): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
     let Some(provider) = Provider::parse(&provider) else {
         return (StatusCode::NOT_FOUND, "unknown provider\n").into_response();
     };
-    let events = match authenticate(&state, provider, &headers, &body).await {
+    let (parts, body) = request.into_parts();
+    match admit(&state, provider, &parts.headers) {
+        Ok(true) => {}
+        Ok(false) => return not_configured(provider),
+        Err(e) => return refuse(&e),
+    }
+    let body = match read_body(body, &parts.headers, max_body(provider)).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let events = match authenticate(&state, provider, &parts.headers, &body).await {
         Ok(Some(events)) => events,
         Ok(None) => return not_configured(provider),
         Err(e) => return refuse(&e),

@@ -1,8 +1,9 @@
 //! `/admin/reset`: a one-time sign-in link by mail, for an operator who lost their password.
 //!
 //! - `GET|POST /admin/reset`: the form takes an address and answers the same page whether it
-//!   is an operator or not (the mail is composed and sent in the background, so the answer
-//!   does not wait for the mail server either). Requests count in the failed-login throttle,
+//!   is an operator or not, after the same work (the link is made, stored, composed and mailed
+//!   in the background, so the answer waits neither for a database write nor for the mail
+//!   server). Requests count in the failed-login throttle,
 //!   and at most three links an hour are mailed to one operator.
 //! - `GET /admin/reset/{token}` shows the form; only `POST` uses the link (mail scanners
 //!   open links), with a new password — and the operator's two-factor code, when they have
@@ -99,12 +100,15 @@ pub(super) async fn request(
         .await
         .map_err(super::internal)?
     {
-        ResetRequest::Mail { to, token } => {
+        ResetRequest::Mail(pending) => {
+            // Made and mailed after the answer: an operator's answer does no more work than an
+            // unknown address's.
             let app = state.app.clone();
             tokio::spawn(async move {
-                let sent = app.mail_reset_link(&to, &token).await;
-                match sent {
-                    Ok(()) => tracing::info!(operator = %to, "sign-in link mailed"),
+                let to = pending.email().to_string();
+                match app.send_reset_link(pending).await {
+                    Ok(true) => tracing::info!(operator = %to, "sign-in link mailed"),
+                    Ok(false) => {}
                     Err(e) => {
                         tracing::error!(operator = %to, error = %e, "mailing a sign-in link failed")
                     }
