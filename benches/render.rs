@@ -1,5 +1,6 @@
 //! Rendering cost: a full render of a 10-comparison issue (Tera + mrml, once per issue) against
-//! the per-recipient step (filling the footer slots), which runs once per message; and the whole
+//! the per-recipient step, which runs once per message (as delivery's `compose_for`: the
+//! unsubscribe, manage and vote-reader HMACs, then filling the slots); and the whole
 //! per-recipient message (headers, multipart, transfer encoding) built by encoding the body
 //! afresh (`message_encode_whole_body`) against splicing into the body encoded once per issue
 //! (`message_pre_encoded_body`, what the delivery engine does). Then DKIM: the whole signed
@@ -17,10 +18,10 @@ use verdicts::comparisons::Comparison;
 use verdicts::comparisons::page::PageContext;
 use verdicts::config::{SecretKey, Settings};
 use verdicts::delivery::dkim::{Algorithm, BodyHasher, DkimSigner, SigningKey};
-use verdicts::engagement::VoteReaderSigner;
 use verdicts::mail::newsletter::{IssueMail, Recipient};
 use verdicts::mail::{Envelope, compose};
 use verdicts::render::{IssueInput, Personalizer, Renderer, SlotValues};
+use verdicts::subscribers::lifecycle::{manage_url, unsubscribe_url};
 
 fn ten_comparisons() -> Vec<Comparison> {
     let ctx = PageContext {
@@ -59,38 +60,37 @@ fn bench(c: &mut Criterion) {
     });
     let rendered = renderer.render_issue(&settings, &input).unwrap();
     let personalizer = Personalizer::new(&rendered.html, &rendered.text);
-    // The reader's part of the vote links: one HMAC per recipient, keyed once per issue.
-    let votes = VoteReaderSigner::new(&SecretKey::from_bytes(b"bench key, not a secret"), 12);
+    // What the delivery engine's `compose_for` does per recipient before building the message:
+    // the unsubscribe and manage links (one HMAC each), the reader's part of the vote links
+    // (one HMAC, keyed once per issue by `IssueMail::with_votes`), the slot values with the
+    // manage link.
+    let secret = SecretKey::from_bytes(b"bench key, not a secret");
+    let public = &settings.http.public_url;
+    let mail = IssueMail::new(12, &rendered.subject, &personalizer).with_votes(&secret);
+    let recipient = |n: u64| {
+        let sid = n as i64;
+        let email = format!("reader{n}@example.org");
+        let url = unsubscribe_url(public, &secret, sid);
+        let values = SlotValues::for_recipient(
+            &email,
+            &settings.newsletter.name.0,
+            black_box(&url),
+            mail.vote_reader(sid),
+        )
+        .with_manage_link(&manage_url(public, &secret, sid));
+        (email, url, values)
+    };
     let mut n = 0u64;
     c.bench_function("personalize_one_recipient", |b| {
         b.iter(|| {
             n += 1;
-            let email = format!("reader{n}@example.org");
-            let url = format!("https://news.example/unsubscribe/{n:032x}");
-            let values = SlotValues::for_recipient(
-                &email,
-                "Weekly AI Tool Verdicts",
-                black_box(&url),
-                votes.token(n as i64),
-            );
+            let (_, _, values) = recipient(n);
             let html = personalizer.html(&values);
             let text = personalizer.text(&values);
             black_box((html, text))
         })
     });
 
-    let mail = IssueMail::new(12, &rendered.subject, &personalizer);
-    let recipient = |n: u64| {
-        let email = format!("reader{n}@example.org");
-        let url = format!("https://news.example/unsubscribe/{n:032x}");
-        let values = SlotValues::for_recipient(
-            &email,
-            "Weekly AI Tool Verdicts",
-            &url,
-            votes.token(n as i64),
-        );
-        (email, url, values)
-    };
     c.bench_function("message_encode_whole_body", |b| {
         b.iter(|| {
             n += 1;

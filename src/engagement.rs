@@ -12,7 +12,9 @@
 //!   in it, so every recipient gets the very same link.
 //! - A stored vote is keyed by [`voter_hash`]: HMAC(secret, subscriber, comparison): one vote
 //!   per reader per tool of a comparison, without a subscriber id or address in the table, and
-//!   not linkable across comparisons.
+//!   not linkable across comparisons without the key. Pseudonymous, not anonymous: nothing
+//!   here turns a code back into a reader, but whoever holds the key and the subscribers can
+//!   recompute every reader's code and match it.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -18,16 +18,24 @@ const SITE: &str = "https://shiporskip.example";
 /// The app on a known port (so every link in the mail points at it), two comparisons, three
 /// confirmed readers and issue #1 frozen with the app's own key.
 async fn app_with_issue(extra: &str) -> TestApp {
+    app_with_comparisons(
+        extra,
+        vec![
+            comparison_json("alpha-vs-beta", "Alpha vs Beta", "2026-11-17T10:00:00Z"),
+            comparison_json("gamma-vs-delta", "Gamma vs Delta", "2026-11-18T10:00:00Z"),
+        ],
+    )
+    .await
+}
+
+/// [`app_with_issue`] with these comparisons.
+async fn app_with_comparisons(extra: &str, comparisons: Vec<serde_json::Value>) -> TestApp {
     let port = free_port();
     let http = format!(
         "[http]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n{extra}"
     );
     let app = TestApp::spawn(&http).await;
-    let text = serde_json::Value::Array(vec![
-        comparison_json("alpha-vs-beta", "Alpha vs Beta", "2026-11-17T10:00:00Z"),
-        comparison_json("gamma-vs-delta", "Gamma vs Delta", "2026-11-18T10:00:00Z"),
-    ])
-    .to_string();
+    let text = serde_json::Value::Array(comparisons).to_string();
     app.store
         .upsert_comparisons(&parse_json(&text).unwrap(), Source::Json, false)
         .await
@@ -54,6 +62,8 @@ fn send(app: &TestApp, sink: &SmtpSink) {
         .env("VERDICTS__MAIL__TRANSPORT", "smtp")
         .env("VERDICTS__SMTP__URL", sink.url())
         .env("VERDICTS__SMTP__TIMEOUT_SECONDS", "5")
+        // The parts of the issue for readers with categories are rendered by the sender.
+        .env("VERDICTS__HTTP__PUBLIC_URL", &app.address)
         .output()
         .unwrap();
     let out = common::CliOutput::from(out);
@@ -144,6 +154,20 @@ async fn console_session(app: &TestApp) -> String {
         .unwrap();
     assert_eq!(r.status(), 303);
     cookie_of(&r, "verdicts_session")
+}
+
+/// `GET /api/issues/{number}/engagement`.
+async fn engagement(app: &TestApp, number: i64) -> serde_json::Value {
+    let r = app
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/issues/{number}/engagement"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
 }
 
 async fn tallies(app: &TestApp, slug: &str) -> serde_json::Value {
@@ -245,7 +269,8 @@ async fn votes_from_received_mail_count_once_per_reader_per_tool() {
     let (issue2, _) = verdicts::issues::freeze::create_issue(
         &app.store,
         &verdicts::render::Renderer::new().unwrap(),
-        &app.env.settings(""),
+        &app.env
+            .settings(&format!("[http]\npublic_url = \"{}\"\n", app.address)),
         "2026-W48".parse().unwrap(),
     )
     .await
@@ -259,7 +284,27 @@ async fn votes_from_received_mail_count_once_per_reader_per_tool() {
         "{text2}"
     );
     assert!(!text2.contains("Gamma vs Delta:"), "no votes, no line");
-    assert!(issue2.html.unwrap().contains("Last issue, readers said"));
+    let html2 = issue2.html.unwrap();
+    let block = &html2[html2
+        .find("Last issue, readers said")
+        .expect("the block in HTML")..];
+    // Its link goes through issue 1's own /r/ link for that comparison, never straight to the
+    // page (clicks are on), and counts for issue 1, where the comparison was.
+    assert!(!html2.contains(&format!("{SITE}/compare/")), "{html2}");
+    assert!(!text2.contains(&format!("{SITE}/compare/")), "{text2}");
+    let alpha_click = links(&ada.text(), &app.url("/r/"))[0].clone();
+    assert_eq!(
+        links(block, &app.url("/r/"))[0],
+        alpha_click,
+        "the previous block links issue 1's counted link"
+    );
+    let r = app.client.get(&alpha_click).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        format!("{SITE}/compare/alpha-vs-beta")
+    );
+    assert_eq!(engagement(&app, 1).await["links"][0]["clicks"], 1);
 
     // Stored votes name nobody: no subscriber id or address, only the keyed hash.
     let columns: Vec<String> = match app.store.backend() {
@@ -520,6 +565,41 @@ async fn click_links_are_the_same_for_everyone_and_count_gets_only() {
             .contains("<td>alpha-vs-beta</td><td>SmolVLM2-2B</td><td>0 ship</td><td>1 skip</td>"),
         "{section}"
     );
+    // Voters per comparison, as the API's `voters`.
+    assert!(
+        section.contains(
+            "<td>alpha-vs-beta</td><td>Claude 4 Sonnet</td><td>0 ship</td><td>0 skip</td><td rowspan=\"2\">1 voter</td>"
+        ),
+        "{section}"
+    );
+    assert!(
+        section.contains(
+            "<td>gamma-vs-delta</td><td>Claude 4 Sonnet</td><td>0 ship</td><td>0 skip</td><td rowspan=\"2\">0 voters</td>"
+        ),
+        "{section}"
+    );
+
+    // A look at it, phone and desktop (the page as the operator got it, its stylesheet from
+    // this server).
+    let file = app.env.path().join("console-issue.html");
+    std::fs::write(
+        &file,
+        page.replacen(
+            "<head>",
+            &format!("<head><base href=\"{}/\">", app.address),
+            1,
+        ),
+    )
+    .unwrap();
+    let dir = common::screenshot_dir("engagement");
+    for (width, height) in [(390, 2600), (1280, 1700)] {
+        let url = format!("file://{}", file.display());
+        let out = dir.join(format!("console-issue-{width}.png"));
+        // Chromium loads the stylesheet from this very server: not on the test's own thread.
+        tokio::task::spawn_blocking(move || common::screenshot(&url, width, height, &out))
+            .await
+            .unwrap();
+    }
 
     // The web version has no vote links (there is nobody to vote as) and no leftover markers.
     let archive = app.get("/archive/1").await.text().await.unwrap();
@@ -590,6 +670,16 @@ async fn tallies_answer_cors_for_the_site_only() {
     assert_eq!(privacy.status(), 200);
     let privacy = privacy.text().await.unwrap();
     assert!(privacy.contains("no tracking pixel"), "{privacy}");
+    assert!(privacy.contains("pseudonymous, not anonymous"), "{privacy}");
+    let dir = common::screenshot_dir("engagement");
+    for (width, height) in [(390, 1500), (1200, 1000)] {
+        let url = app.url("/privacy");
+        let out = dir.join(format!("privacy-{width}.png"));
+        // Chromium waits for this very server: not on the test's own thread.
+        tokio::task::spawn_blocking(move || common::screenshot(&url, width, height, &out))
+            .await
+            .unwrap();
+    }
     let signup = app.get("/").await.text().await.unwrap();
     assert!(
         signup.contains(&app.url("/privacy")),
@@ -607,9 +697,22 @@ fn form_action(page: &str) -> String {
     page[at..at + page[at..].find('"').unwrap()].to_string()
 }
 
+/// Waits until `n` votes are stored.
+async fn wait_for_votes(store: &Store, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while vote_rows(store).await.len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} votes expected, {} stored",
+            vote_rows(store).await.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_vote_page_works_without_javascript_on_a_phone_and_a_desktop() {
-    use common::browser::{browser, browser_with, shot, start_chromedriver};
+    use common::browser::{browser, browser_with, click_at, shot, start_chromedriver};
     use fantoccini::Locator;
     let app = app_with_issue("").await;
     let sink = SmtpSink::start();
@@ -618,17 +721,6 @@ async fn the_vote_page_works_without_javascript_on_a_phone_and_a_desktop() {
     let driver = start_chromedriver();
     for (i, width) in [390u32, 1024].into_iter().enumerate() {
         let ship = vote_link(&mails[i], "SmolVLM2-2B", "Ship");
-        // JavaScript off (ChromeDriver cannot query the page then, so only look at it).
-        let profile = tempfile::tempdir().unwrap();
-        let b = browser_with(&driver, width, profile.path(), false).await;
-        b.goto(&ship).await.unwrap();
-        shot(&b, &dir, &format!("vote-nojs-{width}")).await;
-        b.close().await.unwrap();
-        assert_eq!(
-            vote_rows(&app.store).await.len(),
-            i,
-            "opening the page counts nothing"
-        );
         // The page is a plain form with no script: posting it is all a browser does.
         let page = app
             .client
@@ -641,7 +733,8 @@ async fn the_vote_page_works_without_javascript_on_a_phone_and_a_desktop() {
             .unwrap();
         assert!(!page.contains("<script"), "{page}");
         assert_eq!(form_action(&page), ship);
-        // And a real browser pressing the button.
+        // Where the button is at this width (ChromeDriver can query a page only with
+        // JavaScript on; the page has none, so the layout is the same without it).
         let profile = tempfile::tempdir().unwrap();
         let b = browser(&driver, width, profile.path()).await;
         b.goto(&ship).await.unwrap();
@@ -653,28 +746,417 @@ async fn the_vote_page_works_without_javascript_on_a_phone_and_a_desktop() {
             .await
             .unwrap();
         assert_eq!(heading, "Ship SmolVLM2-2B?");
-        b.find(Locator::Css("form button"))
+        let (x, y, w, h) = b
+            .find(Locator::Css("form button"))
             .await
             .unwrap()
-            .click()
+            .rectangle()
             .await
             .unwrap();
-        b.wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::XPath(
-                "//h1[normalize-space()='Thanks, your vote is counted']",
-            ))
-            .await
-            .unwrap();
-        shot(&b, &dir, &format!("voted-{width}")).await;
+        b.close().await.unwrap();
+        assert_eq!(
+            vote_rows(&app.store).await.len(),
+            i,
+            "opening the page counts nothing"
+        );
+        // JavaScript off: open the page, press the button with the mouse, as a reader would.
+        let profile = tempfile::tempdir().unwrap();
+        let b = browser_with(&driver, width, profile.path(), false).await;
+        b.goto(&ship).await.unwrap();
+        shot(&b, &dir, &format!("vote-nojs-{width}")).await;
+        let before = b.screenshot().await.unwrap();
+        assert_eq!(vote_rows(&app.store).await.len(), i, "still nothing");
+        click_at(&b, x + w / 2.0, y + h / 2.0).await;
+        wait_for_votes(&app.store, i + 1).await;
+        // The answer is on its way once the vote is stored: wait until the page looks different
+        // (the same URL before and after, and no JavaScript to ask the page with).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while b.screenshot().await.unwrap() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the answer page never showed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        shot(&b, &dir, &format!("voted-nojs-{width}")).await;
         b.close().await.unwrap();
         assert_eq!(
             vote_rows(&app.store).await.len(),
             i + 1,
-            "the button counts"
+            "the button counts, once"
         );
     }
     let t = tallies(&app, "alpha-vs-beta").await;
     assert_eq!(t["tools"][1]["ship"], 2);
     app.stop().await;
+}
+
+/// `tracking.clicks` turned off after an issue went out with counted links: those links keep
+/// reaching the comparison, and count nothing (the privacy page then says "no clicks").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_sent_with_clicks_on_count_nothing_once_clicks_are_off() {
+    let app = app_with_issue("").await;
+    let sink = SmtpSink::start();
+    let mails = received(&app, &sink).await;
+    let alpha = links(&mails[0].text(), &app.url("/r/"))[0].clone();
+    // The same installation (database, key) restarted with clicks off.
+    let port = free_port();
+    let off = common::serve_with(&app.env, port, "[tracking]\nclicks = false\n").await;
+    let alpha_off = alpha.replace(&app.address, &off.public);
+    assert_ne!(alpha_off, alpha);
+    for _ in 0..3 {
+        let r = app.client.get(&alpha_off).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        assert_eq!(
+            r.headers()["location"],
+            format!("{SITE}/compare/alpha-vs-beta")
+        );
+    }
+    let e = engagement(&app, 1).await;
+    assert_eq!(e["links"][0]["clicks"], 0, "{e}");
+    assert_eq!(e["links"][1]["clicks"], 0, "{e}");
+    let privacy = app
+        .client
+        .get(format!("{}/privacy", off.public))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(privacy.contains("No clicks."), "{privacy}");
+    // The process with clicks on still counts the same link.
+    assert_eq!(app.client.get(&alpha).send().await.unwrap().status(), 302);
+    assert_eq!(engagement(&app, 1).await["links"][0]["clicks"], 1);
+    drop(off);
+    app.stop().await;
+}
+
+/// Makes the database refuse every write of a click count (as a full disk or a read-only
+/// database would), on either database.
+async fn refuse_click_counts(store: &Store) {
+    let statements: &[&str] = match store.backend() {
+        verdicts::store::Backend::Sqlite => {
+            &["CREATE TRIGGER refuse_clicks BEFORE INSERT ON link_clicks
+              BEGIN SELECT RAISE(ABORT, 'the database refuses writes'); END"]
+        }
+        verdicts::store::Backend::Postgres => &[
+            "CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql
+              AS $$ BEGIN RAISE EXCEPTION 'the database refuses writes'; END $$",
+            "CREATE TRIGGER refuse_clicks BEFORE INSERT OR UPDATE ON link_clicks
+              FOR EACH ROW EXECUTE FUNCTION refuse_writes()",
+        ],
+    };
+    for s in statements.iter().copied() {
+        sqlx::query(s).execute(store.pool()).await.unwrap();
+    }
+}
+
+/// A click whose count cannot be written still reaches the comparison (it was a 500 page).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_whose_count_cannot_be_written_still_reaches_the_comparison() {
+    let app = app_with_issue("").await;
+    let sink = SmtpSink::start();
+    let mails = received(&app, &sink).await;
+    let alpha = links(&mails[0].text(), &app.url("/r/"))[0].clone();
+    refuse_click_counts(&app.store).await;
+    for _ in 0..3 {
+        let r = app.client.get(&alpha).send().await.unwrap();
+        assert_eq!(r.status(), 302, "sent on, not a 500 page");
+        assert_eq!(
+            r.headers()["location"],
+            format!("{SITE}/compare/alpha-vs-beta")
+        );
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM link_clicks")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "nothing was written");
+    assert_eq!(engagement(&app, 1).await["links"][0]["clicks"], 0);
+    // Writes back: clicks count again.
+    sqlx::query("DROP TRIGGER refuse_clicks")
+        .execute(app.store.pool())
+        .await
+        .ok();
+    sqlx::query("DROP TRIGGER IF EXISTS refuse_clicks ON link_clicks")
+        .execute(app.store.pool())
+        .await
+        .ok();
+    assert_eq!(app.client.get(&alpha).send().await.unwrap().status(), 302);
+    assert_eq!(engagement(&app, 1).await["links"][0]["clicks"], 1);
+    app.stop().await;
+}
+
+/// Readers behind one office or carrier address each vote (their genuine links count against
+/// each of them, not against the address); links that are not genuine still count against the
+/// address, and the address's quota for the other token pages is untouched by genuine votes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_behind_one_address_all_vote_and_forged_links_are_limited() {
+    let app = app_with_issue("rate_limit_per_minute = 2").await;
+    let sink = SmtpSink::start();
+    let mails = received(&app, &sink).await;
+    // Three readers from 127.0.0.1, each opening their link and pressing the button: six
+    // requests from one address under a limit of two a minute.
+    for m in &mails {
+        let ship = vote_link(m, "SmolVLM2-2B", "Ship");
+        assert_eq!(
+            app.client.get(&ship).send().await.unwrap().status(),
+            200,
+            "{}",
+            m.rcpt
+        );
+        assert_eq!(
+            app.client.post(&ship).send().await.unwrap().status(),
+            200,
+            "{}",
+            m.rcpt
+        );
+    }
+    assert_eq!(vote_rows(&app.store).await.len(), 3);
+    assert_eq!(tallies(&app, "alpha-vs-beta").await["tools"][1]["ship"], 3);
+    // One reader is still limited: their third request in the minute.
+    let again = vote_link(&mails[0], "SmolVLM2-2B", "Skip");
+    let r = app.client.post(&again).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(vote_rows(&app.store).await[0].3, "ship", "nothing changed");
+    // The genuine votes spent none of the address's quota for the other token pages.
+    assert_eq!(app.get("/unsubscribe/not-a-token").await.status(), 404);
+    // Links that are not genuine count against the address: 404 until its quota is spent.
+    let ship = vote_link(&mails[1], "SmolVLM2-2B", "Ship");
+    let mut statuses = Vec::new();
+    for i in 0..3u8 {
+        let mut forged = ship.clone().into_bytes();
+        let last = forged.len() - 1;
+        forged[last] = if forged[last] == b'A' + i {
+            b'a' + i
+        } else {
+            b'A' + i
+        };
+        let forged = String::from_utf8(forged).unwrap();
+        statuses.push(
+            app.client
+                .post(&forged)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        [404, 429, 429],
+        "one left in the quota after the 404 above"
+    );
+    assert_eq!(vote_rows(&app.store).await.len(), 3);
+    app.stop().await;
+}
+
+/// A reader who chose categories gets a part of the issue; their vote and click links keep the
+/// issue's positions, so both count for the right comparison.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_with_categories_votes_and_clicks_on_the_right_comparison() {
+    let with_categories = |slug: &str, title: &str, at: &str, category: &str| {
+        let mut v = comparison_json(slug, title, at);
+        for i in 0..2 {
+            v["tools"][i]["category"] = category.into();
+        }
+        v
+    };
+    let app = app_with_comparisons(
+        "",
+        vec![
+            with_categories(
+                "alpha-vs-beta",
+                "Alpha vs Beta",
+                "2026-11-17T10:00:00Z",
+                "Chat",
+            ),
+            with_categories(
+                "gamma-vs-delta",
+                "Gamma vs Delta",
+                "2026-11-18T10:00:00Z",
+                "Image",
+            ),
+        ],
+    )
+    .await;
+    let ada = app
+        .store
+        .get_subscriber_by_email(
+            &verdicts::subscribers::SubscriberEmail::parse("r0000@example.org").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(
+        app.store
+            .set_subscriber_categories(ada, &["Image".to_string()])
+            .await
+            .unwrap()
+    );
+    let sink = SmtpSink::start();
+    let mails = received(&app, &sink).await;
+    let (ada_mail, bob_mail) = (&mails[0], &mails[1]);
+    assert_eq!(ada_mail.rcpt, "r0000@example.org");
+    let text = ada_mail.text();
+    assert!(text.contains("Gamma vs Delta"), "{text}");
+    assert!(!text.contains("Alpha vs Beta"), "only her category: {text}");
+    // Her one comparison link is everyone's link to Gamma vs Delta (position 1 of the issue).
+    let clicks = links(&text, &app.url("/r/"));
+    assert_eq!(clicks.len(), 1, "{text}");
+    assert_eq!(clicks[0], links(&bob_mail.text(), &app.url("/r/"))[1]);
+    let r = app.client.get(&clicks[0]).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        format!("{SITE}/compare/gamma-vs-delta")
+    );
+    // Her vote counts for Gamma vs Delta.
+    let skip = vote_link(ada_mail, "SmolVLM2-2B", "Skip");
+    let page = app
+        .client
+        .get(&skip)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Gamma vs Delta"), "{page}");
+    assert_eq!(app.client.post(&skip).send().await.unwrap().status(), 200);
+    let e = engagement(&app, 1).await;
+    assert_eq!(
+        e,
+        serde_json::json!({
+            "links": [
+                {"url": format!("{SITE}/compare/alpha-vs-beta"), "clicks": 0},
+                {"url": format!("{SITE}/compare/gamma-vs-delta"), "clicks": 1},
+            ],
+            "votes": [
+                {"slug": "alpha-vs-beta", "tools": [
+                    {"name": "Claude 4 Sonnet", "ship": 0, "skip": 0},
+                    {"name": "SmolVLM2-2B", "ship": 0, "skip": 0}], "voters": 0},
+                {"slug": "gamma-vs-delta", "tools": [
+                    {"name": "Claude 4 Sonnet", "ship": 0, "skip": 0},
+                    {"name": "SmolVLM2-2B", "ship": 0, "skip": 1}], "voters": 1},
+            ]
+        })
+    );
+    app.stop().await;
+}
+
+/// With an explicit `signup.allowed_origins`, the tallies answer CORS for those origins only
+/// (not the site's own, which the list replaces), and say `Vary: Origin` so a shared cache
+/// does not hand one origin's answer to another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tallies_follow_an_explicit_allowed_origins_and_vary_on_origin() {
+    let app = app_with_issue(
+        "[signup]\nallowed_origins = [\"https://friends.example\", \"https://shiporskip.example\"]\n",
+    )
+    .await;
+    let get = |origin: &'static str| {
+        let client = app.client.clone();
+        let url = app.url("/votes/alpha-vs-beta.json");
+        async move {
+            client
+                .get(url)
+                .header("Origin", origin)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for origin in ["https://friends.example", SITE] {
+        let r = get(origin).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["access-control-allow-origin"], origin);
+        let vary: Vec<String> = r
+            .headers()
+            .get_all("vary")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+            .collect();
+        assert!(
+            vary.iter()
+                .any(|v| v.split(',').any(|p| p.trim() == "origin")),
+            "{vary:?}"
+        );
+        assert_eq!(r.headers()["cache-control"], "public, max-age=60");
+    }
+    let r = get("https://evil.example").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let vary = r
+        .headers()
+        .get("vary")
+        .map(|v| v.to_str().unwrap().to_ascii_lowercase());
+    assert!(
+        vary.as_deref().is_some_and(|v| v.contains("origin")),
+        "every answer varies on Origin, the refused ones too: {vary:?}"
+    );
+    app.stop().await;
+}
+
+/// Every mail a reader can get links `/privacy` in its footer, HTML and text: the
+/// confirmation, the reminder, the welcome, the change of address and the repermission mail
+/// (the issue email is tested above). Screenshots of each at phone and desktop width.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reader_mail_links_privacy_in_its_footer() {
+    use verdicts::mail::MailKind;
+    let env = common::TestEnv::new().await;
+    let settings = env.settings("[http]\npublic_url = \"https://news.example\"\n");
+    let composer = verdicts::subscribers::lifecycle::Composer {
+        settings: std::sync::Arc::new(settings),
+        secret: verdicts::config::SecretKey::from_bytes(b"a key for this test only, 32 bytes"),
+        renderer: std::sync::Arc::new(verdicts::render::Renderer::new().unwrap()),
+    };
+    let token = || "t0k3n".to_string();
+    let kinds = [
+        MailKind::Confirm { token: token() },
+        MailKind::Reminder { token: token() },
+        MailKind::Welcome,
+        MailKind::EmailChange { token: token() },
+        MailKind::Repermission,
+    ];
+    let privacy = "https://news.example/privacy";
+    let dir = common::screenshot_dir("engagement");
+    for kind in &kinds {
+        let raw = composer
+            .compose(kind, 7, "ada@example.org", Some("Ada"))
+            .unwrap();
+        let message = mail_parser::MessageParser::default()
+            .parse(&raw)
+            .expect("a message");
+        assert_eq!(message.text_body_count(), 1, "{}", kind.as_str());
+        assert_eq!(message.html_body_count(), 1, "{}", kind.as_str());
+        let text = message.body_text(0).unwrap().replace("\r\n", "\n");
+        let html = message.body_html(0).unwrap();
+        let footer = &text[text.rfind("\n--\n").expect("a signature separator")..];
+        assert!(
+            footer.contains(&format!("What we count and what we do not: {privacy}")),
+            "{}: {text}",
+            kind.as_str()
+        );
+        assert!(
+            html.contains(&format!(
+                "<a href=\"{privacy}\" style=\"color:#6b7280\">What we count</a>"
+            )),
+            "{}: {html}",
+            kind.as_str()
+        );
+        let file = env.path().join(format!("{}.html", kind.as_str()));
+        std::fs::write(&file, html.as_bytes()).unwrap();
+        for (label, width, height) in [("390", 390, 900), ("desktop", 1200, 800)] {
+            let out = dir.join(format!("mail-{}-{label}.png", kind.as_str()));
+            common::screenshot(&format!("file://{}", file.display()), width, height, &out);
+            assert!(
+                std::fs::metadata(&out).unwrap().len() > 5_000,
+                "a blank page?"
+            );
+        }
+    }
 }

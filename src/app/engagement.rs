@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::{App, OpsError};
-use crate::engagement::{Choice, verify_click_token, verify_vote_token, voter_hash};
+use crate::engagement::{Choice, VoteClaim, verify_click_token, verify_vote_token, voter_hash};
 use crate::issues::IssueKey;
 use crate::subscribers::SubscriberStatus;
 
@@ -60,10 +60,14 @@ struct Resolved {
 }
 
 impl App {
-    async fn resolve_vote(&self, token: &str) -> anyhow::Result<Option<Resolved>> {
-        let Some(claim) = verify_vote_token(self.secret(), token) else {
-            return Ok(None);
-        };
+    /// What a vote link says, if it is genuine (signed with this server's key). Reads nothing:
+    /// the web layer uses it to count a reader's requests against that reader, and to count a
+    /// link that is not genuine against the address that sent it.
+    pub fn vote_claim(&self, token: &str) -> Option<VoteClaim> {
+        verify_vote_token(self.secret(), token)
+    }
+
+    async fn resolve_vote(&self, claim: VoteClaim) -> anyhow::Result<Option<Resolved>> {
         let store = self.store();
         // Erased: no row. Unsubscribed or bounced: no longer a reader.
         if store.subscriber_status(claim.subscriber_id).await? != Some(SubscriberStatus::Confirmed)
@@ -91,13 +95,13 @@ impl App {
     }
 
     /// What a vote link asks (its GET page). Writes nothing: mail scanners follow links.
-    pub async fn vote_link(&self, token: &str) -> anyhow::Result<Option<VoteLink>> {
-        Ok(self.resolve_vote(token).await?.map(|r| r.link))
+    pub async fn vote_link(&self, claim: VoteClaim) -> anyhow::Result<Option<VoteLink>> {
+        Ok(self.resolve_vote(claim).await?.map(|r| r.link))
     }
 
     /// Counts a vote: one per reader per tool of a comparison, a second one replaces the first.
-    pub async fn cast_vote(&self, token: &str) -> anyhow::Result<Option<VoteLink>> {
-        let Some(r) = self.resolve_vote(token).await? else {
+    pub async fn cast_vote(&self, claim: VoteClaim) -> anyhow::Result<Option<VoteLink>> {
+        let Some(r) = self.resolve_vote(claim).await? else {
             return Ok(None);
         };
         let voter = voter_hash(self.secret(), r.subscriber_id, r.comparison_id);
@@ -107,8 +111,12 @@ impl App {
         Ok(Some(r.link))
     }
 
-    /// Where a click link goes, counting the click when `count` (a GET; a HEAD counts nothing).
-    pub async fn follow_click(&self, token: &str, count: bool) -> anyhow::Result<Option<String>> {
+    /// Where a click link goes. `wanted` is the front end's view (a GET within the client's
+    /// quota; a HEAD counts nothing); the click counts only when `tracking.clicks` is on as
+    /// well: links sent while it was on keep working after it is turned off, but count nothing,
+    /// as `/privacy` then says. A count that cannot be written is logged (rate-limited) and the
+    /// reader is sent on all the same: the comparison matters more to them than our counter.
+    pub async fn follow_click(&self, token: &str, wanted: bool) -> anyhow::Result<Option<String>> {
         let Some(claim) = verify_click_token(self.secret(), token) else {
             return Ok(None);
         };
@@ -119,12 +127,28 @@ impl App {
         else {
             return Ok(None);
         };
-        if count {
-            self.store()
+        if wanted
+            && self.counts_clicks()
+            && let Err(e) = self
+                .store()
                 .record_click(target.issue_id, claim.position)
-                .await?;
+                .await
+        {
+            crate::log_repeated!(
+                warn,
+                "click:count",
+                e,
+                issue_id = target.issue_id,
+                position = claim.position,
+                "counting a click failed; the reader was sent on"
+            );
         }
         Ok(Some(target.url))
+    }
+
+    /// Whether clicks on comparison links are counted (`tracking.clicks`).
+    pub fn counts_clicks(&self) -> bool {
+        self.settings().tracking.clicks
     }
 
     async fn tallies_of(&self, comparison_id: i64, slug: String) -> anyhow::Result<Tallies> {

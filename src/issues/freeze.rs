@@ -26,7 +26,13 @@ pub(super) async fn previous_tallies(
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for (id, _) in store.issue_comparison_ids(previous.id).await? {
+    // An issue's positions are its items in order (see `Store::insert_issue`).
+    for (position, (id, _)) in store
+        .issue_comparison_ids(previous.id)
+        .await?
+        .into_iter()
+        .enumerate()
+    {
         let counts = store.vote_counts(id).await?;
         if counts.voters == 0 {
             continue;
@@ -37,6 +43,8 @@ pub(super) async fn previous_tallies(
         out.push(ReaderTally {
             title: c.title().to_string(),
             url: c.url().to_string(),
+            number: number - 1,
+            position: u16::try_from(position)?,
             tools: c
                 .tools()
                 .iter()

@@ -116,7 +116,13 @@ pub struct IssueInput<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReaderTally {
     pub title: String,
+    /// The comparison page itself.
     pub url: String,
+    /// The issue the comparison was in, and its position there: a click on it in this block,
+    /// with `tracking.clicks`, goes through that issue's `/r/` link and counts for that issue
+    /// (the comparison has no position in the issue showing the block).
+    pub number: i64,
+    pub position: u16,
     /// `(tool name, ship, skip)` per tool.
     pub tools: Vec<(String, i64, i64)>,
     pub voters: i64,
@@ -144,7 +150,8 @@ impl ReaderTally {
 #[derive(Serialize)]
 struct PreviousView<'a> {
     title: &'a str,
-    url: &'a str,
+    /// Through the earlier issue's `/r/…` with `tracking.clicks`, else the page itself.
+    url: String,
     summary: String,
 }
 
@@ -279,11 +286,15 @@ impl Links<'_> {
     }
 
     fn page(&self, position: u16, page_url: &str) -> String {
+        self.page_of(self.number, position, page_url)
+    }
+
+    /// The link to the comparison at `position` of the issue numbered `number` (this one or an
+    /// earlier one).
+    fn page_of(&self, number: i64, position: u16, page_url: &str) -> String {
         if self.clicks {
-            self.public.join(&format!(
-                "r/{}",
-                click_token(self.secret, self.number, position)
-            ))
+            self.public
+                .join(&format!("r/{}", click_token(self.secret, number, position)))
         } else {
             page_url.to_string()
         }
@@ -497,7 +508,7 @@ impl Renderer {
             .filter(|t| t.voters > 0)
             .map(|t| PreviousView {
                 title: &t.title,
-                url: &t.url,
+                url: links.page_of(t.number, t.position, &t.url),
                 summary: t.summary(),
             })
             .collect();
@@ -781,6 +792,68 @@ mod tests {
         assert!(!issue.html.contains("\\u{e000}"), "no escaped marker");
         assert!(!issue.html.contains(READER_PLACEHOLDER_PREFIX));
         assert!(!issue.text.contains(READER_PLACEHOLDER_PREFIX));
+    }
+
+    /// The panel's call on each tool in one line, Ship, Skip and Mixed alike, carried by the
+    /// HTML and the text part under the comparison's title.
+    #[test]
+    fn the_bottom_line_names_each_tools_verdict_in_both_parts() {
+        let ctx = crate::comparisons::page::PageContext {
+            base_url: "https://shiporskip.example",
+            published_at: chrono::DateTime::parse_from_rfc3339("2026-11-18T10:00:00Z")
+                .unwrap()
+                .to_utc(),
+        };
+        // Mixed (2 ship / 2 skip) and Ship.
+        let mixed = Comparison::from_page_text(
+            include_str!("../../tests/fixtures/claude-haiku-open-weights-vs-smolvlm2-turbo.txt"),
+            &ctx,
+        )
+        .unwrap();
+        assert_eq!(
+            bottom_line(&mixed),
+            "Panel: split on Claude Haiku Open Weights; ship SmolVLM2 Turbo"
+        );
+        // The same split called Skip (2 ship / 2 skip allows it), under another slug.
+        let mut json = mixed.to_json();
+        json["tools"][0]["panel"]["verdict"] = "skip".into();
+        json["slug"] = "skipped".into();
+        json["title"] = "Skipped vs Shipped".into();
+        json["url"] = "https://shiporskip.example/compare/skipped".into();
+        let skipped = Comparison::from_json_value(json).unwrap();
+        let skip_line = "Panel: skip Claude Haiku Open Weights; ship SmolVLM2 Turbo";
+        assert_eq!(bottom_line(&skipped), skip_line);
+
+        let settings = Settings::from_toml("").unwrap();
+        let comparisons = [mixed, skipped];
+        let issue = Renderer::new()
+            .unwrap()
+            .render_issue(
+                &settings,
+                &IssueInput {
+                    number: 3,
+                    week: "2026-W47".parse().unwrap(),
+                    comparisons: &comparisons,
+                    secret: &SecretKey::from_bytes(b"a key for this test only"),
+                    previous: &[],
+                    positions: None,
+                },
+            )
+            .unwrap();
+        for line in [
+            "Panel: split on Claude Haiku Open Weights; ship SmolVLM2 Turbo",
+            skip_line,
+        ] {
+            assert!(issue.html.contains(line), "{line} in HTML");
+            assert!(
+                issue.text.contains(&format!("\n{line}\n")),
+                "{line} in text"
+            );
+        }
+        assert!(
+            issue.html.find(skip_line) > issue.html.find("Skipped vs Shipped"),
+            "under its own title"
+        );
     }
 
     #[test]

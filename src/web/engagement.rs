@@ -3,12 +3,14 @@
 //!
 //! A GET of a vote link shows one button and changes nothing (mail scanners follow links); the
 //! POST counts. A link that is not genuine, or whose reader has left or been erased: 404.
+//!
+//! Rate limits: a genuine vote link spends its reader's quota, one that is not genuine the
+//! client address's [`Bucket::Links`] quota (see [`super::limits`]); a click is never refused.
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::from_fn_with_state;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -19,15 +21,13 @@ use super::error::PageError;
 use super::limits::Bucket;
 use super::pages::{base_context, message_page, not_found};
 use crate::app::engagement::VoteLink;
+use crate::engagement::VoteClaim;
 
 pub fn router(state: &AppState) -> Router<AppState> {
+    // Rate-limited in the handlers, by reader for genuine links (see `admit`).
     let votes = Router::new()
         .route("/vote/{token}", get(vote_page).post(vote))
-        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
-        .route_layer(from_fn_with_state(
-            (state.clone(), Bucket::Links),
-            super::limits::enforce,
-        ));
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024));
     // A click is never refused: readers behind one office or carrier address share a quota,
     // and a "slow down" page instead of the comparison is worse than a click not counted.
     let clicks = Router::new().route("/r/{token}", get(click));
@@ -59,11 +59,57 @@ fn vote_context(state: &AppState, v: &VoteLink) -> tera::Context {
     ctx
 }
 
+/// Why a vote request is not let through.
+enum Refusal {
+    /// The link is not genuine: 404.
+    NotGenuine,
+    /// Over the quota it counts against: 429 with `Retry-After` (seconds).
+    TooMany(u64),
+}
+
+impl Refusal {
+    fn answer(self, state: &AppState) -> Result<Response, PageError> {
+        match self {
+            Refusal::NotGenuine => not_found(state),
+            Refusal::TooMany(retry_after) => Ok(super::limits::refused(state, false, retry_after)),
+        }
+    }
+}
+
+/// Lets a vote request through, spending the quota of whoever it counts against: the reader a
+/// genuine link names (readers behind one office or carrier address each vote on every tool of
+/// an issue; a genuine vote replaces, never adds), else the client's address (a stranger
+/// trying tokens).
+fn admit(state: &AppState, client: ClientAddr, token: &str) -> Result<VoteClaim, Refusal> {
+    let Some(claim) = state.app.vote_claim(token) else {
+        return Err(match state.rate_limits.check(Bucket::Links, client.0) {
+            Ok(()) => Refusal::NotGenuine,
+            Err(retry_after) => {
+                tracing::info!(client = %client.0, "vote link not genuine, rate limited");
+                Refusal::TooMany(retry_after)
+            }
+        });
+    };
+    if let Err(retry_after) = state.rate_limits.check_reader(claim.subscriber_id) {
+        tracing::info!(
+            subscriber_id = claim.subscriber_id,
+            "vote link rate limited"
+        );
+        return Err(Refusal::TooMany(retry_after));
+    }
+    Ok(claim)
+}
+
 async fn vote_page(
     State(state): State<AppState>,
+    client: ClientAddr,
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
-    let Some(v) = state.app.vote_link(&token).await? else {
+    let claim = match admit(&state, client, &token) {
+        Ok(claim) => claim,
+        Err(refusal) => return refusal.answer(&state),
+    };
+    let Some(v) = state.app.vote_link(claim).await? else {
         return not_found(&state);
     };
     let mut ctx = vote_context(&state, &v);
@@ -80,9 +126,14 @@ async fn vote_page(
 
 async fn vote(
     State(state): State<AppState>,
+    client: ClientAddr,
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
-    let Some(v) = state.app.cast_vote(&token).await? else {
+    let claim = match admit(&state, client, &token) {
+        Ok(claim) => claim,
+        Err(refusal) => return refusal.answer(&state),
+    };
+    let Some(v) = state.app.cast_vote(claim).await? else {
         return not_found(&state);
     };
     message_page(
@@ -99,21 +150,26 @@ async fn vote(
     )
 }
 
-/// 302 to the comparison; a GET counts one click, a HEAD (link checkers) counts nothing.
-/// `GET /r/{token}`: 302 to the comparison, counting one click; HEAD counts nothing, and
-/// neither does a GET over the client's `http.rate_limit_per_minute` (it is still sent on).
+/// `GET /r/{token}`: 302 to the comparison, counting one click when `tracking.clicks` is on
+/// (the app decides); HEAD (link checkers) counts nothing, and neither does a GET over the
+/// client's `http.rate_limit_per_minute` (it is still sent on).
 async fn click(
     State(state): State<AppState>,
     client: ClientAddr,
     method: Method,
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
-    let within_quota = state.rate_limits.check(Bucket::Links, client.0).is_ok();
-    if !within_quota {
-        tracing::info!(client = %client.0, "click over the rate limit: sent on, not counted");
-    }
-    let count = method == Method::GET && within_quota;
-    let Some(url) = state.app.follow_click(&token, count).await? else {
+    // Only a GET that could count spends the client's quota.
+    let wanted = method == Method::GET
+        && state.app.counts_clicks()
+        && match state.rate_limits.check(Bucket::Links, client.0) {
+            Ok(()) => true,
+            Err(_) => {
+                tracing::info!(client = %client.0, "click over the rate limit: sent on, not counted");
+                false
+            }
+        };
+    let Some(url) = state.app.follow_click(&token, wanted).await? else {
         return not_found(&state);
     };
     Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())

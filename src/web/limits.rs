@@ -2,6 +2,12 @@
 //! in bulk: `POST /subscribe` (`signup.rate_limit_per_minute`), and `/confirm`, `/unsubscribe`
 //! and `/api` (`http.rate_limit_per_minute`, one bucket each). A refused request gets 429 with
 //! `Retry-After`, as JSON for API and JSON callers and as a page for browsers.
+//!
+//! Vote links are signed per reader, so they are counted per reader, not per address: a
+//! genuine link spends its reader's own quota ([`RateLimits::check_reader`]), and only a link
+//! that is not genuine spends the client's [`Bucket::Links`] quota. Readers behind one office
+//! or carrier address then do not share one quota for a ten-comparison issue, and a stranger
+//! guessing tokens is still slowed down.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -20,13 +26,14 @@ use super::AppState;
 use super::client::ClientAddr;
 
 type Limiter = Arc<DefaultKeyedRateLimiter<IpAddr>>;
+type ReaderLimiter = Arc<DefaultKeyedRateLimiter<i64>>;
 
 /// Which routes a request counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
     /// `POST /subscribe`.
     Signup,
-    /// `/confirm/…` and `/unsubscribe/…`.
+    /// `/confirm/…`, `/unsubscribe/…`, `/manage/…`, and vote links that are not genuine.
     Links,
     /// `/api/…`.
     Api,
@@ -38,10 +45,19 @@ pub struct RateLimits {
     signup: Option<Limiter>,
     links: Option<Limiter>,
     api: Option<Limiter>,
+    /// Genuine vote links, keyed by the subscriber their token names.
+    readers: Option<ReaderLimiter>,
 }
 
-fn per_minute(n: u32) -> Option<Limiter> {
+fn per_minute<K: Clone + Eq + std::hash::Hash>(n: u32) -> Option<Arc<DefaultKeyedRateLimiter<K>>> {
     NonZeroU32::new(n).map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))))
+}
+
+/// `Err(seconds to wait)`, rounded up: "Retry-After: 0" would invite an immediate retry that
+/// fails again.
+fn wait_seconds(not_until: governor::NotUntil<<DefaultClock as Clock>::Instant>) -> u64 {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 impl RateLimits {
@@ -52,6 +68,7 @@ impl RateLimits {
             signup: per_minute(signup_per_minute),
             links: per_minute(http_per_minute),
             api: per_minute(http_per_minute),
+            readers: per_minute(http_per_minute),
         }
     }
 
@@ -68,11 +85,16 @@ impl RateLimits {
         let Some(limiter) = self.of(bucket) else {
             return Ok(());
         };
-        limiter.check_key(&network_of(client)).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            // Round up: "Retry-After: 0" would invite an immediate retry that fails again.
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
+        limiter.check_key(&network_of(client)).map_err(wait_seconds)
+    }
+
+    /// `Err(seconds to wait)` when the reader `subscriber_id` (named by a genuine, signed vote
+    /// link) is over `http.rate_limit_per_minute`, whatever address they come from.
+    pub fn check_reader(&self, subscriber_id: i64) -> Result<(), u64> {
+        let Some(limiter) = self.readers.as_ref() else {
+            return Ok(());
+        };
+        limiter.check_key(&subscriber_id).map_err(wait_seconds)
     }
 
     /// Forgets clients that are back to a full quota, so memory does not grow with every
@@ -81,6 +103,10 @@ impl RateLimits {
         for limiter in [&self.signup, &self.links, &self.api].into_iter().flatten() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
+        }
+        if let Some(readers) = &self.readers {
+            readers.retain_recent();
+            readers.shrink_to_fit();
         }
     }
 }
@@ -110,6 +136,11 @@ fn too_many(state: &AppState, request: &Request, retry_after: u64) -> Response {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
+    refused(state, wants_json, retry_after)
+}
+
+/// The 429 answer: JSON for API and JSON callers, else a page; `Retry-After` either way.
+pub(super) fn refused(state: &AppState, wants_json: bool, retry_after: u64) -> Response {
     let mut response = if wants_json {
         (
             StatusCode::TOO_MANY_REQUESTS,

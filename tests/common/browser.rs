@@ -77,3 +77,39 @@ pub async fn shot(client: &fantoccini::Client, dir: &Path, name: &str) {
     assert!(png.starts_with(b"\x89PNG"));
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
+
+/// A Chrome DevTools command through ChromeDriver (`goog/cdp/execute`): answers as soon as
+/// Chromium has taken it, without ChromeDriver's own checks, which need JavaScript.
+#[derive(Debug)]
+struct Cdp(serde_json::Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(self.0.to_string()))
+    }
+}
+
+/// A left click at (`x`, `y`) CSS pixels of the viewport, as the mouse makes it: works on a
+/// page with JavaScript off (WebDriver's element click and actions do not).
+pub async fn click_at(client: &fantoccini::Client, x: f64, y: f64) {
+    for kind in ["mouseMoved", "mousePressed", "mouseReleased"] {
+        client
+            .issue_cmd(Cdp(serde_json::json!({
+                "cmd": "Input.dispatchMouseEvent",
+                "params": { "type": kind, "x": x, "y": y, "button": "left", "clickCount": 1 },
+            })))
+            .await
+            .unwrap_or_else(|e| panic!("{kind} at ({x}, {y}): {e}"));
+    }
+}

@@ -632,9 +632,16 @@ impl Drop for Server {
 
 /// Starts the whole application (as `verdicts serve` does) on `port`, `http.public_url` set to it.
 pub async fn serve(env: &TestEnv, port: u16) -> Server {
+    serve_with(env, port, "").await
+}
+
+/// Like [`serve`], with `extra` TOML on top (another process of the same installation,
+/// configured differently).
+pub async fn serve_with(env: &TestEnv, port: u16, extra: &str) -> Server {
     let public = format!("http://127.0.0.1:{port}");
-    let settings = env.settings(&format!(
-        "[http]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"{public}\"\n"
+    let settings = env.settings(&merge_toml(
+        &format!("[http]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"{public}\"\n"),
+        extra,
     ));
     let app = verdicts::startup::Application::build(settings)
         .await
