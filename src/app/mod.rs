@@ -185,6 +185,9 @@ struct Inner {
     /// The last pre-send checks of each issue, for the console's issue page
     /// ([`App::pre_send_checks`]).
     checks: std::sync::Mutex<std::collections::HashMap<i64, issues::CachedChecks>>,
+    /// Who this `App` is when it claims a scheduled fire (see [`App::fire`]): its own
+    /// unfinished claim it may retry at once.
+    claimant: String,
 }
 
 impl fmt::Debug for App {
@@ -209,6 +212,7 @@ impl App {
                 engine: OnceCell::new(),
                 categories: std::sync::Mutex::new(None),
                 checks: Default::default(),
+                claimant: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             }),
         }
     }
