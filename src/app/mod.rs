@@ -188,6 +188,8 @@ struct Inner {
     /// Who this `App` is when it claims a scheduled fire (see [`App::fire`]): its own
     /// unfinished claim it may retry at once.
     claimant: String,
+    /// The last write probe's answer and when (see [`App::writes_work`]).
+    write_probe: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 impl fmt::Debug for App {
@@ -212,6 +214,7 @@ impl App {
                 engine: OnceCell::new(),
                 categories: std::sync::Mutex::new(None),
                 checks: Default::default(),
+                write_probe: std::sync::Mutex::new(None),
                 claimant: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             }),
         }
