@@ -96,10 +96,20 @@ impl App {
             if tokio::time::Instant::now() >= hygiene_due {
                 hygiene_due = tokio::time::Instant::now() + HYGIENE_EVERY;
                 if let Err(e) = self.pending_hygiene(chrono::Utc::now()).await {
-                    tracing::warn!(error = %format!("{e:#}"), "pending reminders and purge failed");
+                    crate::log_repeated!(
+                        warn,
+                        "worker:hygiene",
+                        e,
+                        "pending reminders and purge failed"
+                    );
                 }
                 if let Err(e) = self.lapse_repermissions(chrono::Utc::now()).await {
-                    tracing::warn!(error = %format!("{e:#}"), "lapsing repermission deadlines failed");
+                    crate::log_repeated!(
+                        warn,
+                        "worker:lapse",
+                        e,
+                        "lapsing repermission deadlines failed"
+                    );
                 }
             }
             let ids = match self.store().sending_issue_ids().await {
