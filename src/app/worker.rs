@@ -87,6 +87,7 @@ impl App {
             }
         };
         tracing::info!(owner = %engine.owner, "delivery worker started");
+        let _busy = crate::shutdown::busy(crate::shutdown::SENDING);
         let hooks = Hooks::new(&self);
         let mut hygiene_due = tokio::time::Instant::now();
         while !shutdown.is_triggered() {
