@@ -1004,6 +1004,13 @@ async fn the_console_says_when_no_worker_sends_an_issue() {
         .build()
         .unwrap();
     let session = console_session(&env, &[], port).await;
+    // The relay failing too (as the recorder writes it after failed tries).
+    sqlx::query("UPDATE issues SET transport_error = $1, transport_error_since = $2")
+        .bind("connection refused (127.0.0.1:2525)")
+        .bind(chrono::Utc::now().timestamp_millis() - 90_000)
+        .execute(store.pool())
+        .await
+        .unwrap();
     for path in ["/admin/issues/1", "/admin"] {
         let page = client
             .get(format!("http://127.0.0.1:{port}{path}"))
@@ -1016,6 +1023,11 @@ async fn the_console_says_when_no_worker_sends_an_issue() {
         assert!(
             html.contains("Stuck: no worker is sending it: start `verdicts serve`"),
             "{path} says why the send does not move: {html}"
+        );
+        assert!(
+            html.contains("The relay is failing since ")
+                && html.contains("connection refused (127.0.0.1:2525)"),
+            "{path} says the relay fails: {html}"
         );
     }
     let progress: serde_json::Value = client
@@ -1033,6 +1045,50 @@ async fn the_console_says_when_no_worker_sends_an_issue() {
             .is_some_and(|s| s.starts_with("no worker is sending it")),
         "{progress}"
     );
+    // What the operator sees, at phone width and on a desktop.
+    use fantoccini::Locator;
+    let driver = common::browser::start_chromedriver();
+    let dir = common::screenshot_dir("console");
+    for width in [390, 1280] {
+        let profile = tempfile::tempdir().unwrap();
+        let client = common::browser::browser(&driver, width, profile.path()).await;
+        client
+            .goto(&format!("http://127.0.0.1:{port}/admin/login"))
+            .await
+            .unwrap();
+        for (css, text) in [
+            ("#email", "owner@example.org"),
+            ("#password", "correct horse battery staple"),
+        ] {
+            let el = client.find(Locator::Css(css)).await.unwrap();
+            el.send_keys(text).await.unwrap();
+        }
+        client
+            .find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client
+            .wait()
+            .for_element(Locator::Css("#issues"))
+            .await
+            .unwrap();
+        common::browser::shot(&client, &dir, &format!("{width}-stuck-dashboard")).await;
+        client
+            .goto(&format!("http://127.0.0.1:{port}/admin/issues/1"))
+            .await
+            .unwrap();
+        client
+            .wait()
+            .for_element(Locator::Css("#stuck"))
+            .await
+            .unwrap();
+        common::browser::shot(&client, &dir, &format!("{width}-stuck-issue")).await;
+        client.close().await.unwrap();
+    }
+    println!("screenshots of the console in {}", dir.display());
     server.abort();
 }
 
