@@ -55,7 +55,21 @@ impl App {
             FireClaim::Busy => return Ok(FireOutcome::InProgress),
             FireClaim::Claimed => {}
         }
-        let outcome = self.fire_claimed(week).await?;
+        let outcome = match self.fire_claimed(week).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // A refusal of the application (a typed precondition, not a fault of the disk
+                // or the database) does not pass by trying again: the fire is done and the
+                // error stands for the operator. Faults leave it unfinished, to be retried.
+                if e.downcast_ref::<OpsError>()
+                    .is_some_and(|o| !matches!(o, OpsError::Internal(_)))
+                    && let Err(f) = self.store().finish_fire(at).await
+                {
+                    tracing::warn!(error = %format!("{f:#}"), "finishing a refused fire failed");
+                }
+                return Err(e);
+            }
+        };
         self.store().finish_fire(at).await?;
         Ok(outcome)
     }
