@@ -8,8 +8,10 @@
 #     returned);
 #   - a full disk under SQLite (a 40 MB tmpfs; needs root), filled and freed under a send and
 #     signups;
-#   - with DB=postgres: PostgreSQL restarted under `issue send`, and SIGTERM with it stopped;
-#     with LONG=1 also the 60 s outage under `issue send` (stops the shared server for a minute).
+#   - with DB=postgres: PostgreSQL restarted under `issue send`, writes refused under it
+#     (a read-only default, connections ended), and SIGTERM with it stopped (worker, serve,
+#     issue send); with LONG=1 also the 60 s outage under `issue send` (stops the shared server
+#     for a minute).
 #
 # Usage: bench/faults.sh [N=3000] [DB=sqlite|postgres] [PROFILE=debug|release]
 set -euo pipefail

@@ -39,18 +39,89 @@ impl Shutdown {
     }
 }
 
+/// The parts of this process still at work, by name, with how many of each: what
+/// [`exit_after`] names when the grace runs out.
+static BUSY: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::BTreeMap<&'static str, usize>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// A part at work (an HTTP request, the delivery worker, the mail sender), counted until the
+/// guard drops; see [`busy`].
+#[derive(Debug)]
+pub struct Busy(&'static str);
+
+/// Marks `what` as at work until the returned guard drops, so a shutdown that runs out of time
+/// can say what was still running ("an HTTP request", "the delivery worker").
+pub fn busy(what: &'static str) -> Busy {
+    *BUSY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(what)
+        .or_insert(0) += 1;
+    Busy(what)
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut busy = BUSY.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = busy.get_mut(self.0) {
+            *n -= 1;
+            if *n == 0 {
+                busy.remove(self.0);
+            }
+        }
+    }
+}
+
+/// What is still at work, for people: `"the delivery worker, 2 × an HTTP connection"`.
+pub fn still_busy() -> Vec<String> {
+    BUSY.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(what, n)| match n {
+            1 => what.to_string(),
+            n => format!("{n} × {what}"),
+        })
+        .collect()
+}
+
+/// The part of [`BUSY`] whose unrecorded work the leases take over at a forced exit.
+pub const SENDING: &str = "the delivery worker";
+
 /// Ends the process `grace` after shutdown was requested, if it is still running then: what it
 /// could not record by then (the database is down) is left to the leases, as after kill -9.
-/// For the binary's long-running commands only (never inside tests that share a process).
+/// The log line names what was still running. For the binary's long-running commands only
+/// (never inside tests that share a process).
 pub fn exit_after(stop: Shutdown, grace: std::time::Duration) {
     tokio::spawn(async move {
         stop.wait().await;
         tokio::time::sleep(grace).await;
-        tracing::error!(
-            grace = %humantime::format_duration(grace),
-            "shutdown took longer than delivery.shutdown_grace; exiting and leaving what was \
-             not recorded to the leases (those messages may be sent again)"
-        );
+        let running = still_busy();
+        let sending = BUSY
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(SENDING);
+        let grace = humantime::format_duration(grace);
+        let running = if running.is_empty() {
+            "nothing named".to_string()
+        } else {
+            running.join(", ")
+        };
+        if sending {
+            tracing::error!(
+                %grace,
+                %running,
+                "shutdown took longer than delivery.shutdown_grace; exiting and leaving what was \
+                 not recorded to the leases (those messages may be sent again)"
+            );
+        } else {
+            tracing::error!(
+                %grace,
+                %running,
+                "shutdown took longer than delivery.shutdown_grace; exiting with these still \
+                 running"
+            );
+        }
         std::process::exit(1);
     });
 }

@@ -186,7 +186,8 @@ impl Application {
                 crate::bounces::imap::run(app, &settings.bounces, url.0, timeout, stop).await
             })
         });
-        let limits = web::serve::ConnectionLimits::from(&settings.http);
+        let limits = web::serve::ConnectionLimits::from(&settings.http)
+            .within(settings.delivery.shutdown_grace.0);
         if settings.signup.trust_forwarded_for
             && limits.max_connections_per_client != 0
             && limits.max_connections_per_client < limits.max_connections

@@ -227,6 +227,75 @@ async fn readyz(client: &reqwest::Client, port: u16) -> (u16, String) {
     }
 }
 
+/// Adds an owner with `operators add` and signs them in to the console of `serve` on `port`;
+/// returns the session cookie's value.
+async fn console_session(env: &TestEnv, vars: &[(String, String)], port: u16) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let password = "correct horse battery staple";
+    let mut add = env.command();
+    add.args([
+        "operators",
+        "add",
+        "owner@example.org",
+        "--role",
+        "owner",
+        "--password-stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    for (k, v) in vars {
+        add.env(k, v);
+    }
+    let mut child = add.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    common::CliOutput::from(child.wait_with_output().unwrap()).ok();
+    let cookie_of = |r: &reqwest::Response, name: &str| -> String {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.split(';').next())
+            .unwrap_or_else(|| panic!("a {name} cookie"))
+            .to_string()
+    };
+    let page = client
+        .get(format!("http://127.0.0.1:{port}/admin/login"))
+        .send()
+        .await
+        .unwrap();
+    let csrf = cookie_of(&page, "verdicts_login_csrf");
+    let r = client
+        .post(format!("http://127.0.0.1:{port}/admin/login"))
+        .header("cookie", format!("verdicts_login_csrf={csrf}"))
+        .form(&[
+            ("email", "owner@example.org"),
+            ("password", password),
+            ("csrf_token", csrf.as_str()),
+            ("totp", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    if r.status() != 303 {
+        panic!(
+            "login: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+    }
+    cookie_of(&r, "verdicts_session")
+}
+
 /// Fills the file system of `dir` until it refuses more; returns the filler's path.
 fn fill(dir: &Path) -> PathBuf {
     let path = dir.join("filler");
@@ -281,6 +350,25 @@ async fn a_full_disk_heals_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(subscribe(&client, port, "before@example.org").await, 200);
+    // An operator signed in before the disk fills; the session is due to slide (a write) on
+    // its next use.
+    let session = console_session(&env, &vars, port).await;
+    let soon = chrono::Utc::now().timestamp_millis() + 60_000;
+    sqlx::query("UPDATE operator_sessions SET expires_at = $1")
+        .bind(soon)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let client_redirectless = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let console = |path: &'static str| {
+        client_redirectless
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .header("cookie", format!("verdicts_session={session}"))
+            .send()
+    };
     while store.delivery_counts(issue_id).await.unwrap().sent < 200 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -326,6 +414,27 @@ async fn a_full_disk_heals_without_a_restart() {
         "issue status says why: {} {}",
         status.stdout,
         status.stderr
+    );
+    // The console still reads: the session keeps its old expiry instead of answering 500,
+    // and the issue page says why the send is stuck.
+    let page = console("/admin/issues/1").await.unwrap();
+    assert_eq!(
+        page.status(),
+        200,
+        "the console answers while the disk is full"
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("the database refuses writes"),
+        "the issue page says why the send is stuck: {html}"
+    );
+    let expires: i64 = sqlx::query_scalar("SELECT expires_at FROM operator_sessions")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        expires, soon,
+        "the session kept its expiry while writes failed"
     );
     let sent_while_full = store.delivery_counts(issue_id).await.unwrap().sent;
 
@@ -677,8 +786,10 @@ async fn issue_send_rides_out_a_postgresql_restart() {
 
 /// SIGTERM to a worker while PostgreSQL is stopped: it exits within `delivery.shutdown_grace`;
 /// after PostgreSQL is back, another worker finishes the send and nobody is missing.
-#[tokio::test]
-async fn sigterm_with_postgresql_stopped_exits_within_the_grace() {
+/// SIGTERM to `args` (a worker, `serve`, `issue send`) while PostgreSQL is stopped: it exits
+/// within the grace (3 s here), and after a restart another worker finishes with nobody
+/// missing.
+async fn sigterm_with_postgresql_stopped(args: &[&str]) {
     let _serial = SERIAL.lock().await;
     let env = TestEnv::new().await;
     if !env.is_postgres() {
@@ -687,6 +798,7 @@ async fn sigterm_with_postgresql_stopped_exits_within_the_grace() {
     }
     let back = PgBackUp::new(&env);
     let n = 600;
+    let port = free_port();
     let s = common::workers::sending(
         &env,
         n,
@@ -694,13 +806,14 @@ async fn sigterm_with_postgresql_stopped_exits_within_the_grace() {
         &[
             ("VERDICTS__DELIVERY__RATE_PER_SECOND", "50".into()),
             ("VERDICTS__DELIVERY__SHUTDOWN_GRACE", "3s".into()),
+            ("VERDICTS__HTTP__BIND", format!("127.0.0.1:{port}")),
         ],
     )
     .await;
-    let log = env.path().join("worker.log");
-    let mut worker = Running(Some(
+    let log = env.path().join("sender.log");
+    let mut sender = Running(Some(
         command_with(&env, &s.vars, &log)
-            .arg("worker")
+            .args(args)
             .spawn()
             .unwrap(),
     ));
@@ -708,19 +821,26 @@ async fn sigterm_with_postgresql_stopped_exits_within_the_grace() {
     s.store.close().await;
     assert!(pg_cluster("stop"), "pg_ctlcluster stop");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    worker.sigterm();
-    let (code, took) = worker.wait(Duration::from_secs(15));
+    sender.sigterm();
+    let (code, took) = sender.wait(Duration::from_secs(15));
     back.ensure_running();
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(
         code.is_some(),
-        "still running 15 s after SIGTERM:\n{stderr}"
+        "{args:?} still running 15 s after SIGTERM:\n{stderr}"
     );
     assert!(
         took < Duration::from_secs(6),
-        "exited {:.1} s after SIGTERM (grace 3 s):\n{stderr}",
+        "{args:?} exited {:.1} s after SIGTERM (grace 3 s):\n{stderr}",
         took.as_secs_f64()
     );
+    if code != Some(0) {
+        assert!(
+            stderr.contains("shutdown took longer than delivery.shutdown_grace")
+                && stderr.contains("the delivery worker"),
+            "a forced exit names what was still running:\n{stderr}"
+        );
+    }
     // Another worker finishes; the rows the first one held come back after their lease.
     let store = env.store().await;
     let finisher = spawn_worker(&env, &s.vars);
@@ -737,10 +857,26 @@ async fn sigterm_with_postgresql_stopped_exits_within_the_grace() {
     let again: usize = received.values().map(|c| c - 1).sum();
     assert!(again <= 16, "{again} sent twice");
     figure(&format!(
-        "sigterm-pg-down: exited {:.1} s after SIGTERM (grace 3 s, rc {code:?}); {again} of {n} \
-         sent twice after the restart",
+        "sigterm-pg-down: {} exited {:.1} s after SIGTERM (grace 3 s, rc {code:?}); {again} of \
+         {n} sent twice after the restart",
+        args.join(" "),
         took.as_secs_f64()
     ));
+}
+
+#[tokio::test]
+async fn sigterm_with_postgresql_stopped_exits_within_the_grace() {
+    sigterm_with_postgresql_stopped(&["worker"]).await;
+}
+
+#[tokio::test]
+async fn sigterm_to_serve_with_postgresql_stopped_exits_within_the_grace() {
+    sigterm_with_postgresql_stopped(&["serve"]).await;
+}
+
+#[tokio::test]
+async fn sigterm_to_issue_send_with_postgresql_stopped_exits_within_the_grace() {
+    sigterm_with_postgresql_stopped(&["issue", "send", "1"]).await;
 }
 
 /// The 60 s outage of the issue (run by bench/faults.sh, not in CI: it stops the shared
@@ -839,4 +975,433 @@ async fn issue_status_says_when_no_worker_sends_an_issue() {
             .is_some_and(|s| s.starts_with("no worker is sending it")),
         "{report}"
     );
+}
+
+/// The console says why a send does not move: a sending issue that no worker sends reads "no
+/// worker is sending it" on its page and on the dashboard (a console without a worker: the
+/// router of `serve` alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_says_when_no_worker_sends_an_issue() {
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new().await;
+    let (store, issue_id) = common::frozen_issue(&env, 3).await;
+    common::start_send(&store, issue_id).await;
+    let app = verdicts::startup::Application::build(env.settings(""))
+        .await
+        .unwrap();
+    let router = verdicts::web::router(app.state().clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let session = console_session(&env, &[], port).await;
+    // The relay failing too (as the recorder writes it after failed tries).
+    sqlx::query("UPDATE issues SET transport_error = $1, transport_error_since = $2")
+        .bind("connection refused (127.0.0.1:2525)")
+        .bind(chrono::Utc::now().timestamp_millis() - 90_000)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    for path in ["/admin/issues/1", "/admin"] {
+        let page = client
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .header("cookie", format!("verdicts_session={session}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "{path}");
+        let html = page.text().await.unwrap();
+        assert!(
+            html.contains("Stuck: no worker is sending it: start `verdicts serve`"),
+            "{path} says why the send does not move: {html}"
+        );
+        assert!(
+            html.contains("The relay is failing since ")
+                && html.contains("connection refused (127.0.0.1:2525)"),
+            "{path} says the relay fails: {html}"
+        );
+    }
+    let progress: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{port}/admin/progress.json"))
+        .header("cookie", format!("verdicts_session={session}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        progress["issues"][0]["stuck"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("no worker is sending it")),
+        "{progress}"
+    );
+    // What the operator sees, at phone width and on a desktop.
+    use fantoccini::Locator;
+    let driver = common::browser::start_chromedriver();
+    let dir = common::screenshot_dir("console");
+    for width in [390, 1280] {
+        let profile = tempfile::tempdir().unwrap();
+        let client = common::browser::browser(&driver, width, profile.path()).await;
+        client
+            .goto(&format!("http://127.0.0.1:{port}/admin/login"))
+            .await
+            .unwrap();
+        for (css, text) in [
+            ("#email", "owner@example.org"),
+            ("#password", "correct horse battery staple"),
+        ] {
+            let el = client.find(Locator::Css(css)).await.unwrap();
+            el.send_keys(text).await.unwrap();
+        }
+        client
+            .find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client
+            .wait()
+            .for_element(Locator::Css("#issues"))
+            .await
+            .unwrap();
+        common::browser::shot(&client, &dir, &format!("{width}-stuck-dashboard")).await;
+        client
+            .goto(&format!("http://127.0.0.1:{port}/admin/issues/1"))
+            .await
+            .unwrap();
+        client
+            .wait()
+            .for_element(Locator::Css("#stuck"))
+            .await
+            .unwrap();
+        common::browser::shot(&client, &dir, &format!("{width}-stuck-issue")).await;
+        client.close().await.unwrap();
+    }
+    println!("screenshots of the console in {}", dir.display());
+    server.abort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL refusing writes (a read-only default, connections terminated)
+
+/// Makes the test database refuse writes (`default_transaction_read_only`) or take them again,
+/// and ends its connections so every new one has the setting (as a failover to a standby or a
+/// disk being freed would).
+async fn pg_read_only(env: &TestEnv, on: bool) {
+    use sqlx::Connection;
+    let admin = std::env::var(common::PG_ENV).unwrap();
+    let name = url::Url::parse(&env.database_url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
+    let set = if on {
+        format!("ALTER DATABASE {name} SET default_transaction_read_only = on")
+    } else {
+        format!("ALTER DATABASE {name} RESET default_transaction_read_only")
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(set))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let _ = conn.close().await;
+}
+
+/// `issue send` alone while PostgreSQL ends its connections (57P01) and refuses writes
+/// (SQLSTATE 25006): cut off as it starts the send, it waits and starts it; refused again in
+/// the middle of it, it waits and goes on; it exits 0, and everyone gets the issue once.
+#[tokio::test]
+async fn issue_send_rides_out_a_database_that_refuses_writes() {
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new().await;
+    if !env.is_postgres() {
+        eprintln!("skipped: a read-only default is PostgreSQL's");
+        return;
+    }
+    let n = 600;
+    let (store, issue_id) = common::frozen_issue(&env, n).await;
+    let sink = SmtpSink::start();
+    let vars = smtp_env(
+        &sink,
+        &[("VERDICTS__DELIVERY__RATE_PER_SECOND", "80".into())],
+    );
+    let log = env.path().join("send.log");
+    store.close().await;
+    // The issue's row locked, so the start of the send waits on it; then the database ends
+    // every connection (the start's too) and refuses writes.
+    use sqlx::Connection;
+    let mut locker = sqlx::AnyConnection::connect(&env.database_url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; SELECT id FROM issues FOR UPDATE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let mut send = Running(Some(
+        command_with(&env, &vars, &log)
+            .args(["issue", "send", "1", "--json"])
+            .spawn()
+            .unwrap(),
+    ));
+    // (Watched from another connection: a transaction sees one snapshot of the statistics.)
+    let mut watch = sqlx::AnyConnection::connect(&env.database_url)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the send never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = watch.close().await;
+    pg_read_only(&env, true).await;
+    drop(locker);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        send.child().try_wait().unwrap().is_none(),
+        "issue send gave up while writes were refused:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(sink.messages().is_empty());
+    pg_read_only(&env, false).await;
+    sink.wait_for(100, Duration::from_secs(30)).await;
+    pg_read_only(&env, true).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during = sink.messages().len();
+    pg_read_only(&env, false).await;
+    let (code, _) = send.wait(Duration::from_secs(120));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        code,
+        Some(0),
+        "issue send exits 0 after writes came back:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("the database fails"),
+        "it said it waits:\n{stderr}"
+    );
+    let store = env.store().await;
+    let counts = store.delivery_counts(issue_id).await.unwrap();
+    assert_eq!((counts.sent, counts.pending), (n as i64, 0), "{stderr}");
+    let received = per_recipient(&sink.messages());
+    assert_eq!(received.len(), n, "every recipient got it");
+    let again: usize = received.values().map(|c| c - 1).sum();
+    assert!(again <= 16, "{again} sent twice");
+    figure(&format!(
+        "pg-read-only: issue send finished {n} after 4 s of refused writes ({during} received by \
+         then), {again} sent twice"
+    ));
+}
+
+/// `/readyz` on PostgreSQL answers 503 with the reason while the database refuses writes, and
+/// 200 again once it takes them, without a restart.
+#[tokio::test]
+async fn readyz_says_when_postgresql_refuses_writes() {
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new().await;
+    if !env.is_postgres() {
+        eprintln!("skipped: a read-only default is PostgreSQL's (SQLite's is the full disk)");
+        return;
+    }
+    env.store().await.close().await;
+    let port = free_port();
+    let log = env.path().join("serve.log");
+    let vars = vec![(
+        "VERDICTS__HTTP__BIND".to_string(),
+        format!("127.0.0.1:{port}"),
+    )];
+    let mut serve = Running(Some(
+        command_with(&env, &vars, &log)
+            .arg("serve")
+            .spawn()
+            .unwrap(),
+    ));
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readyz(&client, port).await.0 != 200 {
+        assert!(Instant::now() < deadline, "serve did not become ready");
+        assert!(serve.child().try_wait().unwrap().is_none(), "serve exited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pg_read_only(&env, true).await;
+    // (The first probe on a connection that was ended may say "unreachable"; the next one
+    // reconnects.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (code, body) = readyz(&client, port).await;
+        if code == 503 && body.contains("refuses writes") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "/readyz stayed {code}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(body.contains("read-only"), "{body}");
+    pg_read_only(&env, false).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, body) = readyz(&client, port).await;
+        if code == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz still {code}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    serve.sigterm();
+    let (code, _) = serve.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shutdown with a slow HTTP request
+
+/// SIGTERM while a request is still arriving (its body never comes, as from a slow client):
+/// the drain is cut within `delivery.shutdown_grace` and `serve` exits 0, naming the
+/// connection it closed, instead of waiting `http.request_timeout` and being forced out.
+#[tokio::test]
+async fn a_slow_request_does_not_outlast_the_shutdown_grace() {
+    use std::io::Write as _;
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new().await;
+    env.store().await.close().await;
+    let port = free_port();
+    let log = env.path().join("serve.log");
+    let vars = vec![
+        (
+            "VERDICTS__HTTP__BIND".to_string(),
+            format!("127.0.0.1:{port}"),
+        ),
+        ("VERDICTS__HTTP__REQUEST_TIMEOUT".to_string(), "30s".into()),
+        (
+            "VERDICTS__DELIVERY__SHUTDOWN_GRACE".to_string(),
+            "3s".into(),
+        ),
+    ];
+    let mut serve = Running(Some(
+        command_with(&env, &vars, &log)
+            .arg("serve")
+            .spawn()
+            .unwrap(),
+    ));
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readyz(&client, port).await.0 != 200 {
+        assert!(Instant::now() < deadline, "serve did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(
+        b"POST /subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nemail=",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    serve.sigterm();
+    let (code, took) = serve.wait(Duration::from_secs(15));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(0), "serve exits cleanly:\n{stderr}");
+    assert!(
+        took < Duration::from_secs(3),
+        "exited {:.1} s after SIGTERM (grace 3 s)",
+        took.as_secs_f64()
+    );
+    assert!(
+        stderr.contains("HTTP connections still open") && stderr.contains("connections=1"),
+        "the log names what was cut:\n{stderr}"
+    );
+    drop(slow);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transactional mail and a relay that refuses one message
+
+/// A 421 to one confirmation is that message's, as for issue mail: it goes out again at once on
+/// another connection and arrives within seconds, with one attempt counted (the send), not a
+/// refused attempt and a wait of 30 s or more.
+#[tokio::test]
+async fn a_confirmation_refused_once_goes_out_again_at_once() {
+    let _serial = SERIAL.lock().await;
+    // Every 2nd message refused: the first confirmation goes through, the second is refused
+    // once, and its next try (the 3rd message) is accepted.
+    let server = Submission::start(&ServerOptions {
+        refuse_every: 2,
+        ..Default::default()
+    });
+    let app = common::TestApp::spawn(&format!(
+        "[mail]\ntransport = \"smtp\"\n[smtp]\nurl = \"smtp://127.0.0.1:{}\"\n\
+         [signup]\nrate_limit_per_minute = 0",
+        server.port
+    ))
+    .await;
+    let started = Instant::now();
+    for email in ["first@example.org", "second@example.org"] {
+        let r = app
+            .client
+            .post(app.url("/subscribe"))
+            .form(&[("email", email)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{email}");
+    }
+    server.wait_for(2, Duration::from_secs(20)).await;
+    let took = started.elapsed();
+    let mut got = server.recipients();
+    got.sort();
+    assert_eq!(got, ["first@example.org", "second@example.org"]);
+    assert_eq!(server.events_of("refused").len(), 1, "one refusal");
+    assert!(
+        took < Duration::from_secs(15),
+        "both confirmations within {:.1} s (a retry after a counted attempt waits 30 s)",
+        took.as_secs_f64()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT to_email, status, attempts FROM outbound_mail ORDER BY to_email",
+        )
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap();
+        if rows.iter().all(|r| r.1 == "sent") || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        rows,
+        [
+            ("first@example.org".to_string(), "sent".to_string(), 1),
+            ("second@example.org".to_string(), "sent".to_string(), 1),
+        ],
+        "the refusal counted no attempt of its own"
+    );
+    app.stop().await;
 }

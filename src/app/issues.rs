@@ -46,6 +46,9 @@ pub struct Performed {
     pub done: Done,
 }
 
+/// How long the answer of a write probe is reused (see [`App::writes_work`]).
+pub const WRITE_PROBE_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An issue with the figures an operator looks at.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct IssueReport {
@@ -214,17 +217,10 @@ impl App {
     /// Why a sending issue does not move: the database refuses writes (nothing can be claimed
     /// or recorded), or no worker is listed (heartbeats are writes too, so this comes second).
     async fn why_stuck(&self, no_workers: bool) -> Option<String> {
-        let probe = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            self.store().probe_write(),
-        )
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 5 s")));
-        if let Err(e) = probe {
+        if let Err(e) = self.writes_work().await {
             return Some(format!(
-                "the database refuses writes ({}): no delivery can be claimed or recorded; \
-                 the send goes on by itself once it takes writes again",
-                e.root_cause()
+                "the database refuses writes ({e}): no delivery can be claimed or recorded; \
+                 the send goes on by itself once it takes writes again"
             ));
         }
         no_workers.then(|| {
@@ -232,6 +228,34 @@ impl App {
              `verdicts issue send`"
                 .to_string()
         })
+    }
+
+    /// Whether the database takes a write now: a real write probe, run at most once per
+    /// [`WRITE_PROBE_FRESH`] per process (the console's dashboard polls every 3 s, and each
+    /// sending issue on it asks), its answer shared meanwhile.
+    async fn writes_work(&self) -> Result<(), String> {
+        if let Some((at, answer)) = &*self
+            .inner
+            .write_probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            && at.elapsed() < WRITE_PROBE_FRESH
+        {
+            return answer.clone();
+        }
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.store().probe_write(),
+        )
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 5 s")))
+        .map_err(|e| e.root_cause().to_string());
+        *self
+            .inner
+            .write_probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), answer.clone()));
+        answer
     }
 
     /// The failed deliveries of an issue with their reasons (newest first, at most `limit`).

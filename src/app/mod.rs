@@ -185,6 +185,11 @@ struct Inner {
     /// The last pre-send checks of each issue, for the console's issue page
     /// ([`App::pre_send_checks`]).
     checks: std::sync::Mutex<std::collections::HashMap<i64, issues::CachedChecks>>,
+    /// Who this `App` is when it claims a scheduled fire (see [`App::fire`]): its own
+    /// unfinished claim it may retry at once.
+    claimant: String,
+    /// The last write probe's answer and when (see [`App::writes_work`]).
+    write_probe: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 impl fmt::Debug for App {
@@ -209,6 +214,8 @@ impl App {
                 engine: OnceCell::new(),
                 categories: std::sync::Mutex::new(None),
                 checks: Default::default(),
+                write_probe: std::sync::Mutex::new(None),
+                claimant: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             }),
         }
     }

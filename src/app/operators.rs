@@ -304,10 +304,19 @@ impl App {
             return Ok(None);
         };
         let mut expires_at = s.expires_at;
-        if let Some(renewed) = renewed_expiry(now, s.created_at, s.expires_at)
-            && self.store().extend_session(&hash, renewed).await?
-        {
-            expires_at = renewed;
+        if let Some(renewed) = renewed_expiry(now, s.created_at, s.expires_at) {
+            // The slide is a write: while writes fail (a full disk), the console still reads,
+            // and the session keeps its old expiry.
+            match self.store().extend_session(&hash, renewed).await {
+                Ok(true) => expires_at = renewed,
+                Ok(false) => {}
+                Err(e) => crate::log_repeated!(
+                    warn,
+                    "operators:session-slide",
+                    e,
+                    "extending a console session failed; it keeps its expiry"
+                ),
+            }
         }
         Ok(Some(SignedIn {
             operator_id: s.operator.id,

@@ -9,12 +9,16 @@ use super::{Actor, App, OpsError};
 use crate::issues::freeze::Created;
 use crate::issues::{IsoWeek, IssueAction};
 use crate::schedule::{last_fire, next_fire, week_for_fire};
+use crate::store::schedule::FireClaim;
 
 /// What a fire did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FireOutcome {
     /// Another process (or an earlier run) already handled this fire.
     AlreadyHandled,
+    /// Another process claimed this fire moments ago and has not finished it yet: fire again
+    /// later (it is taken over once that claim is stale, see [`FIRE_CLAIM_STALE`]).
+    InProgress,
     /// The week had nothing new.
     Empty(IsoWeek),
     /// The issue's send started.
@@ -23,15 +27,56 @@ pub enum FireOutcome {
     Existing(IsoWeek),
 }
 
+/// How long an unfinished claim of a fire keeps other processes off it. The process holding it
+/// retries at once; a process that died (or cannot write to release it) is relieved after this.
+pub const FIRE_CLAIM_STALE: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl FireOutcome {
+    /// Whether the fire still needs doing (by this process or the one that holds it).
+    pub fn unfinished(&self) -> bool {
+        matches!(self, FireOutcome::InProgress)
+    }
+}
+
 impl App {
-    /// Handles one fire at `at`: claims it, creates the week's issue, starts its send.
+    /// Handles one fire at `at`: claims it, creates the week's issue, starts its send, and
+    /// marks the fire finished. An error (a full disk, a database restart) leaves the claim
+    /// unfinished, so firing again (the scheduler retries within `schedule.catch_up`, a
+    /// restart catches up) completes the week instead of finding it "handled".
     pub async fn fire(&self, at: DateTime<Utc>) -> anyhow::Result<FireOutcome> {
-        let app = self;
-        let tz = app.settings().schedule.timezone.0;
+        let tz = self.settings().schedule.timezone.0;
         let week = week_for_fire(at, tz);
-        if !app.store().claim_fire(at, week).await? {
-            return Ok(FireOutcome::AlreadyHandled);
+        match self
+            .store()
+            .claim_fire(at, week, &self.inner.claimant, FIRE_CLAIM_STALE)
+            .await?
+        {
+            FireClaim::Finished => return Ok(FireOutcome::AlreadyHandled),
+            FireClaim::Busy => return Ok(FireOutcome::InProgress),
+            FireClaim::Claimed => {}
         }
+        let outcome = match self.fire_claimed(week).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // A refusal of the application (a typed precondition, not a fault of the disk
+                // or the database) does not pass by trying again: the fire is done and the
+                // error stands for the operator. Faults leave it unfinished, to be retried.
+                if e.downcast_ref::<OpsError>()
+                    .is_some_and(|o| !matches!(o, OpsError::Internal(_)))
+                    && let Err(f) = self.store().finish_fire(at).await
+                {
+                    tracing::warn!(error = %format!("{f:#}"), "finishing a refused fire failed");
+                }
+                return Err(e);
+            }
+        };
+        self.store().finish_fire(at).await?;
+        Ok(outcome)
+    }
+
+    /// A claimed fire: the week's issue created (or found) and its send started.
+    async fn fire_claimed(&self, week: IsoWeek) -> anyhow::Result<FireOutcome> {
+        let app = self;
         let (issue, created) = match app
             .create_issue(&Actor::Scheduler, Some(week))
             .await
@@ -78,7 +123,7 @@ impl App {
         let Some(missed) = last_fire(&s.cron.schedule, s.timezone.0, now, Duration::days(8)) else {
             return Ok(None);
         };
-        if store.fire_was_claimed(missed).await? {
+        if store.fire_was_finished(missed).await? {
             return Ok(None);
         }
         // Only a fire that a running installation should have made counts as missed.

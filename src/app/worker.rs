@@ -87,6 +87,7 @@ impl App {
             }
         };
         tracing::info!(owner = %engine.owner, "delivery worker started");
+        let _busy = crate::shutdown::busy(crate::shutdown::SENDING);
         let hooks = Hooks::new(&self);
         let mut hygiene_due = tokio::time::Instant::now();
         while !shutdown.is_triggered() {
@@ -96,10 +97,20 @@ impl App {
             if tokio::time::Instant::now() >= hygiene_due {
                 hygiene_due = tokio::time::Instant::now() + HYGIENE_EVERY;
                 if let Err(e) = self.pending_hygiene(chrono::Utc::now()).await {
-                    tracing::warn!(error = %format!("{e:#}"), "pending reminders and purge failed");
+                    crate::log_repeated!(
+                        warn,
+                        "worker:hygiene",
+                        e,
+                        "pending reminders and purge failed"
+                    );
                 }
                 if let Err(e) = self.lapse_repermissions(chrono::Utc::now()).await {
-                    tracing::warn!(error = %format!("{e:#}"), "lapsing repermission deadlines failed");
+                    crate::log_repeated!(
+                        warn,
+                        "worker:lapse",
+                        e,
+                        "lapsing repermission deadlines failed"
+                    );
                 }
             }
             let ids = match self.store().sending_issue_ids().await {

@@ -263,7 +263,19 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
                 .into(),
         )
     })?;
-    let (issue, recipients) = app.start_or_join_send(&Actor::Cli, key, guard).await?;
+    // Signals first: a wait for the database (below) ends at Ctrl-C too.
+    let (trigger, stop) = crate::shutdown::channel();
+    crate::shutdown::on_signals(trigger);
+    crate::shutdown::exit_after(stop.clone(), app.settings().delivery.shutdown_grace.0);
+    // Every database step of the send waits out a restart or an outage as a worker does.
+    let mut waits = DatabaseWaits::new(stop.clone());
+    let quiet = indicatif::ProgressBar::hidden();
+    let Some((issue, recipients)) = waits
+        .ride(&quiet, || app.start_or_join_send(&Actor::Cli, key, guard))
+        .await?
+    else {
+        return Ok(());
+    };
     let bar = if json {
         indicatif::ProgressBar::hidden()
     } else {
@@ -282,9 +294,6 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
             },
         ),
     );
-    let (trigger, stop) = crate::shutdown::channel();
-    crate::shutdown::on_signals(trigger);
-    crate::shutdown::exit_after(stop.clone(), app.settings().delivery.shutdown_grace.0);
     // The bar moves with this process's committed outcomes, and is re-synchronised with the
     // ledger every few seconds (other workers may share the send). Counting the ledger is a
     // scan of the issue's rows, so it is never done per batch — and not at all under `--json`.
@@ -311,22 +320,12 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
         progress: Some(&progress),
         transport_error: Some(&on_transport_error),
     };
-    // When the database failure was last shown: the send waits for the database as a worker
-    // does (a restart, an outage), and says so at most every 30 s.
-    let mut shown: Option<std::time::Instant> = None;
+    let busy = crate::shutdown::busy(crate::shutdown::SENDING);
     let end = loop {
         let end = match engine.send_issue(issue.id, stop.clone(), &hooks).await {
             Ok(end) => end,
             Err(e) if crate::store::is_transient(&e) && !stop.is_triggered() => {
-                if shown.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(30)) {
-                    shown = Some(std::time::Instant::now());
-                    bar.suspend(|| {
-                        eprintln!(
-                            "the database fails ({e:#}); the send waits for it and goes on by \
-                             itself (Ctrl-C to stop; the rest stays pending)"
-                        )
-                    });
-                }
+                waits.show(&bar, &e);
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
                     _ = stop.clone().wait() => break SendEnd::Shutdown,
@@ -338,7 +337,12 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
         // A full sending window pauses the send until it has room: wait for it here too, so
         // `issue send` alone (no worker running) still finishes the send.
         let resume_at = match end {
-            SendEnd::Stopped(IssueStatus::Paused) => app.window_resume_at(issue.id).await?,
+            SendEnd::Stopped(IssueStatus::Paused) => {
+                match waits.ride(&bar, || app.window_resume_at(issue.id)).await? {
+                    Some(at) => at,
+                    None => break SendEnd::Shutdown,
+                }
+            }
             _ => None,
         };
         let Some(at) = resume_at else { break end };
@@ -353,12 +357,31 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
             _ = tokio::time::sleep(wait) => {}
             _ = stop.clone().wait() => break end,
         }
-        app.resume_window_pauses().await?;
+        if waits
+            .ride(&bar, || app.resume_window_pauses())
+            .await?
+            .is_none()
+        {
+            break SendEnd::Shutdown;
+        }
     };
+    drop(busy);
     if let Some(t) = ticker {
         t.abort();
     }
-    let c = app.delivery_counts(issue.id).await?;
+    let Some(c) = waits.ride(&bar, || app.delivery_counts(issue.id)).await? else {
+        // Stopped while the database does not answer: the ledger has the counts.
+        bar.finish();
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "week": issue.week, "end": end_slug(end), "deliveries": null })
+            );
+        } else {
+            println!("{}: {}", issue.week, end_text(end));
+        }
+        return Ok(());
+    };
     bar.set_position((c.total - c.pending) as u64);
     bar.finish();
     if json {
@@ -379,6 +402,79 @@ async fn send(app: &App, args: IssueIdArg, force: bool, json: bool) -> Result<()
         );
     }
     Ok(())
+}
+
+/// How `issue send` waits for its database: a step that fails with an error that may pass
+/// (a restart, an outage, a full disk; [`crate::store::is_transient`]) is tried again every
+/// second until it answers or a signal stops the send, and the failure is shown at most every
+/// 30 s. Any other error ends the command.
+struct DatabaseWaits {
+    stop: crate::shutdown::Shutdown,
+    /// When the database failure was last shown.
+    shown: Option<std::time::Instant>,
+}
+
+impl DatabaseWaits {
+    fn new(stop: crate::shutdown::Shutdown) -> DatabaseWaits {
+        DatabaseWaits { stop, shown: None }
+    }
+
+    /// Says (above `bar`) that the database fails and the send waits, at most every 30 s.
+    fn show(&mut self, bar: &indicatif::ProgressBar, e: &anyhow::Error) {
+        if self
+            .shown
+            .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(30))
+        {
+            self.shown = Some(std::time::Instant::now());
+            bar.suspend(|| {
+                eprintln!(
+                    "the database fails ({e:#}); the send waits for it and goes on by itself \
+                     (Ctrl-C to stop; the rest stays pending)"
+                )
+            });
+        }
+    }
+
+    /// `op` until it answers; `None` when a signal came first. After a signal, `op` gets one
+    /// short try (the database may be down, and the grace is short).
+    async fn ride<T, E, F, Fut>(
+        &mut self,
+        bar: &indicatif::ProgressBar,
+        mut op: F,
+    ) -> Result<Option<T>, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: Into<crate::app::OpsError>,
+    {
+        loop {
+            let result = if self.stop.is_triggered() {
+                match tokio::time::timeout(std::time::Duration::from_secs(2), op()).await {
+                    Ok(result) => result,
+                    Err(_) => return Ok(None),
+                }
+            } else {
+                tokio::select! {
+                    result = op() => result,
+                    _ = self.stop.clone().wait() => return Ok(None),
+                }
+            };
+            match result.map_err(Into::into) {
+                Ok(t) => return Ok(Some(t)),
+                Err(crate::app::OpsError::Internal(e)) if crate::store::is_transient(&e) => {
+                    if self.stop.is_triggered() {
+                        return Ok(None);
+                    }
+                    self.show(bar, &e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        _ = self.stop.clone().wait() => return Ok(None),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }
 
 /// A rate for the progress bar: whole messages per second (one decimal below 10).

@@ -403,7 +403,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // The counts of repeated errors not logged yet (a run that had not ended).
+    telemetry::flush_ended(std::time::Instant::now() + telemetry::RUN_OVER_AFTER);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Input(message)) => {
             eprintln!("error: {message}");

@@ -41,6 +41,8 @@ mod send;
 pub mod status;
 mod watch;
 
+pub use send::MESSAGE_TRIES;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -54,7 +54,7 @@ const CLAIM_FACTOR: usize = 4;
 /// 421 included) counts as an attempt: a relay that refuses some messages now and then costs a
 /// reconnect, not a retry hours later; one that refuses this message every time cannot keep it
 /// forever.
-pub(super) const MESSAGE_TRIES: u32 = 3;
+pub const MESSAGE_TRIES: u32 = 3;
 
 /// A claim running ahead: when it started (ms, its leases run from then) and its rows.
 type Prefetch = JoinHandle<anyhow::Result<(i64, Vec<Claimed>)>>;

@@ -2,8 +2,10 @@
 //! transaction as the state change, and this loop sends it, so no request waits on SMTP and no
 //! mail is lost if the process stops between the two.
 //!
-//! A refusal of one mail (4xx, 5xx) counts an attempt of that mail: it is retried with a
-//! growing delay and given up after [`MAX_ATTEMPTS`]. A failing transport (the relay down,
+//! A refusal of one mail (421 or another 4xx) is that mail's, as for issue mail: it is tried
+//! again at once on another connection, and only after [`MESSAGE_TRIES`] refusals does it
+//! count an attempt, retried with a growing delay (30 s doubling) and given up after
+//! [`MAX_ATTEMPTS`]; a 5xx counts at once. A failing transport (the relay down,
 //! unreachable or refusing our login) is nobody's attempt: the mail and the rest of its batch
 //! go back in line untouched, and the loop holds off ([`Backoff`]: 1 s, then 2 s) until
 //! the relay takes mail again — so an outage of any length loses no confirmation mail.
@@ -16,6 +18,7 @@ use tokio::sync::Notify;
 
 use super::backoff::Backoff;
 use super::transport::{SendError, Transport};
+use crate::delivery::MESSAGE_TRIES;
 use crate::delivery::dkim::DkimSigner;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -77,6 +80,7 @@ pub async fn run(
     // No VERP for transactional mail: mail.return_path itself (or mail.from).
     let from = crate::bounces::verp::plain_sender(&composer.settings.mail);
     tracing::info!("transactional mail sender started");
+    let _busy = crate::shutdown::busy("the transactional mail sender");
     let backoff = Backoff::default();
     loop {
         if shutdown.is_triggered() {
@@ -128,8 +132,22 @@ pub async fn run(
                 .and_then(|id| subscribers.get(&id))
                 .and_then(|s| s.name.as_deref());
             let try_ = backoff.try_now();
+            let mut tries = 0;
             let result = match compose(&composer, dkim.as_deref(), &mail, name) {
-                Ok((to, message)) => transport.send_raw(&from, &to, &message).await,
+                // A refusal of this message (421 or another 4xx) is tried again at once on
+                // another connection (the pool drops the one that refused), as issue mail is;
+                // only after MESSAGE_TRIES does it count an attempt and wait.
+                Ok((to, message)) => loop {
+                    tries += 1;
+                    match transport.send_raw(&from, &to, &message).await {
+                        Err(SendError::Transient { .. })
+                            if tries < MESSAGE_TRIES && !shutdown.is_triggered() =>
+                        {
+                            tracing::debug!(id = mail.id, tries, "mail refused; trying again");
+                        }
+                        other => break other,
+                    }
+                },
                 Err(e) => Err(SendError::Permanent {
                     code: None,
                     message: format!("composing: {e:#}"),
@@ -164,11 +182,25 @@ pub async fn run(
                     if mail.attempts + 1 < MAX_ATTEMPTS =>
                 {
                     let delay = retry_delay(mail.attempts);
-                    tracing::warn!(id = mail.id, error = %e, retry_in = ?delay, "mail not sent; will retry");
+                    let e = format!("{e} ({tries} tries)");
+                    crate::log_repeated!(
+                        warn,
+                        "queue:refused",
+                        e,
+                        id = mail.id,
+                        retry_in = ?delay,
+                        "mail not sent; will retry"
+                    );
                     store.outbound_failed(mail.id, &e, Some(delay)).await
                 }
                 Err(e) => {
-                    tracing::warn!(id = mail.id, error = %e, "mail failed for good");
+                    crate::log_repeated!(
+                        warn,
+                        "queue:failed",
+                        e,
+                        id = mail.id,
+                        "mail failed for good"
+                    );
                     store.outbound_failed(mail.id, &e.to_string(), None).await
                 }
             };
@@ -183,9 +215,7 @@ pub async fn run(
             }
         }
         // One write for the whole batch. A crash before it re-sends at most this batch.
-        if let Err(e) = store.outbound_sent(&sent).await {
-            crate::log_repeated!(warn, "queue:record-sent", e, "recording sent mail failed");
-        }
+        record_sent(&store, &sent, &shutdown).await;
         // The relay's quota counts every message: confirmations and welcomes go into the
         // sending window too (they are never held back by it).
         let d = &composer.settings.delivery;
@@ -204,6 +234,33 @@ pub async fn run(
         }
     }
     tracing::info!("transactional mail sender stopped");
+}
+
+/// Records the batch's sent mail, retrying while it fails (a full disk, the database
+/// restarting), as the issue recorder does: mail that went out but is not recorded is sent
+/// again when its lease runs out. Once shutdown is requested it gives up after a few tries
+/// (the lease decides then, as after kill -9).
+async fn record_sent(store: &Store, sent: &[i64], shutdown: &Shutdown) {
+    let mut tries = 0u32;
+    while let Err(e) = store.outbound_sent(sent).await {
+        tries += 1;
+        if shutdown.is_triggered() && tries >= 5 {
+            tracing::error!(
+                error = %format!("{e:#}"),
+                mails = sent.len(),
+                "giving up recording sent mail at shutdown; these may be sent again"
+            );
+            return;
+        }
+        crate::log_repeated!(
+            warn,
+            "queue:record-sent",
+            e,
+            tries,
+            "recording sent mail failed; retrying"
+        );
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(tries.min(5)))).await;
+    }
 }
 
 #[cfg(test)]

@@ -222,24 +222,45 @@ pub fn is_transient(e: &anyhow::Error) -> bool {
             | sqlx::Error::Protocol(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::WorkerCrashed => true,
-            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-                // PostgreSQL: connection exceptions (08…), shutdown / cannot connect now
-                // (57P01-57P03), serialisation and deadlock (40001, 40P01). SQLite (primary
-                // code, the low byte of the extended one; PostgreSQL's codes have five
-                // characters, SQLite's at most four digits): BUSY 5, LOCKED 6, IOERR 10,
-                // FULL 13, CANTOPEN 14.
-                let code: &str = &code;
-                if code.len() == 5 {
-                    code.starts_with("08")
-                        || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01")
-                } else {
-                    code.parse::<i32>()
-                        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
-                }
-            }),
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| transient_code(&code)),
             _ => false,
         }
     })
+}
+
+/// Whether a database error code names a condition that passes by itself.
+///
+/// PostgreSQL (five characters, SQLSTATE): every connection exception (class 08: the server
+/// went away, refused or broke the connection); insufficient resources (53000, disk full 53100,
+/// out of memory 53200, too many connections 53300; not 53400, a configuration limit); a
+/// read-only transaction (25006: a standby promoted or `default_transaction_read_only` while a
+/// disk is being freed); operator intervention (57P01 admin shutdown, 57P02 crash shutdown,
+/// 57P03 cannot connect now, 57P05 idle session timeout; not 57P04, the database dropped);
+/// serialisation failure and deadlock (40001, 40P01).
+///
+/// SQLite (the primary code is the low byte of the extended one; at most four digits): BUSY 5,
+/// LOCKED 6, IOERR 10, FULL 13, CANTOPEN 14.
+pub fn transient_code(code: &str) -> bool {
+    if code.len() == 5 {
+        code.starts_with("08")
+            || matches!(
+                code,
+                "53000"
+                    | "53100"
+                    | "53200"
+                    | "53300"
+                    | "25006"
+                    | "57P01"
+                    | "57P02"
+                    | "57P03"
+                    | "57P05"
+                    | "40001"
+                    | "40P01"
+            )
+    } else {
+        code.parse::<i32>()
+            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
+    }
 }
 
 /// Counts `n` new subscribers of `status` in `subscriber_counts`, in the transaction (or
@@ -327,5 +348,41 @@ mod tests {
         assert!(!is_transient(&anyhow::anyhow!(
             "issue 3 has no content to send"
         )));
+    }
+
+    #[test]
+    fn database_codes_that_pass_by_themselves_are_transient() {
+        use super::transient_code;
+        let cases = [
+            ("08006", true, "connection failure"),
+            ("08001", true, "cannot establish a connection"),
+            ("08P01", true, "protocol violation (a broken connection)"),
+            ("53100", true, "disk full"),
+            ("53200", true, "out of memory"),
+            ("53300", true, "too many connections"),
+            (
+                "53400",
+                false,
+                "a configuration limit does not pass by itself",
+            ),
+            ("25006", true, "read-only transaction"),
+            ("57P01", true, "admin shutdown"),
+            ("57P02", true, "crash shutdown"),
+            ("57P03", true, "cannot connect now"),
+            ("57P04", false, "the database was dropped"),
+            ("57P05", true, "idle session timeout"),
+            ("40001", true, "serialisation failure"),
+            ("40P01", true, "deadlock"),
+            ("23505", false, "unique violation"),
+            ("42P01", false, "undefined table"),
+            ("13", true, "SQLite FULL"),
+            ("5", true, "SQLite BUSY"),
+            ("266", true, "SQLite IOERR_READ (extended)"),
+            ("2067", false, "SQLite CONSTRAINT_UNIQUE"),
+            ("1", false, "SQLite ERROR"),
+        ];
+        for (code, transient, what) in cases {
+            assert_eq!(transient_code(code), transient, "{code}: {what}");
+        }
     }
 }

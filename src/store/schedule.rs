@@ -6,21 +6,78 @@ use chrono::{DateTime, Utc};
 use super::{Store, to_millis};
 use crate::issues::IsoWeek;
 
+/// What claiming a fire found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FireClaim {
+    /// This process holds the fire now.
+    Claimed,
+    /// The fire's outcome is known already.
+    Finished,
+    /// Another process claimed it moments ago and has not finished it.
+    Busy,
+}
+
 impl Store {
-    /// Claims the fire at `at`; `false` when another process (or an earlier run) has it.
-    pub async fn claim_fire(&self, at: DateTime<Utc>, week: IsoWeek) -> anyhow::Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO schedule_fires (fire_at, week, created_at) VALUES ($1, $2, $3)
+    /// Claims the fire at `at` for `claimant` (one process). A new fire is claimed; an
+    /// unfinished claim is taken over by the process that holds it (a retry after a failed
+    /// fire) or by anyone once it is older than `stale` (its process died or cannot write).
+    pub async fn claim_fire(
+        &self,
+        at: DateTime<Utc>,
+        week: IsoWeek,
+        claimant: &str,
+        stale: std::time::Duration,
+    ) -> anyhow::Result<FireClaim> {
+        let now = Utc::now();
+        let inserted = sqlx::query(
+            "INSERT INTO schedule_fires (fire_at, week, created_at, claimed_by)
+             VALUES ($1, $2, $3, $4)
              ON CONFLICT (fire_at) DO NOTHING",
         )
         .bind(to_millis(at))
         .bind(week.to_string())
-        .bind(to_millis(Utc::now()))
+        .bind(to_millis(now))
+        .bind(claimant)
         .execute(&self.writer)
         .await
         .context("claiming a schedule fire")?
         .rows_affected();
-        Ok(done > 0)
+        if inserted > 0 {
+            return Ok(FireClaim::Claimed);
+        }
+        let stale_before = now - chrono::Duration::from_std(stale).unwrap_or_default();
+        let taken = sqlx::query(
+            "UPDATE schedule_fires SET created_at = $1, claimed_by = $2
+              WHERE fire_at = $3 AND done_at IS NULL
+                AND (claimed_by = $2 OR claimed_by IS NULL OR created_at < $4)",
+        )
+        .bind(to_millis(now))
+        .bind(claimant)
+        .bind(to_millis(at))
+        .bind(to_millis(stale_before))
+        .execute(&self.writer)
+        .await
+        .context("taking over an unfinished schedule fire")?
+        .rows_affected();
+        if taken > 0 {
+            return Ok(FireClaim::Claimed);
+        }
+        Ok(if self.fire_was_finished(at).await? {
+            FireClaim::Finished
+        } else {
+            FireClaim::Busy
+        })
+    }
+
+    /// Marks the fire at `at` finished: its outcome is known and nobody fires it again.
+    pub async fn finish_fire(&self, at: DateTime<Utc>) -> anyhow::Result<()> {
+        sqlx::query("UPDATE schedule_fires SET done_at = $1 WHERE fire_at = $2")
+            .bind(to_millis(Utc::now()))
+            .bind(to_millis(at))
+            .execute(&self.writer)
+            .await
+            .context("finishing a schedule fire")?;
+        Ok(())
     }
 
     /// Records that a scheduler started at `at` (in the operator log).
@@ -44,11 +101,14 @@ impl Store {
         Ok(at.map(super::from_millis))
     }
 
-    pub async fn fire_was_claimed(&self, at: DateTime<Utc>) -> anyhow::Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schedule_fires WHERE fire_at = $1")
-            .bind(to_millis(at))
-            .fetch_one(&self.pool)
-            .await?;
+    /// Whether the fire at `at` was claimed and finished (an unfinished claim is not).
+    pub async fn fire_was_finished(&self, at: DateTime<Utc>) -> anyhow::Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM schedule_fires WHERE fire_at = $1 AND done_at IS NOT NULL",
+        )
+        .bind(to_millis(at))
+        .fetch_one(&self.pool)
+        .await?;
         Ok(n > 0)
     }
 

@@ -49,7 +49,12 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
         );
     }
     if let Err(e) = state.transport.check().await {
-        tracing::warn!(error = %e, "readiness check failed: mail transport");
+        crate::log_repeated!(
+            warn,
+            "readyz:transport",
+            e,
+            "readiness check failed: mail transport"
+        );
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: mail transport unreachable\n".into(),

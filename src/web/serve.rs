@@ -55,6 +55,10 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// 0: no per-client limit.
     pub max_connections_per_client: usize,
+    /// How long the connections open at shutdown may take to finish: a request's
+    /// `http.request_timeout` (and a second), capped by [`ConnectionLimits::within`] so the
+    /// drain ends before `delivery.shutdown_grace` forces the process out.
+    pub drain: Duration,
 }
 
 impl From<&HttpSettings> for ConnectionLimits {
@@ -66,7 +70,18 @@ impl From<&HttpSettings> for ConnectionLimits {
             max_connections: usize::try_from(http.max_connections).unwrap_or(usize::MAX),
             max_connections_per_client: usize::try_from(http.max_connections_per_client)
                 .unwrap_or(usize::MAX),
+            drain: http.request_timeout.0 + Duration::from_secs(1),
         }
+    }
+}
+
+impl ConnectionLimits {
+    /// The drain capped to end within `grace` after shutdown, with a fifth of it (at most a
+    /// second) left to close the rest: a slow request is cut, not the whole process.
+    pub fn within(mut self, grace: Duration) -> Self {
+        let cap = grace - (grace / 5).min(Duration::from_secs(1));
+        self.drain = self.drain.min(cap);
+        self
     }
 }
 
@@ -86,6 +101,8 @@ pub async fn serve(
     let clients = PerClient::new(limits.max_connections_per_client);
     let stop = shutdown.wait();
     tokio::pin!(stop);
+    // Connections open now (for the drain's last word).
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => match slot {
@@ -123,19 +140,29 @@ pub async fn serve(
             TowerToHyperService::new(service),
         );
         let connection = graceful.watch(connection);
+        let busy = crate::shutdown::busy("an HTTP connection");
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let open = open.clone();
         tokio::spawn(async move {
+            let _busy = busy;
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "connection closed with an error");
             }
             drop(client_slot);
             drop(slot);
+            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(limits.request_timeout + Duration::from_secs(1)) => {
-            tracing::warn!("connections still open after the grace period; closing them");
+        () = tokio::time::sleep(limits.drain) => {
+            tracing::warn!(
+                connections = open.load(std::sync::atomic::Ordering::Relaxed),
+                drain = %humantime::format_duration(limits.drain),
+                "HTTP connections still open (a slow request or client) at the end of the \
+                 shutdown drain; closing them"
+            );
         }
     }
     Ok(())

@@ -239,7 +239,12 @@ async fn receive(
             Ok(p) => applied.push(p),
             Err(e) => {
                 // A 500 makes the provider retry; what was applied is deduplicated then.
-                tracing::error!(error = ?e, "applying a webhook event failed");
+                crate::log_repeated!(
+                    error,
+                    "webhooks:apply",
+                    e,
+                    "applying a webhook event failed"
+                );
                 return (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response();
             }
         }

@@ -15,6 +15,12 @@
     set("figures", issue.figures);
     set("rate", issue.rate);
     set("eta", issue.eta);
+    var say = function (field, prefix, text) {
+      var el = item.querySelector('[data-field="' + field + '"]');
+      if (el) { el.textContent = text ? prefix + text : ""; el.hidden = !text; }
+    };
+    say("stuck", "Stuck: ", issue.stuck);
+    say("transport", "The relay is ", issue.transport);
     var bar = item.querySelector('[data-field="progress"]');
     if (bar) { bar.max = Math.max(issue.total, 1); bar.value = issue.done; }
     var status = item.querySelector('[data-field="status"]');

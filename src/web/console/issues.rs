@@ -38,6 +38,10 @@ pub(super) struct IssueView {
     scheduled_for: Option<String>,
     /// A send paused by a full window resumes by itself then.
     resumes_at: Option<String>,
+    /// Why a sending issue does not move (the database refuses writes, no worker sends it).
+    stuck: Option<String>,
+    /// The relay failing every try of the send: since when, and its last error.
+    transport: Option<String>,
     total: i64,
     /// Settled deliveries (sent, failed, skipped): what the progress bar fills.
     done: i64,
@@ -63,6 +67,14 @@ impl From<&IssueReport> for IssueView {
             reason: r.issue.status_reason.clone(),
             scheduled_for: r.issue.scheduled_for.map(|t| format!("{} UTC", when(t))),
             resumes_at: r.issue.resume_at.map(|t| format!("{} UTC", when(t))),
+            stuck: r.stuck.clone(),
+            transport: match (&r.issue.transport_error, r.issue.transport_error_since) {
+                (Some(error), Some(since)) => {
+                    Some(format!("failing since {} UTC: {error}", when(since)))
+                }
+                (Some(error), None) => Some(error.clone()),
+                _ => None,
+            },
             total: d.total,
             done,
             percent: if d.total > 0 { done * 100 / d.total } else { 0 },
