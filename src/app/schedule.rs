@@ -21,10 +21,13 @@ pub enum FireOutcome {
     Started { week: IsoWeek, recipients: i64 },
     /// The week's issue existed already and was not `ready`: nothing sent twice.
     Existing(IsoWeek),
+    /// A pre-send check failed: nothing was sent, the issue stays `ready` with the reason.
+    Refused { week: IsoWeek, reason: String },
 }
 
 impl App {
-    /// Handles one fire at `at`: claims it, creates the week's issue, starts its send.
+    /// Handles one fire at `at`: claims it, creates the week's issue, runs the pre-send
+    /// checks and starts its send when none fails.
     pub async fn fire(&self, at: DateTime<Utc>) -> anyhow::Result<FireOutcome> {
         let app = self;
         let tz = app.settings().schedule.timezone.0;
@@ -44,7 +47,8 @@ impl App {
                 return Ok(FireOutcome::Empty(week));
             }
         };
-        if issue.number.is_none() {
+        // A row of a week with nothing new, from before such weeks stopped leaving one.
+        if issue.status == crate::issues::IssueStatus::Empty {
             tracing::info!(%week, "scheduled fire: nothing new this week");
             return Ok(FireOutcome::Empty(week));
         }
@@ -52,12 +56,23 @@ impl App {
             tracing::info!(%week, status = %issue.status, "scheduled fire: issue exists already");
             return Ok(FireOutcome::Existing(week));
         }
+        // The checks an operator's send runs: a fire sends nothing that fails one.
+        if let Some(reason) = app.recheck_before_start(&issue).await {
+            let reason = format!(
+                "the scheduled fire at {} did not send it: {reason}; fix the issue, or send it \
+                 with force",
+                at.to_rfc3339()
+            );
+            app.store().note_ready_issue(issue.id, &reason).await?;
+            tracing::error!(%week, %reason, "scheduled fire: issue not sent");
+            return Ok(FireOutcome::Refused { week, reason });
+        }
         match app
             .perform_on(&Actor::Scheduler, issue, IssueAction::Send)
             .await
         {
             Ok(Performed {
-                done: Done::Started { recipients },
+                done: Done::Started { recipients, .. },
                 ..
             }) => {
                 tracing::info!(%week, recipients, "scheduled fire: send started");

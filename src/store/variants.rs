@@ -50,6 +50,15 @@ pub(super) fn flag_binds(map: &CategoryMap) -> Vec<String> {
         .collect()
 }
 
+/// The confirmed readers a send started now would skip ([`Store::audience_skips`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AudienceSkips {
+    /// Paused now (skipped with reason `paused`).
+    pub paused: i64,
+    /// Not paused, but their categories match none of the issue's comparisons.
+    pub no_matching_category: i64,
+}
+
 impl Store {
     /// The categories a reader chose, sorted (empty: everything).
     pub async fn subscriber_categories(&self, subscriber_id: i64) -> anyhow::Result<Vec<String>> {
@@ -144,6 +153,54 @@ impl Store {
             q = q.bind(b);
         }
         Ok(q.fetch_all(&self.pool).await?)
+    }
+
+    /// Of the confirmed readers, how many a send started now would skip: those paused now,
+    /// and those (not paused) whose chosen categories match none of an issue of `map` — as the
+    /// snapshot of [`Store::start_send`] decides. Paused readers are counted through the
+    /// partial index of paused readers (migration 0018), the others by the readers with a
+    /// choice only: neither reads the whole subscriber table.
+    pub async fn audience_skips(&self, map: &CategoryMap) -> anyhow::Result<AudienceSkips> {
+        let now = to_millis(Utc::now());
+        let paused: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM subscribers WHERE paused_until > $1 AND status = 'confirmed'",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .context("counting the paused readers")?;
+        if map.positions.is_empty() {
+            return Ok(AudienceSkips {
+                paused,
+                no_matching_category: 0,
+            });
+        }
+        let cats: Vec<String> = {
+            let mut all: Vec<String> = flag_binds(map);
+            all.sort();
+            all.dedup();
+            all
+        };
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT subscriber_id AS sid FROM subscriber_categories) x
+               JOIN subscribers s ON s.id = x.sid
+              WHERE s.status = 'confirmed' AND (s.paused_until IS NULL OR s.paused_until <= $1)
+                AND NOT EXISTS (SELECT 1 FROM subscriber_categories sc
+                                 WHERE sc.subscriber_id = x.sid AND sc.category IN ({}))",
+            placeholders(2, cats.len())
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(now);
+        for c in cats {
+            q = q.bind(c);
+        }
+        let no_matching_category = q
+            .fetch_one(&self.pool)
+            .await
+            .context("counting the readers without a matching category")?;
+        Ok(AudienceSkips {
+            paused,
+            no_matching_category,
+        })
     }
 
     /// The distinct sets the pending rows of an issue's ledger still need.
