@@ -421,6 +421,39 @@ async fn a_dns_server_that_is_down_fails_every_dns_check_within_the_timeout() {
 }
 
 #[tokio::test]
+async fn the_relay_host_is_resolved_through_dns_settings() {
+    let s = setup().await;
+    // A name only the test's DNS server knows: the system's resolver could not find it.
+    let zone = good_zone(&s).host("relay.verdicts.test", "127.0.0.1");
+    let dns = DnsServer::start(&zone);
+    let address = dns.address();
+    let toml = config(&s, &address, "").replace("@127.0.0.1:", "@relay.verdicts.test:");
+    assert!(toml.contains("@relay.verdicts.test:"), "{toml}");
+    let r = doctor(&s, &toml);
+    assert_eq!(r.status("smtp"), ["ok"], "{:?}", r.of("smtp"));
+    assert!(
+        r.of("smtp")[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("relay.verdicts.test"),
+        "{:?}",
+        r.of("smtp")
+    );
+    assert_eq!(r.code, 0, "{:?}", r.checks);
+    // The DNS server down: smtp fails naming the DNS failure, within dns.timeout (1s).
+    dns.stop();
+    let r = doctor(&s, &toml);
+    assert_eq!(r.status("smtp"), ["fail"]);
+    let detail = r.of("smtp")[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("resolving the relay relay.verdicts.test (dns.*)")
+            && detail.contains(&address),
+        "{detail}"
+    );
+    assert!(r.took < Duration::from_secs(5), "took {:?}", r.took);
+}
+
+#[tokio::test]
 async fn bad_dns_settings_stop_start_up_naming_the_key() {
     let s = setup().await;
     s.env

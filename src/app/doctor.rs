@@ -54,7 +54,7 @@ pub async fn report(settings: &Settings, database: Result<&Store, String>) -> Ve
             }
         }
     }
-    checks.push(smtp(&settings.mail, &settings.smtp).await);
+    checks.push(smtp(&settings.mail, &settings.smtp, &settings.dns).await);
     checks.push(public_url(
         &settings.http.public_url,
         settings.mail.transport,
@@ -389,7 +389,7 @@ async fn return_path(resolver: &Resolver, mail: &MailSettings) -> Check {
 }
 
 /// Connects, secures and logs in as `smtp.url` asks, says NOOP and QUIT: no mail.
-async fn smtp(mail: &MailSettings, smtp: &SmtpSettings) -> Check {
+async fn smtp(mail: &MailSettings, smtp: &SmtpSettings, dns: &crate::config::DnsSettings) -> Check {
     if mail.transport == TransportKind::Outbox {
         return Check::warn(
             "smtp",
@@ -413,7 +413,7 @@ async fn smtp(mail: &MailSettings, smtp: &SmtpSettings) -> Check {
         .map_or("no login".to_string(), |c| {
             format!("logged in as {}", c.user)
         });
-    let transport = match crate::mail::transport::Transport::new(mail, smtp, 1) {
+    let transport = match crate::mail::transport::Transport::new(mail, smtp, dns, 1) {
         Ok(t) => t,
         Err(e) => {
             return Check::fail(
