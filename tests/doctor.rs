@@ -237,6 +237,52 @@ async fn a_dkim_record_of_another_key_fails_dkim_and_exits_1() {
 }
 
 #[tokio::test]
+async fn an_rsa_key_in_the_ed25519_setting_fails_dkim_as_serve_would_refuse_it() {
+    let s = setup().await;
+    // The Ed25519 selector publishes the RSA key's record, so only the key's type is wrong.
+    let zone = Zone::default()
+        .local("verdicts.test")
+        .txt("main._domainkey.verdicts.test", &s.rsa)
+        .txt("ed._domainkey.verdicts.test", &s.rsa)
+        .txt("verdicts.test", "v=spf1 ip4:127.0.0.1 -all")
+        .txt(
+            "_dmarc.verdicts.test",
+            "v=DMARC1; p=quarantine; rua=mailto:dmarc@verdicts.test",
+        )
+        .mx("verdicts.test", "mx.verdicts.test", 10)
+        .host("mx.verdicts.test", "127.0.0.1");
+    let dns = DnsServer::start(&zone);
+    let toml = config(&s, &dns.address(), "").replace(
+        "ed25519_key_file = \"dkim-ed.pem\"",
+        "ed25519_key_file = \"dkim.pem\"",
+    );
+    let r = doctor(&s, &toml);
+    assert_eq!(r.code, 1, "{:#?}", r.checks);
+    assert_eq!(r.status("dkim"), ["fail"]);
+    let c = r.of("dkim")[0];
+    let detail = c["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("dkim.ed25519_key_file")
+            && detail.contains("is an rsa key; this setting takes an ed25519 key"),
+        "{c}"
+    );
+    let fix = c["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("verdicts dkim keygen --algorithm ed25519 --selector ed"),
+        "{c}"
+    );
+    // serve refuses the same settings.
+    let out = cli(&s.env, &["--config", "doctor.toml", "issue", "send", "1"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("is an rsa key; this setting takes an ed25519 key"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
 async fn no_dmarc_and_no_spf_each_fail_with_the_record_to_publish() {
     let s = setup().await;
     let dns = DnsServer::start(

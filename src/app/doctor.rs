@@ -177,6 +177,19 @@ async fn dkim(resolver: &Resolver, d: &DkimSettings) -> Vec<Check> {
             keygen,
         )];
     }
+    // The signer `serve` and `issue send` build: a key they would refuse (of the wrong type
+    // for its setting, too short, unreadable) fails here as it would stop them.
+    if let Err(e) = crate::delivery::dkim::DkimSigner::from_settings(d) {
+        let selector = match e.setting() {
+            "dkim.ed25519_key_file" => d.ed25519_selector.as_deref(),
+            _ => d.selector.as_deref(),
+        };
+        return vec![Check::fail(
+            "dkim",
+            format!("{e}: serve and issue send refuse to start with it"),
+            keygen_fix(e.setting(), selector.unwrap_or("verdicts")),
+        )];
+    }
     let mut checks = Vec::new();
     for (selector, file, setting) in keys {
         checks.push(dkim_one(resolver, domain, selector, file, setting).await);
@@ -197,9 +210,7 @@ async fn dkim_one(
             return Check::fail(
                 "dkim",
                 format!("selector {selector}: {e}"),
-                format!(
-                    "point {setting} at a usable key (`verdicts dkim keygen --selector {selector} --out FILE` makes one)"
-                ),
+                keygen_fix(setting, selector),
             );
         }
     };
@@ -261,6 +272,17 @@ async fn dkim_one(
             publish,
         )
     }
+}
+
+/// How to make a usable key for `setting`: the Ed25519 key needs `--algorithm ed25519`.
+fn keygen_fix(setting: &str, selector: &str) -> String {
+    let algorithm = match setting {
+        "dkim.ed25519_key_file" => " --algorithm ed25519",
+        _ => "",
+    };
+    format!(
+        "point {setting} at a usable key: `verdicts dkim keygen{algorithm} --selector {selector} --out FILE` makes one and prints the record to publish"
+    )
 }
 
 /// The organizational domain, approximated as the last two labels (no public suffix list).
