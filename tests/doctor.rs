@@ -88,6 +88,8 @@ fn config(s: &Setup, dns: &str, extra: &str) -> String {
          ca_file = {:?}\ntimeout_seconds = 5\n\
          [http]\npublic_url = \"https://news.verdicts.test\"\n\
          [site]\nbase_url = \"https://verdicts.test\"\n\
+         [newsletter]\nlist_id = \"weekly.verdicts.test\"\n\
+         postal_address = \"Verdicts, 2 Real Road, 12345 Town\"\n\
          [security]\nsecret_key = \"0123456789abcdef0123456789abcdef-doctor\"\n\
          [dkim]\ndomain = \"verdicts.test\"\nselector = \"main\"\nprivate_key_file = \"dkim.pem\"\n\
          ed25519_selector = \"ed\"\ned25519_key_file = \"dkim-ed.pem\"\n\
@@ -438,6 +440,100 @@ async fn a_loopback_or_plain_http_public_url_warns_and_still_exits_0() {
             .unwrap()
             .contains("site.base_url")
     );
+    // The shipped List-Id and postal address (every issue carries both) warn as well.
+    let toml = config(&s, &dns.address(), "")
+        .replace("weekly.verdicts.test", "weekly-verdicts.shiporskip.example")
+        .replace(
+            "Verdicts, 2 Real Road, 12345 Town",
+            "Ship or Skip, 1 Example Street, 10115 Berlin, Germany",
+        );
+    let r = doctor(&s, &toml);
+    assert_eq!(r.code, 0, "warnings pass: {}", r.stderr);
+    assert_eq!(r.status("site"), ["warn"]);
+    let c = r.of("site")[0];
+    let detail = c["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("newsletter.list_id = weekly-verdicts.shiporskip.example")
+            && detail.contains("newsletter.postal_address = Ship or Skip, 1 Example Street")
+            && !detail.contains("site.base_url"),
+        "{c}"
+    );
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .contains("newsletter.postal_address"),
+        "{c}"
+    );
+}
+
+#[tokio::test]
+async fn an_spf_record_without_a_sender_fails_and_the_envelope_domain_is_checked_too() {
+    let s = setup().await;
+    // `-all` alone authorises nobody: every message fails SPF.
+    let zone = good_zone(&s);
+    let strict = Zone::default()
+        .local("verdicts.test")
+        .txt("verdicts.test", "v=spf1 -all")
+        .txt("main._domainkey.verdicts.test", &s.rsa)
+        .txt("ed._domainkey.verdicts.test", &s.ed)
+        .txt(
+            "_dmarc.verdicts.test",
+            "v=DMARC1; p=quarantine; rua=mailto:dmarc@verdicts.test",
+        )
+        .mx("verdicts.test", "mx.verdicts.test", 10)
+        .host("mx.verdicts.test", "127.0.0.1");
+    let dns = DnsServer::start(&strict);
+    let r = doctor(&s, &config(&s, &dns.address(), ""));
+    assert_eq!(r.code, 1);
+    assert_eq!(r.status("spf"), ["fail"]);
+    let c = r.of("spf")[0];
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("authorises no sender"),
+        "{c}"
+    );
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .contains("publish verdicts.test. IN TXT \"v=spf1 a:127.0.0.1 -all\""),
+        "{c}"
+    );
+    drop(dns);
+
+    // A return path on another domain: SPF is checked there too (the envelope sender).
+    let zone = zone
+        .local("bounce.test")
+        .mx("bounce.test", "mx.verdicts.test", 10);
+    let dns = DnsServer::start(&zone);
+    let toml =
+        config(&s, &dns.address(), "").replace("bounces@verdicts.test", "bounces@bounce.test");
+    let r = doctor(&s, &toml);
+    assert_eq!(r.status("spf"), ["ok", "fail"], "{:#?}", r.of("spf"));
+    let c = r.of("spf")[1];
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("bounce.test (mail.return_path)"),
+        "{c}"
+    );
+    assert!(
+        c["fix"].as_str().unwrap().contains("publish bounce.test."),
+        "{c}"
+    );
+    drop(dns);
+    let zone = zone.txt("bounce.test", "v=spf1 ip4:127.0.0.1 -all");
+    let dns = DnsServer::start(&zone);
+    let toml =
+        config(&s, &dns.address(), "").replace("bounces@verdicts.test", "bounces@bounce.test");
+    let r = doctor(&s, &toml);
+    assert_eq!(r.status("spf"), ["ok", "ok"], "{:#?}", r.of("spf"));
+    assert_eq!(r.code, 0, "{:#?}", r.checks);
+    drop(dns);
 }
 
 #[tokio::test]
