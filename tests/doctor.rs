@@ -611,21 +611,66 @@ async fn bad_dns_settings_stop_start_up_naming_the_key() {
 
 #[tokio::test]
 async fn serve_logs_the_doctors_warnings_and_failures_at_start() {
-    use std::io::{BufRead, BufReader};
     let env = TestEnv::new().await;
+    // The shipped defaults: the example site and the outbox warn, DKIM fails (no key), and the
+    // DNS checks fail (the suite's resolver on loopback does not answer).
+    let seen = serve_start_findings(&env, &[], |seen| seen.len() >= 6);
+    let has = |c: &str, s: &str| seen.iter().any(|(a, b, _)| a == c && b == s);
+    assert!(has("site", "warn"), "{seen:?}");
+    assert!(has("smtp", "warn"), "{seen:?}");
+    assert!(has("dkim", "fail"), "{seen:?}");
+    assert!(has("spf", "fail"), "{seen:?}");
+    assert!(
+        !seen.iter().any(|(c, _, _)| c == "database"),
+        "ok checks are not logged: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn serve_over_smtp_with_a_loopback_public_url_warns_at_start() {
+    let env = TestEnv::new().await;
+    let smtp = format!("smtp://127.0.0.1:{}", common::free_port());
+    let vars = [
+        ("VERDICTS__MAIL__TRANSPORT", "smtp".to_string()),
+        ("VERDICTS__SMTP__URL", smtp),
+        (
+            "VERDICTS__HTTP__PUBLIC_URL",
+            "http://127.0.0.1:8080".to_string(),
+        ),
+    ];
+    let seen = serve_start_findings(&env, &vars, |seen| {
+        seen.iter().any(|(c, _, _)| c == "public_url")
+    });
+    let public = seen
+        .iter()
+        .find(|(c, _, _)| c == "public_url")
+        .unwrap_or_else(|| panic!("no public_url warning at start: {seen:?}"));
+    assert_eq!(public.1, "warn", "{seen:?}");
+    assert!(public.2.contains("127.0.0.1"), "{public:?}");
+}
+
+/// Starts `serve` with `vars`, reads its JSON log until `enough` (or 20 s), and returns the
+/// doctor's findings it logged at start: (check, status, message).
+fn serve_start_findings(
+    env: &TestEnv,
+    vars: &[(&str, String)],
+    enough: impl Fn(&[(String, String, String)]) -> bool,
+) -> Vec<(String, String, String)> {
+    use std::io::{BufRead, BufReader};
     let port = common::free_port();
-    let mut child = env
-        .command()
-        .args(["--log-json", "serve"])
+    let mut cmd = env.command();
+    cmd.args(["--log-json", "serve"])
         .env("VERDICTS__HTTP__BIND", format!("127.0.0.1:{port}"))
         .env(
             "VERDICTS__SECURITY__SECRET_KEY",
             "0123456789abcdef0123456789abcdef-serve",
         )
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -635,11 +680,9 @@ async fn serve_logs_the_doctors_warnings_and_failures_at_start() {
             }
         }
     });
-    // The shipped defaults: the example site and the outbox warn, DKIM fails (no key), and the
-    // DNS checks fail (the suite's resolver on loopback does not answer).
-    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut seen: Vec<(String, String, String)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && seen.len() < 6 {
+    while Instant::now() < deadline && !enough(&seen) {
         let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
             continue;
         };
@@ -656,18 +699,11 @@ async fn serve_logs_the_doctors_warnings_and_failures_at_start() {
             seen.push((
                 f["check"].as_str().unwrap().to_string(),
                 f["status"].as_str().unwrap().to_string(),
+                f["message"].as_str().unwrap_or_default().to_string(),
             ));
         }
     }
     let _ = child.kill();
     let _ = child.wait();
-    let has = |c: &str, s: &str| seen.iter().any(|(a, b)| a == c && b == s);
-    assert!(has("site", "warn"), "{seen:?}");
-    assert!(has("smtp", "warn"), "{seen:?}");
-    assert!(has("dkim", "fail"), "{seen:?}");
-    assert!(has("spf", "fail"), "{seen:?}");
-    assert!(
-        !seen.iter().any(|(c, _)| c == "database"),
-        "ok checks are not logged: {seen:?}"
-    );
+    seen
 }
