@@ -545,7 +545,9 @@ async fn the_doctor_report_is_at_the_api_and_on_the_console() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_confirms_a_send_in_a_browser() {
-    let (app, id) = ready_issue(3, false).await;
+    // Four readers, one paused: the form states 3, and the one skipped apart.
+    let (app, id) = ready_issue(4, false).await;
+    pause_one(&app).await;
     add_owner(&app.env);
     let driver = start_chromedriver();
     let dir = screenshot_dir("inbox");
@@ -566,6 +568,12 @@ async fn an_operator_confirms_a_send_in_a_browser() {
         shot(&client, &dir, &format!("{width}-deliverability")).await;
         client.goto(&app.url("/admin/issues/1")).await.unwrap();
         wait_for(&client, "#recipients", "will go to 3 recipients").await;
+        wait_for(
+            &client,
+            "#skipped",
+            "1 paused or without a matching category is skipped",
+        )
+        .await;
         client
             .execute(
                 "document.getElementById('actions').scrollIntoView()",
@@ -588,7 +596,8 @@ async fn an_operator_confirms_a_send_in_a_browser() {
             fill(&client, "#confirm_recipients", "3").await;
             click(&client, "#do-send").await;
             wait_for(&client, "#flash", "sending to 3 recipients").await;
-            assert_eq!(deliveries(&app, id).await, 3);
+            let counts = app.store.delivery_counts(id).await.unwrap();
+            assert_eq!((counts.total - counts.skipped, counts.skipped), (3, 1));
         }
         client.close().await.unwrap();
     }

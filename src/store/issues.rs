@@ -15,7 +15,8 @@ use crate::render::RenderedIssue;
 pub struct IssueRow {
     pub id: i64,
     pub week: IsoWeek,
-    /// Public number (#12); `None` for an empty week.
+    /// Public number (#12); `None` for an empty week's row, and for an issue cancelled before
+    /// any delivery (its number went back for the next issue).
     pub number: Option<i64>,
     pub status: IssueStatus,
     pub status_reason: Option<String>,
