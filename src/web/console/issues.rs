@@ -236,7 +236,7 @@ pub(super) async fn create(
                 .map_or_else(|| issue.week.to_string(), |n| n.to_string());
             // A new issue always has a number: a week with nothing new writes nothing.
             let message = match created {
-                Created::New => format!("Issue {key} of {} created.", issue.week),
+                Created::New => format!("Issue #{key} of {} created.", issue.week),
                 Created::Existing => format!("The issue of {} exists already.", issue.week),
             };
             Ok(console.redirect(
@@ -626,6 +626,12 @@ pub(super) async fn action(
                     format!("{week}: {deliveries} failed deliveries are back in line.")
                 }
                 Done::TestSent { to } => format!("{week}: a [TEST] copy went to {to}."),
+            };
+            // An issue cancelled before any delivery gave its number back: its page is now
+            // under its week.
+            let back = match done.issue.number {
+                Some(_) => back,
+                None => format!("/admin/issues/{week}"),
             };
             Ok(console.redirect(&state, &back, FlashKind::Ok, &message))
         }
