@@ -185,6 +185,9 @@ struct Inner {
     /// The last pre-send checks of each issue, for the console's issue page
     /// ([`App::pre_send_checks`]).
     checks: std::sync::Mutex<std::collections::HashMap<i64, issues::CachedChecks>>,
+    /// Per issue, its readers without a matching category and when they were counted
+    /// ([`App::audience_now`]).
+    audience: std::sync::Mutex<std::collections::HashMap<i64, (std::time::Instant, i64)>>,
 }
 
 impl fmt::Debug for App {
@@ -209,6 +212,7 @@ impl App {
                 engine: OnceCell::new(),
                 categories: std::sync::Mutex::new(None),
                 checks: Default::default(),
+                audience: Default::default(),
             }),
         }
     }
@@ -251,6 +255,15 @@ impl App {
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, issues::CachedChecks>> {
         self.inner
             .checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn audience_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, (std::time::Instant, i64)>> {
+        self.inner
+            .audience
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -50,15 +50,6 @@ pub(super) fn flag_binds(map: &CategoryMap) -> Vec<String> {
         .collect()
 }
 
-/// The confirmed readers a send started now would skip ([`Store::audience_skips`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct AudienceSkips {
-    /// Paused now (skipped with reason `paused`).
-    pub paused: i64,
-    /// Not paused, but their categories match none of the issue's comparisons.
-    pub no_matching_category: i64,
-}
-
 impl Store {
     /// The categories a reader chose, sorted (empty: everything).
     pub async fn subscriber_categories(&self, subscriber_id: i64) -> anyhow::Result<Vec<String>> {
@@ -155,32 +146,31 @@ impl Store {
         Ok(q.fetch_all(&self.pool).await?)
     }
 
-    /// Of the confirmed readers, how many a send started now would skip: those paused now,
-    /// and those (not paused) whose chosen categories match none of an issue of `map` — as the
-    /// snapshot of [`Store::start_send`] decides. Paused readers are counted through the
-    /// partial index of paused readers (migration 0018), the others by the readers with a
-    /// choice only: neither reads the whole subscriber table.
-    pub async fn audience_skips(&self, map: &CategoryMap) -> anyhow::Result<AudienceSkips> {
-        let now = to_millis(Utc::now());
-        let paused: i64 = sqlx::query_scalar(
+    /// How many confirmed readers are paused now (a send skips them, reason `paused`):
+    /// counted through the partial index of paused readers (migration 0018), not a scan of
+    /// every subscriber (2,000 paused of a million: ~5 ms on SQLite).
+    pub async fn paused_readers_now(&self) -> anyhow::Result<i64> {
+        sqlx::query_scalar(
             "SELECT COUNT(*) FROM subscribers WHERE paused_until > $1 AND status = 'confirmed'",
         )
-        .bind(now)
+        .bind(to_millis(Utc::now()))
         .fetch_one(&self.pool)
         .await
-        .context("counting the paused readers")?;
+        .context("counting the paused readers")
+    }
+
+    /// How many confirmed readers, not paused now, chose categories none of which an issue of
+    /// `map` has (a send skips them, as [`Store::start_send`]'s snapshot decides). A pass over
+    /// the readers with a choice only, never every subscriber: nothing to read when nobody
+    /// chose; ~140 ms on SQLite with 100,000 of a million readers choosing (see
+    /// [`crate::app::App::audience_now`], which keeps it a minute).
+    pub async fn readers_without_match(&self, map: &CategoryMap) -> anyhow::Result<i64> {
         if map.positions.is_empty() {
-            return Ok(AudienceSkips {
-                paused,
-                no_matching_category: 0,
-            });
+            return Ok(0);
         }
-        let cats: Vec<String> = {
-            let mut all: Vec<String> = flag_binds(map);
-            all.sort();
-            all.dedup();
-            all
-        };
+        let mut cats: Vec<String> = flag_binds(map);
+        cats.sort();
+        cats.dedup();
         let sql = format!(
             "SELECT COUNT(*) FROM (SELECT DISTINCT subscriber_id AS sid FROM subscriber_categories) x
                JOIN subscribers s ON s.id = x.sid
@@ -189,18 +179,14 @@ impl Store {
                                  WHERE sc.subscriber_id = x.sid AND sc.category IN ({}))",
             placeholders(2, cats.len())
         );
-        let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(now);
+        let mut q =
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(to_millis(Utc::now()));
         for c in cats {
             q = q.bind(c);
         }
-        let no_matching_category = q
-            .fetch_one(&self.pool)
+        q.fetch_one(&self.pool)
             .await
-            .context("counting the readers without a matching category")?;
-        Ok(AudienceSkips {
-            paused,
-            no_matching_category,
-        })
+            .context("counting the readers without a matching category")
     }
 
     /// The distinct sets the pending rows of an issue's ledger still need.
