@@ -1,6 +1,8 @@
 //! The one DNS resolver of verdicts: every look-up (the `doctor`'s SPF, DKIM, DMARC and
-//! return-path checks, and the domain checks that reuse it) goes through [`Resolver`], built from
-//! `[dns]` (`dns.nameservers`, `dns.timeout`).
+//! return-path checks, the signup's domain check, and the host names of the SMTP relay and the
+//! bounce mailbox, see [`Resolver::connect`]) goes through [`Resolver`], built from `[dns]`
+//! (`dns.nameservers`, `dns.timeout`). The one exception is the database URL's host, which
+//! sqlx resolves itself (through the system's resolver).
 //!
 //! Answers are typed, so callers decide on what DNS said, not on error strings: the name does not
 //! exist (NXDOMAIN), it exists without records of the type, a domain that declares it takes no
@@ -249,6 +251,82 @@ impl Resolver {
                 Answer::Failed(e) => MailRoute::Failed(e),
             },
         }
+    }
+}
+
+/// Why [`Resolver::connect`] could not open a connection.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The host name did not resolve (the text says how: NXDOMAIN, no records, the DNS server
+    /// down or silent within `dns.timeout`).
+    Dns(String),
+    /// Every address refused or failed; the last error.
+    Io(std::io::Error),
+    /// No address answered within the time given.
+    TimedOut,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Dns(e) => write!(f, "DNS: {e}"),
+            ConnectError::Io(e) => e.fmt(f),
+            ConnectError::TimedOut => f.write_str("no answer"),
+        }
+    }
+}
+
+impl Resolver {
+    /// The addresses of a host to connect to: the host itself when it is an IP address
+    /// (`[::1]` too), loopback for `localhost` (RFC 6761: never asked of DNS), else its A and
+    /// AAAA records through this resolver (bounded by `dns.timeout`).
+    pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        if bare.eq_ignore_ascii_case("localhost") || bare.eq_ignore_ascii_case("localhost.") {
+            return Ok(vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ]);
+        }
+        match self.has_address(bare).await {
+            Answer::Found(ips) => Ok(ips),
+            Answer::NoRecords => Err(format!(
+                "{bare} has no A or AAAA record (servers {})",
+                self.servers
+            )),
+            Answer::NxDomain => Err(format!(
+                "{bare} does not exist (NXDOMAIN; servers {})",
+                self.servers
+            )),
+            Answer::Failed(e) => Err(e),
+        }
+    }
+
+    /// Opens a TCP connection to `host:port`: the host resolved through this resolver (see
+    /// [`Resolver::addresses`]), then its addresses tried in turn until one connects, all
+    /// within `timeout` from the first address on. The caller keeps the host name for TLS
+    /// (SNI and the certificate's name).
+    pub async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<tokio::net::TcpStream, ConnectError> {
+        let ips = self.addresses(host).await.map_err(ConnectError::Dns)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = None;
+        for ip in ips {
+            let addr = std::net::SocketAddr::new(ip, port);
+            match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => return Err(ConnectError::TimedOut),
+            }
+        }
+        Err(last.map_or(ConnectError::TimedOut, ConnectError::Io))
     }
 }
 

@@ -49,6 +49,7 @@ impl Application {
         let transport = Transport::new(
             &settings.mail,
             &settings.smtp,
+            &settings.dns,
             settings.delivery.concurrency as usize + 2,
         )?;
         let rate_limits = RateLimits::new(
@@ -178,14 +179,26 @@ impl Application {
             shutdown.clone(),
         ));
         // The bounce mailbox, when configured (bounces.imap_url).
-        let bounces = settings.bounces.imap_url.clone().map(|url| {
-            let (app, settings) = (state.app.clone(), settings.clone());
-            let timeout = std::time::Duration::from_secs(settings.smtp.timeout_seconds);
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                crate::bounces::imap::run(app, &settings.bounces, url.0, timeout, stop).await
-            })
-        });
+        let bounces = match settings.bounces.imap_url.clone() {
+            Some(url) => {
+                let (app, settings) = (state.app.clone(), settings.clone());
+                let timeout = std::time::Duration::from_secs(settings.smtp.timeout_seconds);
+                let resolver = crate::dns::Resolver::new(&settings.dns)?;
+                let stop = shutdown.clone();
+                Some(tokio::spawn(async move {
+                    crate::bounces::imap::run(
+                        app,
+                        &settings.bounces,
+                        url.0,
+                        timeout,
+                        resolver,
+                        stop,
+                    )
+                    .await
+                }))
+            }
+            None => None,
+        };
         let limits = web::serve::ConnectionLimits::from(&settings.http)
             .within(settings.delivery.shutdown_grace.0);
         if settings.signup.trust_forwarded_for

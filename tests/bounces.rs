@@ -938,10 +938,12 @@ async fn the_bounce_mailbox_over_imaps_needs_a_trusted_certificate() {
     // The poller hands every report to the application layer, as `serve` does.
     let intake = common::app(&store, &settings);
     let mailbox = Mailbox::from_url(&dovecot.tls_url()).unwrap();
+    let resolver = verdicts::dns::Resolver::new(&settings.dns).unwrap();
     let options = |ca| PollOptions {
         done_folder: None,
         ca_file: ca,
         timeout: Duration::from_secs(5),
+        resolver: &resolver,
     };
     let err = poll_once(&mailbox, &intake, options(None))
         .await

@@ -1105,7 +1105,8 @@ async fn an_operator_runs_an_issue_in_a_browser() {
     );
     assert!(received[0].text().contains("Alpha vs Beta"));
 
-    // Schedule (the form's default time, an hour from now), then cancel.
+    // Schedule (the form's default time, an hour from now; the count confirmed), then cancel.
+    fill(&client, "#schedule_confirm_recipients", "3").await;
     click(&client, "#do-schedule").await;
     expect_text(&client, "#issue-status", "scheduled").await;
     expect_text(&client, "#flash", "scheduled for").await;
@@ -1261,15 +1262,16 @@ async fn an_operator_runs_an_issue_in_a_browser() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    // 2026-W47 was cancelled before any delivery: 2026-W48 takes its comparisons and number.
     client.goto(&app.url("/admin")).await.unwrap();
     expect_text(
         &client,
-        "li[data-issue='2'] [data-field=figures]",
+        "li[data-issue='1'] [data-field=figures]",
         "0 of 0 sent",
     )
     .await;
     let r = app
-        .admin(Method::POST, "/api/issues/2/send")
+        .admin(Method::POST, "/api/issues/1/send")
         .send()
         .await
         .unwrap();
@@ -1277,11 +1279,11 @@ async fn an_operator_runs_an_issue_in_a_browser() {
     // No reload: the polling script updates the figures and the status.
     expect_text(
         &client,
-        "li[data-issue='2'] [data-field=figures]",
+        "li[data-issue='1'] [data-field=figures]",
         "2 of 2 sent",
     )
     .await;
-    expect_text(&client, "li[data-issue='2'] [data-field=status]", "sent").await;
+    expect_text(&client, "li[data-issue='1'] [data-field=status]", "sent").await;
     assert_eq!(sink.wait_for(3, Duration::from_secs(15)).await.len(), 3);
     shot(&client, &dir, "1280-1-dashboard").await;
     // Sent: now the reader takes a break, for the reader page.
@@ -1293,8 +1295,8 @@ async fn an_operator_runs_an_issue_in_a_browser() {
         .await
         .unwrap();
     for (path, name) in [
-        ("/admin/issues/1", "1280-2-issue-cancelled"),
-        ("/admin/issues/2", "1280-3-issue-sent"),
+        ("/admin/issues/2026-W47", "1280-2-issue-cancelled"),
+        ("/admin/issues/1", "1280-3-issue-sent"),
         ("/admin/subscribers", "1280-4-subscribers"),
         ("/admin/comparisons", "1280-5-comparisons"),
         ("/admin/bounces", "1280-6-bounces"),
@@ -1528,14 +1530,16 @@ async fn the_issue_page_shows_the_pre_send_checks() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // Cancelled before any delivery, it gave its number back: its page is under its week.
     let page = s
-        .get(&app, "/admin/issues/1")
+        .get(&app, "/admin/issues/2026-W47")
         .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
+    assert!(page.contains("id=\"issue-status\">cancelled"), "{page}");
     assert!(!page.contains("id=\"checks\""), "{page}");
     app.stop().await;
 }

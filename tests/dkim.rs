@@ -555,6 +555,45 @@ async fn confirmation_and_welcome_mails_are_signed_with_both_keys() {
     app.stop().await;
 }
 
+/// The one reminder a pending reader gets (`signup.reminder_after`) leaves signed like the
+/// confirmation, with both keys and the plain return path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reminder_mail_is_signed_with_both_keys() {
+    let sink = SmtpSink::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = rsa_pkcs8(keys.path(), 2048);
+    let ed = ed25519_pkcs8(keys.path());
+    let app = common::TestApp::spawn(&format!(
+        "[mail]\ntransport = \"smtp\"\nreturn_path = \"bounces@shiporskip.example\"\n\
+         [smtp]\nurl = \"{}\"\ntimeout_seconds = 5\n\
+         [signup]\nreminder_after = \"2s\"\npending_ttl = \"1h\"\n{}",
+        sink.url(),
+        dkim_toml(&key, Some(&ed))
+    ))
+    .await;
+    let records = [
+        format!("main:{}", rsa_record(&key)),
+        format!("ed:{}", ed25519_record(&ed)),
+    ];
+    let r = app
+        .client
+        .post(app.url("/subscribe"))
+        .form(&[("email", "late@example.org")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mails = sink.wait_for(2, Duration::from_secs(20)).await;
+    let reminder: Vec<Received> = mails
+        .into_iter()
+        .filter(|m| m.subject().starts_with("Still want"))
+        .collect();
+    assert_eq!(reminder.len(), 1, "one reminder");
+    assert_from_return_path(&reminder[0]);
+    assert_verified(&reminder, &records, &["rsa-sha256", "ed25519-sha256"]);
+    app.stop().await;
+}
+
 /// The change-of-address confirmation (to the new address) and the repermission mail leave
 /// through the same queue as the confirmation, signed with both keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

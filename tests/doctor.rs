@@ -88,6 +88,8 @@ fn config(s: &Setup, dns: &str, extra: &str) -> String {
          ca_file = {:?}\ntimeout_seconds = 5\n\
          [http]\npublic_url = \"https://news.verdicts.test\"\n\
          [site]\nbase_url = \"https://verdicts.test\"\n\
+         [newsletter]\nlist_id = \"weekly.verdicts.test\"\n\
+         postal_address = \"Verdicts, 2 Real Road, 12345 Town\"\n\
          [security]\nsecret_key = \"0123456789abcdef0123456789abcdef-doctor\"\n\
          [dkim]\ndomain = \"verdicts.test\"\nselector = \"main\"\nprivate_key_file = \"dkim.pem\"\n\
          ed25519_selector = \"ed\"\ned25519_key_file = \"dkim-ed.pem\"\n\
@@ -234,6 +236,52 @@ async fn a_dkim_record_of_another_key_fails_dkim_and_exits_1() {
     assert!(main["fix"].as_str().unwrap().contains(&s.rsa), "{main}");
     assert_eq!(r.status("spf"), ["ok"]);
     assert!(r.stderr.contains("1 check(s) failed: dkim"), "{}", r.stderr);
+}
+
+#[tokio::test]
+async fn an_rsa_key_in_the_ed25519_setting_fails_dkim_as_serve_would_refuse_it() {
+    let s = setup().await;
+    // The Ed25519 selector publishes the RSA key's record, so only the key's type is wrong.
+    let zone = Zone::default()
+        .local("verdicts.test")
+        .txt("main._domainkey.verdicts.test", &s.rsa)
+        .txt("ed._domainkey.verdicts.test", &s.rsa)
+        .txt("verdicts.test", "v=spf1 ip4:127.0.0.1 -all")
+        .txt(
+            "_dmarc.verdicts.test",
+            "v=DMARC1; p=quarantine; rua=mailto:dmarc@verdicts.test",
+        )
+        .mx("verdicts.test", "mx.verdicts.test", 10)
+        .host("mx.verdicts.test", "127.0.0.1");
+    let dns = DnsServer::start(&zone);
+    let toml = config(&s, &dns.address(), "").replace(
+        "ed25519_key_file = \"dkim-ed.pem\"",
+        "ed25519_key_file = \"dkim.pem\"",
+    );
+    let r = doctor(&s, &toml);
+    assert_eq!(r.code, 1, "{:#?}", r.checks);
+    assert_eq!(r.status("dkim"), ["fail"]);
+    let c = r.of("dkim")[0];
+    let detail = c["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("dkim.ed25519_key_file")
+            && detail.contains("is an rsa key; this setting takes an ed25519 key"),
+        "{c}"
+    );
+    let fix = c["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("verdicts dkim keygen --algorithm ed25519 --selector ed"),
+        "{c}"
+    );
+    // serve refuses the same settings.
+    let out = cli(&s.env, &["--config", "doctor.toml", "issue", "send", "1"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("is an rsa key; this setting takes an ed25519 key"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test]
@@ -392,6 +440,100 @@ async fn a_loopback_or_plain_http_public_url_warns_and_still_exits_0() {
             .unwrap()
             .contains("site.base_url")
     );
+    // The shipped List-Id and postal address (every issue carries both) warn as well.
+    let toml = config(&s, &dns.address(), "")
+        .replace("weekly.verdicts.test", "weekly-verdicts.shiporskip.example")
+        .replace(
+            "Verdicts, 2 Real Road, 12345 Town",
+            "Ship or Skip, 1 Example Street, 10115 Berlin, Germany",
+        );
+    let r = doctor(&s, &toml);
+    assert_eq!(r.code, 0, "warnings pass: {}", r.stderr);
+    assert_eq!(r.status("site"), ["warn"]);
+    let c = r.of("site")[0];
+    let detail = c["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("newsletter.list_id = weekly-verdicts.shiporskip.example")
+            && detail.contains("newsletter.postal_address = Ship or Skip, 1 Example Street")
+            && !detail.contains("site.base_url"),
+        "{c}"
+    );
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .contains("newsletter.postal_address"),
+        "{c}"
+    );
+}
+
+#[tokio::test]
+async fn an_spf_record_without_a_sender_fails_and_the_envelope_domain_is_checked_too() {
+    let s = setup().await;
+    // `-all` alone authorises nobody: every message fails SPF.
+    let zone = good_zone(&s);
+    let strict = Zone::default()
+        .local("verdicts.test")
+        .txt("verdicts.test", "v=spf1 -all")
+        .txt("main._domainkey.verdicts.test", &s.rsa)
+        .txt("ed._domainkey.verdicts.test", &s.ed)
+        .txt(
+            "_dmarc.verdicts.test",
+            "v=DMARC1; p=quarantine; rua=mailto:dmarc@verdicts.test",
+        )
+        .mx("verdicts.test", "mx.verdicts.test", 10)
+        .host("mx.verdicts.test", "127.0.0.1");
+    let dns = DnsServer::start(&strict);
+    let r = doctor(&s, &config(&s, &dns.address(), ""));
+    assert_eq!(r.code, 1);
+    assert_eq!(r.status("spf"), ["fail"]);
+    let c = r.of("spf")[0];
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("authorises no sender"),
+        "{c}"
+    );
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .contains("publish verdicts.test. IN TXT \"v=spf1 a:127.0.0.1 -all\""),
+        "{c}"
+    );
+    drop(dns);
+
+    // A return path on another domain: SPF is checked there too (the envelope sender).
+    let zone = zone
+        .local("bounce.test")
+        .mx("bounce.test", "mx.verdicts.test", 10);
+    let dns = DnsServer::start(&zone);
+    let toml =
+        config(&s, &dns.address(), "").replace("bounces@verdicts.test", "bounces@bounce.test");
+    let r = doctor(&s, &toml);
+    assert_eq!(r.status("spf"), ["ok", "fail"], "{:#?}", r.of("spf"));
+    let c = r.of("spf")[1];
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("bounce.test (mail.return_path)"),
+        "{c}"
+    );
+    assert!(
+        c["fix"].as_str().unwrap().contains("publish bounce.test."),
+        "{c}"
+    );
+    drop(dns);
+    let zone = zone.txt("bounce.test", "v=spf1 ip4:127.0.0.1 -all");
+    let dns = DnsServer::start(&zone);
+    let toml =
+        config(&s, &dns.address(), "").replace("bounces@verdicts.test", "bounces@bounce.test");
+    let r = doctor(&s, &toml);
+    assert_eq!(r.status("spf"), ["ok", "ok"], "{:#?}", r.of("spf"));
+    assert_eq!(r.code, 0, "{:#?}", r.checks);
+    drop(dns);
 }
 
 #[tokio::test]
@@ -421,6 +563,39 @@ async fn a_dns_server_that_is_down_fails_every_dns_check_within_the_timeout() {
 }
 
 #[tokio::test]
+async fn the_relay_host_is_resolved_through_dns_settings() {
+    let s = setup().await;
+    // A name only the test's DNS server knows: the system's resolver could not find it.
+    let zone = good_zone(&s).host("relay.verdicts.test", "127.0.0.1");
+    let dns = DnsServer::start(&zone);
+    let address = dns.address();
+    let toml = config(&s, &address, "").replace("@127.0.0.1:", "@relay.verdicts.test:");
+    assert!(toml.contains("@relay.verdicts.test:"), "{toml}");
+    let r = doctor(&s, &toml);
+    assert_eq!(r.status("smtp"), ["ok"], "{:?}", r.of("smtp"));
+    assert!(
+        r.of("smtp")[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("relay.verdicts.test"),
+        "{:?}",
+        r.of("smtp")
+    );
+    assert_eq!(r.code, 0, "{:?}", r.checks);
+    // The DNS server down: smtp fails naming the DNS failure, within dns.timeout (1s).
+    dns.stop();
+    let r = doctor(&s, &toml);
+    assert_eq!(r.status("smtp"), ["fail"]);
+    let detail = r.of("smtp")[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("resolving the relay relay.verdicts.test (dns.*)")
+            && detail.contains(&address),
+        "{detail}"
+    );
+    assert!(r.took < Duration::from_secs(5), "took {:?}", r.took);
+}
+
+#[tokio::test]
 async fn bad_dns_settings_stop_start_up_naming_the_key() {
     let s = setup().await;
     s.env
@@ -436,21 +611,66 @@ async fn bad_dns_settings_stop_start_up_naming_the_key() {
 
 #[tokio::test]
 async fn serve_logs_the_doctors_warnings_and_failures_at_start() {
-    use std::io::{BufRead, BufReader};
     let env = TestEnv::new().await;
+    // The shipped defaults: the example site and the outbox warn, DKIM fails (no key), and the
+    // DNS checks fail (the suite's resolver on loopback does not answer).
+    let seen = serve_start_findings(&env, &[], |seen| seen.len() >= 6);
+    let has = |c: &str, s: &str| seen.iter().any(|(a, b, _)| a == c && b == s);
+    assert!(has("site", "warn"), "{seen:?}");
+    assert!(has("smtp", "warn"), "{seen:?}");
+    assert!(has("dkim", "fail"), "{seen:?}");
+    assert!(has("spf", "fail"), "{seen:?}");
+    assert!(
+        !seen.iter().any(|(c, _, _)| c == "database"),
+        "ok checks are not logged: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn serve_over_smtp_with_a_loopback_public_url_warns_at_start() {
+    let env = TestEnv::new().await;
+    let smtp = format!("smtp://127.0.0.1:{}", common::free_port());
+    let vars = [
+        ("VERDICTS__MAIL__TRANSPORT", "smtp".to_string()),
+        ("VERDICTS__SMTP__URL", smtp),
+        (
+            "VERDICTS__HTTP__PUBLIC_URL",
+            "http://127.0.0.1:8080".to_string(),
+        ),
+    ];
+    let seen = serve_start_findings(&env, &vars, |seen| {
+        seen.iter().any(|(c, _, _)| c == "public_url")
+    });
+    let public = seen
+        .iter()
+        .find(|(c, _, _)| c == "public_url")
+        .unwrap_or_else(|| panic!("no public_url warning at start: {seen:?}"));
+    assert_eq!(public.1, "warn", "{seen:?}");
+    assert!(public.2.contains("127.0.0.1"), "{public:?}");
+}
+
+/// Starts `serve` with `vars`, reads its JSON log until `enough` (or 20 s), and returns the
+/// doctor's findings it logged at start: (check, status, message).
+fn serve_start_findings(
+    env: &TestEnv,
+    vars: &[(&str, String)],
+    enough: impl Fn(&[(String, String, String)]) -> bool,
+) -> Vec<(String, String, String)> {
+    use std::io::{BufRead, BufReader};
     let port = common::free_port();
-    let mut child = env
-        .command()
-        .args(["--log-json", "serve"])
+    let mut cmd = env.command();
+    cmd.args(["--log-json", "serve"])
         .env("VERDICTS__HTTP__BIND", format!("127.0.0.1:{port}"))
         .env(
             "VERDICTS__SECURITY__SECRET_KEY",
             "0123456789abcdef0123456789abcdef-serve",
         )
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -460,11 +680,9 @@ async fn serve_logs_the_doctors_warnings_and_failures_at_start() {
             }
         }
     });
-    // The shipped defaults: the example site and the outbox warn, DKIM fails (no key), and the
-    // DNS checks fail (the suite's resolver on loopback does not answer).
-    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut seen: Vec<(String, String, String)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && seen.len() < 6 {
+    while Instant::now() < deadline && !enough(&seen) {
         let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
             continue;
         };
@@ -481,18 +699,11 @@ async fn serve_logs_the_doctors_warnings_and_failures_at_start() {
             seen.push((
                 f["check"].as_str().unwrap().to_string(),
                 f["status"].as_str().unwrap().to_string(),
+                f["message"].as_str().unwrap_or_default().to_string(),
             ));
         }
     }
     let _ = child.kill();
     let _ = child.wait();
-    let has = |c: &str, s: &str| seen.iter().any(|(a, b)| a == c && b == s);
-    assert!(has("site", "warn"), "{seen:?}");
-    assert!(has("smtp", "warn"), "{seen:?}");
-    assert!(has("dkim", "fail"), "{seen:?}");
-    assert!(has("spf", "fail"), "{seen:?}");
-    assert!(
-        !seen.iter().any(|(c, _)| c == "database"),
-        "ok checks are not logged: {seen:?}"
-    );
+    seen
 }

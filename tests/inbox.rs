@@ -545,7 +545,9 @@ async fn the_doctor_report_is_at_the_api_and_on_the_console() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_confirms_a_send_in_a_browser() {
-    let (app, id) = ready_issue(3, false).await;
+    // Four readers, one paused: the form states 3, and the one skipped apart.
+    let (app, id) = ready_issue(4, false).await;
+    pause_one(&app).await;
     add_owner(&app.env);
     let driver = start_chromedriver();
     let dir = screenshot_dir("inbox");
@@ -566,6 +568,12 @@ async fn an_operator_confirms_a_send_in_a_browser() {
         shot(&client, &dir, &format!("{width}-deliverability")).await;
         client.goto(&app.url("/admin/issues/1")).await.unwrap();
         wait_for(&client, "#recipients", "will go to 3 recipients").await;
+        wait_for(
+            &client,
+            "#skipped",
+            "1 paused or without a matching category is skipped",
+        )
+        .await;
         client
             .execute(
                 "document.getElementById('actions').scrollIntoView()",
@@ -588,7 +596,8 @@ async fn an_operator_confirms_a_send_in_a_browser() {
             fill(&client, "#confirm_recipients", "3").await;
             click(&client, "#do-send").await;
             wait_for(&client, "#flash", "sending to 3 recipients").await;
-            assert_eq!(deliveries(&app, id).await, 3);
+            let counts = app.store.delivery_counts(id).await.unwrap();
+            assert_eq!((counts.total - counts.skipped, counts.skipped), (3, 1));
         }
         client.close().await.unwrap();
     }
@@ -625,4 +634,456 @@ async fn fill(client: &fantoccini::Client, css: &str, text: &str) {
     let el = client.find(Locator::Css(css)).await.unwrap();
     el.clear().await.unwrap();
     el.send_keys(text).await.unwrap();
+}
+
+/// Waits (at most 20 s) until `done` holds of issue `id`.
+async fn wait_issue(
+    app: &TestApp,
+    id: i64,
+    what: &str,
+    done: impl Fn(&verdicts::store::issues::IssueRow) -> bool,
+) -> verdicts::store::issues::IssueRow {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let issue = app.store.get_issue(id).await.unwrap().unwrap();
+        if done(&issue) {
+            return issue;
+        }
+        assert!(Instant::now() < deadline, "{what}: {issue:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Makes a scheduled issue due now (its time was set an hour ahead, so the checks of the
+/// schedule itself could not race its start).
+async fn due_now(app: &TestApp, id: i64) {
+    sqlx::query("UPDATE issues SET scheduled_for = 0 WHERE id = $1 AND status = 'scheduled'")
+        .bind(id)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+}
+
+/// Breaks the frozen HTML of issue `id` (a relative link: `links` fails).
+async fn break_links(app: &TestApp, id: i64) {
+    sqlx::query("UPDATE issues SET html = html || $1 WHERE id = $2")
+        .bind("<p><a href=\"/relative-page\">our archive</a></p>")
+        .bind(id)
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_runs_the_checks_like_a_send_over_the_cli() {
+    let (app, id) = ready_issue(2, true).await;
+    // Refused naming the check, nothing changes.
+    let out = app.env.cli(&["issue", "schedule", "1", "--at", "+1h"]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("not scheduled: the pre-send check links failed")
+            && out.stderr.contains("/relative-page"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(status(&app, id).await, IssueStatus::Ready);
+    // Forced: scheduled as forced, and it sends when due although `links` still fails.
+    let out = app
+        .env
+        .cli(&["issue", "schedule", "1", "--at", "+1h", "--force"]);
+    assert!(out.ok().contains("forced"), "{}", out.stdout);
+    assert!(
+        app.store
+            .get_issue(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .scheduled_forced
+    );
+    due_now(&app, id).await;
+    wait_issue(&app, id, "the forced schedule sends", |i| {
+        i.status != IssueStatus::Scheduled
+    })
+    .await;
+    assert_eq!(deliveries(&app, id).await, 2);
+
+    // Unforced, and failing when it comes due: back to ready, nothing sent, and why.
+    let (app, id) = ready_issue(2, false).await;
+    let out = app.env.cli(&["issue", "schedule", "1", "--at", "+1h"]);
+    assert!(
+        out.ok().contains("the pre-send checks run again then"),
+        "{}",
+        out.stdout
+    );
+    break_links(&app, id).await;
+    due_now(&app, id).await;
+    let issue = wait_issue(&app, id, "the due start is refused", |i| {
+        i.status == IssueStatus::Ready
+    })
+    .await;
+    assert_eq!(deliveries(&app, id).await, 0);
+    let reason = issue.status_reason.unwrap();
+    assert!(
+        reason.contains("the scheduled start at") && reason.contains("links failed"),
+        "{reason}"
+    );
+    let out = app.env.cli(&["issue", "status", "1"]);
+    let text = out.ok();
+    assert!(
+        text.contains("status:   ready") && text.contains("the pre-send check links failed"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_runs_the_checks_like_a_send_over_the_api() {
+    let (app, id) = ready_issue(3, true).await;
+    let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let r = app
+        .admin(Method::POST, "/api/issues/1/schedule")
+        .json(&json!({ "at": at }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("not scheduled") && body.contains("links"),
+        "{body}"
+    );
+    assert_eq!(status(&app, id).await, IssueStatus::Ready);
+    let r = app
+        .admin(Method::POST, "/api/issues/1/schedule")
+        .json(&json!({ "at": at, "force": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["issue"]["scheduled_forced"], true, "{body}");
+    due_now(&app, id).await;
+    wait_issue(&app, id, "the forced schedule sends", |i| {
+        i.status != IssueStatus::Scheduled
+    })
+    .await;
+    assert_eq!(deliveries(&app, id).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_in_the_console_states_and_confirms_recipients_and_runs_the_checks() {
+    let (app, id) = ready_issue(2, true).await;
+    add_owner(&app.env);
+    let session = login(&app).await;
+    let page = session
+        .get(&app, "/admin/issues/1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"schedule_confirm_recipients\""),
+        "{page}"
+    );
+    assert!(page.contains("id=\"schedule_force\""), "{page}");
+    let at = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    for (form, why) in [
+        (vec![("at", at.as_str())], "type the number of recipients"),
+        (
+            vec![("at", at.as_str()), ("confirm_recipients", "3")],
+            "would go to 2 recipients, not 3: nothing was scheduled",
+        ),
+        (
+            vec![("at", at.as_str()), ("confirm_recipients", "2")],
+            "not scheduled: the pre-send check links failed",
+        ),
+    ] {
+        let r = session
+            .post(&app, "/admin/issues/1/schedule", &form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{form:?}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains(why), "{why}: {html}");
+        assert_eq!(status(&app, id).await, IssueStatus::Ready);
+    }
+    let r = session
+        .post(
+            &app,
+            "/admin/issues/1/schedule",
+            &[("at", &at), ("confirm_recipients", "2"), ("force", "on")],
+        )
+        .send()
+        .await
+        .unwrap();
+    let html = follow(&app, &session, r).await;
+    assert!(
+        html.contains("scheduled for") && html.contains("forced"),
+        "{html}"
+    );
+    assert_eq!(status(&app, id).await, IssueStatus::Scheduled);
+    due_now(&app, id).await;
+    wait_issue(&app, id, "the forced schedule sends", |i| {
+        i.status != IssueStatus::Scheduled
+    })
+    .await;
+    assert_eq!(deliveries(&app, id).await, 2);
+
+    // Unforced and failing when due: the page says why it is ready again.
+    let (app, id) = ready_issue(1, false).await;
+    add_owner(&app.env);
+    let session = login(&app).await;
+    let r = session
+        .post(
+            &app,
+            "/admin/issues/1/schedule",
+            &[("at", &at), ("confirm_recipients", "1")],
+        )
+        .send()
+        .await
+        .unwrap();
+    let html = follow(&app, &session, r).await;
+    assert!(
+        html.contains("the pre-send checks run again then"),
+        "{html}"
+    );
+    break_links(&app, id).await;
+    due_now(&app, id).await;
+    wait_issue(&app, id, "the due start is refused", |i| {
+        i.status == IssueStatus::Ready
+    })
+    .await;
+    let page = session
+        .get(&app, "/admin/issues/1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"status-reason\"") && page.contains("the scheduled start at"),
+        "{page}"
+    );
+    assert_eq!(deliveries(&app, id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fire_sends_nothing_of_an_issue_that_fails_a_check() {
+    use verdicts::app::schedule::FireOutcome;
+    let (app, id) = ready_issue(2, true).await;
+    let settings = app.env.settings("");
+    // The fire for 2026-W47 finds its issue ready, checks it, and leaves it.
+    let at = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 23, 9, 0, 0).unwrap();
+    let outcome = common::app(&app.store, &settings).fire(at).await.unwrap();
+    match &outcome {
+        FireOutcome::Refused { week, reason } => {
+            assert_eq!(week.to_string(), "2026-W47");
+            assert!(reason.contains("links failed"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(status(&app, id).await, IssueStatus::Ready);
+    assert_eq!(deliveries(&app, id).await, 0);
+    let text = app.env.cli(&["issue", "status", "1"]).ok().to_string();
+    assert!(
+        text.contains("the scheduled fire at") && text.contains("links failed"),
+        "{text}"
+    );
+    // Fixed, an operator's send clears the reason.
+    let r = app
+        .admin(Method::POST, "/api/issues/1/send")
+        .json(&json!({ "force": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        app.store
+            .get_issue(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status_reason
+            .is_none()
+    );
+}
+
+/// Readers 0 and 1 of `ready_issue` get the issue; reader 2 is paused for two weeks.
+async fn pause_one(app: &TestApp) {
+    let id = app
+        .store
+        .get_subscriber_by_email(
+            &verdicts::subscribers::SubscriberEmail::parse("reader02@example.org").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(
+        app.store
+            .set_paused_until(id, Some(chrono::Utc::now() + chrono::Duration::days(14)))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn will_go_to_counts_the_readers_the_send_reaches() {
+    let (app, id) = ready_issue(3, false).await;
+    pause_one(&app).await;
+    add_owner(&app.env);
+    let session = login(&app).await;
+    let page = session
+        .get(&app, "/admin/issues/1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("This issue will go to <strong>2</strong> recipients"),
+        "{page}"
+    );
+    assert!(
+        page.contains("1 paused or without a matching category is skipped"),
+        "{page}"
+    );
+    let r = session
+        .post(&app, "/admin/issues/1/send", &[("confirm_recipients", "3")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("would go to 2 recipients, not 3 (1 paused or without a matching category is skipped): nothing was sent; confirm 2 to send"),
+        "{html}"
+    );
+    assert_eq!(status(&app, id).await, IssueStatus::Ready);
+    assert_eq!(deliveries(&app, id).await, 0);
+    let text = app.env.cli(&["issue", "status", "1"]).ok().to_string();
+    assert!(
+        text.contains(
+            "will go to: 2 recipients; 1 paused or without a matching category is skipped"
+        ),
+        "{text}"
+    );
+    let r = session
+        .post(&app, "/admin/issues/1/send", &[("confirm_recipients", "2")])
+        .send()
+        .await
+        .unwrap();
+    let html = follow(&app, &session, r).await;
+    assert!(
+        html.contains(
+            "sending to 2 recipients; 1 paused or without a matching category is skipped"
+        ),
+        "{html}"
+    );
+    let counts = app.store.delivery_counts(id).await.unwrap();
+    assert_eq!((counts.pending + counts.sent, counts.skipped), (2, 1));
+
+    // A reader whose categories match none of the issue's comparisons is left out too.
+    let (app, _) = ready_issue(3, false).await;
+    let reader = app
+        .store
+        .get_subscriber_by_email(
+            &verdicts::subscribers::SubscriberEmail::parse("reader00@example.org").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    app.store
+        .set_subscriber_categories(reader, &["No Such Category".into()])
+        .await
+        .unwrap();
+    pause_one(&app).await;
+    let out = app.env.cli(&["--json", "issue", "status", "1"]);
+    let v: Value = serde_json::from_str(out.ok().trim()).unwrap();
+    assert_eq!(
+        v["audience"],
+        json!({ "recipients": 1, "paused": 1, "no_matching_category": 1 }),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_an_unsent_issue_releases_its_comparisons_over_cli_and_api() {
+    let app = TestApp::spawn("").await;
+    seed(&app, 2).await;
+    // The operator's mistake: the wrong (earlier-than-meant) week takes both comparisons.
+    let out = app.env.cli(&["issue", "create", "--week", "2026-W48"]);
+    assert!(
+        out.ok().contains("created issue #1 for 2026-W48"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(unissued(&app).await, 0);
+    let out = app.env.cli(&["issue", "cancel", "1"]);
+    let text = out.ok();
+    assert!(
+        text.contains("cancelled") && text.contains("its 2 comparison(s) wait for the next issue"),
+        "{text}"
+    );
+    assert_eq!(unissued(&app).await, 2, "both comparisons are free again");
+    let listed = app
+        .env
+        .cli(&["--json", "comparisons", "list"])
+        .ok()
+        .to_string();
+    let listed: Value = serde_json::from_str(listed.trim()).unwrap();
+    for c in listed.as_array().unwrap() {
+        assert!(c["issue_week"].is_null(), "{c}");
+    }
+    // The real week gets them, and takes number #1 (no reader saw the cancelled one).
+    let (status_code, body) = create(&app, "2026-W47").await;
+    assert_eq!(status_code, 201, "{body}");
+    assert_eq!(body["issue"]["number"], 1);
+    assert_eq!(body["issue"]["items"].as_array().unwrap().len(), 2);
+    // Over the API: cancel the real week, then make the week again.
+    let r = app
+        .admin(Method::POST, "/api/issues/2026-W47/cancel")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["result"]["done"], "released", "{body}");
+    assert_eq!(body["result"]["comparisons"], 2, "{body}");
+    assert_eq!(unissued(&app).await, 2);
+    let (status_code, body) = create(&app, "2026-W47").await;
+    assert_eq!(status_code, 201, "the week is made again: {body}");
+    assert_eq!(body["issue"]["status"], "ready");
+    assert_eq!(body["issue"]["items"].as_array().unwrap().len(), 2);
+    // A cancelled 2026-W48 is still listed; creating it again finds nothing new.
+    let out = app.env.cli(&["issue", "create", "--week", "2026-W48"]);
+    assert!(
+        out.ok().contains("2026-W48 has nothing new"),
+        "{}",
+        out.stdout
+    );
+
+    // Cancelled once a send started: what went out stays, the comparisons stay with it.
+    let r = app
+        .admin(Method::POST, "/api/issues/2026-W47/send")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .admin(Method::POST, "/api/issues/2026-W47/cancel")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["result"]["done"], "moved", "{body}");
+    assert_eq!(unissued(&app).await, 0);
 }

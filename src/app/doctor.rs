@@ -33,13 +33,29 @@ pub async fn report(settings: &Settings, database: Result<&Store, String>) -> Ve
                 TransportKind::Smtp => Some(settings.smtp.url.host.as_str()),
                 TransportKind::Outbox => None,
             };
-            let (spf, dkim, dmarc, return_path) = tokio::join!(
-                spf(r, &from_domain, smtp_host),
+            // Receivers check SPF on the envelope sender: the return path's domain, when it is
+            // another than the From domain, is checked too.
+            let envelope_domain = settings
+                .mail
+                .return_path
+                .as_ref()
+                .map(|rp| rp.0.domain().to_ascii_lowercase())
+                .filter(|d| *d != from_domain);
+            let envelope_spf = async {
+                match &envelope_domain {
+                    Some(d) => Some(spf(r, d, "mail.return_path", smtp_host).await),
+                    None => None,
+                }
+            };
+            let (spf, envelope_spf, dkim, dmarc, return_path) = tokio::join!(
+                spf(r, &from_domain, "mail.from", smtp_host),
+                envelope_spf,
                 dkim(r, &settings.dkim),
                 dmarc(r, &from_domain, &settings.dkim),
                 return_path(r, &settings.mail),
             );
             checks.push(spf);
+            checks.extend(envelope_spf);
             checks.extend(dkim);
             checks.push(dmarc);
             checks.push(return_path);
@@ -54,12 +70,12 @@ pub async fn report(settings: &Settings, database: Result<&Store, String>) -> Ve
             }
         }
     }
-    checks.push(smtp(&settings.mail, &settings.smtp).await);
+    checks.push(smtp(&settings.mail, &settings.smtp, &settings.dns).await);
     checks.push(public_url(
         &settings.http.public_url,
         settings.mail.transport,
     ));
-    checks.push(site(&settings.site, &settings.mail));
+    checks.push(site(&settings.site, &settings.mail, &settings.newsletter));
     checks.push(match database {
         Ok(store) => match store.ping().await {
             Ok(()) => Check::ok(
@@ -103,7 +119,8 @@ fn tag<'a>(tags: &'a [(String, String)], key: &str) -> Option<&'a str> {
     tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-async fn spf(resolver: &Resolver, domain: &str, smtp_host: Option<&str>) -> Check {
+/// The SPF record of `domain` (the domain of `setting`): one record that authorises a sender.
+async fn spf(resolver: &Resolver, domain: &str, setting: &str, smtp_host: Option<&str>) -> Check {
     let relay = smtp_host
         .map(|h| format!("a:{h} "))
         .unwrap_or_else(|| "ip4:YOUR.RELAY.ADDRESS ".into());
@@ -113,10 +130,18 @@ async fn spf(resolver: &Resolver, domain: &str, smtp_host: Option<&str>) -> Chec
     let records = match resolver.txt(domain).await {
         Answer::Found(records) => records,
         Answer::NoRecords => {
-            return Check::fail("spf", format!("{domain} has no TXT record, so no SPF"), fix);
+            return Check::fail(
+                "spf",
+                format!("{domain} ({setting}) has no TXT record, so no SPF"),
+                fix,
+            );
         }
         Answer::NxDomain => {
-            return Check::fail("spf", format!("{domain} does not exist in DNS"), fix);
+            return Check::fail(
+                "spf",
+                format!("{domain} ({setting}) does not exist in DNS"),
+                fix,
+            );
         }
         Answer::Failed(e) => return Check::fail("spf", e, dns_fix(resolver)),
     };
@@ -128,18 +153,41 @@ async fn spf(resolver: &Resolver, domain: &str, smtp_host: Option<&str>) -> Chec
         })
         .collect();
     match spf.as_slice() {
-        [] => Check::fail("spf", format!("{domain} publishes no SPF record"), fix),
+        [] => Check::fail(
+            "spf",
+            format!("{domain} ({setting}) publishes no SPF record"),
+            fix,
+        ),
         [one] => {
-            let all = one
-                .split_whitespace()
+            let terms: Vec<&str> = one.split_whitespace().skip(1).collect();
+            let all = terms
+                .iter()
+                .copied()
                 .find(|m| m.trim_start_matches(['+', '-', '~', '?']) == "all");
+            // Modifiers carry '=' (redirect=, exp=); mechanisms do not (a:, ip4:, include:…).
+            let mechanisms: Vec<&str> = terms
+                .iter()
+                .copied()
+                .filter(|t| !t.contains('='))
+                .filter(|t| t.trim_start_matches(['+', '-', '~', '?']) != "all")
+                .collect();
+            let redirect = terms
+                .iter()
+                .any(|t| t.to_ascii_lowercase().starts_with("redirect="));
             match all {
                 Some("+all") | Some("all") => Check::warn(
                     "spf",
-                    format!("{domain}: \"{one}\" lets anyone send as {domain}"),
+                    format!("{domain} ({setting}): \"{one}\" lets anyone send as {domain}"),
                     format!("end the record with -all or ~all instead: {fix}"),
                 ),
-                _ => Check::ok("spf", format!("{domain}: \"{one}\"")),
+                _ if mechanisms.is_empty() && !redirect => Check::fail(
+                    "spf",
+                    format!(
+                        "{domain} ({setting}): \"{one}\" authorises no sender, so every message fails SPF"
+                    ),
+                    fix,
+                ),
+                _ => Check::ok("spf", format!("{domain} ({setting}): \"{one}\"")),
             }
         }
         several => Check::fail(
@@ -177,6 +225,19 @@ async fn dkim(resolver: &Resolver, d: &DkimSettings) -> Vec<Check> {
             keygen,
         )];
     }
+    // The signer `serve` and `issue send` build: a key they would refuse (of the wrong type
+    // for its setting, too short, unreadable) fails here as it would stop them.
+    if let Err(e) = crate::delivery::dkim::DkimSigner::from_settings(d) {
+        let selector = match e.setting() {
+            "dkim.ed25519_key_file" => d.ed25519_selector.as_deref(),
+            _ => d.selector.as_deref(),
+        };
+        return vec![Check::fail(
+            "dkim",
+            format!("{e}: serve and issue send refuse to start with it"),
+            keygen_fix(e.setting(), selector.unwrap_or("verdicts")),
+        )];
+    }
     let mut checks = Vec::new();
     for (selector, file, setting) in keys {
         checks.push(dkim_one(resolver, domain, selector, file, setting).await);
@@ -197,9 +258,7 @@ async fn dkim_one(
             return Check::fail(
                 "dkim",
                 format!("selector {selector}: {e}"),
-                format!(
-                    "point {setting} at a usable key (`verdicts dkim keygen --selector {selector} --out FILE` makes one)"
-                ),
+                keygen_fix(setting, selector),
             );
         }
     };
@@ -261,6 +320,17 @@ async fn dkim_one(
             publish,
         )
     }
+}
+
+/// How to make a usable key for `setting`: the Ed25519 key needs `--algorithm ed25519`.
+fn keygen_fix(setting: &str, selector: &str) -> String {
+    let algorithm = match setting {
+        "dkim.ed25519_key_file" => " --algorithm ed25519",
+        _ => "",
+    };
+    format!(
+        "point {setting} at a usable key: `verdicts dkim keygen{algorithm} --selector {selector} --out FILE` makes one and prints the record to publish"
+    )
 }
 
 /// The organizational domain, approximated as the last two labels (no public suffix list).
@@ -389,7 +459,7 @@ async fn return_path(resolver: &Resolver, mail: &MailSettings) -> Check {
 }
 
 /// Connects, secures and logs in as `smtp.url` asks, says NOOP and QUIT: no mail.
-async fn smtp(mail: &MailSettings, smtp: &SmtpSettings) -> Check {
+async fn smtp(mail: &MailSettings, smtp: &SmtpSettings, dns: &crate::config::DnsSettings) -> Check {
     if mail.transport == TransportKind::Outbox {
         return Check::warn(
             "smtp",
@@ -413,7 +483,7 @@ async fn smtp(mail: &MailSettings, smtp: &SmtpSettings) -> Check {
         .map_or("no login".to_string(), |c| {
             format!("logged in as {}", c.user)
         });
-    let transport = match crate::mail::transport::Transport::new(mail, smtp, 1) {
+    let transport = match crate::mail::transport::Transport::new(mail, smtp, dns, 1) {
         Ok(t) => t,
         Err(e) => {
             return Check::fail(
@@ -481,13 +551,31 @@ fn is_example(domain: &str) -> bool {
     d == EXAMPLE_DOMAIN || d.ends_with(&format!(".{EXAMPLE_DOMAIN}"))
 }
 
-fn site(site: &SiteSettings, mail: &MailSettings) -> Check {
+/// The shipped example postal address (config/default.toml).
+const EXAMPLE_POSTAL_ADDRESS: &str = "Ship or Skip, 1 Example Street, 10115 Berlin, Germany";
+
+fn site(
+    site: &SiteSettings,
+    mail: &MailSettings,
+    newsletter: &crate::config::NewsletterSettings,
+) -> Check {
     let mut examples = Vec::new();
     if is_example(&site.base_url.host()) {
         examples.push(format!("site.base_url = {}", site.base_url));
     }
     if is_example(mail.from.0.email.domain()) {
         examples.push(format!("mail.from = {}", mail.from.0));
+    }
+    // Every issue carries both: the List-Id header, and the address in the footer (the law
+    // asks for a real one).
+    if is_example(&newsletter.list_id.0) {
+        examples.push(format!("newsletter.list_id = {}", newsletter.list_id.0));
+    }
+    if newsletter.postal_address.0.trim() == EXAMPLE_POSTAL_ADDRESS {
+        examples.push(format!(
+            "newsletter.postal_address = {}",
+            newsletter.postal_address.0
+        ));
     }
     if examples.is_empty() {
         Check::ok(
@@ -498,7 +586,7 @@ fn site(site: &SiteSettings, mail: &MailSettings) -> Check {
         Check::warn(
             "site",
             format!("still the shipped example: {}", examples.join(", ")),
-            "set site.base_url to your site and mail.from to your sending address (config/local.toml)",
+            "set site.base_url to your site, mail.from to your sending address, newsletter.list_id to a name under your domain and newsletter.postal_address to your real postal address (config/local.toml)",
         )
     }
 }

@@ -190,6 +190,9 @@ struct Inner {
     claimant: String,
     /// The last write probe's answer and when (see [`App::writes_work`]).
     write_probe: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+    /// Per issue, its readers without a matching category and when they were counted
+    /// ([`App::audience_now`]).
+    audience: std::sync::Mutex<std::collections::HashMap<i64, (std::time::Instant, i64)>>,
 }
 
 impl fmt::Debug for App {
@@ -216,6 +219,7 @@ impl App {
                 checks: Default::default(),
                 write_probe: std::sync::Mutex::new(None),
                 claimant: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+                audience: Default::default(),
             }),
         }
     }
@@ -258,6 +262,15 @@ impl App {
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, issues::CachedChecks>> {
         self.inner
             .checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn audience_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, (std::time::Instant, i64)>> {
+        self.inner
+            .audience
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -25,6 +25,8 @@ pub enum FireOutcome {
     Started { week: IsoWeek, recipients: i64 },
     /// The week's issue existed already and was not `ready`: nothing sent twice.
     Existing(IsoWeek),
+    /// A pre-send check failed: nothing was sent, the issue stays `ready` with the reason.
+    Refused { week: IsoWeek, reason: String },
 }
 
 /// How long an unfinished claim of a fire keeps other processes off it. The process holding it
@@ -39,10 +41,11 @@ impl FireOutcome {
 }
 
 impl App {
-    /// Handles one fire at `at`: claims it, creates the week's issue, starts its send, and
-    /// marks the fire finished. An error (a full disk, a database restart) leaves the claim
-    /// unfinished, so firing again (the scheduler retries within `schedule.catch_up`, a
-    /// restart catches up) completes the week instead of finding it "handled".
+    /// Handles one fire at `at`: claims it, creates the week's issue, runs the pre-send checks,
+    /// starts its send when none fails, and marks the fire finished. An error (a full disk, a
+    /// database restart) leaves the claim unfinished, so firing again (the scheduler retries
+    /// within `schedule.catch_up`, a restart catches up) completes the week instead of finding
+    /// it "handled"; a failed check is an outcome ([`FireOutcome::Refused`]), not retried.
     pub async fn fire(&self, at: DateTime<Utc>) -> anyhow::Result<FireOutcome> {
         let tz = self.settings().schedule.timezone.0;
         let week = week_for_fire(at, tz);
@@ -89,7 +92,8 @@ impl App {
                 return Ok(FireOutcome::Empty(week));
             }
         };
-        if issue.number.is_none() {
+        // A row of a week with nothing new, from before such weeks stopped leaving one.
+        if issue.status == crate::issues::IssueStatus::Empty {
             tracing::info!(%week, "scheduled fire: nothing new this week");
             return Ok(FireOutcome::Empty(week));
         }
@@ -97,12 +101,23 @@ impl App {
             tracing::info!(%week, status = %issue.status, "scheduled fire: issue exists already");
             return Ok(FireOutcome::Existing(week));
         }
+        // The checks an operator's send runs: a fire sends nothing that fails one.
+        if let Some(reason) = app.recheck_before_start(&issue).await {
+            let reason = format!(
+                "the scheduled fire at {} did not send it: {reason}; fix the issue, or send it \
+                 with force",
+                at.to_rfc3339()
+            );
+            app.store().note_ready_issue(issue.id, &reason).await?;
+            tracing::error!(%week, %reason, "scheduled fire: issue not sent");
+            return Ok(FireOutcome::Refused { week, reason });
+        }
         match app
             .perform_on(&Actor::Scheduler, issue, IssueAction::Send)
             .await
         {
             Ok(Performed {
-                done: Done::Started { recipients },
+                done: Done::Started { recipients, .. },
                 ..
             }) => {
                 tracing::info!(%week, recipients, "scheduled fire: send started");

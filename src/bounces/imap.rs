@@ -39,6 +39,8 @@ pub struct PollOptions<'a> {
     pub ca_file: Option<&'a std::path::Path>,
     /// Bounds every step (connect, TLS, each IMAP command).
     pub timeout: Duration,
+    /// Resolves the mailbox's host name (`[dns]`); the name stays the TLS server name.
+    pub resolver: &'a crate::dns::Resolver,
 }
 
 fn tls_roots(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::RootCertStore> {
@@ -68,14 +70,20 @@ pub async fn poll_once(
         done_folder,
         ca_file,
         timeout,
+        resolver,
     } = options;
-    let tcp = tokio::time::timeout(
-        timeout,
-        tokio::net::TcpStream::connect((mailbox.host.as_str(), mailbox.port)),
-    )
-    .await
-    .with_context(|| format!("connecting to {mailbox:?} timed out"))?
-    .with_context(|| format!("connecting to {mailbox:?}"))?;
+    let tcp = match resolver.connect(&mailbox.host, mailbox.port, timeout).await {
+        Ok(tcp) => tcp,
+        Err(crate::dns::ConnectError::TimedOut) => {
+            anyhow::bail!("connecting to {mailbox:?} timed out")
+        }
+        Err(crate::dns::ConnectError::Io(e)) => {
+            return Err(anyhow::Error::from(e).context(format!("connecting to {mailbox:?}")));
+        }
+        Err(crate::dns::ConnectError::Dns(e)) => {
+            anyhow::bail!("resolving the bounce mailbox {} (dns.*): {e}", mailbox.host)
+        }
+    };
     if mailbox.tls {
         let roots = tls_roots(ca_file)?;
         let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
@@ -193,6 +201,7 @@ pub async fn run(
     bounces: &BounceSettings,
     mailbox: Mailbox,
     timeout: Duration,
+    resolver: crate::dns::Resolver,
     shutdown: Shutdown,
 ) {
     let every = bounces.imap_poll.0;
@@ -202,6 +211,7 @@ pub async fn run(
             done_folder: bounces.imap_done_folder.as_deref(),
             ca_file: bounces.imap_ca_file.as_deref(),
             timeout,
+            resolver: &resolver,
         };
         match poll_once(&mailbox, &sink, options).await {
             Ok(p) if p.handled + p.unreadable > 0 => {

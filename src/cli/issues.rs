@@ -40,8 +40,8 @@ pub(super) async fn run(
                 SubscriberEmail::parse(&to).map_err(|e| Failure::Input(format!("--to: {e}")))?;
             act(&app, &actor, id, IssueAction::TestSend(to), json).await
         }
-        IssueCommand::Schedule { id, at } => {
-            act(&app, &actor, id, IssueAction::Schedule(at), json).await
+        IssueCommand::Schedule { id, at, force } => {
+            schedule(&app, &actor, id, at, force, json).await
         }
         IssueCommand::Pause(args) => act(&app, &actor, args, IssueAction::Pause, json).await,
         IssueCommand::Resume(args) => act(&app, &actor, args, IssueAction::Resume, json).await,
@@ -153,17 +153,18 @@ async fn create(app: &App, args: WeekArg, json: bool) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    match (created, issue.number) {
-        (Created::Existing, _) => println!(
+    match created {
+        Created::Existing => println!(
             "issue for {week} already exists: {} ({})",
             issue
                 .number
                 .map_or("no number".to_string(), |n| format!("#{n}")),
             issue.status
         ),
-        (Created::New, None) => println!("{week} has nothing new: no email"),
-        (Created::New, Some(n)) => println!(
-            "created issue #{n} for {week} with {} comparison(s): {}",
+        // A new issue always has content and a number: a week with nothing new writes nothing.
+        Created::New => println!(
+            "created issue #{} for {week} with {} comparison(s): {}",
+            issue.number.unwrap_or_default(),
             issue.items.len(),
             issue.subject.as_deref().unwrap_or_default()
         ),
@@ -207,6 +208,25 @@ fn required(args: IssueIdArg) -> Result<IssueKey, Failure> {
         .ok_or_else(|| Failure::Input("ID: give the issue number (12) or week (2026-W47)".into()))
 }
 
+/// `issue schedule ID --at T [--force]`: guarded like a send.
+async fn schedule(
+    app: &App,
+    actor: &Actor,
+    args: IssueIdArg,
+    at: chrono::DateTime<Utc>,
+    force: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let guard = SendGuard {
+        force,
+        confirm_recipients: None,
+    };
+    let done = app
+        .perform_guarded(actor, required(args)?, IssueAction::Schedule(at), guard)
+        .await?;
+    print_done(done, json)
+}
+
 /// Every action but `send` (which also follows the send): one call into the application.
 async fn act(
     app: &App,
@@ -216,6 +236,10 @@ async fn act(
     json: bool,
 ) -> Result<(), Failure> {
     let done = app.perform(actor, required(args)?, action).await?;
+    print_done(done, json)
+}
+
+fn print_done(done: crate::app::issues::Performed, json: bool) -> Result<(), Failure> {
     if json {
         println!(
             "{}",
@@ -227,16 +251,30 @@ async fn act(
     match &done.done {
         Done::TestSent { to } => println!("sent a [TEST] copy of {week} to {to}"),
         Done::Scheduled { at } => println!(
-            "issue {week} will start sending at {}",
-            at.format("%Y-%m-%d %H:%M UTC")
+            "issue {week} will start sending at {}{}",
+            at.format("%Y-%m-%d %H:%M:%S UTC"),
+            if done.issue.scheduled_forced {
+                " (forced: even if a pre-send check fails then)"
+            } else {
+                "; the pre-send checks run again then"
+            }
         ),
         Done::Retried { deliveries } => println!(
             "issue {week}: {deliveries} failed recipient(s) back in line; the issue is {}",
             done.issue.status
         ),
-        Done::Started { recipients } => {
-            println!("issue {week} is sending to {recipients} recipient(s)")
-        }
+        Done::Started {
+            recipients,
+            skipped,
+        } => println!(
+            "issue {week} is sending to {}",
+            crate::app::issues::recipients_text(*recipients, *skipped)
+        ),
+        Done::Released { comparisons } => println!(
+            "issue {week} is now {}: nothing was sent, its {comparisons} comparison(s) wait for \
+             the next issue, and `verdicts issue create --week {week}` can make the week again",
+            done.issue.status
+        ),
         Done::Moved => println!("issue {week} is now {}", done.issue.status),
     }
     Ok(())
@@ -508,8 +546,15 @@ fn end_slug(end: SendEnd) -> &'static str {
 
 async fn status(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> {
     let report = app.issue_report(args.id).await?;
+    // Whom a send started now would reach, while it has not started.
+    let audience = match report.issue.status {
+        IssueStatus::Ready | IssueStatus::Scheduled => Some(app.audience_now(&report.issue).await?),
+        _ => None,
+    };
     if json {
-        println!("{}", serde_json::json!(report));
+        let mut value = serde_json::json!(report);
+        value["audience"] = serde_json::json!(audience);
+        println!("{value}");
         return Ok(());
     }
     let IssueReport {
@@ -536,6 +581,23 @@ async fn status(app: &App, args: IssueIdArg, json: bool) -> Result<(), Failure> 
     println!("status:   {}", issue.status);
     if let Some(reason) = &issue.status_reason {
         println!("reason:   {reason}");
+    }
+    if let Some(at) = issue
+        .scheduled_for
+        .filter(|_| issue.status == IssueStatus::Scheduled)
+    {
+        println!(
+            "starts:   {}{}",
+            at.format("%Y-%m-%d %H:%M:%S UTC"),
+            if issue.scheduled_forced {
+                " (forced: even if a pre-send check fails then)"
+            } else {
+                " (if the pre-send checks pass then)"
+            }
+        );
+    }
+    if let Some(a) = &audience {
+        println!("will go to: {}", a.describe());
     }
     if let Some(at) = issue.resume_at {
         println!("resumes:  {}", at.format("%Y-%m-%d %H:%M:%S UTC"));

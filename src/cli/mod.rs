@@ -250,13 +250,19 @@ pub enum IssueCommand {
         #[arg(long, value_name = "EMAIL")]
         to: String,
     },
-    /// Schedule a ready issue to start sending at a time (RFC 3339 or YYYY-MM-DD, UTC); a
-    /// scheduled issue can be rescheduled or cancelled before it starts.
+    /// Schedule a ready issue to start sending at a time (RFC 3339, YYYY-MM-DD, UTC, or +30m
+    /// from now); a scheduled issue can be rescheduled or cancelled before it starts. Refused
+    /// (exit 2, naming the check) when a pre-send check fails, unless --force; the checks run
+    /// again when it comes due, and a failure then leaves it `ready` unsent.
     Schedule {
         #[command(flatten)]
         id: IssueIdArg,
         #[arg(long, value_name = "T", value_parser = parse_time)]
         at: DateTime<Utc>,
+        /// Schedule even though a pre-send check (`issue check`) fails; the start when it
+        /// comes due is forced too.
+        #[arg(long)]
+        force: bool,
     },
     /// Pause a send; workers stop claiming within a second.
     Pause(IssueIdArg),
@@ -330,6 +336,11 @@ pub struct ListArgs {
 
 /// Accepts RFC 3339 (`2026-11-18T10:00:00Z`) or a date (`2026-11-18`, midnight UTC).
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Some(rel) = s.strip_prefix('+') {
+        let d = humantime::parse_duration(rel).map_err(|e| format!("{s:?}: {e}"))?;
+        let d = chrono::Duration::from_std(d).map_err(|e| format!("{s:?}: {e}"))?;
+        return Ok(Utc::now() + d);
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -337,7 +348,8 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
     }
     Err(format!(
-        "{s:?} is not a time: use RFC 3339 (2026-11-18T10:00:00Z) or a date (2026-11-18)"
+        "{s:?} is not a time: use RFC 3339 (2026-11-18T10:00:00Z), a date (2026-11-18) or a \
+         time from now (+30m)"
     ))
 }
 

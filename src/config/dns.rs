@@ -1,8 +1,9 @@
-//! `[dns]`: the one resolver of every DNS look-up.
+//! `[dns]`: the one resolver of every DNS look-up (but the database host's: sqlx resolves it).
 
 use super::*;
 
-/// `[dns]`: the resolver every DNS look-up of verdicts uses (`doctor`, and the domain checks).
+/// `[dns]`: the resolver every DNS look-up of verdicts uses (`doctor`, the domain checks, the
+/// SMTP relay's and the IMAP mailbox's host names); sqlx resolves the database host itself.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsSettings {

@@ -114,6 +114,18 @@ pub enum KeyError {
     },
 }
 
+impl KeyError {
+    /// The setting that names the key file.
+    pub fn setting(&self) -> &'static str {
+        match self {
+            KeyError::Read { setting, .. }
+            | KeyError::TooSmall { setting, .. }
+            | KeyError::NotAKey { setting, .. }
+            | KeyError::WrongAlgorithm { setting, .. } => setting,
+        }
+    }
+}
+
 /// A private key, parsed once.
 pub enum SigningKey {
     Rsa(RsaKeyPair),

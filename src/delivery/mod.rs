@@ -139,6 +139,7 @@ impl Engine {
             transport: Transport::new(
                 &settings.mail,
                 &settings.smtp,
+                &settings.dns,
                 settings.delivery.concurrency as usize + 2,
             )?,
             dkim: dkim::DkimSigner::from_settings(&settings.dkim)?.map(Arc::new),

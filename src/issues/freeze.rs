@@ -78,7 +78,15 @@ pub async fn create_issue(
     let mut last_conflict = String::new();
     for _ in 0..5 {
         if let Some(existing) = store.get_issue_by_week(week).await? {
-            return Ok(Some((existing, Created::Existing)));
+            // An issue cancelled before any delivery released its comparisons and number:
+            // its row only keeps the week, which is made again now.
+            let released = existing.status == crate::issues::IssueStatus::Cancelled
+                && existing.number.is_none()
+                && existing.items.is_empty();
+            if !(released && store.drop_released_issue(existing.id).await?) {
+                return Ok(Some((existing, Created::Existing)));
+            }
+            tracing::info!(%week, "the week's cancelled issue is made again");
         }
         let cutoff = week.end(tz);
         let items = store

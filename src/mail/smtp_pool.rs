@@ -65,6 +65,8 @@ pub struct SmtpTarget {
     /// A connection idle longer than this is checked with NOOP before it carries a message
     /// (`smtp.idle_check`).
     pub idle_check: Duration,
+    /// Resolves a host name (`[dns]`); the name itself stays the TLS server name.
+    pub resolver: crate::dns::Resolver,
 }
 
 /// An open connection and what its server offers.
@@ -139,13 +141,16 @@ impl SmtpPool {
                 t.timeout.as_secs()
             ),
         };
-        let stream = tokio::time::timeout(
-            t.timeout,
-            tokio::net::TcpStream::connect((t.host.as_str(), t.port)),
-        )
-        .await
-        .map_err(|_| timed_out("connecting"))?
-        .map_err(|e| io("connecting", e))?;
+        let stream = match t.resolver.connect(&t.host, t.port, t.timeout).await {
+            Ok(stream) => stream,
+            Err(crate::dns::ConnectError::TimedOut) => return Err(timed_out("connecting")),
+            Err(crate::dns::ConnectError::Io(e)) => return Err(io("connecting", e)),
+            Err(crate::dns::ConnectError::Dns(e)) => {
+                return Err(SendError::Transport {
+                    message: format!("resolving the relay {} (dns.*): {e}", t.host),
+                });
+            }
+        };
         stream
             .set_nodelay(true)
             .map_err(|e| io("setting TCP_NODELAY", e))?;
@@ -536,6 +541,11 @@ mod pipelining_tests {
                 timeout: Duration::from_secs(3),
                 trust: None,
                 idle_check: Duration::from_secs(3),
+                resolver: crate::dns::Resolver::new(&crate::config::DnsSettings {
+                    nameservers: vec!["127.0.0.1:9".to_string().try_into().unwrap()],
+                    ..Default::default()
+                })
+                .unwrap(),
             },
             0,
         );

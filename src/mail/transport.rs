@@ -46,6 +46,7 @@ impl Transport {
     pub fn new(
         mail: &MailSettings,
         smtp: &SmtpSettings,
+        dns: &crate::config::DnsSettings,
         connections: usize,
     ) -> anyhow::Result<Transport> {
         match mail.transport {
@@ -71,6 +72,7 @@ impl Transport {
                     timeout: Duration::from_secs(smtp.timeout_seconds),
                     trust,
                     idle_check: smtp.idle_check.0,
+                    resolver: crate::dns::Resolver::new(dns)?,
                 };
                 Ok(Transport::Smtp(SmtpPool::new(target, connections)))
             }

@@ -15,7 +15,8 @@ use crate::render::RenderedIssue;
 pub struct IssueRow {
     pub id: i64,
     pub week: IsoWeek,
-    /// Public number (#12); `None` for an empty week.
+    /// Public number (#12); `None` for an empty week's row, and for an issue cancelled before
+    /// any delivery (its number went back for the next issue).
     pub number: Option<i64>,
     pub status: IssueStatus,
     pub status_reason: Option<String>,
@@ -36,6 +37,9 @@ pub struct IssueRow {
     pub transport_error_since: Option<DateTime<Utc>>,
     /// A send paused because the sending window was full resumes by itself at this time.
     pub resume_at: Option<DateTime<Utc>>,
+    /// The schedule was forced past a failed pre-send check: it starts when due even if the
+    /// checks, run again then, still fail.
+    pub scheduled_forced: bool,
     /// Slugs of the comparisons it carries, in order.
     pub items: Vec<String>,
 }
@@ -64,7 +68,7 @@ macro_rules! issue_by {
         concat!(
             "SELECT id, week, number, status, status_reason, cutoff_at, subject, html, text, \
              created_at, scheduled_for, started_at, finished_at, transport_error, \
-             transport_error_since, resume_at FROM issues WHERE ",
+             transport_error_since, resume_at, scheduled_forced FROM issues WHERE ",
             $col,
             " = $1"
         )
@@ -97,6 +101,7 @@ fn issue_from_row(row: &AnyRow) -> anyhow::Result<IssueRow> {
         transport_error: row.try_get("transport_error")?,
         transport_error_since: opt_time("transport_error_since")?,
         resume_at: opt_time("resume_at")?,
+        scheduled_forced: row.try_get::<i64, _>("scheduled_forced")? != 0,
         items: Vec::new(),
     })
 }
@@ -263,7 +268,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, week, number, status, status_reason, cutoff_at, subject, NULL AS html,
                     NULL AS text, created_at, scheduled_for, started_at, finished_at,
-                    transport_error, transport_error_since, resume_at
+                    transport_error, transport_error_since, resume_at, scheduled_forced
                FROM issues ORDER BY week DESC",
         )
         .fetch_all(&self.pool)
@@ -330,6 +335,65 @@ impl Store {
             .await
             .with_context(|| format!("setting issue {id} to {status}"))?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Cancels an issue in one of `from` that has no delivery yet, and releases what it held:
+    /// its comparisons (the next issue takes them), its renderings and its public number (no
+    /// reader saw it). Returns how many comparisons went back, or `None` (nothing changed)
+    /// when the issue is not in one of `from` or its send has started.
+    pub async fn cancel_unsent_issue(
+        &self,
+        issue_id: i64,
+        from: &[IssueStatus],
+        reason: &str,
+    ) -> anyhow::Result<Option<u64>> {
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            "UPDATE issues SET status = 'cancelled', status_reason = $1, number = NULL,
+                    scheduled_for = NULL, scheduled_forced = 0, resume_at = NULL
+              WHERE id = $2 AND status IN ({})
+                AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = $2)",
+            super::placeholders(3, from.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(reason)
+            .bind(issue_id);
+        for f in from {
+            q = q.bind(f.as_str());
+        }
+        if q.execute(&mut *tx).await?.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let released = sqlx::query("DELETE FROM issue_items WHERE issue_id = $1")
+            .bind(issue_id)
+            .execute(&mut *tx)
+            .await
+            .context("releasing the comparisons of a cancelled issue")?
+            .rows_affected();
+        sqlx::query("DELETE FROM issue_variants WHERE issue_id = $1")
+            .bind(issue_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await.context("cancelling the issue")?;
+        Ok(Some(released))
+    }
+
+    /// Deletes the row of an issue cancelled before any delivery (it holds nothing but its
+    /// week), so the week can be created again; `false` when it is not such an issue.
+    pub async fn drop_released_issue(&self, issue_id: i64) -> anyhow::Result<bool> {
+        Ok(sqlx::query(
+            "DELETE FROM issues WHERE id = $1 AND status = 'cancelled' AND number IS NULL
+                AND NOT EXISTS (SELECT 1 FROM issue_items ii WHERE ii.issue_id = $1)
+                AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = $1)",
+        )
+        .bind(issue_id)
+        .execute(&self.writer)
+        .await
+        .context("dropping a released issue")?
+        .rows_affected()
+            > 0)
     }
 }
 

@@ -112,26 +112,61 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Schedules an issue in one of `from` for `at`; `false` (nothing changed) when it is in
-    /// another status.
+    /// Schedules an issue in one of `from` for `at`, `forced` past a failed pre-send check or
+    /// not; `false` (nothing changed) when it is in another status.
     pub async fn schedule_issue(
         &self,
         issue_id: i64,
         at: DateTime<Utc>,
+        forced: bool,
         from: &[crate::issues::IssueStatus],
     ) -> anyhow::Result<bool> {
         let sql = format!(
-            "UPDATE issues SET status = 'scheduled', scheduled_for = $1, status_reason = NULL
+            "UPDATE issues SET status = 'scheduled', scheduled_for = $1, status_reason = NULL,
+                    scheduled_forced = $3
               WHERE id = $2 AND status IN ({})",
-            super::placeholders(3, from.len())
+            super::placeholders(4, from.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(to_millis(at))
-            .bind(issue_id);
+            .bind(issue_id)
+            .bind(i64::from(forced));
         for f in from {
             q = q.bind(f.as_str());
         }
         Ok(q.execute(&self.writer).await?.rows_affected() > 0)
+    }
+
+    /// A scheduled issue whose start was refused (a pre-send check failed when it came due)
+    /// back to `ready` with the reason; `false` when it is no longer scheduled.
+    pub async fn unschedule_issue(&self, issue_id: i64, reason: &str) -> anyhow::Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE issues SET status = 'ready', status_reason = $1, scheduled_for = NULL,
+                    scheduled_forced = 0
+              WHERE id = $2 AND status = 'scheduled'",
+        )
+        .bind(reason)
+        .bind(issue_id)
+        .execute(&self.writer)
+        .await
+        .context("unscheduling an issue")?
+        .rows_affected()
+            > 0)
+    }
+
+    /// Why a ready issue did not start (the scheduler's fire refused it); `false` when it is
+    /// no longer ready.
+    pub async fn note_ready_issue(&self, issue_id: i64, reason: &str) -> anyhow::Result<bool> {
+        Ok(
+            sqlx::query("UPDATE issues SET status_reason = $1 WHERE id = $2 AND status = 'ready'")
+                .bind(reason)
+                .bind(issue_id)
+                .execute(&self.writer)
+                .await
+                .context("noting why an issue did not start")?
+                .rows_affected()
+                > 0,
+        )
     }
 
     /// The scheduled issues whose time has come, oldest first.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use chrono::Utc;
 use sqlx::Row;
 
-use super::{Store, placeholders, to_millis};
+use super::{Backend, Store, placeholders, to_millis};
 use crate::issues::variants::CategoryMap;
 use crate::render::RenderedIssue;
 
@@ -144,6 +144,64 @@ impl Store {
             q = q.bind(b);
         }
         Ok(q.fetch_all(&self.pool).await?)
+    }
+
+    /// How many confirmed readers are paused now (a send skips them, reason `paused`):
+    /// counted through the partial index of paused readers (migration 0018), not a scan of
+    /// every subscriber (2,000 paused of a million: ~5 ms on SQLite).
+    pub async fn paused_readers_now(&self) -> anyhow::Result<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM subscribers WHERE paused_until > $1 AND status = 'confirmed'",
+        )
+        .bind(to_millis(Utc::now()))
+        .fetch_one(&self.pool)
+        .await
+        .context("counting the paused readers")
+    }
+
+    /// How many confirmed readers, not paused now, chose categories none of which an issue of
+    /// `map` has (a send skips them, as [`Store::start_send`]'s snapshot decides). A pass over
+    /// the readers with a choice only, never every subscriber: nothing to read when nobody
+    /// chose; ~140 ms on SQLite and ~80 ms on PostgreSQL with 100,000 of a million readers
+    /// choosing (see [`crate::app::App::audience_now`], which keeps it a minute).
+    pub async fn readers_without_match(&self, map: &CategoryMap) -> anyhow::Result<i64> {
+        if map.positions.is_empty() {
+            return Ok(0);
+        }
+        let mut cats: Vec<String> = flag_binds(map);
+        cats.sort();
+        cats.dedup();
+        // The readers whose categories all miss the issue, then those of them confirmed and
+        // not paused. Each database gets the shape it runs fast (1M readers, 100,000 with a
+        // choice): PostgreSQL groups the choices in one pass (76–81 ms; the correlated
+        // NOT EXISTS took 0.67–1.08 s), SQLite probes its primary key per reader (~140 ms; the
+        // grouping took ~210 ms).
+        let sql = match self.backend {
+            Backend::Postgres => format!(
+                "SELECT COUNT(*) FROM (SELECT subscriber_id AS sid FROM subscriber_categories
+                                        GROUP BY subscriber_id
+                                       HAVING MAX(CASE WHEN category IN ({}) THEN 1 ELSE 0 END) = 0) x
+                   JOIN subscribers s ON s.id = x.sid
+                  WHERE s.status = 'confirmed' AND (s.paused_until IS NULL OR s.paused_until <= $1)",
+                placeholders(2, cats.len())
+            ),
+            Backend::Sqlite => format!(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT subscriber_id AS sid FROM subscriber_categories) x
+                   JOIN subscribers s ON s.id = x.sid
+                  WHERE s.status = 'confirmed' AND (s.paused_until IS NULL OR s.paused_until <= $1)
+                    AND NOT EXISTS (SELECT 1 FROM subscriber_categories sc
+                                     WHERE sc.subscriber_id = x.sid AND sc.category IN ({}))",
+                placeholders(2, cats.len())
+            ),
+        };
+        let mut q =
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(to_millis(Utc::now()));
+        for c in cats {
+            q = q.bind(c);
+        }
+        q.fetch_one(&self.pool)
+            .await
+            .context("counting the readers without a matching category")
     }
 
     /// The distinct sets the pending rows of an issue's ledger still need.

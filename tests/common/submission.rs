@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// A private CA and a server certificate it signed for `127.0.0.1` and `localhost`.
+/// A private CA and a server certificate it signed for `127.0.0.1`, `localhost` and
+/// `relay.verdicts.test` (a name only the tests' DNS server knows).
 pub struct TestCa {
     dir: TempDir,
     /// The CA certificate: what `smtp.ca_file` points at.
@@ -69,7 +70,7 @@ impl TestCa {
         .concat());
         std::fs::write(
             dir.path().join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:relay.verdicts.test\nbasicConstraints=CA:FALSE\n\
              keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
         )
         .unwrap();

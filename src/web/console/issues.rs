@@ -246,13 +246,10 @@ pub(super) async fn create(
             let key = issue
                 .number
                 .map_or_else(|| issue.week.to_string(), |n| n.to_string());
-            let message = match (created, issue.number) {
-                (Created::New, Some(n)) => format!("Issue #{n} of {} created.", issue.week),
-                (Created::New, None) => format!(
-                    "{} had no new comparisons: recorded as an empty week.",
-                    issue.week
-                ),
-                (Created::Existing, _) => format!("The issue of {} exists already.", issue.week),
+            // A new issue always has a number: a week with nothing new writes nothing.
+            let message = match created {
+                Created::New => format!("Issue #{key} of {} created.", issue.week),
+                Created::Existing => format!("The issue of {} exists already.", issue.week),
             };
             Ok(console.redirect(
                 &state,
@@ -435,12 +432,18 @@ pub(super) async fn detail(
     let view = IssueView::from(&report);
     let mut ctx = console.context(&state, "");
     ctx.insert("checks", &checks);
-    // "Will go to N recipients" while a send has not started.
+    // "Will go to N recipients" while a send has not started: the readers the send would
+    // reach now, and apart from them those it would skip.
     if matches!(status, IssueStatus::Ready | IssueStatus::Scheduled) {
-        ctx.insert(
-            "recipients",
-            &state.app.recipients_now().await.map_err(super::internal)?,
-        );
+        let audience = state
+            .app
+            .audience_now(&report.issue)
+            .await
+            .map_err(super::internal)?;
+        ctx.insert("recipients", &audience.recipients);
+        ctx.insert("skipped_paused", &audience.paused);
+        ctx.insert("skipped_no_match", &audience.no_matching_category);
+        ctx.insert("skipped", &audience.skipped());
     }
     ctx.insert("limits", &limits);
     ctx.insert("workers", &workers);
@@ -527,27 +530,31 @@ pub(super) struct ActionForm {
     /// schedule: when (UTC).
     #[serde(default)]
     at: String,
-    /// send: the number of recipients the operator typed to confirm.
+    /// send, schedule: the number of recipients the operator typed to confirm.
     #[serde(default)]
     confirm_recipients: String,
-    /// send: `on` to send even when a pre-send check fails.
+    /// send, schedule: `on` to go on even when a pre-send check fails.
     #[serde(default)]
     force: String,
 }
 
-/// The guard of a console send: the confirmed number is required, and must parse.
-fn send_guard(form: &ActionForm) -> Result<SendGuard, OpsError> {
+/// The guard of a console send or schedule: the confirmed number is required, and must parse.
+fn send_guard(kind: ActionKind, form: &ActionForm) -> Result<SendGuard, OpsError> {
+    let (what, nothing) = match kind {
+        ActionKind::Schedule => ("schedule", "nothing was scheduled"),
+        _ => ("send", "nothing was sent"),
+    };
     let typed = form.confirm_recipients.trim();
     if typed.is_empty() {
         return Err(OpsError::invalid(
             "confirm_recipients",
-            "type the number of recipients to confirm the send: nothing was sent",
+            format!("type the number of recipients to confirm the {what}: {nothing}"),
         ));
     }
     let n = typed.parse::<i64>().map_err(|_| {
         OpsError::invalid(
             "confirm_recipients",
-            format!("{typed:?} is not a number: nothing was sent"),
+            format!("{typed:?} is not a number: {nothing}"),
         )
     })?;
     Ok(SendGuard {
@@ -586,10 +593,11 @@ pub(super) async fn action(
         Ok(r) => r,
         Err(e) => return console.ops_error(&state, e, &back),
     };
-    // A send names an issue that exists (404 first) and carries the confirmed count.
+    // A send or a schedule names an issue that exists (404 first) and carries the confirmed
+    // count.
     let guard = match kind {
-        ActionKind::Send => match state.app.find_issue(issue_key).await {
-            Ok(_) => match send_guard(&form) {
+        ActionKind::Send | ActionKind::Schedule => match state.app.find_issue(issue_key).await {
+            Ok(_) => match send_guard(kind, &form) {
                 Ok(guard) => guard,
                 Err(e) => return console.ops_error(&state, e, &back),
             },
@@ -605,15 +613,37 @@ pub(super) async fn action(
         Ok(done) => {
             let week = done.issue.week;
             let message = match done.done {
-                Done::Started { recipients } => {
-                    format!("{week}: sending to {recipients} recipients.")
-                }
-                Done::Scheduled { at } => format!("{week}: scheduled for {} UTC.", when(at)),
+                Done::Started {
+                    recipients,
+                    skipped,
+                } => format!(
+                    "{week}: sending to {}.",
+                    crate::app::issues::recipients_text(recipients, skipped)
+                ),
+                Done::Scheduled { at } => format!(
+                    "{week}: scheduled for {} UTC{}.",
+                    when(at),
+                    if done.issue.scheduled_forced {
+                        " (forced: it starts even if a pre-send check fails then)"
+                    } else {
+                        "; the pre-send checks run again then"
+                    }
+                ),
+                Done::Released { comparisons } => format!(
+                    "{week}: cancelled before any delivery; its {comparisons} comparison(s) wait \
+                     for the next issue, and the week can be made again."
+                ),
                 Done::Moved => format!("{week}: {} done; now {}.", kind, done.issue.status),
                 Done::Retried { deliveries } => {
                     format!("{week}: {deliveries} failed deliveries are back in line.")
                 }
                 Done::TestSent { to } => format!("{week}: a [TEST] copy went to {to}."),
+            };
+            // An issue cancelled before any delivery gave its number back: its page is now
+            // under its week.
+            let back = match done.issue.number {
+                Some(_) => back,
+                None => format!("/admin/issues/{week}"),
             };
             Ok(console.redirect(&state, &back, FlashKind::Ok, &message))
         }
