@@ -291,7 +291,7 @@ async fn repermission_keeps_who_clicks_and_lapses_the_rest_at_the_deadline() {
     assert!(
         mails
             .iter()
-            .all(|m| m.subject() == "Still want Weekly AI Tool Verdicts? One click keeps it")
+            .all(|m| m.subject() == "Still want Weekly AI Tool Verdicts? Keep your subscription")
     );
     let keep = mails
         .iter()

@@ -661,7 +661,7 @@ async fn address_change_and_repermission_mails_are_signed() {
             ),
             (
                 "r0@example.org".to_string(),
-                "Still want Weekly AI Tool Verdicts? One click keeps it".to_string()
+                "Still want Weekly AI Tool Verdicts? Keep your subscription".to_string()
             ),
         ]
     );

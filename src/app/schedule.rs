@@ -58,7 +58,7 @@ impl App {
             FireClaim::Busy => return Ok(FireOutcome::InProgress),
             FireClaim::Claimed => {}
         }
-        let outcome = match self.fire_claimed(week).await {
+        let outcome = match self.fire_claimed(at, week).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 // A refusal of the application (a typed precondition, not a fault of the disk
@@ -78,7 +78,7 @@ impl App {
     }
 
     /// A claimed fire: the week's issue created (or found) and its send started.
-    async fn fire_claimed(&self, week: IsoWeek) -> anyhow::Result<FireOutcome> {
+    async fn fire_claimed(&self, at: DateTime<Utc>, week: IsoWeek) -> anyhow::Result<FireOutcome> {
         let app = self;
         let (issue, created) = match app
             .create_issue(&Actor::Scheduler, Some(week))

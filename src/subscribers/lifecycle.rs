@@ -147,7 +147,7 @@ impl Composer {
                         format!(
                             "You have been reading {newsletter} for a while, and we would rather ask than keep mailing someone who has moved on."
                         ),
-                        "One click keeps your subscription. If you do nothing, we stop sending and remove you from the list at the deadline.".to_string(),
+                        "The button opens a page where one more click keeps your subscription. If you do nothing, we stop sending and remove you from the list at the deadline.".to_string(),
                     ],
                 );
                 ctx.insert("button", "Keep my subscription");
@@ -160,7 +160,7 @@ impl Composer {
                     "Rather stop now? The unsubscribe link below does it at once.",
                 );
                 (
-                    format!("Still want {newsletter}? One click keeps it"),
+                    format!("Still want {newsletter}? Keep your subscription"),
                     "notice",
                     format!(
                         "repermission-{subscriber_id}-{}",
