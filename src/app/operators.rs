@@ -535,11 +535,24 @@ impl App {
         field: &str,
         client: IpAddr,
     ) -> Result<Guarded<()>, OpsError> {
-        let attempt = match throttle::reserve(self.store(), &who.email, client, now_ms()).await? {
+        self.throttled(&who.email, client, self.check_disable_own_totp(who, field))
+            .await
+    }
+
+    /// Runs `check` as one try in the failed-login throttle of `email` and `client`, as a
+    /// sign-in is: [`Guarded::Throttled`] without running it when over the limit; an answer of
+    /// [`Guarded::Refused`] counts as a failure.
+    async fn throttled<T>(
+        &self,
+        email: &str,
+        client: IpAddr,
+        check: impl std::future::Future<Output = Result<Guarded<T>, OpsError>>,
+    ) -> Result<Guarded<T>, OpsError> {
+        let attempt = match throttle::reserve(self.store(), email, client, now_ms()).await? {
             Ok(attempt) => attempt,
             Err(retry_after) => return Ok(Guarded::Throttled { retry_after }),
         };
-        let result = self.check_disable_own_totp(who, field).await;
+        let result = check.await;
         let failed = matches!(result, Ok(Guarded::Refused(_)));
         throttle::finish(self.store(), attempt, failed, now_ms()).await?;
         result
@@ -610,14 +623,8 @@ impl App {
         password: &str,
         client: IpAddr,
     ) -> Result<Guarded<Option<String>>, OpsError> {
-        let attempt = match throttle::reserve(self.store(), &who.email, client, now_ms()).await? {
-            Ok(attempt) => attempt,
-            Err(retry_after) => return Ok(Guarded::Throttled { retry_after }),
-        };
-        let result = self.check_begin_totp(who, password).await;
-        let failed = matches!(result, Ok(Guarded::Refused(_)));
-        throttle::finish(self.store(), attempt, failed, now_ms()).await?;
-        result
+        self.throttled(&who.email, client, self.check_begin_totp(who, password))
+            .await
     }
 
     async fn check_begin_totp(
@@ -667,14 +674,12 @@ impl App {
         field: &str,
         client: IpAddr,
     ) -> Result<Guarded<Vec<String>>, OpsError> {
-        let attempt = match throttle::reserve(self.store(), &who.email, client, now_ms()).await? {
-            Ok(attempt) => attempt,
-            Err(retry_after) => return Ok(Guarded::Throttled { retry_after }),
-        };
-        let result = self.check_confirm_totp(who, password, field).await;
-        let failed = matches!(result, Ok(Guarded::Refused(_)));
-        throttle::finish(self.store(), attempt, failed, now_ms()).await?;
-        result
+        self.throttled(
+            &who.email,
+            client,
+            self.check_confirm_totp(who, password, field),
+        )
+        .await
     }
 
     async fn check_confirm_totp(
