@@ -32,7 +32,7 @@
 //!   tokens in links.
 //! - [`store`] — one storage interface over SQLite and PostgreSQL, with embedded migrations.
 //! - [`schedule`] — the weekly cron, catch-up and scheduled issues, idempotent across
-//!   processes.
+//!   processes; [`schedule::fires`] is its cron maths, a leaf the application layer reads.
 //! - [`startup`] — builds the application from settings and runs it until shutdown.
 //! - [`web`] — HTTP routes, one module per concern, each owning its router; [`web::AppState`];
 //!   [`web::console`] is the operator console at `/admin`.

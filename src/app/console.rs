@@ -162,7 +162,7 @@ impl App {
     /// When `schedule.cron` fires next, in `schedule.timezone`.
     pub fn next_scheduled_fire(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let schedule = &self.settings().schedule;
-        crate::schedule::next_fire(&schedule.cron.schedule, schedule.timezone.0, now)
+        crate::schedule::fires::next_fire(&schedule.cron.schedule, schedule.timezone.0, now)
     }
 
     /// The newest `limit` issues with their delivery counts, rate and ETA.

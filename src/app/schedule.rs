@@ -8,7 +8,7 @@ use super::issues::{Creation, Done, Performed};
 use super::{Actor, App, OpsError};
 use crate::issues::freeze::Created;
 use crate::issues::{IsoWeek, IssueAction};
-use crate::schedule::{last_fire, next_fire, week_for_fire};
+use crate::schedule::fires::{last_fire, next_fire, week_for_fire};
 use crate::store::schedule::FireClaim;
 
 /// What a fire did.

@@ -152,7 +152,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     }
     let next = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
     let schedule = &state.settings().schedule;
-    if let Some(at) = crate::schedule::next_fire(
+    if let Some(at) = crate::schedule::fires::next_fire(
         &schedule.cron.schedule,
         schedule.timezone.0,
         chrono::Utc::now(),
