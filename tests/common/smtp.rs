@@ -83,8 +83,17 @@ impl SmtpSink {
         .unwrap();
         for _ in 0..20 {
             let port = port.unwrap_or_else(super::free_port);
+            // A name of this sink's own in its greeting: when another server holds the port
+            // (a free port is only free until somebody binds it), smtp-sink exits, and a
+            // connection that succeeds is to that other server, whose greeting lacks the name.
+            static SINKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let name = format!(
+                "sink-{}-{}",
+                std::process::id(),
+                SINKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
             let mut child = Command::new(sink_binary())
-                .args(["-u", "nobody"])
+                .args(["-u", "nobody", "-h", &name])
                 .args(extra)
                 .arg("-d")
                 .arg(format!("{}/%Y%m%d%H%M%S.", dir.path().display()))
@@ -96,8 +105,15 @@ impl SmtpSink {
                 .expect("starting smtp-sink");
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return SmtpSink { port, dir, child };
+                if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    use std::io::Read;
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut greeting = [0u8; 256];
+                    let n = conn.read(&mut greeting).unwrap_or(0);
+                    if String::from_utf8_lossy(&greeting[..n]).contains(&name) {
+                        return SmtpSink { port, dir, child };
+                    }
+                    break; // another server's port: try another one
                 }
                 if child.try_wait().unwrap().is_some() {
                     break;
