@@ -10,8 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::TestEnv;
+use common::send_issue as send;
 use common::smtp::{Received, SmtpSink};
-use common::{send_issue as send, serve};
 use reqwest::StatusCode;
 use verdicts::engagement::{Choice, vote_choice_token};
 use verdicts::store::Store;
@@ -76,7 +76,7 @@ async fn readers_get_only_the_comparisons_of_their_categories() {
         .unwrap();
 
     let sink = SmtpSink::start();
-    let server = serve(&env, common::free_port()).await;
+    let server = common::serve_with(&env, common::free_port(), &sink.transport()).await;
     let public = server.public.clone();
     let client = reqwest::Client::new();
     send(&env, &sink, &public, "1");

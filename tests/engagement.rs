@@ -16,8 +16,11 @@ use verdicts::store::comparisons::Source;
 const SITE: &str = "https://shiporskip.example";
 
 /// The app on a known port (so every link in the mail points at it), two comparisons, three
-/// confirmed readers and issue #1 frozen with the app's own key.
-async fn app_with_issue(extra: &str) -> TestApp {
+/// confirmed readers and issue #1 frozen with the app's own key; and the SMTP sink the issue
+/// goes to. The app's own delivery worker sends there too: `issue send` and the worker are two
+/// senders of one installation, and either may deliver a message (it went to the outbox when
+/// the worker won the race, and the sink waited in vain).
+async fn app_with_issue(extra: &str) -> (TestApp, SmtpSink) {
     app_with_comparisons(
         extra,
         vec![
@@ -29,10 +32,15 @@ async fn app_with_issue(extra: &str) -> TestApp {
 }
 
 /// [`app_with_issue`] with these comparisons.
-async fn app_with_comparisons(extra: &str, comparisons: Vec<serde_json::Value>) -> TestApp {
+async fn app_with_comparisons(
+    extra: &str,
+    comparisons: Vec<serde_json::Value>,
+) -> (TestApp, SmtpSink) {
+    let sink = SmtpSink::start();
     let port = free_port();
     let http = format!(
-        "[http]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n{extra}"
+        "{}[http]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n{extra}",
+        sink.transport()
     );
     let app = TestApp::spawn(&http).await;
     let text = serde_json::Value::Array(comparisons).to_string();
@@ -50,7 +58,7 @@ async fn app_with_comparisons(extra: &str, comparisons: Vec<serde_json::Value>) 
     )
     .await
     .unwrap();
-    app
+    (app, sink)
 }
 
 /// `verdicts issue send 1` to `sink` (same database and key file as the app).
@@ -178,8 +186,7 @@ async fn tallies(app: &TestApp, slug: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn votes_from_received_mail_count_once_per_reader_per_tool() {
-    let app = app_with_issue("").await;
-    let sink = SmtpSink::start();
+    let (app, sink) = app_with_issue("").await;
     let mails = received(&app, &sink).await;
     let (ada, bob, cy) = (&mails[0], &mails[1], &mails[2]);
     assert_eq!(ada.rcpt, "r0000@example.org");
@@ -383,8 +390,7 @@ async fn votes_from_received_mail_count_once_per_reader_per_tool() {
 /// comparison (it was a 429 page), and only the clicks within it count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_click_over_the_rate_limit_still_reaches_the_comparison_uncounted() {
-    let app = app_with_issue("rate_limit_per_minute = 2").await;
-    let sink = SmtpSink::start();
+    let (app, sink) = app_with_issue("rate_limit_per_minute = 2").await;
     let mails = received(&app, &sink).await;
     let alpha = links(&mails[0].text(), &app.url("/r/"))[0].clone();
     for _ in 0..4 {
@@ -427,8 +433,7 @@ async fn a_click_over_the_rate_limit_still_reaches_the_comparison_uncounted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn click_links_are_the_same_for_everyone_and_count_gets_only() {
-    let app = app_with_issue("").await;
-    let sink = SmtpSink::start();
+    let (app, sink) = app_with_issue("").await;
     let mails = received(&app, &sink).await;
     let per_reader: Vec<Vec<String>> = mails
         .iter()
@@ -611,8 +616,7 @@ async fn click_links_are_the_same_for_everyone_and_count_gets_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tracking_clicks_false_gives_plain_links() {
-    let app = app_with_issue("[tracking]\nclicks = false\n").await;
-    let sink = SmtpSink::start();
+    let (app, sink) = app_with_issue("[tracking]\nclicks = false\n").await;
     let mails = received(&app, &sink).await;
     let text = mails[0].text();
     assert!(links(&text, &app.url("/r/")).is_empty(), "{text}");
@@ -631,7 +635,7 @@ async fn tracking_clicks_false_gives_plain_links() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tallies_answer_cors_for_the_site_only() {
-    let app = app_with_issue("[site]\nbase_url = \"https://shiporskip.example\"\n").await;
+    let (app, _sink) = app_with_issue("[site]\nbase_url = \"https://shiporskip.example\"\n").await;
     let r = app
         .client
         .get(app.url("/votes/alpha-vs-beta.json"))
@@ -714,8 +718,7 @@ async fn wait_for_votes(store: &Store, n: usize) {
 async fn the_vote_page_works_without_javascript_on_a_phone_and_a_desktop() {
     use common::browser::{browser, browser_with, click_at, shot, start_chromedriver};
     use fantoccini::Locator;
-    let app = app_with_issue("").await;
-    let sink = SmtpSink::start();
+    let (app, sink) = app_with_issue("").await;
     let mails = received(&app, &sink).await;
     let dir = common::screenshot_dir("engagement");
     let driver = start_chromedriver();
@@ -795,8 +798,7 @@ async fn the_vote_page_works_without_javascript_on_a_phone_and_a_desktop() {
 /// reaching the comparison, and count nothing (the privacy page then says "no clicks").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_sent_with_clicks_on_count_nothing_once_clicks_are_off() {
-    let app = app_with_issue("").await;
-    let sink = SmtpSink::start();
+    let (app, sink) = app_with_issue("").await;
     let mails = received(&app, &sink).await;
     let alpha = links(&mails[0].text(), &app.url("/r/"))[0].clone();
     // The same installation (database, key) restarted with clicks off.
@@ -855,8 +857,7 @@ async fn refuse_click_counts(store: &Store) {
 /// A click whose count cannot be written still reaches the comparison (it was a 500 page).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_click_whose_count_cannot_be_written_still_reaches_the_comparison() {
-    let app = app_with_issue("").await;
-    let sink = SmtpSink::start();
+    let (app, sink) = app_with_issue("").await;
     let mails = received(&app, &sink).await;
     let alpha = links(&mails[0].text(), &app.url("/r/"))[0].clone();
     refuse_click_counts(&app.store).await;
@@ -893,8 +894,7 @@ async fn a_click_whose_count_cannot_be_written_still_reaches_the_comparison() {
 /// address, and the address's quota for the other token pages is untouched by genuine votes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_behind_one_address_all_vote_and_forged_links_are_limited() {
-    let app = app_with_issue("rate_limit_per_minute = 2").await;
-    let sink = SmtpSink::start();
+    let (app, sink) = app_with_issue("rate_limit_per_minute = 2").await;
     let mails = received(&app, &sink).await;
     // Three readers from 127.0.0.1, each opening their link and pressing the button: six
     // requests from one address under a limit of two a minute.
@@ -965,7 +965,7 @@ async fn a_reader_with_categories_votes_and_clicks_on_the_right_comparison() {
         }
         v
     };
-    let app = app_with_comparisons(
+    let (app, sink) = app_with_comparisons(
         "",
         vec![
             with_categories(
@@ -998,7 +998,6 @@ async fn a_reader_with_categories_votes_and_clicks_on_the_right_comparison() {
             .await
             .unwrap()
     );
-    let sink = SmtpSink::start();
     let mails = received(&app, &sink).await;
     let (ada_mail, bob_mail) = (&mails[0], &mails[1]);
     assert_eq!(ada_mail.rcpt, "r0000@example.org");
@@ -1054,7 +1053,7 @@ async fn a_reader_with_categories_votes_and_clicks_on_the_right_comparison() {
 /// does not hand one origin's answer to another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tallies_follow_an_explicit_allowed_origins_and_vary_on_origin() {
-    let app = app_with_issue(
+    let (app, _sink) = app_with_issue(
         "[signup]\nallowed_origins = [\"https://friends.example\", \"https://shiporskip.example\"]\n",
     )
     .await;

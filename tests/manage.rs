@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::TestEnv;
+use common::send_issue as send;
 use common::smtp::SmtpSink;
-use common::{send_issue as send, serve};
 use reqwest::StatusCode;
 use verdicts::store::Store;
 use verdicts::subscribers::SubscriberEmail;
@@ -48,7 +48,7 @@ async fn a_reader_pauses_exports_and_deletes_from_the_link_in_the_issue() {
     let env = TestEnv::new().await;
     let (store, _) = common::frozen_issue(&env, 3).await;
     let sink = SmtpSink::start();
-    let server = serve(&env, common::free_port()).await;
+    let server = common::serve_with(&env, common::free_port(), &sink.transport()).await;
     let public = server.public.clone();
     let client = reqwest::Client::new();
 

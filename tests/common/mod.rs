@@ -630,13 +630,9 @@ impl Drop for Server {
     }
 }
 
-/// Starts the whole application (as `verdicts serve` does) on `port`, `http.public_url` set to it.
-pub async fn serve(env: &TestEnv, port: u16) -> Server {
-    serve_with(env, port, "").await
-}
-
-/// Like [`serve`], with `extra` TOML on top (another process of the same installation,
-/// configured differently).
+/// Starts the whole application (as `verdicts serve` does) on `port`, `http.public_url` set to
+/// it, with `extra` TOML on top (e.g. [`smtp::SmtpSink::transport`], or another process of the
+/// same installation, configured differently).
 pub async fn serve_with(env: &TestEnv, port: u16, extra: &str) -> Server {
     let public = format!("http://127.0.0.1:{port}");
     let settings = env.settings(&merge_toml(

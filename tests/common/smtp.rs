@@ -136,6 +136,15 @@ impl SmtpSink {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
+    /// Settings that send through this sink: for a server that runs beside `issue send`, whose
+    /// delivery worker is a second sender of the same issue and may deliver any message.
+    pub fn transport(&self) -> String {
+        format!(
+            "[mail]\ntransport = \"smtp\"\n[smtp]\nurl = \"{}\"\ntimeout_seconds = 5\n",
+            self.url()
+        )
+    }
+
     /// Every message received so far.
     pub fn messages(&self) -> Vec<Received> {
         let mut out = Vec::new();
